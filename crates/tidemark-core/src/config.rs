@@ -1,0 +1,406 @@
+//! The configuration file.
+//!
+//! One TOML file describes the environments (each its own warehouse root and its own
+//! credentials) and the sources. Parsing is strict: an unknown key is an error that
+//! names the key and its line, because a silently ignored typo (`primary_kye`) in a
+//! data platform means silently wrong data. Secrets never live in this file: a source
+//! names an environment variable or a file that holds its password.
+//!
+//! See `docs/configuration.md` for every key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+
+use crate::names::Naming;
+use crate::{Error, Result};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Environments by name (`dev`, `test`, `prod`, ...).
+    #[serde(default)]
+    pub environments: BTreeMap<String, EnvironmentConfig>,
+    /// MySQL sources by name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, MySqlSourceConfig>,
+}
+
+/// One environment: where its warehouse lives and which credentials it uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentConfig {
+    /// Warehouse root: a local directory (relative to the config file) or `s3://bucket/prefix`.
+    pub warehouse: String,
+    /// object_store options for the warehouse (region, endpoint). Credentials are read
+    /// from the usual `AWS_*` environment variables, not from here.
+    #[serde(default)]
+    pub storage_options: BTreeMap<String, String>,
+    /// Per-environment overrides of source connection settings.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceOverride>,
+}
+
+/// Connection settings that differ between environments.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceOverride {
+    /// `mysql://user@host:port` (no password).
+    pub url: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+}
+
+/// A MySQL (or MariaDB, or Aurora MySQL) source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MySqlSourceConfig {
+    /// `mysql://user@host:port`; a password in the URL is rejected.
+    pub url: String,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+    /// Databases to read. Empty: every database the user can see except system ones.
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// Tables to include, as `db.table` glob patterns (`shop.*`). Empty: all.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Tables to exclude, as `db.table` glob patterns; applied after `include`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// How identifiers become SQL names.
+    #[serde(default)]
+    pub naming: Naming,
+    /// Rows per snapshot chunk; each chunk is one Delta commit, so an interrupted
+    /// snapshot resumes after the last committed chunk.
+    #[serde(default = "default_chunk_rows")]
+    pub snapshot_chunk_rows: usize,
+    /// Tables snapshotted at the same time.
+    #[serde(default = "default_parallel_tables")]
+    pub parallel_tables: usize,
+    /// Per-table options, keyed by `db.table` as spelled at the source.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableOptions>,
+}
+
+fn default_chunk_rows() -> usize {
+    250_000
+}
+fn default_parallel_tables() -> usize {
+    2
+}
+
+/// Options for one source table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableOptions {
+    /// Key columns for a table that has no primary key (source spelling).
+    pub primary_key: Option<Vec<String>>,
+    /// Column whose growth marks changed rows, for `tidemark pull`.
+    pub watermark: Option<String>,
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, path)?;
+        // Relative local warehouses are relative to the config file, not the cwd, so a
+        // daemon started from anywhere writes to the same place.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for env in config.environments.values_mut() {
+            if !env.warehouse.contains("://") && Path::new(&env.warehouse).is_relative() {
+                env.warehouse = base.join(&env.warehouse).to_string_lossy().into_owned();
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parse config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        // toml's Display quotes the offending line, which could echo a secret someone
+        // pasted into the file; report the line number and the message only.
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            Error::Config {
+                path: path.to_path_buf(),
+                message: match line {
+                    Some(l) => format!("line {l}: {}", e.message()),
+                    None => e.message().to_string(),
+                },
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |message: String| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        for (name, env) in &self.environments {
+            if env.warehouse.trim().is_empty() {
+                return Err(bad(format!("environments.{name}.warehouse is empty")));
+            }
+            for src in env.sources.keys() {
+                if !self.sources.contains_key(src) {
+                    return Err(bad(format!(
+                        "environments.{name}.sources.{src} overrides a source that is not defined; define [sources.{src}]"
+                    )));
+                }
+            }
+        }
+        // Two environments on one warehouse would let dev overwrite prod.
+        let mut roots = BTreeMap::new();
+        for (name, env) in &self.environments {
+            if let Some(other) = roots.insert(env.warehouse.trim_end_matches('/'), name) {
+                return Err(bad(format!(
+                    "environments {other} and {name} share the warehouse {}; each environment needs its own",
+                    env.warehouse
+                )));
+            }
+        }
+        for (name, src) in &self.sources {
+            check_url(&src.url).map_err(|m| bad(format!("sources.{name}.url: {m}")))?;
+            if src.snapshot_chunk_rows == 0 || src.parallel_tables == 0 {
+                return Err(bad(format!(
+                    "sources.{name}: snapshot_chunk_rows and parallel_tables must be at least 1"
+                )));
+            }
+            for pat in src.include.iter().chain(&src.exclude) {
+                Glob::new(pat)
+                    .map_err(|e| bad(format!("sources.{name}: bad table pattern {pat:?}: {e}")))?;
+            }
+            for key in src.tables.keys() {
+                if !key.contains('.') {
+                    return Err(bad(format!(
+                        "sources.{name}.tables.{key:?}: table keys are \"db.table\""
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The named environment, or an error listing the defined ones.
+    pub fn environment(&self, name: &str) -> Result<&EnvironmentConfig> {
+        self.environments.get(name).ok_or_else(|| Error::Config {
+            path: PathBuf::from("<config>"),
+            message: format!(
+                "environment {name:?} is not defined; defined: {}",
+                self.environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    }
+
+    /// A source with the environment's overrides applied.
+    pub fn source_for(&self, env: &str, name: &str) -> Result<MySqlSourceConfig> {
+        let mut src = self
+            .sources
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::Config {
+                path: PathBuf::from("<config>"),
+                message: format!("source {name:?} is not defined"),
+            })?;
+        if let Some(o) = self.environment(env)?.sources.get(name) {
+            if let Some(u) = &o.url {
+                check_url(u).map_err(|m| Error::Config {
+                    path: PathBuf::from("<config>"),
+                    message: format!("environments.{env}.sources.{name}.url: {m}"),
+                })?;
+                src.url = u.clone();
+            }
+            if o.password_env.is_some() || o.password_file.is_some() {
+                src.password_env = o.password_env.clone();
+                src.password_file = o.password_file.clone();
+            }
+        }
+        Ok(src)
+    }
+}
+
+fn check_url(url: &str) -> std::result::Result<(), String> {
+    let rest = url
+        .strip_prefix("mysql://")
+        .ok_or_else(|| format!("{url:?} must start with mysql://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        if userinfo.contains(':') {
+            return Err("the URL contains a password; put it in an environment variable (password_env) or a file (password_file) instead".into());
+        }
+    }
+    Ok(())
+}
+
+impl MySqlSourceConfig {
+    /// The password from `password_env` or `password_file`, if either is set.
+    pub fn password(&self, source: &str) -> Result<Option<String>> {
+        if let Some(var) = &self.password_env {
+            return match std::env::var(var) {
+                Ok(v) => Ok(Some(v)),
+                Err(_) => Err(Error::Secret(format!(
+                    "source {source}: password_env names {var}, which is not set; export {var} (or use password_file)"
+                ))),
+            };
+        }
+        if let Some(file) = &self.password_file {
+            return std::fs::read_to_string(file)
+                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+                .map_err(|e| {
+                    Error::Secret(format!(
+                        "source {source}: cannot read password_file {}: {e}",
+                        file.display()
+                    ))
+                });
+        }
+        Ok(None)
+    }
+
+    /// Compiled include/exclude patterns.
+    pub fn table_filter(&self) -> Result<TableFilter> {
+        let build = |pats: &[String]| -> Result<GlobSet> {
+            let mut b = GlobSetBuilder::new();
+            for p in pats {
+                b.add(Glob::new(p).map_err(|e| Error::Config {
+                    path: PathBuf::from("<config>"),
+                    message: format!("bad table pattern {p:?}: {e}"),
+                })?);
+            }
+            b.build().map_err(|e| Error::Config {
+                path: PathBuf::from("<config>"),
+                message: e.to_string(),
+            })
+        };
+        Ok(TableFilter {
+            include: (!self.include.is_empty())
+                .then(|| build(&self.include))
+                .transpose()?,
+            exclude: build(&self.exclude)?,
+        })
+    }
+
+    /// Options for `db.table`, if any.
+    pub fn table_options(&self, db: &str, table: &str) -> TableOptions {
+        self.tables
+            .get(&format!("{db}.{table}"))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Which tables of a source are selected.
+#[derive(Debug, Clone)]
+pub struct TableFilter {
+    include: Option<GlobSet>,
+    exclude: GlobSet,
+}
+
+impl TableFilter {
+    /// Is `db.table` selected?
+    pub fn matches(&self, db: &str, table: &str) -> bool {
+        let name = format!("{db}.{table}");
+        self.include.as_ref().is_none_or(|i| i.is_match(&name)) && !self.exclude.is_match(&name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[environments.dev]
+warehouse = "./wh/dev"
+[environments.prod]
+warehouse = "s3://bucket/prod"
+[environments.prod.sources.shop]
+url = "mysql://tidemark@prod-db:3306"
+password_env = "PROD_SHOP_PASSWORD"
+
+[sources.shop]
+url = "mysql://tidemark@127.0.0.1:3306"
+password_env = "SHOP_PASSWORD"
+databases = ["shop"]
+include = ["shop.*"]
+exclude = ["shop.tmp_*"]
+[sources.shop.tables."shop.audit_log"]
+primary_key = ["id"]
+watermark = "updated_at"
+"#;
+
+    #[test]
+    fn parses_and_overrides() {
+        let c = Config::parse(GOOD, Path::new("t.toml")).unwrap();
+        let dev = c.source_for("dev", "shop").unwrap();
+        assert_eq!(dev.url, "mysql://tidemark@127.0.0.1:3306");
+        let prod = c.source_for("prod", "shop").unwrap();
+        assert_eq!(prod.url, "mysql://tidemark@prod-db:3306");
+        assert_eq!(prod.password_env.as_deref(), Some("PROD_SHOP_PASSWORD"));
+        let f = dev.table_filter().unwrap();
+        assert!(f.matches("shop", "invoices"));
+        assert!(!f.matches("shop", "tmp_x"));
+        assert!(!f.matches("other", "invoices"));
+        assert_eq!(
+            dev.table_options("shop", "audit_log").watermark.as_deref(),
+            Some("updated_at")
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = GOOD.replace("primary_key", "primary_kye");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("primary_kye"), "{err}");
+        assert!(err.contains("t.toml"), "{err}");
+    }
+
+    #[test]
+    fn password_in_url_rejected() {
+        let text = GOOD.replace("tidemark@127", "tidemark:secret@127");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("password_env"), "{err}");
+        assert!(
+            !err.contains("secret"),
+            "the secret must not be echoed: {err}"
+        );
+    }
+
+    #[test]
+    fn shared_warehouse_rejected() {
+        let text = GOOD.replace("s3://bucket/prod", "./wh/dev");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("share the warehouse"), "{err}");
+    }
+
+    #[test]
+    fn missing_password_env_is_clear() {
+        let c = Config::parse(GOOD, Path::new("t.toml")).unwrap();
+        let mut src = c.source_for("dev", "shop").unwrap();
+        src.password_env = Some("TIDEMARK_TEST_SURELY_UNSET_VAR".into());
+        let err = src.password("shop").unwrap_err().to_string();
+        assert!(err.contains("TIDEMARK_TEST_SURELY_UNSET_VAR"), "{err}");
+    }
+}

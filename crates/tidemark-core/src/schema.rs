@@ -1,0 +1,189 @@
+//! A source table's shape and the Arrow schemas of its current and history tables.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use crate::names::{Naming, TableName};
+use crate::types::{timestamp_type, MySqlType};
+use crate::{Error, Result};
+
+/// UTC instant the version landed in the lake.
+pub const INGEST_TS: &str = "_ingest_ts";
+/// UTC commit instant at the source, else extraction time.
+pub const SOURCE_TS: &str = "_source_ts";
+/// `r` snapshot read, `c` insert, `u` update; `d` only in the stored history log.
+pub const OP: &str = "_op";
+/// Validity start (history).
+pub const VALID_FROM: &str = "_valid_from";
+/// Validity end, exclusive; NULL while current (history, computed on read).
+pub const VALID_TO: &str = "_valid_to";
+/// `_valid_to IS NULL` (history, computed on read).
+pub const IS_CURRENT: &str = "_is_current";
+/// Where the change came from (history).
+pub const SOURCE_POS: &str = "_source_pos";
+/// Order of changes to one key within one source instant (stored, not shown).
+pub const SEQ: &str = "_seq";
+
+/// Column names tidemark adds; a source column may not take one of them.
+pub const RESERVED: [&str; 8] = [
+    INGEST_TS, SOURCE_TS, OP, VALID_FROM, VALID_TO, IS_CURRENT, SOURCE_POS, SEQ,
+];
+
+/// One source column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnSchema {
+    /// Name at the source.
+    pub source_name: String,
+    /// Name in SQL and in the Delta table.
+    pub name: String,
+    /// Type as MySQL spells it (`decimal(10,2) unsigned`), for messages and docs.
+    pub column_type: String,
+    /// `#[serde(skip)]`-free mirror of the mapping input, so a stored schema re-derives
+    /// the same Arrow type.
+    pub data_type: String,
+    /// NUMERIC_PRECISION (or BIT width).
+    pub precision: Option<u64>,
+    /// NUMERIC_SCALE.
+    pub scale: Option<u64>,
+}
+
+impl ColumnSchema {
+    /// The mapped MySQL type (validated when the schema was built).
+    pub fn mysql_type(&self) -> MySqlType {
+        MySqlType::from_information_schema(
+            &self.data_type,
+            &self.column_type,
+            self.precision,
+            self.scale,
+        )
+        .expect("validated in TableSchema::new")
+    }
+}
+
+/// A source table: names, columns, key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSchema {
+    /// Source and SQL names.
+    pub name: TableName,
+    /// Columns in source order.
+    pub columns: Vec<ColumnSchema>,
+    /// Indexes into `columns` of the primary key, in key order.
+    pub key: Vec<usize>,
+}
+
+impl TableSchema {
+    /// Build and validate: every type mappable, column names unique after naming,
+    /// no column named like one tidemark adds, a non-empty key.
+    pub fn new(
+        name: TableName,
+        mut columns: Vec<ColumnSchema>,
+        key_columns: &[String],
+        naming: Naming,
+    ) -> Result<Self> {
+        let table = name.source();
+        let mut seen = BTreeMap::new();
+        for c in &mut columns {
+            if MySqlType::from_information_schema(
+                &c.data_type,
+                &c.column_type,
+                c.precision,
+                c.scale,
+            )
+            .is_none()
+            {
+                return Err(Error::UnsupportedType {
+                    table: table.clone(),
+                    column: c.source_name.clone(),
+                    mysql_type: c.column_type.clone(),
+                });
+            }
+            c.name = naming.apply(&c.source_name);
+            if RESERVED.contains(&c.name.as_str()) {
+                return Err(Error::NameCollision(format!(
+                    "table {table}: column {} collides with the column tidemark adds ({}); rename it at the source or exclude the table",
+                    c.source_name, c.name
+                )));
+            }
+            if let Some(other) = seen.insert(c.name.clone(), c.source_name.clone()) {
+                return Err(Error::NameCollision(format!(
+                    "table {table}: columns {other} and {} both become {}; set naming = \"preserve\" on the source",
+                    c.source_name, c.name
+                )));
+            }
+        }
+        let mut key = Vec::new();
+        for k in key_columns {
+            let i = columns
+                .iter()
+                .position(|c| c.source_name.eq_ignore_ascii_case(k))
+                .ok_or_else(|| Error::Config {
+                    path: "<config>".into(),
+                    message: format!("table {table}: primary_key names column {k}, which the table does not have"),
+                })?;
+            key.push(i);
+        }
+        if key.is_empty() {
+            return Err(Error::Config {
+                path: "<config>".into(),
+                message: format!(
+                    "table {table} has no primary key; tidemark needs one to merge changes. Add one at the source, or name the key columns in the config:\n  [sources.<name>.tables.\"{table}\"]\n  primary_key = [\"id\"]\nor exclude the table (exclude = [\"{table}\"])"
+                ),
+            });
+        }
+        Ok(Self { name, columns, key })
+    }
+
+    /// Arrow fields of the source columns. All nullable: an invalid date in a NOT NULL
+    /// column still lands, as NULL, and a later ADD COLUMN has no value for old rows.
+    pub fn source_fields(&self) -> Vec<Field> {
+        self.columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.mysql_type().arrow_type(), true))
+            .collect()
+    }
+
+    /// Schema of a [`crate::change::ChangeBatch`]: source columns, then `_op`,
+    /// `_source_ts`, `_source_pos`, `_seq`.
+    pub fn change_schema(&self) -> SchemaRef {
+        let mut f = self.source_fields();
+        f.push(Field::new(OP, DataType::Utf8, false));
+        f.push(Field::new(SOURCE_TS, timestamp_type(), false));
+        f.push(Field::new(SOURCE_POS, DataType::Utf8, false));
+        f.push(Field::new(SEQ, DataType::Int64, false));
+        Arc::new(Schema::new(f))
+    }
+
+    /// Stored current table: source columns, `_ingest_ts`, `_source_ts`, `_op`.
+    pub fn current_schema(&self) -> SchemaRef {
+        let mut f = self.source_fields();
+        f.push(Field::new(INGEST_TS, timestamp_type(), true));
+        f.push(Field::new(SOURCE_TS, timestamp_type(), true));
+        f.push(Field::new(OP, DataType::Utf8, true));
+        Arc::new(Schema::new(f))
+    }
+
+    /// Stored history log: source columns, `_ingest_ts`, `_source_ts`, `_op`,
+    /// `_valid_from`, `_source_pos`, `_seq`. `_valid_to` and `_is_current` are
+    /// computed on read (see tidemark-lake).
+    pub fn history_schema(&self) -> SchemaRef {
+        let mut f = self.source_fields();
+        f.push(Field::new(INGEST_TS, timestamp_type(), true));
+        f.push(Field::new(SOURCE_TS, timestamp_type(), true));
+        f.push(Field::new(OP, DataType::Utf8, true));
+        f.push(Field::new(VALID_FROM, timestamp_type(), true));
+        f.push(Field::new(SOURCE_POS, DataType::Utf8, true));
+        f.push(Field::new(SEQ, DataType::Int64, true));
+        Arc::new(Schema::new(f))
+    }
+
+    /// SQL names of the key columns.
+    pub fn key_names(&self) -> Vec<&str> {
+        self.key
+            .iter()
+            .map(|&i| self.columns[i].name.as_str())
+            .collect()
+    }
+}

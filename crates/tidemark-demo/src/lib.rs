@@ -1,0 +1,1 @@
+//! placeholder (helper fills this in)

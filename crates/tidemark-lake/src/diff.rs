@@ -1,0 +1,166 @@
+//! Comparing pulled rows with what a table holds, for sources that deliver states
+//! rather than changes (watermark pulls, reconcile passes).
+//!
+//! Each of a table's two Delta tables is diffed against *its own* latest state, so
+//! re-running a pull after a crash between the two commits adds nothing twice: rows
+//! that a table already has are simply not changes for it.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::SessionContext;
+use tidemark_core::change::ChangeBatch;
+use tidemark_core::schema::{OP, SEQ, SOURCE_POS, SOURCE_TS, VALID_FROM};
+
+use crate::warehouse::TableKind;
+use crate::writer::TableWriter;
+use crate::{Error, Result};
+
+/// `"name"` with embedded quotes doubled.
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl TableWriter {
+    async fn diff_context(&self, kind: TableKind, src: &ChangeBatch) -> Result<SessionContext> {
+        let err = |e: &dyn std::fmt::Display| Error::Batch {
+            table: self.schema().name.sql(),
+            message: e.to_string(),
+        };
+        let ctx = SessionContext::new();
+        let mem = MemTable::try_new(src.data.schema(), vec![vec![src.data.clone()]])
+            .map_err(|e| err(&e))?;
+        ctx.register_table("src", Arc::new(mem))
+            .map_err(|e| err(&e))?;
+        let table = self.delta(kind);
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| err(&e))?;
+        let provider = table.table_provider().await.map_err(|e| err(&e))?;
+        ctx.register_table("stored", provider)
+            .map_err(|e| err(&e))?;
+        let keys = self
+            .schema()
+            .key_names()
+            .iter()
+            .map(|k| quote(k))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let latest = match kind {
+            TableKind::Current => "SELECT * FROM stored".to_string(),
+            TableKind::History => format!(
+                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {vf} DESC, {seq} DESC) AS __rn FROM stored) WHERE __rn = 1 AND {op} <> 'd'",
+                vf = quote(VALID_FROM),
+                seq = quote(SEQ),
+                op = quote(OP)
+            ),
+        };
+        let view = ctx.sql(&latest).await.map_err(|e| err(&e))?;
+        ctx.register_table("latest", view.into_view())
+            .map_err(|e| err(&e))?;
+        Ok(ctx)
+    }
+
+    async fn run(
+        &self,
+        ctx: &SessionContext,
+        sql: &str,
+        like: &ChangeBatch,
+    ) -> Result<ChangeBatch> {
+        let err = |e: &dyn std::fmt::Display| Error::Batch {
+            table: self.schema().name.sql(),
+            message: format!("{e} (in {sql})"),
+        };
+        let batches = ctx
+            .sql(sql)
+            .await
+            .map_err(|e| err(&e))?
+            .collect()
+            .await
+            .map_err(|e| err(&e))?;
+        let schema = like.data.schema();
+        let mut out = Vec::with_capacity(batches.len());
+        for b in batches {
+            out.push(
+                RecordBatch::try_new(schema.clone(), b.columns().to_vec()).map_err(|e| err(&e))?,
+            );
+        }
+        let data = deltalake::arrow::compute::concat_batches(&schema, &out).map_err(|e| err(&e))?;
+        Ok(ChangeBatch {
+            table: self.schema().clone(),
+            data,
+        })
+    }
+
+    /// The rows of `src` (whole rows of the source table) that are new (`c`) or differ
+    /// (`u`) from what `kind` holds for their key. Unchanged rows are dropped.
+    pub async fn changed(&self, kind: TableKind, src: &ChangeBatch) -> Result<ChangeBatch> {
+        let ctx = self.diff_context(kind, src).await?;
+        let schema = self.schema();
+        let on = schema
+            .key_names()
+            .iter()
+            .map(|k| format!("s.{q} = l.{q}", q = quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let first_key = quote(schema.key_names()[0]);
+        let differs = schema
+            .columns
+            .iter()
+            .map(|c| format!("s.{q} IS DISTINCT FROM l.{q}", q = quote(&c.name)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let cols = schema
+            .columns
+            .iter()
+            .map(|c| format!("s.{}", quote(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols}, CASE WHEN l.{first_key} IS NULL THEN 'c' ELSE 'u' END AS {op}, s.{ts}, s.{pos}, s.{seq} \
+             FROM src s LEFT JOIN latest l ON {on} WHERE l.{first_key} IS NULL OR {differs}",
+            op = quote(OP),
+            ts = quote(SOURCE_TS),
+            pos = quote(SOURCE_POS),
+            seq = quote(SEQ),
+        );
+        self.run(&ctx, &sql, src).await
+    }
+
+    /// Deletes for the keys `kind` holds that are not among `src`'s keys (`src` holds
+    /// at least the key columns of every row at the source). Each delete carries the
+    /// last stored image of the row.
+    pub async fn missing(
+        &self,
+        kind: TableKind,
+        src: &ChangeBatch,
+        source_ts_us: i64,
+        source_pos: &str,
+    ) -> Result<ChangeBatch> {
+        let ctx = self.diff_context(kind, src).await?;
+        let schema = self.schema();
+        let on = schema
+            .key_names()
+            .iter()
+            .map(|k| format!("s.{q} = l.{q}", q = quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let cols = schema
+            .columns
+            .iter()
+            .map(|c| format!("l.{}", quote(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {cols}, 'd' AS {op}, arrow_cast(to_timestamp_micros({source_ts_us}), 'Timestamp(Microsecond, Some(\"UTC\"))') AS {ts}, '{pos}' AS {posq}, CAST(0 AS BIGINT) AS {seq} \
+             FROM latest l WHERE NOT EXISTS (SELECT 1 FROM src s WHERE {on})",
+            op = quote(OP),
+            ts = quote(SOURCE_TS),
+            pos = source_pos.replace('\'', "''"),
+            posq = quote(SOURCE_POS),
+            seq = quote(SEQ),
+        );
+        self.run(&ctx, &sql, src).await
+    }
+}

@@ -1,0 +1,55 @@
+//! Errors of the lake writer.
+
+/// Result with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong landing data.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Delta operation failed.
+    #[error("Delta table {table}: {source}")]
+    Delta {
+        /// `schema.table/current` or `.../history`.
+        table: String,
+        /// The delta-rs error.
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+    /// Another writer committed to the table since this one read it.
+    #[error("Delta table {table} was committed to by another writer (transaction version {found}, this writer expected {expected}); stop the other tidemark process for this environment, then restart this one")]
+    StaleWriter {
+        /// The table.
+        table: String,
+        /// Version this writer last saw.
+        expected: i64,
+        /// Version in the table now.
+        found: i64,
+    },
+    /// The warehouse location is not usable.
+    #[error("warehouse {location}: {message}")]
+    Warehouse {
+        /// The location.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The stored table does not match what the source now looks like.
+    #[error("table {table}: {message}")]
+    Schema {
+        /// The table.
+        table: String,
+        /// What differs and what to do.
+        message: String,
+    },
+    /// Arrow or DataFusion failed on the batch.
+    #[error("table {table}: {message}")]
+    Batch {
+        /// The table.
+        table: String,
+        /// The error.
+        message: String,
+    },
+    /// Shared-model error.
+    #[error(transparent)]
+    Core(#[from] tidemark_core::Error),
+}

@@ -1,0 +1,53 @@
+//! # tidemark-lake
+//!
+//! Lands [`ChangeBatch`](tidemark_core::change::ChangeBatch)es in Delta Lake, exactly once.
+//!
+//! ## Layout
+//! ```text
+//! <warehouse>/<schema>/<table>/current   Delta table: the row as it is now
+//! <warehouse>/<schema>/<table>/history   Delta table: append-only log of every version
+//! ```
+//! Both are plain Delta tables with the portable protocol (reader 1 / writer 2, no
+//! column mapping, no deletion vectors), readable by Spark, Trino, Athena.
+//!
+//! ## Why history is an append-only log (merge-on-read)
+//! A type-2 history table stores `_valid_to` on each version; closing a version is an
+//! UPDATE, and in Delta an update is copy-on-write: every file holding a closed version
+//! is rewritten. Under scattered updates that is most of the table, every batch. So the
+//! stored history is a log — one row per version, deletes as `_op = 'd'` tombstones —
+//! and `_valid_to` / `_is_current` are computed on read (`LEAD(_valid_from)` per key in
+//! the query layer's history view). Appends never rewrite a file, so a batch costs the
+//! same on a 5M-row table as on a 5k-row one.
+//!
+//! ## Exactly once
+//! Every commit to a table carries, in the same Delta commit:
+//! * an application transaction (`txn`, app id [`APP_ID`]) whose version goes up by one
+//!   per commit, and
+//! * the table's whole [`SourceState`] (snapshot progress, binlog position, watermark)
+//!   in the commit info under the key `tidemark`.
+//!
+//! A writer reads both when it opens a table and checks, before each commit, that the
+//! table's `txn` version is still the one it read. delta-rs itself does not reject a
+//! commit whose transaction version is not newer than the recorded one (delta-rs
+//! #2580, #3821), so this check is ours; it makes a second writer (a restarted process
+//! racing an old one) fail loudly instead of applying a batch twice.
+//!
+//! Current and history are two Delta tables, so two commits: each has its own state,
+//! and after a crash between them a source resumes from the older one and re-applies
+//! to each table only what that table has not committed.
+
+#![warn(missing_docs)]
+
+mod diff;
+mod error;
+mod rows;
+mod warehouse;
+mod writer;
+
+pub use diff::quote;
+pub use error::{Error, Result};
+pub use rows::{collapse_by_key, concat, current_rows, history_rows};
+pub use warehouse::{TableKind, TableLocation, Warehouse};
+pub use writer::{stored_schema, Committed, TableWriter, APP_ID, SCHEMA_KEY};
+
+pub use tidemark_core::position::SourceState;

@@ -1,0 +1,444 @@
+//! The table writer: one source table → its current and history Delta tables.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{ArrayRef, RecordBatch};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::datafusion::common::Column;
+use deltalake::datafusion::logical_expr::{col, Expr};
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{StructType, Transaction};
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use futures::TryStreamExt;
+use tidemark_core::change::ChangeBatch;
+use tidemark_core::position::SourceState;
+use tidemark_core::schema::TableSchema;
+use tracing::debug;
+use url::Url;
+
+use crate::rows::{collapse_by_key, current_rows, history_rows};
+use crate::warehouse::{TableKind, Warehouse};
+use crate::{Error, Result};
+
+/// Application id of tidemark's `txn` actions.
+pub const APP_ID: &str = "tidemark";
+/// Commit-info key holding `{ "txn": n, "state": SourceState }`.
+const INFO_KEY: &str = "tidemark";
+/// Table-configuration key holding the source table's [`TableSchema`] as JSON.
+pub const SCHEMA_KEY: &str = "tidemark.schema";
+/// Hidden flag column in the merge source.
+const DELETE_FLAG: &str = "__tidemark_delete";
+
+/// What a table has committed: its transaction version and source state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Application-transaction version; 0 before the first tidemark commit.
+    pub txn: i64,
+    /// Source state carried by that commit.
+    pub state: SourceState,
+}
+
+#[derive(Debug)]
+struct Target {
+    name: String,
+    url: Url,
+    table: DeltaTable,
+    schema: SchemaRef,
+    committed: Committed,
+}
+
+impl Target {
+    async fn open(
+        wh: &Warehouse,
+        schema: &TableSchema,
+        kind: TableKind,
+        arrow: SchemaRef,
+    ) -> Result<Self> {
+        let url = wh.table_url(&schema.name.schema, &schema.name.table, kind);
+        let name = format!("{}/{}", schema.name.sql(), kind.dir());
+        let (mut table, exists) = wh.delta_table(&url).await?;
+        let delta_err = |source| Error::Delta {
+            table: name.clone(),
+            source,
+        };
+        if !exists {
+            let st: StructType = arrow.as_ref().try_into_kernel().map_err(|e| Error::Batch {
+                table: name.clone(),
+                message: e.to_string(),
+            })?;
+            table = table
+                .create()
+                .with_columns(st.fields().cloned())
+                .with_table_name(format!("{}_{}", schema.name.schema, schema.name.table))
+                // The source shape (MySQL types, key) travels with the table, so readers
+                // (the query layer's history view, later the binlog decoder) need no
+                // connection to the source. Unknown keys are allowed by Delta readers.
+                .with_configuration([(
+                    SCHEMA_KEY,
+                    Some(serde_json::to_string(schema).map_err(|e| Error::Batch {
+                        table: name.clone(),
+                        message: e.to_string(),
+                    })?),
+                )])
+                .with_raise_if_key_not_exists(false)
+                .with_comment(format!(
+                    "tidemark {} table of source table {}",
+                    kind.dir(),
+                    schema.name.source()
+                ))
+                .await
+                .map_err(delta_err)?;
+        } else {
+            check_schema(&table, &arrow, &name)?;
+        }
+        let committed = read_committed(&table, &name).await?;
+        Ok(Self {
+            name,
+            url,
+            table,
+            schema: arrow,
+            committed,
+        })
+    }
+
+    fn delta_err(&self, source: deltalake::DeltaTableError) -> Error {
+        Error::Delta {
+            table: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Refuse to commit if anyone else committed since we read the table: delta-rs does
+    /// not check that a txn version is newer than the recorded one, so we do.
+    async fn check_fresh(&mut self) -> Result<()> {
+        self.table
+            .update_state()
+            .await
+            .map_err(|e| self.delta_err(e))?;
+        let found = txn_version(&self.table)
+            .await
+            .map_err(|e| self.delta_err(e))?
+            .unwrap_or(0);
+        if found != self.committed.txn {
+            return Err(Error::StaleWriter {
+                table: self.name.clone(),
+                expected: self.committed.txn,
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    fn commit_properties(&self, state: &SourceState) -> (CommitProperties, i64) {
+        let next = self.committed.txn + 1;
+        let info = serde_json::json!({ "txn": next, "state": state });
+        (
+            CommitProperties::default()
+                .with_application_transaction(Transaction::new(APP_ID, next))
+                .with_metadata([(INFO_KEY.to_string(), info)]),
+            next,
+        )
+    }
+
+    async fn append(&mut self, mut batches: Vec<RecordBatch>, state: SourceState) -> Result<()> {
+        self.check_fresh().await?;
+        let (props, next) = self.commit_properties(&state);
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if batches.is_empty() {
+            // A commit that only moves the position (e.g. "snapshot done").
+            batches.push(RecordBatch::new_empty(self.schema.clone()));
+        }
+        self.table = self
+            .table
+            .clone()
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(props)
+            .await
+            .map_err(|e| self.delta_err(e))?;
+        debug!(table = %self.name, rows, txn = next, "appended");
+        self.committed = Committed { txn: next, state };
+        Ok(())
+    }
+
+    async fn merge(
+        &mut self,
+        ctx: &SessionContext,
+        rows: RecordBatch,
+        keys: &[&str],
+        state: SourceState,
+    ) -> Result<()> {
+        self.check_fresh().await?;
+        let (props, next) = self.commit_properties(&state);
+        let df = ctx.read_batch(rows).map_err(|e| Error::Batch {
+            table: self.name.clone(),
+            message: e.to_string(),
+        })?;
+        let q = |alias: &str, c: &str| col(Column::new(Some(alias), c));
+        let predicate = keys
+            .iter()
+            .map(|k| q("t", k).eq(q("s", k)))
+            .reduce(Expr::and)
+            .expect("tables have a key");
+        let names: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let merge_err = |e| Error::Delta {
+            table: self.name.clone(),
+            source: e,
+        };
+        let (table, metrics) = self
+            .table
+            .clone()
+            .merge(df, predicate)
+            .with_source_alias("s")
+            .with_target_alias("t")
+            .with_commit_properties(props)
+            .when_matched_delete(|d| d.predicate(q("s", DELETE_FLAG)))
+            .map_err(merge_err)?
+            .when_matched_update(|mut u| {
+                for n in &names {
+                    u = u.update(Column::new_unqualified(n), q("s", n));
+                }
+                u
+            })
+            .map_err(merge_err)?
+            .when_not_matched_insert(|mut i| {
+                i = i.predicate(!q("s", DELETE_FLAG));
+                for n in &names {
+                    i = i.set(Column::new_unqualified(n), q("s", n));
+                }
+                i
+            })
+            .map_err(merge_err)?
+            .await
+            .map_err(merge_err)?;
+        debug!(table = %self.name, inserted = metrics.num_target_rows_inserted,
+            updated = metrics.num_target_rows_updated, deleted = metrics.num_target_rows_deleted,
+            txn = next, "merged");
+        self.table = table;
+        self.committed = Committed { txn: next, state };
+        Ok(())
+    }
+}
+
+async fn txn_version(table: &DeltaTable) -> deltalake::DeltaResult<Option<i64>> {
+    table
+        .snapshot()?
+        .transaction_version(table.log_store().as_ref(), APP_ID)
+        .await
+}
+
+/// The committed state of a table: its txn version and the state in that commit's info.
+async fn read_committed(table: &DeltaTable, name: &str) -> Result<Committed> {
+    let delta_err = |source| Error::Delta {
+        table: name.to_string(),
+        source,
+    };
+    let Some(txn) = txn_version(table).await.map_err(delta_err)? else {
+        return Ok(Committed::default());
+    };
+    // Newest first; maintenance commits (optimize, vacuum) carry no tidemark info and
+    // are skipped.
+    let mut history = table.history(None);
+    while let Some(info) = history.try_next().await.map_err(delta_err)? {
+        if let Some(v) = info.info.get(INFO_KEY) {
+            if v.get("txn").and_then(|t| t.as_i64()) == Some(txn) {
+                let state: SourceState =
+                    serde_json::from_value(v["state"].clone()).map_err(|e| Error::Schema {
+                        table: name.to_string(),
+                        message: format!("unreadable tidemark state in commit with txn {txn}: {e}"),
+                    })?;
+                return Ok(Committed { txn, state });
+            }
+        }
+    }
+    Err(Error::Schema {
+        table: name.to_string(),
+        message: format!(
+            "the table's transaction version is {txn} but no commit in the Delta log carries its tidemark state (was the log cleaned up?); resnapshot the table"
+        ),
+    })
+}
+
+fn check_schema(table: &DeltaTable, want: &SchemaRef, name: &str) -> Result<()> {
+    let have: StructType = table
+        .snapshot()
+        .map_err(|source| Error::Delta {
+            table: name.to_string(),
+            source,
+        })?
+        .schema()
+        .as_ref()
+        .clone();
+    let want_k: StructType = want.as_ref().try_into_kernel().map_err(|e| Error::Batch {
+        table: name.to_string(),
+        message: e.to_string(),
+    })?;
+    let describe = |s: &StructType| {
+        s.fields()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+    };
+    let (h, w) = (describe(&have), describe(&want_k));
+    if h != w {
+        let added: Vec<_> = w.iter().filter(|c| !h.contains(c)).cloned().collect();
+        let gone: Vec<_> = h.iter().filter(|c| !w.contains(c)).cloned().collect();
+        return Err(Error::Schema {
+            table: name.to_string(),
+            message: format!(
+                "the source table no longer matches the landed table (at the source now: [{}]; landed: [{}]); run `tidemark snapshot --resnapshot <db.table>` to land it again",
+                added.join(", "),
+                gone.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Writes one source table's current and history tables.
+pub struct TableWriter {
+    schema: Arc<TableSchema>,
+    current: Target,
+    history: Target,
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for TableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWriter")
+            .field("table", &self.schema.name.sql())
+            .field("current", &self.current.committed)
+            .field("history", &self.history.committed)
+            .finish()
+    }
+}
+
+impl TableWriter {
+    /// Open (creating if needed) both Delta tables of `schema` and read what they have
+    /// committed.
+    pub async fn open(wh: &Warehouse, schema: Arc<TableSchema>) -> Result<Self> {
+        let current =
+            Target::open(wh, &schema, TableKind::Current, schema.current_schema()).await?;
+        let history =
+            Target::open(wh, &schema, TableKind::History, schema.history_schema()).await?;
+        Ok(Self {
+            schema,
+            current,
+            history,
+            ctx: SessionContext::new(),
+        })
+    }
+
+    /// The table's schema.
+    pub fn schema(&self) -> &Arc<TableSchema> {
+        &self.schema
+    }
+
+    /// What one of the two tables has committed.
+    pub fn committed(&self, kind: TableKind) -> &Committed {
+        match kind {
+            TableKind::Current => &self.current.committed,
+            TableKind::History => &self.history.committed,
+        }
+    }
+
+    /// Location of one of the two tables.
+    pub fn url(&self, kind: TableKind) -> &Url {
+        match kind {
+            TableKind::Current => &self.current.url,
+            TableKind::History => &self.history.url,
+        }
+    }
+
+    fn target(&mut self, kind: TableKind) -> &mut Target {
+        match kind {
+            TableKind::Current => &mut self.current,
+            TableKind::History => &mut self.history,
+        }
+    }
+
+    /// Append rows that are new to `kind` (snapshot chunks: no key can already be
+    /// there) in one commit that also carries `state`.
+    pub async fn append(
+        &mut self,
+        kind: TableKind,
+        batches: &[ChangeBatch],
+        ingest_ts_us: i64,
+        state: SourceState,
+    ) -> Result<()> {
+        let rows = batches
+            .iter()
+            .map(|b| match kind {
+                TableKind::Current => current_rows(b, ingest_ts_us),
+                TableKind::History => history_rows(b, ingest_ts_us),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.target(kind).append(rows, state).await
+    }
+
+    /// Apply changes to `kind`: history appends every change; current upserts the last
+    /// change per key and deletes keys whose last change is a delete.
+    pub async fn apply(
+        &mut self,
+        kind: TableKind,
+        batch: &ChangeBatch,
+        ingest_ts_us: i64,
+        state: SourceState,
+    ) -> Result<()> {
+        match kind {
+            TableKind::History => {
+                let rows = history_rows(batch, ingest_ts_us)?;
+                self.history.append(vec![rows], state).await
+            }
+            TableKind::Current => {
+                let (last, deleted) = collapse_by_key(batch)?;
+                let rows = current_rows(&last, ingest_ts_us)?;
+                let mut fields: Vec<Field> = rows
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                fields.push(Field::new(DELETE_FLAG, DataType::Boolean, false));
+                let mut cols: Vec<ArrayRef> = rows.columns().to_vec();
+                cols.push(Arc::new(deleted));
+                let rows =
+                    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| {
+                        Error::Batch {
+                            table: self.schema.name.sql(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                let keys = self.schema.key_names();
+                self.current.merge(&self.ctx, rows, &keys, state).await
+            }
+        }
+    }
+
+    /// The Delta table handle (for reads after writing).
+    pub fn delta(&self, kind: TableKind) -> &DeltaTable {
+        match kind {
+            TableKind::Current => &self.current.table,
+            TableKind::History => &self.history.table,
+        }
+    }
+}
+
+/// The source table's schema stored in a Delta table tidemark created.
+pub fn stored_schema(table: &DeltaTable) -> Option<TableSchema> {
+    let json = table
+        .snapshot()
+        .ok()?
+        .metadata()
+        .configuration()
+        .get(SCHEMA_KEY)?
+        .clone();
+    serde_json::from_str(&json).ok()
+}

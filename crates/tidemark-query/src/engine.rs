@@ -1,0 +1,201 @@
+//! The DataFusion session over a warehouse.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider};
+use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use deltalake::datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use deltalake::datafusion::sql::sqlparser::dialect::{PostgreSqlDialect, SnowflakeDialect};
+use tidemark_core::names::history_schema;
+use tidemark_core::schema::{
+    TableSchema, INGEST_TS, IS_CURRENT, OP, SEQ, SOURCE_POS, SOURCE_TS, VALID_FROM, VALID_TO,
+};
+use tidemark_lake::{quote, stored_schema, TableKind, Warehouse};
+use tracing::warn;
+use url::Url;
+
+use crate::travel;
+use crate::{Error, Result};
+
+/// Default catalog name.
+pub const CATALOG: &str = "tidemark";
+/// Hidden schema holding Delta versions loaded for `VERSION AS OF`.
+pub(crate) const VERSIONS_SCHEMA: &str = "__tidemark_versions";
+
+/// A table the engine knows.
+#[derive(Debug, Clone)]
+pub(crate) struct Known {
+    pub(crate) schema: TableSchema,
+    pub(crate) current_url: Url,
+}
+
+/// A SQL engine over one warehouse.
+pub struct Engine {
+    ctx: SessionContext,
+    pub(crate) tables: BTreeMap<(String, String), Known>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("tables", &self.tables.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The history view over a raw log registered as `log`.
+fn history_view_sql(ts: &TableSchema, log: &str) -> String {
+    let keys = ts
+        .key_names()
+        .iter()
+        .map(|k| quote(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cols = ts
+        .columns
+        .iter()
+        .map(|c| quote(&c.name))
+        .chain([INGEST_TS, SOURCE_TS, OP, VALID_FROM, VALID_TO].map(quote))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {cols}, {vt} IS NULL AS {ic}, {sp} FROM (\
+           SELECT *, LEAD({vf}) OVER (PARTITION BY {keys} ORDER BY {vf}, {seq}) AS {vt} FROM {log}\
+         ) WHERE {op} <> 'd'",
+        vt = quote(VALID_TO),
+        vf = quote(VALID_FROM),
+        ic = quote(IS_CURRENT),
+        sp = quote(SOURCE_POS),
+        seq = quote(SEQ),
+        op = quote(OP),
+    )
+}
+
+impl Engine {
+    /// Open every table in the warehouse.
+    pub async fn open(wh: &Warehouse) -> Result<Self> {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, "public")
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        let catalog = ctx
+            .catalog(CATALOG)
+            .ok_or_else(|| Error::Sql("default catalog missing".into()))?;
+        let mut tables = BTreeMap::new();
+        for loc in wh.list()? {
+            let cur_url = wh.table_url(&loc.schema, &loc.table, TableKind::Current);
+            let (cur, cur_ok) = wh.delta_table(&cur_url).await?;
+            let hist_url = wh.table_url(&loc.schema, &loc.table, TableKind::History);
+            let (hist, hist_ok) = wh.delta_table(&hist_url).await?;
+            let schema = match (cur_ok && hist_ok, stored_schema(&cur)) {
+                (true, Some(s)) => s,
+                _ => {
+                    warn!(schema = %loc.schema, table = %loc.table, "not a tidemark table (no history or no stored schema); skipped");
+                    continue;
+                }
+            };
+            cur.update_datafusion_session(&ctx.state())?;
+            hist.update_datafusion_session(&ctx.state())?;
+            let provider = cur.table_provider().await?;
+            schema_provider(catalog.as_ref(), &loc.schema)?
+                .register_table(loc.table.clone(), provider)?;
+
+            let log = hist.table_provider().await?;
+            ctx.register_table("__tidemark_log", log)?;
+            let view = ctx
+                .sql(&history_view_sql(&schema, "__tidemark_log"))
+                .await?
+                .into_view();
+            ctx.deregister_table("__tidemark_log")?;
+            schema_provider(catalog.as_ref(), &history_schema(&loc.schema))?
+                .register_table(loc.table.clone(), view)?;
+            tables.insert(
+                (loc.schema.clone(), loc.table.clone()),
+                Known {
+                    schema,
+                    current_url: cur_url,
+                },
+            );
+        }
+        Ok(Self { ctx, tables })
+    }
+
+    /// The DataFusion session (for registering more, e.g. in tests).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Plan one read-only statement, with time travel rewritten.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let mut statements = match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
+            Ok(s) => s,
+            // `FOR SYSTEM_TIME AS OF` / `VERSION AS OF` are not PostgreSQL syntax; parse
+            // such queries with a dialect that has them and PostgreSQL's identifier
+            // quoting. Everything else keeps PostgreSQL's exact parsing.
+            Err(e) if sql.to_ascii_uppercase().contains(" AS OF") => {
+                DFParser::parse_sql_with_dialect(sql, &SnowflakeDialect {})
+                    .map_err(|_| Error::Sql(e.to_string()))?
+            }
+            Err(e) => return Err(Error::Sql(e.to_string())),
+        };
+        if statements.len() != 1 {
+            return Err(Error::Sql(format!(
+                "expected one statement, got {}",
+                statements.len()
+            )));
+        }
+        let mut statement = statements.pop_front().expect("one statement");
+        if let DFStatement::Statement(s) = &mut statement {
+            let versions = travel::rewrite(s, self)?;
+            for v in versions {
+                self.register_version(&v).await?;
+            }
+        }
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .verify_plan(&plan)
+            .map_err(|e| Error::ReadOnly(e.to_string().replace("Error during planning: ", "")))?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Run one statement and collect its rows.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        Ok(self.sql(sql).await?.collect().await?)
+    }
+
+    async fn register_version(&self, v: &travel::VersionRef) -> Result<()> {
+        let known = self
+            .tables
+            .get(&(v.schema.clone(), v.table.clone()))
+            .ok_or_else(|| Error::UnknownTable(format!("{}.{}", v.schema, v.table)))?;
+        let mut table =
+            deltalake::DeltaTableBuilder::from_url(known.current_url.clone())?.build()?;
+        table.load_version(v.version).await.map_err(|e| {
+            Error::Sql(format!(
+                "{}.{} VERSION AS OF {}: {e} (versions older than the last VACUUM or log retention are gone; FOR SYSTEM_TIME AS OF reads history instead)",
+                v.schema, v.table, v.version
+            ))
+        })?;
+        let catalog = self.ctx.catalog(CATALOG).expect("default catalog");
+        let provider = table.table_provider().await?;
+        let sp = schema_provider(catalog.as_ref(), VERSIONS_SCHEMA)?;
+        if !sp.table_exist(&v.hidden_name()) {
+            sp.register_table(v.hidden_name(), provider)?;
+        }
+        Ok(())
+    }
+}
+
+fn schema_provider(catalog: &dyn CatalogProvider, name: &str) -> Result<Arc<dyn SchemaProvider>> {
+    if let Some(s) = catalog.schema(name) {
+        return Ok(s);
+    }
+    let s: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+    catalog.register_schema(name, s.clone())?;
+    Ok(s)
+}

@@ -1,0 +1,62 @@
+//! `tidemark`: the one binary. Each subcommand lives in its own file; this one only
+//! parses the command line and reports errors.
+
+use clap::{Parser, Subcommand};
+
+mod common;
+mod demo;
+mod pull;
+mod snapshot;
+mod sql;
+
+/// A complete, time-travelling copy of your MySQL databases in Delta Lake, served
+/// over SQL.
+#[derive(Debug, Parser)]
+#[command(name = "tidemark", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: common::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Land a consistent snapshot of the selected MySQL tables (resumes if interrupted).
+    Snapshot(snapshot::Args),
+    /// Pull rows changed since the last pull, by each table's watermark column.
+    Pull(pull::Args),
+    /// Run a SQL query on the warehouse and print the result.
+    Sql(sql::Args),
+    /// Run the whole product offline on generated invoicing data.
+    Demo(demo::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Snapshot(a) => snapshot::run(&cli.global, a).await,
+            Command::Pull(a) => pull::run(&cli.global, a).await,
+            Command::Sql(a) => sql::run(&cli.global, a).await,
+            Command::Demo(a) => demo::run(&cli.global, a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
