@@ -82,9 +82,15 @@ impl TableWriter {
         let schema = like.data.schema();
         let mut out = Vec::with_capacity(batches.len());
         for b in batches {
-            out.push(
-                RecordBatch::try_new(schema.clone(), b.columns().to_vec()).map_err(|e| err(&e))?,
-            );
+            // DataFusion reads strings back as Utf8View; the change schema says Utf8.
+            let cols = b
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| deltalake::arrow::compute::cast(c, f.data_type()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(&e))?;
+            out.push(RecordBatch::try_new(schema.clone(), cols).map_err(|e| err(&e))?);
         }
         let data = deltalake::arrow::compute::concat_batches(&schema, &out).map_err(|e| err(&e))?;
         Ok(ChangeBatch {
@@ -108,7 +114,7 @@ impl TableWriter {
         let differs = schema
             .columns
             .iter()
-            .map(|c| format!("s.{q} IS DISTINCT FROM l.{q}", q = quote(&c.name)))
+            .map(|c| format!("(s.{q} IS DISTINCT FROM l.{q})", q = quote(&c.name)))
             .collect::<Vec<_>>()
             .join(" OR ");
         let cols = schema

@@ -47,6 +47,20 @@ pub async fn discover(source: &Source) -> Result<Vec<DiscoveredTable>> {
         )
         .await
         .map_err(|e| source.query_error("information_schema.TABLES", e))?;
+    // MySQL hides what a user may not read, so a configured database with no visible
+    // table is either missing or not granted; say both.
+    for db in &cfg.databases {
+        if !tables.iter().any(|(d, _, _)| d == db) {
+            return Err(crate::Error::MissingPrivilege {
+                source_name: source.name.clone(),
+                what: format!(
+                    "database {db} has no table that user {} can see: it does not exist, is empty, or the user may not read it",
+                    source.user()
+                ),
+                grant: format!("GRANT SELECT ON `{db}`.* TO '{}'@'%';", source.user()),
+            });
+        }
+    }
     let selected: Vec<_> = tables
         .into_iter()
         .filter(|(db, t, _)| {

@@ -1,0 +1,11 @@
+//! End-to-end tests of the `tidemark` binary against a real MariaDB (binlog on, ROW
+//! format) that `scripts/test.sh` starts and names in `TIDEMARK_TEST_MYSQL_URL`.
+//!
+//! Each test gets its own database and warehouse directory, so tests run in parallel.
+
+mod chinook;
+mod errors;
+mod pull;
+mod resume;
+mod support;
+mod types;

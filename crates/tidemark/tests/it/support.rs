@@ -1,0 +1,155 @@
+//! Shared test plumbing: a private database per test, a warehouse, the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use deltalake::arrow::array::RecordBatch;
+use mysql_async::prelude::Queryable;
+use tidemark_lake::Warehouse;
+use tidemark_query::Engine;
+
+/// Root URL of the test server.
+pub fn server_url() -> String {
+    std::env::var("TIDEMARK_TEST_MYSQL_URL").expect(
+        "TIDEMARK_TEST_MYSQL_URL is not set: run the tests with scripts/test.sh, which starts a private MariaDB",
+    )
+}
+
+/// A database of its own on the test server, and a warehouse of its own.
+pub struct TestDb {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pool: mysql_async::Pool,
+}
+
+impl TestDb {
+    pub async fn new(test: &str) -> Self {
+        let name = format!("tm_{test}_{}", std::process::id());
+        let pool = mysql_async::Pool::new(server_url().as_str());
+        let db = Self {
+            name,
+            dir: tempfile::tempdir().expect("tempdir"),
+            pool,
+        };
+        db.exec(&format!("DROP DATABASE IF EXISTS `{}`", db.name))
+            .await;
+        db.exec(&format!(
+            "CREATE DATABASE `{}` CHARACTER SET utf8mb4",
+            db.name
+        ))
+        .await;
+        db
+    }
+
+    pub async fn conn(&self) -> mysql_async::Conn {
+        let mut c = self.pool.get_conn().await.expect("connect to test MariaDB");
+        c.query_drop(format!("USE `{}`", self.name))
+            .await
+            .expect("use db");
+        c.query_drop("SET time_zone = '+00:00'").await.expect("tz");
+        c
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        let mut c = self.pool.get_conn().await.expect("connect to test MariaDB");
+        if !sql.starts_with("DROP DATABASE") && !sql.starts_with("CREATE DATABASE") {
+            c.query_drop(format!("USE `{}`", self.name))
+                .await
+                .expect("use db");
+        }
+        c.query_drop("SET time_zone = '+00:00'").await.expect("tz");
+        c.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    pub async fn query_i64(&self, sql: &str) -> i64 {
+        let mut c = self.conn().await;
+        c.query_first::<i64, _>(sql)
+            .await
+            .expect(sql)
+            .expect("a row")
+    }
+
+    pub fn warehouse(&self) -> PathBuf {
+        self.dir.path().join("warehouse")
+    }
+
+    /// Write a config selecting this database, with extra TOML appended.
+    pub fn config(&self, extra: &str) -> PathBuf {
+        self.config_with_url(&server_url(), extra)
+    }
+
+    pub fn config_with_url(&self, url: &str, extra: &str) -> PathBuf {
+        let path = self.dir.path().join("tidemark.toml");
+        let text = format!(
+            "[environments.dev]\nwarehouse = \"{}\"\n\n[sources.main]\nurl = \"{url}\"\ndatabases = [\"{}\"]\n{extra}\n",
+            self.warehouse().display(),
+            self.name
+        );
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// Run the binary with a config.
+    pub fn tidemark(&self, config: &Path, args: &[&str]) -> Output {
+        tidemark(config, args)
+    }
+
+    /// Query the warehouse in-process.
+    pub async fn sql(&self, query: &str) -> Vec<RecordBatch> {
+        let wh = Warehouse::new(self.warehouse().to_str().unwrap(), Default::default()).unwrap();
+        let engine = Engine::open(&wh).await.expect("open warehouse");
+        engine
+            .query(query)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
+    /// A single integer from the warehouse.
+    pub async fn sql_i64(&self, query: &str) -> i64 {
+        let batches = self.sql(query).await;
+        let col = batches[0].column(0);
+        let v = deltalake::arrow::compute::cast(col, &deltalake::arrow::datatypes::DataType::Int64)
+            .unwrap();
+        v.as_any()
+            .downcast_ref::<deltalake::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0)
+    }
+
+    pub async fn drop(self) {
+        self.exec(&format!("DROP DATABASE IF EXISTS `{}`", self.name))
+            .await;
+        let _ = self.pool.disconnect().await;
+    }
+}
+
+/// Run the binary; logs as JSON lines on stderr.
+pub fn tidemark(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("TIDEMARK_LOG_FORMAT", "json")
+        .env_remove("TIDEMARK_ENV")
+        .env_remove("TIDEMARK_WAREHOUSE")
+        .output()
+        .expect("run tidemark")
+}
+
+/// stdout + stderr, for assertions and failure messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Assert success, printing the output otherwise.
+pub fn ok(o: Output) -> String {
+    let t = text(&o);
+    assert!(o.status.success(), "tidemark failed:\n{t}");
+    t
+}
