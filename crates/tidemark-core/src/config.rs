@@ -404,3 +404,19 @@ watermark = "updated_at"
         assert!(err.contains("TIDEMARK_TEST_SURELY_UNSET_VAR"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    /// The shipped example must stay valid: docs point people at it.
+    #[test]
+    fn shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tidemark.toml");
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!(c.environments.len(), 3);
+        let prod = c.source_for("prod", "shop").unwrap();
+        assert_eq!(prod.password_env.as_deref(), Some("TIDEMARK_PROD_SHOP_PASSWORD"));
+        assert!(c.environment("dev").unwrap().warehouse.ends_with("warehouse/dev"));
+    }
+}

@@ -43,7 +43,7 @@ pub fn snake_case(ident: &str) -> String {
             let next = chars.get(i + 1).copied();
             let boundary = match prev {
                 None => false,
-                Some(p) if p == '_' => false,
+                Some('_') => false,
                 Some(p) if p.is_lowercase() || p.is_ascii_digit() => true,
                 // End of an acronym: `HTTPServer` → split before `S`.
                 Some(p) if p.is_uppercase() => next.is_some_and(|n| n.is_lowercase()),

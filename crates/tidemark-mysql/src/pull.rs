@@ -274,7 +274,7 @@ async fn reconcile_with(
         if kind == TableKind::Current {
             deleted = gone.data.num_rows() as u64;
         }
-        let state = base_state(source, &name, &writer, kind);
+        let state = base_state(source, &name, writer, kind);
         writer.apply(kind, &gone, ts, state).await?;
     }
     Ok(deleted)

@@ -17,9 +17,15 @@ pub enum Error {
     /// A statement that would change data.
     #[error("tidemark SQL is read-only: {0} statements are not allowed")]
     ReadOnly(String),
-    /// Opening the warehouse failed.
+    /// Opening the warehouse failed (boxed: delta-rs errors are large).
     #[error(transparent)]
-    Lake(#[from] tidemark_lake::Error),
+    Lake(Box<tidemark_lake::Error>),
+}
+
+impl From<tidemark_lake::Error> for Error {
+    fn from(e: tidemark_lake::Error) -> Self {
+        Error::Lake(Box::new(e))
+    }
 }
 
 impl From<deltalake::datafusion::error::DataFusionError> for Error {
