@@ -416,7 +416,14 @@ mod example {
         let c = Config::from_file(&path).unwrap();
         assert_eq!(c.environments.len(), 3);
         let prod = c.source_for("prod", "shop").unwrap();
-        assert_eq!(prod.password_env.as_deref(), Some("TIDEMARK_PROD_SHOP_PASSWORD"));
-        assert!(c.environment("dev").unwrap().warehouse.ends_with("warehouse/dev"));
+        assert_eq!(
+            prod.password_env.as_deref(),
+            Some("TIDEMARK_PROD_SHOP_PASSWORD")
+        );
+        assert!(c
+            .environment("dev")
+            .unwrap()
+            .warehouse
+            .ends_with("warehouse/dev"));
     }
 }

@@ -88,7 +88,10 @@ fn days_are_ordered_utc_days() {
         assert!(!events.is_empty(), "day {d} is empty");
         for e in &events {
             assert!(e.ts_us > last_ts, "not strictly increasing on day {d}");
-            assert!((start..start + DAY_US).contains(&e.ts_us), "outside day {d}");
+            assert!(
+                (start..start + DAY_US).contains(&e.ts_us),
+                "outside day {d}"
+            );
             last_ts = e.ts_us;
             // Transactions are consecutive and numbered in commit order.
             if e.txn != last_txn {
@@ -158,11 +161,16 @@ fn replay_gives_a_consistent_business() {
         *by_status.entry(status.to_string()).or_default() += 1;
     }
     for s in ["draft", "open", "paid", "void"] {
-        assert!(by_status.get(s).copied().unwrap_or(0) > 0, "no {s} invoices");
+        assert!(
+            by_status.get(s).copied().unwrap_or(0) > 0,
+            "no {s} invoices"
+        );
     }
     let mut paid_invoices = std::collections::HashSet::new();
     for p in payments.values() {
-        let inv = invoices.get(&int(&p[1])).expect("payment of a known invoice");
+        let inv = invoices
+            .get(&int(&p[1]))
+            .expect("payment of a known invoice");
         assert_eq!(text(&inv[2]), "paid");
         assert_eq!(dec(&p[2]), dec(&inv[6]));
         assert!(["card", "transfer", "cash"].contains(&text(&p[3])));
@@ -223,7 +231,10 @@ fn counts_at_scale_one() {
     assert!((350..650).contains(&customers[0]), "{customers:?}");
     assert!((50..90).contains(&products[0]), "{products:?}");
     assert!((2_200..3_200).contains(&invoices[0]), "{invoices:?}");
-    assert!(invoices[2] > 30 && payments[0] > 1_000, "{invoices:?} {payments:?}");
+    assert!(
+        invoices[2] > 30 && payments[0] > 1_000,
+        "{invoices:?} {payments:?}"
+    );
 
     // Scale multiplies the counts.
     let doubled = all_events(WorkloadConfig {
@@ -266,7 +277,10 @@ fn change_batches_match_the_events() {
         for b in &batches {
             let table = b.table.name.table.clone();
             let data = &b.data;
-            let pos = data.column_by_name("_source_pos").unwrap().as_string::<i32>();
+            let pos = data
+                .column_by_name("_source_pos")
+                .unwrap()
+                .as_string::<i32>();
             let seq = data
                 .column_by_name("_seq")
                 .unwrap()
@@ -293,7 +307,10 @@ fn change_batches_match_the_events() {
     // Decimal text lands exactly.
     let events = all_events(cfg(42, 1));
     let batches = to_change_batches(&schemas, &events, 0).unwrap();
-    let products = batches.iter().find(|b| b.table.name.table == "products").unwrap();
+    let products = batches
+        .iter()
+        .find(|b| b.table.name.table == "products")
+        .unwrap();
     let price = products.data.column_by_name("unit_price").unwrap();
     assert_eq!(price.data_type(), &DataType::Decimal128(10, 2));
     let first = events.iter().find(|e| e.table == PRODUCTS).unwrap();

@@ -36,8 +36,8 @@ const DAY_MARGIN_US: i64 = 60_000_000;
 
 const FIRST: [&str; 24] = [
     "Ada", "Ben", "Chloe", "Daniel", "Emma", "Felix", "Grace", "Hugo", "Ines", "Jonas", "Kira",
-    "Liam", "Mia", "Noah", "Olivia", "Paul", "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera",
-    "Wim", "Yara",
+    "Liam", "Mia", "Noah", "Olivia", "Paul", "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera", "Wim",
+    "Yara",
 ];
 const LAST: [&str; 24] = [
     "Andersen", "Bauer", "Costa", "Dubois", "Evans", "Fischer", "Garcia", "Hansen", "Ito",
@@ -66,8 +66,18 @@ const DOMAINS: [&str; 6] = [
     "corp.example",
 ];
 const ADJECTIVES: [&str; 12] = [
-    "Compact", "Deluxe", "Durable", "Ergonomic", "Heavy", "Light", "Modular", "Portable",
-    "Premium", "Quiet", "Rugged", "Smart",
+    "Compact",
+    "Deluxe",
+    "Durable",
+    "Ergonomic",
+    "Heavy",
+    "Light",
+    "Modular",
+    "Portable",
+    "Premium",
+    "Quiet",
+    "Rugged",
+    "Smart",
 ];
 const MATERIALS: [&str; 8] = [
     "Aluminium",
@@ -592,8 +602,7 @@ impl Workload {
     }
 
     fn correct_line(&mut self, tx: &mut Tx<'_>) {
-        let use_drafts =
-            !self.drafts.is_empty() && (self.open.is_empty() || self.rng.chance(0.5));
+        let use_drafts = !self.drafts.is_empty() && (self.open.is_empty() || self.rng.chance(0.5));
         let (map, status) = if use_drafts {
             (&mut self.drafts, "draft")
         } else {

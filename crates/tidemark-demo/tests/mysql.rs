@@ -66,7 +66,13 @@ async fn replay_into_mariadb() {
         assert_eq!(cols.len(), schema.columns.len(), "{}", TABLES[t]);
         for (c, r) in schema.columns.iter().zip(cols) {
             assert_eq!(
-                (&c.source_name, &c.data_type, &c.column_type, c.precision, c.scale),
+                (
+                    &c.source_name,
+                    &c.data_type,
+                    &c.column_type,
+                    c.precision,
+                    c.scale
+                ),
                 (&r.1, &r.2, &r.3, r.4, r.5),
                 "{}",
                 TABLES[t]
