@@ -4,6 +4,7 @@
 //! Each test gets its own database and warehouse directory, so tests run in parallel.
 
 mod chinook;
+mod demo;
 mod errors;
 mod pull;
 mod resume;
