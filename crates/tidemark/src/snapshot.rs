@@ -81,25 +81,52 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
             .buffer_unordered(parallel)
             .collect()
             .await;
+        let width = results
+            .iter()
+            .map(|(t, _)| t.schema.name.source().len().max(t.schema.name.sql().len()))
+            .max()
+            .unwrap_or(10);
+        println!(
+            "{:<width$}  {:<width$}  {:>12}  status",
+            "source table", "sql table", "rows"
+        );
+        // Where change capture resumes, once per distinct position (usually one).
+        let mut resume: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for (t, r) in results {
+            let (src, sql) = (t.schema.name.source(), t.schema.name.sql());
             match r {
-                Ok(r) => println!(
-                    "{:<40} {:>12} rows  {}{}",
-                    format!("{} -> {}", r.table, t.schema.name.sql()),
-                    r.total_rows,
-                    if r.already_done {
-                        "already complete"
-                    } else {
-                        "complete"
-                    },
-                    r.resume_from
-                        .map(|p| format!("  (change capture resumes at {p})"))
-                        .unwrap_or_default()
-                ),
+                Ok(r) => {
+                    println!(
+                        "{src:<width$}  {sql:<width$}  {:>12}  {}",
+                        r.total_rows,
+                        if r.already_done {
+                            "already complete"
+                        } else {
+                            "complete"
+                        },
+                    );
+                    let at = r.resume_from.map_or_else(
+                        || "nowhere (no binlog position: binary logging off or no REPLICATION CLIENT)".to_string(),
+                        |p| p.to_string(),
+                    );
+                    resume.entry(at).or_default().push(src);
+                }
                 Err(e) => {
                     failed += 1;
-                    error!(table = %t.schema.name.source(), error = %e, "snapshot failed");
-                    println!("{:<40} FAILED: {e}", t.schema.name.source());
+                    error!(table = %src, error = %e, "snapshot failed");
+                    println!("{src:<width$}  {sql:<width$}  {:>12}  FAILED: {e}", "-");
+                }
+            }
+        }
+        match resume.len() {
+            0 => {}
+            1 => println!(
+                "change capture resumes at {}",
+                resume.keys().next().expect("one")
+            ),
+            _ => {
+                for (at, tables) in resume {
+                    println!("change capture resumes at {at} for {}", tables.join(", "));
                 }
             }
         }
