@@ -383,6 +383,29 @@ impl TableWriter {
         self.target(kind).append(rows, state).await
     }
 
+    /// Append the same new rows to both tables, as two concurrent commits each carrying
+    /// `state`. Either commit may land without the other (a crash in between); callers
+    /// repair by comparing the two tables' states, whichever is behind.
+    pub async fn append_both(
+        &mut self,
+        batches: &[ChangeBatch],
+        ingest_ts_us: i64,
+        state: SourceState,
+    ) -> Result<()> {
+        let current = batches
+            .iter()
+            .map(|b| current_rows(b, ingest_ts_us))
+            .collect::<Result<Vec<_>>>()?;
+        let history = batches
+            .iter()
+            .map(|b| history_rows(b, ingest_ts_us))
+            .collect::<Result<Vec<_>>>()?;
+        let (c, h) = (&mut self.current, &mut self.history);
+        // Parquet encoding dominates a snapshot; the two tables encode on two cores.
+        let (rc, rh) = tokio::join!(c.append(current, state.clone()), h.append(history, state));
+        rc.and(rh)
+    }
+
     /// Apply changes to `kind`: history appends every change; current upserts the last
     /// change per key and deletes keys whose last change is a delete.
     pub async fn apply(

@@ -393,22 +393,9 @@ pub async fn snapshot_table(
             progress.high = high_now.clone();
         }
         merge_counts(&mut report.invalid, chunk.invalid);
-        commit(
-            &mut writer,
-            TableKind::Current,
-            &chunk.batches,
-            &base,
-            &progress,
-        )
-        .await?;
-        commit(
-            &mut writer,
-            TableKind::History,
-            &chunk.batches,
-            &base,
-            &progress,
-        )
-        .await?;
+        let mut state = base.clone();
+        state.snapshot = Some(progress.clone());
+        writer.append_both(&chunk.batches, now_us(), state).await?;
         report.rows += chunk.rows as u64;
         bar.set_position(progress.rows);
         info!(table = %name, rows = progress.rows, done = progress.done, "snapshot chunk committed");

@@ -115,3 +115,88 @@ async fn killed_snapshot_resumes_exactly() {
     );
     db.drop().await;
 }
+
+/// The state a crash between the two commits of a chunk leaves (one table has the
+/// chunk, the other not) is repaired exactly, whichever table is ahead.
+#[tokio::test]
+async fn crash_between_current_and_history_commits_is_repaired() {
+    use mysql_async::prelude::Queryable;
+    use tidemark_core::change::{ChangeBatchBuilder, Op};
+    use tidemark_core::position::{KeyValue, SnapshotProgress, SourceState};
+    use tidemark_lake::{TableKind, TableWriter, Warehouse};
+
+    for ahead in [TableKind::Current, TableKind::History] {
+        let db = TestDb::new(&format!("repair{}", ahead.dir())).await;
+        db.exec("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))")
+            .await;
+        db.exec("INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_5000")
+            .await;
+        let config_path = db.config("snapshot_chunk_rows = 700");
+        let config = tidemark_core::config::Config::from_file(&config_path).unwrap();
+        let source = tidemark_mysql::connect::Source::connect(
+            "main",
+            config.source_for("dev", "main").unwrap(),
+        )
+        .await
+        .unwrap();
+        let table = tidemark_mysql::discover::discover(&source)
+            .await
+            .unwrap()
+            .remove(0);
+        let wh = Warehouse::new(db.warehouse().to_str().unwrap(), Default::default()).unwrap();
+
+        // Commit keys 1..=1000 to one table only.
+        let rows: Vec<(i32, String)> = db
+            .conn()
+            .await
+            .query("SELECT id, v FROM t WHERE id <= 1000 ORDER BY id")
+            .await
+            .unwrap();
+        let mut b = ChangeBatchBuilder::new(table.schema.clone(), rows.len());
+        for (id, v) in &rows {
+            let id = id.to_string();
+            b.push_text_row(
+                [Some(id.as_bytes()), Some(v.as_bytes())],
+                Op::Read,
+                1,
+                "snapshot",
+                0,
+            )
+            .unwrap();
+        }
+        let batch = b.finish().unwrap();
+        let state = SourceState {
+            source: "main".into(),
+            source_table: table.schema.name.source(),
+            snapshot: Some(SnapshotProgress {
+                last_key: Some(vec![KeyValue::Text("1000".into())]),
+                rows: 1000,
+                started_at_us: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut w = TableWriter::open(&wh, table.schema.clone()).await.unwrap();
+        w.append(ahead, &[batch], 1, state).await.unwrap();
+        drop(w);
+
+        let out = crate::support::ok(db.tidemark(&config_path, &["snapshot"]));
+        assert!(out.contains("repairing a chunk"), "{out}");
+        let s = db.name.to_lowercase();
+        for q in [
+            format!("SELECT COUNT(*) FROM {s}.t"),
+            format!("SELECT COUNT(DISTINCT id) FROM {s}.t"),
+            format!("SELECT COUNT(*) FROM {s}_history.t"),
+            format!("SELECT COUNT(DISTINCT id) FROM {s}_history.t"),
+        ] {
+            assert_eq!(
+                db.sql_i64(&q).await,
+                5000,
+                "{q} ({} was ahead)",
+                ahead.dir()
+            );
+        }
+        source.close().await;
+        db.drop().await;
+    }
+}
