@@ -8,6 +8,10 @@
 #    scripts/mariadb.sh, postgresql-client for psql),
 # 3. starts a private MariaDB (scripts/mariadb.sh; never the system one on
 #    3306) and exports TIDEMARK_TEST_MYSQL_URL,
+# 3b. starts moto (an S3-compatible server, pip-installed into
+#    target/test-services/moto/venv if moto_server is not on PATH) on a free
+#    loopback port and exports TIDEMARK_TEST_S3_ENDPOINT plus dummy AWS_*
+#    credentials; it is stopped on exit,
 # 4. runs `cargo fmt --check` and `cargo clippy -D warnings`,
 # 5. runs the tests: `cargo nextest run` if cargo-nextest is installed, else
 #    `cargo test`; both with --workspace --locked.
@@ -97,9 +101,14 @@ psql --version >&2
 section "Private MariaDB (scripts/mariadb.sh)"
 MARIADB_WAS_RUNNING=0
 if "$REPO/scripts/mariadb.sh" status >/dev/null 2>&1; then MARIADB_WAS_RUNNING=1; fi
+MOTO_PID=""
 
 cleanup() {
     local rc=$?
+    if [ -n "$MOTO_PID" ]; then
+        kill "$MOTO_PID" 2>/dev/null || true
+        wait "$MOTO_PID" 2>/dev/null || true
+    fi
     if [ "${TIDEMARK_TEST_KEEP_MARIADB:-0}" = 1 ] || [ "$MARIADB_WAS_RUNNING" = 1 ]; then
         echo "leaving private MariaDB running ($("$REPO/scripts/mariadb.sh" url 2>/dev/null || true)); stop it with scripts/mariadb.sh stop" >&2
     else
@@ -114,6 +123,41 @@ trap 'exit 143' TERM
 TIDEMARK_TEST_MYSQL_URL="$("$REPO/scripts/mariadb.sh" start)"
 export TIDEMARK_TEST_MYSQL_URL
 echo "TIDEMARK_TEST_MYSQL_URL=$TIDEMARK_TEST_MYSQL_URL" >&2
+
+# ------------------------------------------------------------------ S3 (moto)
+section "S3-compatible test server (moto)"
+MOTO_DIR="$REPO/target/test-services/moto"
+mkdir -p "$MOTO_DIR"
+command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+if command -v moto_server >/dev/null 2>&1; then
+    MOTO_SERVER="$(command -v moto_server)"
+else
+    MOTO_SERVER="$MOTO_DIR/venv/bin/moto_server"
+    if [ ! -x "$MOTO_SERVER" ]; then
+        # A private venv: works where the system Python refuses pip (PEP 668).
+        echo "moto_server missing: pip install 'moto[server]' into $MOTO_DIR/venv" >&2
+        python3 -m venv "$MOTO_DIR/venv" >&2 || {
+            apt_install python3-venv
+            python3 -m venv "$MOTO_DIR/venv" >&2
+        }
+        "$MOTO_DIR/venv/bin/pip" install --quiet 'moto[server]' >&2
+    fi
+fi
+MOTO_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$MOTO_SERVER" -H 127.0.0.1 -p "$MOTO_PORT" >"$MOTO_DIR/moto.log" 2>&1 &
+MOTO_PID=$!
+for _ in $(seq 1 60); do
+    kill -0 "$MOTO_PID" 2>/dev/null || { tail -20 "$MOTO_DIR/moto.log" >&2; die "moto_server exited; log: $MOTO_DIR/moto.log"; }
+    if (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null; then break; fi
+    sleep 0.5
+done
+(exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null \
+    || die "moto_server did not listen on 127.0.0.1:$MOTO_PORT within 30s; log: $MOTO_DIR/moto.log"
+export TIDEMARK_TEST_S3_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+# Dummy credentials for moto; the S3 client reads them like real ones.
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3
+echo "TIDEMARK_TEST_S3_ENDPOINT=$TIDEMARK_TEST_S3_ENDPOINT (moto, pid $MOTO_PID, log $MOTO_DIR/moto.log)" >&2
 
 # ------------------------------------------------------------------ lint
 if [ "${TIDEMARK_TEST_SKIP_LINT:-0}" = 1 ]; then
@@ -132,15 +176,16 @@ if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then common+=(--no-fail-fast); fi
 
 rc=0
 if [ "$RUNNER" = nextest ]; then
-    section "cargo nextest run ${common[*]} -- $*"
-    cargo nextest run "${common[@]}" -- "$@" || rc=$?
-    # nextest does not run doctests; run them on full (unfiltered) runs.
+    # nextest does not run doctests; run them first on full (unfiltered) runs, so
+    # that nextest's summary ("N tests run: N passed") is the run's closing line.
     if [ $# -eq 0 ]; then
         section "cargo test --doc ${common[*]}"
-        drc=0
-        cargo test --doc "${common[@]}" || drc=$?
-        [ "$rc" -ne 0 ] || rc=$drc
+        cargo test --doc "${common[@]}" || rc=$?
     fi
+    section "cargo nextest run ${common[*]} -- $*"
+    nrc=0
+    cargo nextest run "${common[@]}" -- "$@" || nrc=$?
+    [ "$rc" -ne 0 ] || rc=$nrc
 else
     section "cargo test ${common[*]} -- $*"
     cargo test "${common[@]}" -- "$@" || rc=$?

@@ -84,6 +84,10 @@ pub struct ChangeBatchBuilder {
     pos: StringBuilder,
     seq: Int64Builder,
     rows: usize,
+    /// A row failed half-way: columns are out of step, so the builder is unusable.
+    /// Arrow builders cannot take a value back; callers drop the builder (and the
+    /// batch it was building) on error, and `finish` refuses if they do not.
+    poisoned: bool,
 }
 
 impl ChangeBatchBuilder {
@@ -102,6 +106,7 @@ impl ChangeBatchBuilder {
             pos: StringBuilder::with_capacity(capacity, capacity * 24),
             seq: Int64Builder::with_capacity(capacity),
             rows: 0,
+            poisoned: false,
         }
     }
 
@@ -131,6 +136,14 @@ impl ChangeBatchBuilder {
         }
     }
 
+    fn row_err(&self, message: String) -> Error {
+        Error::Decode {
+            table: self.table.name.source(),
+            column: "(whole row)".into(),
+            message,
+        }
+    }
+
     /// Append a row given as MySQL text-protocol cells, one per column.
     pub fn push_text_row<'a>(
         &mut self,
@@ -140,10 +153,20 @@ impl ChangeBatchBuilder {
         source_pos: &str,
         seq: i64,
     ) -> Result<()> {
+        let mut n = 0;
         for (i, cell) in cells.into_iter().enumerate() {
             if let Err(m) = self.columns[i].push_text(cell) {
+                self.poisoned = true;
                 return Err(self.decode_err(i, m));
             }
+            n += 1;
+        }
+        if n != self.columns.len() {
+            self.poisoned = true;
+            return Err(self.row_err(format!(
+                "row has {n} cells for {} columns",
+                self.columns.len()
+            )));
         }
         self.meta(op, source_ts_us, source_pos, seq);
         Ok(())
@@ -191,6 +214,10 @@ impl ChangeBatchBuilder {
 
     /// Finish the rows so far into a batch; the builder is empty afterwards.
     pub fn finish(&mut self) -> Result<ChangeBatch> {
+        if self.poisoned {
+            return Err(self
+                .row_err("a row failed to decode part-way; this batch cannot be finished".into()));
+        }
         let mut cols: Vec<ArrayRef> = self.columns.iter_mut().map(|c| c.finish()).collect();
         cols.push(Arc::new(self.op.finish()));
         cols.push(Arc::new(self.ts.finish()));

@@ -41,8 +41,8 @@ pub struct ColumnSchema {
     pub name: String,
     /// Type as MySQL spells it (`decimal(10,2) unsigned`), for messages and docs.
     pub column_type: String,
-    /// `#[serde(skip)]`-free mirror of the mapping input, so a stored schema re-derives
-    /// the same Arrow type.
+    /// `DATA_TYPE` as information_schema reports it (`decimal`); kept with the other
+    /// mapping inputs so a stored schema re-derives the same Arrow type.
     pub data_type: String,
     /// NUMERIC_PRECISION (or BIT width).
     pub precision: Option<u64>,

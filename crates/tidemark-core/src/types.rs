@@ -325,8 +325,17 @@ impl ColumnBuilder {
                 b.append_value(i32::try_from(*i).map_err(|_| mismatch(v))?)
             }
             (Inner::I64(b), Value::Int(i)) => b.append_value(*i),
-            (Inner::Dec(b, _), Value::Int(i)) => b.append_value(*i as i128),
-            (Inner::Dec(b, _), Value::UInt(u)) => b.append_value(*u as i128),
+            // An integer into DECIMAL(p,s) is a whole number: scale it, 5 -> 5.00.
+            (Inner::Dec(b, scale), Value::Int(i)) => b.append_value(
+                (*i as i128)
+                    .checked_mul(10i128.pow(*scale as u32))
+                    .ok_or_else(|| mismatch(v))?,
+            ),
+            (Inner::Dec(b, scale), Value::UInt(u)) => b.append_value(
+                (*u as i128)
+                    .checked_mul(10i128.pow(*scale as u32))
+                    .ok_or_else(|| mismatch(v))?,
+            ),
             (Inner::Dec(b, scale), Value::Decimal(s)) => {
                 let d = parse_decimal(s, *scale).map_err(|_| mismatch(v))?;
                 b.append_value(d)
@@ -572,5 +581,19 @@ mod tests {
 
         let mut b = ColumnBuilder::new(MySqlType::Int { unsigned: false }, 1);
         assert!(b.push_text(Some(b"x1")).is_err());
+
+        // Whole numbers into a scaled decimal keep their value.
+        let mut b = ColumnBuilder::new(
+            MySqlType::Decimal {
+                precision: 10,
+                scale: 2,
+            },
+            2,
+        );
+        b.push_value(&Value::Int(5)).unwrap();
+        b.push_value(&Value::UInt(7)).unwrap();
+        let a = b.finish();
+        assert_eq!(a.as_primitive::<Decimal128Type>().value(0), 500);
+        assert_eq!(a.as_primitive::<Decimal128Type>().value(1), 700);
     }
 }

@@ -7,6 +7,8 @@
 //! <warehouse>/<schema>/<table>/current   Delta table: the row as it is now
 //! <warehouse>/<schema>/<table>/history   Delta table: append-only log of every version
 //! ```
+//! The warehouse is a local directory or `s3://bucket/prefix` (through object_store's S3
+//! client, commits made atomic by S3 conditional writes; see `s3.rs`).
 //! Both are plain Delta tables with the portable protocol (reader 1 / writer 2, no
 //! column mapping, no deletion vectors), readable by Spark, Trino, Athena.
 //!
@@ -41,6 +43,7 @@
 mod diff;
 mod error;
 mod rows;
+mod s3;
 mod warehouse;
 mod writer;
 

@@ -1,12 +1,15 @@
-//! Where tables live: `<root>/<schema>/<table>/{current,history}`.
+//! Where tables live: `<root>/<schema>/<table>/{current,history}`, in a local directory
+//! or under `s3://bucket/prefix`.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore};
+use object_store::path::Path as ObjectPath;
 use url::Url;
 
-use crate::{Error, Result};
+use crate::{s3, Error, Result};
 
 /// The two Delta tables kept per source table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,22 +44,42 @@ pub struct TableLocation {
 pub struct Warehouse {
     root: Url,
     storage_options: HashMap<String, String>,
+    /// The bucket's client, for `s3://` warehouses (listing; Delta tables build their
+    /// own through the registered factories).
+    store: Option<Arc<dyn ObjectStore>>,
 }
 
 impl Warehouse {
-    /// Open a warehouse at a local directory (created if missing) or a URL.
+    /// Open a warehouse at a local directory (created if missing) or a URL
+    /// (`file://`, `s3://bucket/prefix`). For S3, `storage_options` are S3 client options
+    /// (endpoint, region, allow_http, ...); credentials come from the `AWS_*`
+    /// environment variables and are refused here.
     pub fn new(location: &str, storage_options: HashMap<String, String>) -> Result<Self> {
         let bad = |message: String| Error::Warehouse {
             location: location.to_string(),
             message,
         };
+        let mut store = None;
         let root = if location.contains("://") {
             let url = Url::parse(location).map_err(|e| bad(e.to_string()))?;
-            if url.scheme() != "file" {
-                return Err(bad(format!(
-                    "{}:// warehouses are not supported by this build yet; use a local directory",
-                    url.scheme()
-                )));
+            match url.scheme() {
+                "file" => {}
+                "s3" => {
+                    let bucket = url
+                        .host_str()
+                        .filter(|b| !b.is_empty())
+                        .ok_or_else(|| bad("no bucket; use s3://bucket/prefix".into()))?;
+                    s3::check_options(&storage_options).map_err(bad)?;
+                    let s3 = s3::build_store(bucket, &storage_options)
+                        .map_err(|e| bad(format!("cannot configure the S3 client: {e}")))?;
+                    store = Some(Arc::new(s3) as Arc<dyn ObjectStore>);
+                    s3::register();
+                }
+                other => {
+                    return Err(bad(format!(
+                        "{other}:// warehouses are not supported; use a local directory or s3://bucket/prefix"
+                    )))
+                }
             }
             url
         } else {
@@ -74,6 +97,7 @@ impl Warehouse {
         Ok(Self {
             root,
             storage_options,
+            store,
         })
     }
 
@@ -118,7 +142,10 @@ impl Warehouse {
     }
 
     /// Tables with a current table in the warehouse, sorted.
-    pub fn list(&self) -> Result<Vec<TableLocation>> {
+    pub async fn list(&self) -> Result<Vec<TableLocation>> {
+        if let Some(store) = &self.store {
+            return self.list_store(store.as_ref()).await;
+        }
         let root = self.root.to_file_path().map_err(|_| Error::Warehouse {
             location: self.root.to_string(),
             message: "not a local path".into(),
@@ -137,6 +164,42 @@ impl Warehouse {
         for (schema, sp) in dirs(&root) {
             for (table, tp) in dirs(&sp) {
                 if tp.join("current").join("_delta_log").is_dir() {
+                    out.push(TableLocation {
+                        schema: schema.clone(),
+                        table,
+                    });
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// [`Warehouse::list`] on an object store: `<root>/<schema>/<table>/current/_delta_log/`
+    /// holding at least one object.
+    async fn list_store(&self, store: &dyn ObjectStore) -> Result<Vec<TableLocation>> {
+        let err = |e: String| Error::Warehouse {
+            location: self.root.to_string(),
+            message: format!("cannot list it: {e}"),
+        };
+        let root = ObjectPath::from_url_path(self.root.path()).map_err(|e| err(e.to_string()))?;
+        let dirs = |prefix: ObjectPath| async move {
+            store
+                .list_with_delimiter(Some(&prefix))
+                .await
+                .map_err(|e| err(e.to_string()))
+        };
+        let mut out = Vec::new();
+        for sp in dirs(root).await?.common_prefixes {
+            let Some(schema) = sp.filename().map(str::to_string) else {
+                continue;
+            };
+            for tp in dirs(sp).await?.common_prefixes {
+                let Some(table) = tp.filename().map(str::to_string) else {
+                    continue;
+                };
+                let log = dirs(tp.join(TableKind::Current.dir()).join("_delta_log")).await?;
+                if !log.objects.is_empty() {
                     out.push(TableLocation {
                         schema: schema.clone(),
                         table,

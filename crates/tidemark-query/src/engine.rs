@@ -15,7 +15,6 @@ use tidemark_core::schema::{
 };
 use tidemark_lake::{quote, stored_schema, TableKind, Warehouse};
 use tracing::warn;
-use url::Url;
 
 use crate::travel;
 use crate::{Error, Result};
@@ -29,7 +28,9 @@ pub(crate) const VERSIONS_SCHEMA: &str = "__tidemark_versions";
 #[derive(Debug, Clone)]
 pub(crate) struct Known {
     pub(crate) schema: TableSchema,
-    pub(crate) current_url: Url,
+    /// Unloaded handle on the current table, on the warehouse's store and options (a
+    /// bare URL would lose an S3 warehouse's storage options).
+    pub(crate) current: deltalake::DeltaTable,
 }
 
 /// A SQL engine over one warehouse.
@@ -85,7 +86,7 @@ impl Engine {
             .catalog(CATALOG)
             .ok_or_else(|| Error::Sql("default catalog missing".into()))?;
         let mut tables = BTreeMap::new();
-        for loc in wh.list()? {
+        for loc in wh.list().await? {
             let cur_url = wh.table_url(&loc.schema, &loc.table, TableKind::Current);
             let (cur, cur_ok) = wh.delta_table(&cur_url).await?;
             let hist_url = wh.table_url(&loc.schema, &loc.table, TableKind::History);
@@ -116,7 +117,7 @@ impl Engine {
                 (loc.schema.clone(), loc.table.clone()),
                 Known {
                     schema,
-                    current_url: cur_url,
+                    current: deltalake::DeltaTable::new(cur.log_store()),
                 },
             );
         }
@@ -173,8 +174,7 @@ impl Engine {
             .tables
             .get(&(v.schema.clone(), v.table.clone()))
             .ok_or_else(|| Error::UnknownTable(format!("{}.{}", v.schema, v.table)))?;
-        let mut table =
-            deltalake::DeltaTableBuilder::from_url(known.current_url.clone())?.build()?;
+        let mut table = known.current.clone();
         table.load_version(v.version).await.map_err(|e| {
             Error::Sql(format!(
                 "{}.{} VERSION AS OF {}: {e} (versions older than the last VACUUM or log retention are gone; FOR SYSTEM_TIME AS OF reads history instead)",

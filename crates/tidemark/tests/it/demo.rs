@@ -52,6 +52,23 @@ async fn demo_offline_equals_demo_through_mysql() {
     .unwrap();
     ok(tidemark(&cfg, &["snapshot"]));
 
+    // The server reports exactly the shapes the generator declares (same mapping on
+    // both paths, so offline landings look like landings from MySQL).
+    let config = tidemark_core::config::Config::from_file(&cfg).unwrap();
+    let source =
+        tidemark_mysql::connect::Source::connect("demo", config.source_for("dev", "demo").unwrap())
+            .await
+            .unwrap();
+    let discovered = tidemark_mysql::discover::discover(&source).await.unwrap();
+    for declared in tidemark_demo::schemas(tidemark_core::names::Naming::SnakeCase) {
+        let found = discovered
+            .iter()
+            .find(|d| d.schema.name == declared.name)
+            .unwrap_or_else(|| panic!("{} not discovered", declared.name.source()));
+        assert_eq!(found.schema.as_ref(), declared.as_ref());
+    }
+    source.close().await;
+
     for sql in [
         "SELECT id, customer_id, status, currency, due_date, total FROM invoicing.invoices ORDER BY id",
         "SELECT id, invoice_id, product_id, quantity, unit_price, amount FROM invoicing.invoice_lines ORDER BY id",
