@@ -103,5 +103,10 @@ async fn pulls_updates_versions_and_reconciles_deletes() {
         .await,
         "+-----------+------------+\n| now_total | then_total |\n+-----------+------------+\n| 9.50      | 6.00       |\n+-----------+------------+"
     );
+    // A Delta version of the current table: version 1 is the first snapshot commit.
+    assert_eq!(
+        rows(&db, &format!("SELECT id, price FROM {s}.items VERSION AS OF 1 ORDER BY id")).await,
+        "+----+-------+\n| id | price |\n+----+-------+\n| 1  | 1.00  |\n| 2  | 2.00  |\n| 3  | 3.00  |\n+----+-------+"
+    );
     db.drop().await;
 }
