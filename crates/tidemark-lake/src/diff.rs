@@ -22,6 +22,16 @@ pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// `s.k1 = l.k1 AND s.k2 = l.k2` over the table's key.
+fn key_join(schema: &tidemark_core::schema::TableSchema) -> String {
+    schema
+        .key_names()
+        .iter()
+        .map(|k| format!("s.{q} = l.{q}", q = quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 impl TableWriter {
     async fn diff_context(&self, kind: TableKind, src: &ChangeBatch) -> Result<SessionContext> {
         let err = |e: &dyn std::fmt::Display| Error::Batch {
@@ -104,12 +114,7 @@ impl TableWriter {
     pub async fn changed(&self, kind: TableKind, src: &ChangeBatch) -> Result<ChangeBatch> {
         let ctx = self.diff_context(kind, src).await?;
         let schema = self.schema();
-        let on = schema
-            .key_names()
-            .iter()
-            .map(|k| format!("s.{q} = l.{q}", q = quote(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let on = key_join(schema);
         let first_key = quote(schema.key_names()[0]);
         let differs = schema
             .columns
@@ -146,12 +151,7 @@ impl TableWriter {
     ) -> Result<ChangeBatch> {
         let ctx = self.diff_context(kind, src).await?;
         let schema = self.schema();
-        let on = schema
-            .key_names()
-            .iter()
-            .map(|k| format!("s.{q} = l.{q}", q = quote(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let on = key_join(schema);
         let cols = schema
             .columns
             .iter()

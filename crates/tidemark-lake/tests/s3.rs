@@ -5,19 +5,19 @@
 //! Needs TIDEMARK_TEST_S3_ENDPOINT (and dummy AWS_* credentials); without it the tests
 //! fail rather than skip, so a run that silently tests nothing cannot pass.
 
+mod common;
+
+use common::{batch, schema, state};
+use tidemark_core::change::Op;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions};
-use tidemark_core::change::{ChangeBatchBuilder, Op, Value};
-use tidemark_core::names::{Naming, TableName};
-use tidemark_core::position::SourceState;
-use tidemark_core::schema::{ColumnSchema, TableSchema};
 use tidemark_lake::{Committed, Error, TableKind, TableLocation, TableWriter, Warehouse};
 use url::Url;
 
@@ -77,53 +77,6 @@ fn warehouse(test: &str) -> (String, HashMap<String, String>) {
         ("allow_http".to_string(), "true".to_string()),
     ]);
     (location, options)
-}
-
-fn schema() -> Arc<TableSchema> {
-    let col = |n: &str, dt: &str, ct: &str| ColumnSchema {
-        source_name: n.into(),
-        name: String::new(),
-        column_type: ct.into(),
-        data_type: dt.into(),
-        precision: None,
-        scale: None,
-    };
-    Arc::new(
-        TableSchema::new(
-            TableName::new("shop", "Items", Naming::SnakeCase),
-            vec![
-                col("Id", "int", "int(11)"),
-                col("Name", "varchar", "varchar(20)"),
-            ],
-            &["Id".to_string()],
-            Naming::SnakeCase,
-        )
-        .unwrap(),
-    )
-}
-
-fn state(offset: u64) -> SourceState {
-    SourceState {
-        source: "test".into(),
-        source_table: "shop.Items".into(),
-        stream_offset: Some(offset),
-        ..Default::default()
-    }
-}
-
-fn batch(rows: &[(Op, i64, &str, i64)]) -> tidemark_core::change::ChangeBatch {
-    let mut b = ChangeBatchBuilder::new(schema(), rows.len());
-    for (op, id, name, ts) in rows {
-        b.push_values(
-            &[Value::Int(*id), Value::Text(name.to_string())],
-            *op,
-            *ts,
-            &format!("test:{ts}"),
-            *ts,
-        )
-        .unwrap();
-    }
-    b.finish().unwrap()
 }
 
 async fn count(table: &DeltaTable) -> i64 {

@@ -1,60 +1,12 @@
 //! The table writer against a real local Delta table: state in the commit, a stale
 //! writer refused, merges that collapse keys and apply deletes.
 
-use std::sync::Arc;
+mod common;
 
-use tidemark_core::change::{ChangeBatchBuilder, Op, Value};
-use tidemark_core::names::{Naming, TableName};
-use tidemark_core::position::SourceState;
-use tidemark_core::schema::{ColumnSchema, TableSchema};
+use common::{batch, schema, state};
+use tidemark_core::change::Op;
+
 use tidemark_lake::{Error, TableKind, TableWriter, Warehouse};
-
-fn schema() -> Arc<TableSchema> {
-    let col = |n: &str, dt: &str, ct: &str| ColumnSchema {
-        source_name: n.into(),
-        name: String::new(),
-        column_type: ct.into(),
-        data_type: dt.into(),
-        precision: None,
-        scale: None,
-    };
-    Arc::new(
-        TableSchema::new(
-            TableName::new("shop", "Items", Naming::SnakeCase),
-            vec![
-                col("Id", "int", "int(11)"),
-                col("Name", "varchar", "varchar(20)"),
-            ],
-            &["Id".to_string()],
-            Naming::SnakeCase,
-        )
-        .unwrap(),
-    )
-}
-
-fn state(offset: u64) -> SourceState {
-    SourceState {
-        source: "test".into(),
-        source_table: "shop.Items".into(),
-        stream_offset: Some(offset),
-        ..Default::default()
-    }
-}
-
-fn batch(rows: &[(Op, i64, &str, i64)]) -> tidemark_core::change::ChangeBatch {
-    let mut b = ChangeBatchBuilder::new(schema(), rows.len());
-    for (op, id, name, ts) in rows {
-        b.push_values(
-            &[Value::Int(*id), Value::Text(name.to_string())],
-            *op,
-            *ts,
-            &format!("test:{ts}"),
-            *ts,
-        )
-        .unwrap();
-    }
-    b.finish().unwrap()
-}
 
 #[tokio::test]
 async fn state_travels_with_the_commit_and_stale_writers_are_refused() {

@@ -5,18 +5,14 @@ use tidemark_mysql::pull::{pull_table, reconcile};
 use tracing::error;
 
 use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
-use crate::snapshot::{source_names, source_tables};
+use crate::snapshot::{source_names, source_tables, Selection};
 
 /// Options of `tidemark pull`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only this source.
-    #[arg(long)]
-    pub source: Option<String>,
-    /// Only these tables, as `db.table` spelled at the source (repeatable). Default:
-    /// every selected table that has a `watermark` in the config.
-    #[arg(long = "table")]
-    pub tables: Vec<String>,
+    /// Tables to pull. Default: every selected table with a `watermark` in the config.
+    #[command(flatten)]
+    pub select: Selection,
     /// Also find rows deleted at the source (compares key sets; reads every key).
     #[arg(long)]
     pub reconcile: bool,
@@ -32,9 +28,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     let wh = warehouse(g, Some(&config))?;
     let mut failed = 0;
     let mut pulled = 0;
-    for name in source_names(&config, args.source.as_deref())? {
-        let (source, mut tables) = source_tables(g, &config, &name, &args.tables).await?;
-        if args.tables.is_empty() && !args.reconcile_only {
+    for name in source_names(&config, args.select.source.as_deref())? {
+        let (source, mut tables) = source_tables(g, &config, &name, &args.select.tables).await?;
+        if args.select.tables.is_empty() && !args.reconcile_only {
             tables.retain(|t| {
                 source
                     .config

@@ -10,15 +10,22 @@ use tracing::error;
 
 use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
 
-/// Options of `tidemark snapshot`.
+/// Which source tables a command acts on.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct Selection {
     /// Only this source (default: every source in the config).
     #[arg(long)]
     pub source: Option<String>,
     /// Only these tables, as `db.table` spelled at the source (repeatable).
     #[arg(long = "table")]
     pub tables: Vec<String>,
+}
+
+/// Options of `tidemark snapshot`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub select: Selection,
 }
 
 /// Connect to one configured source and list its selected tables (narrowed by
@@ -66,8 +73,8 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     )
     .expect("valid template");
     let mut failed = 0;
-    for name in source_names(&config, args.source.as_deref())? {
-        let (source, tables) = source_tables(g, &config, &name, &args.tables).await?;
+    for name in source_names(&config, args.select.source.as_deref())? {
+        let (source, tables) = source_tables(g, &config, &name, &args.select.tables).await?;
         let parallel = source.config.parallel_tables;
         let chunk_rows = source.config.snapshot_chunk_rows;
         let results: Vec<_> = futures::stream::iter(tables.iter())
