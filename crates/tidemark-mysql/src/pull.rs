@@ -18,14 +18,16 @@ use std::cmp::Ordering;
 use indicatif::ProgressBar;
 use mysql_async::prelude::Queryable;
 use tidemark_core::change::Op;
-use tidemark_core::position::{SourceState, WatermarkProgress};
+use tidemark_core::position::{KeyValue, SourceState, WatermarkProgress};
 use tidemark_core::types::MySqlType;
 use tidemark_lake::{TableKind, TableWriter, Warehouse};
 use tracing::info;
 
 use crate::connect::Source;
 use crate::discover::DiscoveredTable;
-use crate::snapshot::{now_us, quote_ident, quoted_table, read_chunk, snapshot_table, ReadAs};
+use crate::snapshot::{
+    literal, now_us, quote_ident, quoted_table, read_chunk, snapshot_table, ReadAs,
+};
 use crate::{Error, Result};
 
 /// What a pull did to one table.
@@ -169,9 +171,9 @@ pub async fn pull_table(
         // (everything, if no pull has run since the snapshot).
         let filter = low.as_ref().map(|l| {
             format!(
-                "{} >= '{}'",
+                "{} >= {}",
                 quote_ident(&wm_col.source_name),
-                l.replace('\\', "\\\\").replace('\'', "''")
+                literal(&KeyValue::Text(l.clone()))
             )
         });
         let how = ReadAs {

@@ -69,11 +69,19 @@ pub fn select_list(schema: &TableSchema) -> String {
         .join(", ")
 }
 
-fn literal(v: &KeyValue) -> String {
+/// A value as a SQL literal that means the same in every sql_mode and needs no
+/// escaping: text as a charset-introduced hex string (`_utf8mb4 X'6b31'`), which is
+/// coercible, so comparisons use the column's own collation (the order `ORDER BY`
+/// gives); numbers and dates compare with it as they would with `'k1'`.
+pub(crate) fn literal(v: &KeyValue) -> String {
     match v {
-        KeyValue::Text(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
+        KeyValue::Text(s) => format!("_utf8mb4 X'{}'", hex(s.as_bytes())),
         KeyValue::Hex(h) => format!("X'{h}'"),
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `(k1, k2) > (a, b)` spelled so every server uses the primary key range:
@@ -214,9 +222,7 @@ pub(crate) async fn read_chunk(
                     _ => &[],
                 };
                 match schema.columns[i].mysql_type() {
-                    MySqlType::Binary => {
-                        KeyValue::Hex(bytes.iter().map(|b| format!("{b:02x}")).collect())
-                    }
+                    MySqlType::Binary => KeyValue::Hex(hex(bytes)),
                     _ => KeyValue::Text(String::from_utf8_lossy(bytes).into_owned()),
                 }
             })

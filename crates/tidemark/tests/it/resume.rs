@@ -200,3 +200,32 @@ async fn crash_between_current_and_history_commits_is_repaired() {
         db.drop().await;
     }
 }
+
+/// String keys with quotes, backslashes and non-ASCII text resume correctly in the
+/// column's collation (keys are sent as `_utf8mb4 X'..'` literals, which mean the
+/// same in every sql_mode).
+#[tokio::test]
+async fn string_keys_with_quotes_and_backslashes_resume() {
+    let db = TestDb::new("strkeys").await;
+    db.exec("CREATE TABLE s (k VARCHAR(40) PRIMARY KEY, n INT)")
+        .await;
+    db.exec(
+        "INSERT INTO s SELECT CONCAT(IF(seq % 2 = 0, 'K''', 'ä'), LPAD(seq, 5, '0'), IF(seq % 3 = 0, '\\\\x', '')), seq FROM seq_1_to_2000",
+    )
+    .await;
+    let config = db.config("snapshot_chunk_rows = 7");
+    let out = crate::support::ok(db.tidemark(&config, &["snapshot"]));
+    assert!(out.contains("complete"), "{out}");
+    let s = db.name.to_lowercase();
+    assert_eq!(
+        db.sql_i64(&format!("SELECT COUNT(DISTINCT k) FROM {s}.s"))
+            .await,
+        2000
+    );
+    assert_eq!(
+        db.sql_i64(&format!("SELECT COUNT(*) FROM {s}_history.s"))
+            .await,
+        2000
+    );
+    db.drop().await;
+}
