@@ -48,17 +48,25 @@ pub struct PullReport {
 }
 
 fn compare(ty: MySqlType, a: &str, b: &str) -> Ordering {
+    use deltalake::arrow::datatypes::DataType;
     match ty.arrow_type() {
-        // Numbers compare as numbers ("9" < "10"); dates, datetimes and timestamps come
-        // in one fixed-width format per column and compare as text.
-        deltalake::arrow::datatypes::DataType::Int8
-        | deltalake::arrow::datatypes::DataType::Int16
-        | deltalake::arrow::datatypes::DataType::Int32
-        | deltalake::arrow::datatypes::DataType::Int64
-        | deltalake::arrow::datatypes::DataType::Decimal128(..) => {
-            let p = |s: &str| s.parse::<f64>().unwrap_or(f64::MIN);
-            p(a).partial_cmp(&p(b)).unwrap_or(Ordering::Equal)
+        // Integers compare exactly ("9" < "10", and no f64 rounding above 2^53, which
+        // could pick the newer mark as the older one and skip rows).
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            match (a.trim().parse::<i128>(), b.trim().parse::<i128>()) {
+                (Ok(x), Ok(y)) => x.cmp(&y),
+                _ => a.cmp(b),
+            }
         }
+        DataType::Decimal128(_, s) => {
+            let p = |v: &str| tidemark_core::types::parse_decimal(v, s).ok();
+            match (p(a), p(b)) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                _ => a.cmp(b),
+            }
+        }
+        // Dates, datetimes and timestamps come in one fixed-width format per column
+        // and compare as text.
         _ => a.cmp(b),
     }
 }
@@ -122,6 +130,18 @@ pub async fn pull_table(
             .as_ref()
             .is_some_and(|s| s.done)
     });
+    // A snapshot that an earlier run started read its first chunks before `high` was
+    // taken; rows changed in between may sit below `high`, so such a table gets no
+    // watermark yet and its next pull compares every row.
+    let resumed = [TableKind::Current, TableKind::History].iter().any(|k| {
+        writer
+            .committed(*k)
+            .state
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.rows > 0)
+    });
+    let first_mark = if resumed { None } else { high.clone() };
     if !landed {
         drop(writer);
         let r = snapshot_table(
@@ -208,7 +228,7 @@ pub async fn pull_table(
             let mut state = base_state(source, &name, &writer, kind);
             state.watermark = Some(WatermarkProgress {
                 column: wm_col.source_name.clone(),
-                value: high.clone(),
+                value: first_mark.clone(),
             });
             writer.append(kind, &[], ts, state).await?;
         }
@@ -280,4 +300,33 @@ async fn reconcile_with(
         writer.apply(kind, &gone, ts, state).await?;
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermarks_compare_exactly() {
+        let big = MySqlType::BigInt { unsigned: false };
+        // Equal as f64, different as integers.
+        assert_eq!(
+            compare(big, "9007199254740993", "9007199254740992"),
+            Ordering::Greater
+        );
+        assert_eq!(compare(big, "9", "10"), Ordering::Less);
+        let dec = MySqlType::Decimal {
+            precision: 12,
+            scale: 2,
+        };
+        assert_eq!(compare(dec, "9.50", "10.00"), Ordering::Less);
+        assert_eq!(
+            compare(
+                MySqlType::DateTime,
+                "2026-11-24 10:00:00.000001",
+                "2026-11-24 10:00:00.000000"
+            ),
+            Ordering::Greater
+        );
+    }
 }
