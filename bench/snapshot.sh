@@ -221,7 +221,8 @@ run_snapshot() {
         "$TIDEMARK_BIN" --config "$CONFIG" snapshot
     S_WALL=$M_WALL S_RSS=$M_RSS S_CPU=$M_CPU S_DB_CPU=$M_DB_CPU S_BUSY=$M_BUSY
     local landed
-    landed="$(awk -v t="$DB.$TABLE" '$1 == t {print $4}' "$BENCH_DIR/snapshot.out")"
+    # The summary line starts with the source table; its first all-digit field is the row count.
+    landed="$(awk -v t="$DB.$TABLE" '$1 == t {for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) {print $i; exit}}' "$BENCH_DIR/snapshot.out")"
     [ "$landed" = "$ROWS" ] || {
         cat "$BENCH_DIR/snapshot.out" >&2
         die "snapshot landed '${landed:-?}' rows, expected $ROWS"
