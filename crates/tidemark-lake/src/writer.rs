@@ -10,6 +10,9 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{StructType, Transaction};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use futures::TryStreamExt;
@@ -156,6 +159,7 @@ impl Target {
             .clone()
             .write(batches)
             .with_save_mode(SaveMode::Append)
+            .with_writer_properties(writer_properties(&self.schema))
             .with_commit_properties(props)
             .await
             .map_err(|e| self.delta_err(e))?;
@@ -200,6 +204,7 @@ impl Target {
             .with_source_alias("s")
             .with_target_alias("t")
             .with_commit_properties(props)
+            .with_writer_properties(writer_properties(&self.schema))
             .when_matched_delete(|d| d.predicate(q("s", DELETE_FLAG)))
             .map_err(merge_err)?
             .when_matched_update(|mut u| {
@@ -464,4 +469,22 @@ pub fn stored_schema(table: &DeltaTable) -> Option<TableSchema> {
         .get(SCHEMA_KEY)?
         .clone();
     serde_json::from_str(&json).ok()
+}
+
+/// Parquet settings for tidemark's files: snappy, and dictionary encoding only for
+/// string columns. Dictionaries pay off for strings (statuses, codes, `_op`,
+/// `_source_pos`: smaller files, faster filters) but for numbers, decimals and
+/// timestamps the per-value hashing cost more than it saved: on the 5M-row snapshot
+/// benchmark this cut the snapshot from 4.46 s to 3.84 s and the files from 358 to
+/// 338 MiB (bench/RESULTS.md).
+fn writer_properties(schema: &Schema) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false);
+    for f in schema.fields() {
+        if matches!(f.data_type(), DataType::Utf8) {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
+        }
+    }
+    b.build()
 }
