@@ -169,7 +169,7 @@ async fn offline(args: &Args) -> Result<()> {
         println!("{}\n", format_batches(&batches, OutputFormat::Table)?);
     }
     println!(
-        "Query it yourself:\n  tidemark sql --warehouse {} \"SELECT * FROM invoicing_history.invoices WHERE id = 1\"",
+        "Query it yourself (from a checkout: cargo run --release -- sql ...):\n  tidemark sql --warehouse {} \"SELECT * FROM invoicing_history.invoices WHERE id = 1\"",
         dir.display()
     );
     Ok(())

@@ -103,6 +103,33 @@ async fn pulls_updates_versions_and_reconciles_deletes() {
         .await,
         "+-----------+------------+\n| now_total | then_total |\n+-----------+------------+\n| 9.50      | 6.00       |\n+-----------+------------+"
     );
+    // The CLI's other output formats.
+    let csv = ok(db.tidemark(
+        &config,
+        &[
+            "sql",
+            "--format",
+            "csv",
+            &format!("SELECT id, price FROM {s}.items ORDER BY id"),
+        ],
+    ));
+    assert!(
+        csv.starts_with("id,price\n2,2.50\n3,3.00\n4,4.00\n"),
+        "{csv}"
+    );
+    let json = ok(db.tidemark(
+        &config,
+        &[
+            "sql",
+            "--format",
+            "json",
+            &format!("SELECT id, name FROM {s}.items WHERE id = 4"),
+        ],
+    ));
+    assert!(json.starts_with("{\"id\":4,\"name\":\"four\"}\n"), "{json}");
+    let bad = db.tidemark(&config, &["sql", "DROP TABLE x"]);
+    assert!(!bad.status.success() && crate::support::text(&bad).contains("read-only"));
+
     // A Delta version of the current table: version 1 is the first snapshot commit.
     assert_eq!(
         rows(&db, &format!("SELECT id, price FROM {s}.items VERSION AS OF 1 ORDER BY id")).await,
