@@ -459,7 +459,9 @@ impl TableWriter {
     }
 }
 
-/// The source table's schema stored in a Delta table tidemark created.
+/// The source table's schema stored in a Delta table tidemark created; `None` if
+/// absent, unreadable, or naming a type this build cannot map (a table written by a
+/// newer tidemark), so readers skip the table instead of failing on it later.
 pub fn stored_schema(table: &DeltaTable) -> Option<TableSchema> {
     let json = table
         .snapshot()
@@ -468,7 +470,18 @@ pub fn stored_schema(table: &DeltaTable) -> Option<TableSchema> {
         .configuration()
         .get(SCHEMA_KEY)?
         .clone();
-    serde_json::from_str(&json).ok()
+    let schema: TableSchema = serde_json::from_str(&json).ok()?;
+    let mappable = schema.columns.iter().all(|c| {
+        tidemark_core::types::MySqlType::from_information_schema(
+            &c.data_type,
+            &c.column_type,
+            c.precision,
+            c.scale,
+        )
+        .is_some()
+    });
+    let key_ok = !schema.key.is_empty() && schema.key.iter().all(|&k| k < schema.columns.len());
+    (mappable && key_ok).then_some(schema)
 }
 
 /// Parquet settings for tidemark's files: snappy, and dictionary encoding only for
