@@ -18,7 +18,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions};
-use tidemark_lake::{Committed, Error, TableKind, TableLocation, TableWriter, Warehouse};
+use tidemark_lake::{Committed, TableKind, TableLocation, TableWriter, Warehouse};
 use url::Url;
 
 const BUCKET: &str = "tidemark-test";
@@ -151,36 +151,7 @@ async fn lands_reopens_and_lists_on_s3() {
 async fn stale_writers_are_refused_on_s3() {
     let (location, options) = warehouse("stale");
     let wh = Warehouse::new(&location, options).unwrap();
-    let mut a = TableWriter::open(&wh, schema()).await.unwrap();
-    let b1 = batch(&[(Op::Create, 1, "one", 1), (Op::Create, 2, "two", 2)]);
-    a.apply(TableKind::Current, &b1, 10, state(2))
-        .await
-        .unwrap();
-
-    // A second writer (a restarted process) commits on top...
-    let mut b = TableWriter::open(&wh, schema()).await.unwrap();
-    assert_eq!(b.committed(TableKind::Current).txn, 1);
-    let b2 = batch(&[(Op::Update, 1, "uno", 3)]);
-    b.apply(TableKind::Current, &b2, 11, state(3))
-        .await
-        .unwrap();
-
-    // ...and the first one, now stale, may not.
-    let err = a
-        .apply(TableKind::Current, &b2, 12, state(3))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::StaleWriter {
-                expected: 1,
-                found: 2,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    common::stale_writer_is_refused(&wh).await;
 }
 
 /// The store delta-rs commits through (built by tidemark's registered factory) does

@@ -6,48 +6,13 @@ mod common;
 use common::{batch, schema, state};
 use tidemark_core::change::Op;
 
-use tidemark_lake::{Error, TableKind, TableWriter, Warehouse};
+use tidemark_lake::{TableKind, TableWriter, Warehouse};
 
 #[tokio::test]
 async fn state_travels_with_the_commit_and_stale_writers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let wh = Warehouse::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
-    let mut a = TableWriter::open(&wh, schema()).await.unwrap();
-    assert_eq!(a.committed(TableKind::Current).txn, 0);
-    let b1 = batch(&[(Op::Create, 1, "one", 1), (Op::Create, 2, "two", 2)]);
-    a.apply(TableKind::Current, &b1, 10, state(2))
-        .await
-        .unwrap();
-    a.apply(TableKind::History, &b1, 10, state(2))
-        .await
-        .unwrap();
-
-    // A second writer (a restarted process) reads the committed state...
-    let mut b = TableWriter::open(&wh, schema()).await.unwrap();
-    assert_eq!(b.committed(TableKind::Current).txn, 1);
-    assert_eq!(b.committed(TableKind::Current).state, state(2));
-    let b2 = batch(&[(Op::Update, 1, "uno", 3)]);
-    b.apply(TableKind::Current, &b2, 11, state(3))
-        .await
-        .unwrap();
-
-    // ...and the first writer, now stale, may not commit on top of it.
-    let err = a
-        .apply(TableKind::Current, &b2, 12, state(3))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::StaleWriter {
-                expected: 1,
-                found: 2,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().contains("another writer"), "{err}");
+    common::stale_writer_is_refused(&wh).await;
 }
 
 #[tokio::test]
