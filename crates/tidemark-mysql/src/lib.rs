@@ -23,12 +23,14 @@
 //!     when they are equal the snapshot is exact.
 //! * [`pull`]: incremental batch pulls by a watermark column, and the reconcile pass
 //!   that finds deleted keys.
+//! * [`preflight`]: whether the server is ready for change capture, and what to change.
 
 #![warn(missing_docs)]
 
 pub mod connect;
 pub mod discover;
 mod error;
+pub mod preflight;
 pub mod pull;
 pub mod snapshot;
 

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod check;
 mod common;
 mod demo;
 mod pull;
@@ -22,6 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check that each source is ready (binlog settings, privileges, retention).
+    Check(check::Args),
     /// Land a consistent snapshot of the selected MySQL tables (resumes if interrupted).
     Snapshot(snapshot::Args),
     /// Pull rows changed since the last pull, by each table's watermark column.
@@ -46,6 +49,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Check(a) => check::run(&cli.global, a).await,
             Command::Snapshot(a) => snapshot::run(&cli.global, a).await,
             Command::Pull(a) => pull::run(&cli.global, a).await,
             Command::Sql(a) => sql::run(&cli.global, a).await,

@@ -117,3 +117,41 @@ async fn table_without_primary_key_says_how_to_name_one() {
     );
     db.drop().await;
 }
+
+#[tokio::test]
+async fn check_reports_ready_server_and_missing_replication_grants() {
+    let db = TestDb::new("check").await;
+    let config = db.config("");
+    let out = crate::support::ok(db.tidemark(&config, &["check"]));
+    for line in [
+        "ok   log_bin",
+        "ok   binlog_format",
+        "ok   binlog_row_image",
+        "ok   server_id",
+        "ok   privileges",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+    // A user with SELECT only: told exactly which grants change capture needs.
+    let user = format!("tm_check_{}", std::process::id());
+    db.exec(&format!(
+        "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY 'pw'"
+    ))
+    .await;
+    db.exec(&format!("GRANT SELECT ON `{}`.* TO '{user}'@'%'", db.name))
+        .await;
+    let pwfile = db.dir.path().join("pw");
+    std::fs::write(&pwfile, "pw").unwrap();
+    let url = server_url().replace("root@", &format!("{user}@"));
+    let config = db.config_with_url(&url, &format!("password_file = \"{}\"", pwfile.display()));
+    let out = db.tidemark(&config, &["check"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("FAIL privileges")
+            && t.contains("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.*"),
+        "{t}"
+    );
+    db.exec(&format!("DROP USER '{user}'@'%'")).await;
+    db.drop().await;
+}
