@@ -45,12 +45,8 @@ WAREHOUSE="$BENCH_DIR/warehouse"
 CONFIG="$BENCH_DIR/tidemark.toml"
 RESULTS_TSV="$BENCH_DIR/results-$(date +%Y%m%d-%H%M%S).tsv"
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else die "need root (or sudo) to run: $*"
-    fi
-}
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 # ------------------------------------------------------------------ tools
 if [ ! -x /usr/bin/time ]; then

@@ -40,15 +40,8 @@ die() { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- packages
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 find_mariadbd() {
     if command -v mariadbd >/dev/null 2>&1; then command -v mariadbd

@@ -36,15 +36,8 @@ T0=$SECONDS
 section() { printf '\n==> [%4ss] %s\n' "$((SECONDS - T0))" "$*" >&2; }
 die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
 
 APT_UPDATED=0
 apt_install() {
