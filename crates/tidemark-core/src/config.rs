@@ -78,7 +78,7 @@ pub struct MySqlSourceConfig {
     /// How identifiers become SQL names.
     #[serde(default)]
     pub naming: Naming,
-    /// Rows per snapshot chunk; each chunk is one Delta commit, so an interrupted
+    /// Rows per snapshot chunk; each chunk is one Delta commit per table, so an interrupted
     /// snapshot resumes after the last committed chunk.
     #[serde(default = "default_chunk_rows")]
     pub snapshot_chunk_rows: usize,

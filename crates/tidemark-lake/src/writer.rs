@@ -250,17 +250,22 @@ async fn read_committed(table: &DeltaTable, name: &str) -> Result<Committed> {
         return Ok(Committed::default());
     };
     // Newest first; maintenance commits (optimize, vacuum) carry no tidemark info and
-    // are skipped.
-    let mut history = table.history(None);
-    while let Some(info) = history.try_next().await.map_err(delta_err)? {
-        if let Some(v) = info.info.get(INFO_KEY) {
-            if v.get("txn").and_then(|t| t.as_i64()) == Some(txn) {
-                let state: SourceState =
-                    serde_json::from_value(v["state"].clone()).map_err(|e| Error::Schema {
-                        table: name.to_string(),
-                        message: format!("unreadable tidemark state in commit with txn {txn}: {e}"),
-                    })?;
-                return Ok(Committed { txn, state });
+    // are skipped. The state is nearly always in the last few commits, so look there
+    // first: listing the whole log grows with the table's commit count.
+    for limit in [Some(32), None] {
+        let mut history = table.history(limit);
+        while let Some(info) = history.try_next().await.map_err(delta_err)? {
+            if let Some(v) = info.info.get(INFO_KEY) {
+                if v.get("txn").and_then(|t| t.as_i64()) == Some(txn) {
+                    let state: SourceState =
+                        serde_json::from_value(v["state"].clone()).map_err(|e| Error::Schema {
+                            table: name.to_string(),
+                            message: format!(
+                                "unreadable tidemark state in commit with txn {txn}: {e}"
+                            ),
+                        })?;
+                    return Ok(Committed { txn, state });
+                }
             }
         }
     }
@@ -378,13 +383,7 @@ impl TableWriter {
         ingest_ts_us: i64,
         state: SourceState,
     ) -> Result<()> {
-        let rows = batches
-            .iter()
-            .map(|b| match kind {
-                TableKind::Current => current_rows(b, ingest_ts_us),
-                TableKind::History => history_rows(b, ingest_ts_us),
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let rows = stored_rows(kind, batches, ingest_ts_us)?;
         self.target(kind).append(rows, state).await
     }
 
@@ -397,14 +396,8 @@ impl TableWriter {
         ingest_ts_us: i64,
         state: SourceState,
     ) -> Result<()> {
-        let current = batches
-            .iter()
-            .map(|b| current_rows(b, ingest_ts_us))
-            .collect::<Result<Vec<_>>>()?;
-        let history = batches
-            .iter()
-            .map(|b| history_rows(b, ingest_ts_us))
-            .collect::<Result<Vec<_>>>()?;
+        let current = stored_rows(TableKind::Current, batches, ingest_ts_us)?;
+        let history = stored_rows(TableKind::History, batches, ingest_ts_us)?;
         let (c, h) = (&mut self.current, &mut self.history);
         // Parquet encoding dominates a snapshot; the two tables encode on two cores.
         let (rc, rh) = tokio::join!(c.append(current, state.clone()), h.append(history, state));
@@ -457,6 +450,21 @@ impl TableWriter {
             TableKind::History => &self.history.table,
         }
     }
+}
+
+/// Change batches as the rows stored in one of the two tables.
+fn stored_rows(
+    kind: TableKind,
+    batches: &[ChangeBatch],
+    ingest_ts_us: i64,
+) -> Result<Vec<RecordBatch>> {
+    batches
+        .iter()
+        .map(|b| match kind {
+            TableKind::Current => current_rows(b, ingest_ts_us),
+            TableKind::History => history_rows(b, ingest_ts_us),
+        })
+        .collect()
 }
 
 /// The source table's schema stored in a Delta table tidemark created; `None` if

@@ -1,4 +1,4 @@
-//! Source errors, split into what a retry may fix and what needs a person.
+//! Source errors. Each names the source (and table where there is one) and says what to fix.
 
 /// Result with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -52,11 +52,4 @@ pub enum Error {
     /// Landing error.
     #[error(transparent)]
     Lake(#[from] tidemark_lake::Error),
-}
-
-impl Error {
-    /// Worth retrying with backoff (network trouble), as opposed to needing a person.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unreachable { .. })
-    }
 }

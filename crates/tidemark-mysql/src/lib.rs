@@ -8,7 +8,7 @@
 //! * [`discover`]: selected tables, their columns and keys, from `information_schema`,
 //!   mapped through `tidemark_core::types`.
 //! * [`snapshot`]: a consistent, primary-key-chunked, resumable snapshot. Each chunk is
-//!   one Delta commit carrying the resume key, so a killed snapshot resumes after the
+//!   one Delta commit per table carrying the resume key, so a killed snapshot resumes after the
 //!   last committed chunk. The binlog position recorded with it is where change capture
 //!   resumes:
 //!   - MariaDB: `START TRANSACTION WITH CONSISTENT SNAPSHOT` exposes

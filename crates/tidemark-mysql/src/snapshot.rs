@@ -249,20 +249,12 @@ pub(crate) fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// Commit `batches` with `progress` to one of the table's Delta tables.
-async fn commit(
-    writer: &mut TableWriter,
-    kind: TableKind,
-    batches: &[ChangeBatch],
-    base: &SourceState,
-    progress: &SnapshotProgress,
-) -> Result<()> {
-    let mut state = base.clone();
-    state.snapshot = Some(progress.clone());
-    writer
-        .append(kind, batches, now_us(), state)
-        .await
-        .map_err(Error::from)
+/// The table's state with this snapshot progress.
+fn state_at(base: &SourceState, progress: &SnapshotProgress) -> SourceState {
+    SourceState {
+        snapshot: Some(progress.clone()),
+        ..base.clone()
+    }
 }
 
 /// Snapshot one table, resuming where a previous run stopped.
@@ -324,7 +316,9 @@ pub async fn snapshot_table(
         let how = ReadAs::snapshot(&schema, ahead.started_at_us);
         let chunk = read_chunk(source, &mut conn, &schema, Some(filter), None, &how).await?;
         warn!(table = %name, rows = chunk.rows, behind = behind.dir(), "repairing a chunk committed to only one of current/history by an interrupted run");
-        commit(&mut writer, behind, &chunk.batches, &base, &ahead).await?;
+        writer
+            .append(behind, &chunk.batches, now_us(), state_at(&base, &ahead))
+            .await?;
     }
     let mut progress = if cur.rows >= hist.rows { cur } else { hist };
     bar.set_position(progress.rows);
@@ -399,9 +393,9 @@ pub async fn snapshot_table(
             progress.high = high_now.clone();
         }
         merge_counts(&mut report.invalid, chunk.invalid);
-        let mut state = base.clone();
-        state.snapshot = Some(progress.clone());
-        writer.append_both(&chunk.batches, now_us(), state).await?;
+        writer
+            .append_both(&chunk.batches, now_us(), state_at(&base, &progress))
+            .await?;
         report.rows += chunk.rows as u64;
         bar.set_position(progress.rows);
         info!(table = %name, rows = progress.rows, done = progress.done, "snapshot chunk committed");

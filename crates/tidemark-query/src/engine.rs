@@ -124,11 +124,6 @@ impl Engine {
         Ok(Self { ctx, tables })
     }
 
-    /// The DataFusion session (for registering more, e.g. in tests).
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
-    }
-
     /// Plan one read-only statement, with time travel rewritten.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         let mut statements = match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {

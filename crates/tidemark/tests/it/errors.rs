@@ -35,11 +35,7 @@ async fn unreachable_mysql_says_what_to_check() {
 #[tokio::test]
 async fn missing_password_env_and_wrong_password() {
     let db = TestDb::new("errpw").await;
-    let user = format!("tm_pw_{}", std::process::id());
-    db.exec(&format!(
-        "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY 's3cret-pw'"
-    ))
-    .await;
+    let user = db.create_user("tm_pw", "s3cret-pw").await;
     let url = server_url().replace("root@", &format!("{user}@"));
     let config = db.config_with_url(&url, "password_env = \"TM_TEST_UNSET_PASSWORD_VAR\"");
     let out = db.tidemark(&config, &["snapshot"]);
@@ -49,9 +45,7 @@ async fn missing_password_env_and_wrong_password() {
         "{t}"
     );
 
-    let pwfile = db.dir.path().join("pw");
-    std::fs::write(&pwfile, "wrong-password\n").unwrap();
-    let config = db.config_with_url(&url, &format!("password_file = \"{}\"", pwfile.display()));
+    let config = db.config_as(&user, "wrong-password");
     let out = db.tidemark(&config, &["snapshot"]);
     let t = text(&out);
     assert!(
@@ -70,15 +64,8 @@ async fn missing_password_env_and_wrong_password() {
 async fn missing_select_privilege_names_the_grant() {
     let db = TestDb::new("errpriv").await;
     db.exec("CREATE TABLE t (id INT PRIMARY KEY)").await;
-    let user = format!("tm_nopriv_{}", std::process::id());
-    db.exec(&format!(
-        "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY 'pw'"
-    ))
-    .await;
-    let pwfile = db.dir.path().join("pw");
-    std::fs::write(&pwfile, "pw").unwrap();
-    let url = server_url().replace("root@", &format!("{user}@"));
-    let config = db.config_with_url(&url, &format!("password_file = \"{}\"", pwfile.display()));
+    let user = db.create_user("tm_nopriv", "pw").await;
+    let config = db.config_as(&user, "pw");
     let out = db.tidemark(&config, &["snapshot"]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
@@ -133,17 +120,10 @@ async fn check_reports_ready_server_and_missing_replication_grants() {
         assert!(out.contains(line), "{line}:\n{out}");
     }
     // A user with SELECT only: told exactly which grants change capture needs.
-    let user = format!("tm_check_{}", std::process::id());
-    db.exec(&format!(
-        "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY 'pw'"
-    ))
-    .await;
+    let user = db.create_user("tm_check", "pw").await;
     db.exec(&format!("GRANT SELECT ON `{}`.* TO '{user}'@'%'", db.name))
         .await;
-    let pwfile = db.dir.path().join("pw");
-    std::fs::write(&pwfile, "pw").unwrap();
-    let url = server_url().replace("root@", &format!("{user}@"));
-    let config = db.config_with_url(&url, &format!("password_file = \"{}\"", pwfile.display()));
+    let config = db.config_as(&user, "pw");
     let out = db.tidemark(&config, &["check"]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");

@@ -91,6 +91,24 @@ impl TestDb {
         path
     }
 
+    /// Create a login `{prefix}_{pid}` with `password`; returns its name.
+    pub async fn create_user(&self, prefix: &str, password: &str) -> String {
+        let user = format!("{prefix}_{}", std::process::id());
+        self.exec(&format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'"
+        ))
+        .await;
+        user
+    }
+
+    /// A config that logs in as `user`, with `password` read from a file.
+    pub fn config_as(&self, user: &str, password: &str) -> PathBuf {
+        let pwfile = self.dir.path().join("pw");
+        std::fs::write(&pwfile, format!("{password}\n")).expect("write password file");
+        let url = server_url().replace("root@", &format!("{user}@"));
+        self.config_with_url(&url, &format!("password_file = \"{}\"", pwfile.display()))
+    }
+
     /// Run the binary with a config.
     pub fn tidemark(&self, config: &Path, args: &[&str]) -> Output {
         tidemark(config, args)
