@@ -88,10 +88,25 @@ pub struct MySqlSourceConfig {
     /// Per-table options, keyed by `db.table` as spelled at the source.
     #[serde(default)]
     pub tables: BTreeMap<String, TableOptions>,
+    /// Server id tidemark's binlog replica announces; unique among the server's
+    /// replicas. Default: derived from the source name (see [`Self::replica_server_id`]).
+    pub server_id: Option<u32>,
+    /// Change capture commits at least this often (milliseconds): the freshness bound.
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// Change capture commits early once this many row changes are pending.
+    #[serde(default = "default_flush_rows")]
+    pub flush_rows: usize,
 }
 
 fn default_chunk_rows() -> usize {
     250_000
+}
+fn default_flush_interval_ms() -> u64 {
+    1_000
+}
+fn default_flush_rows() -> usize {
+    200_000
 }
 fn default_parallel_tables() -> usize {
     2
@@ -251,6 +266,19 @@ fn check_url(url: &str) -> std::result::Result<(), String> {
 }
 
 impl MySqlSourceConfig {
+    /// The replica server id: `server_id` if set, else a stable value derived from the
+    /// source name, above the range DBAs usually hand out (1..2^31), so two tidemark
+    /// sources on one server do not collide.
+    pub fn replica_server_id(&self, source_name: &str) -> u32 {
+        self.server_id.unwrap_or_else(|| {
+            // FNV-1a: stable across builds and platforms, unlike std's hasher.
+            let h = source_name.bytes().fold(0x811c_9dc5u32, |h, b| {
+                (h ^ b as u32).wrapping_mul(0x0100_0193)
+            });
+            0x8000_0000 | (h & 0x7fff_ffff)
+        })
+    }
+
     /// The password from `password_env` or `password_file`, if either is set.
     pub fn password(&self, source: &str) -> Result<Option<String>> {
         if let Some(var) = &self.password_env {

@@ -95,4 +95,122 @@ pub struct SourceState {
     /// Position in a generated or replayed stream (demo, files): events applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_offset: Option<u64>,
+    /// Current table only, merge-on-read: the stored table is a compacted base that
+    /// holds every history row with `_ingest_ts` up to this instant (micros); newer
+    /// history rows are applied to it on read. `None`: the stored current table is
+    /// complete by itself (snapshots, pulls and the demo write it directly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_through_us: Option<i64>,
+    /// History table: the highest `_ingest_ts` written so far (micros). Each commit's
+    /// `_ingest_ts` is above it even if the wall clock stepped back, because
+    /// merge-on-read tells new rows from compacted ones by `_ingest_ts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ingest_us: Option<i64>,
+    /// Source commit instant of the last change applied (micros), for freshness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_source_ts_us: Option<i64>,
+    /// Why change capture stopped for this table (a schema change it cannot apply, an
+    /// undecodable value), with what to do. The table keeps what it landed; other
+    /// tables flow on. Cleared by landing the table again (`--resnapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked: Option<String>,
+}
+
+impl BinlogPosition {
+    /// The numeric suffix of the file name (`mysql-bin.000012` → 12): binlog files of
+    /// one server are numbered in order, while their names need not sort as text
+    /// (`.999999` rolls over to `.1000000`).
+    pub fn file_number(&self) -> u64 {
+        file_number(&self.file)
+    }
+
+    /// Order two positions of the same server: by file number, then offset.
+    pub fn order_key(&self) -> (u64, u64) {
+        (self.file_number(), self.pos)
+    }
+
+    /// Is `self` strictly after `other` in the same server's binlog?
+    pub fn is_after(&self, other: &BinlogPosition) -> bool {
+        self.order_key() > other.order_key()
+    }
+}
+
+/// The numeric suffix of a binlog file name; 0 when there is none.
+pub fn file_number(file: &str) -> u64 {
+    file.rsplit('.')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A MariaDB GTID position: the last `domain-server-seq` applied in each replication
+/// domain, as `BINLOG_GTID_POS()` and `@@gtid_slave_pos` spell it (`0-1-42,1-2-7`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MariaGtidList {
+    /// domain → (server id, sequence number).
+    pub domains: std::collections::BTreeMap<u32, (u32, u64)>,
+}
+
+impl MariaGtidList {
+    /// Parse `0-1-42,1-2-7`; `None` on anything else (a MySQL `uuid:1-5` set, say).
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut domains = std::collections::BTreeMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut it = part.split('-');
+            let (Some(d), Some(srv), Some(seq), None) =
+                (it.next(), it.next(), it.next(), it.next())
+            else {
+                return None;
+            };
+            domains.insert(d.parse().ok()?, (srv.parse().ok()?, seq.parse().ok()?));
+        }
+        Some(Self { domains })
+    }
+
+    /// Record one transaction's GTID.
+    pub fn apply(&mut self, domain: u32, server: u32, seq: u64) {
+        self.domains.insert(domain, (server, seq));
+    }
+}
+
+impl std::fmt::Display for MariaGtidList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .domains
+            .iter()
+            .map(|(d, (s, n))| format!("{d}-{s}-{n}"))
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(file: &str, pos: u64) -> BinlogPosition {
+        BinlogPosition {
+            file: file.into(),
+            pos,
+            gtid: None,
+        }
+    }
+
+    #[test]
+    fn positions_order_by_file_number_then_offset() {
+        assert!(at("b.000002", 4).is_after(&at("b.000001", 9000)));
+        assert!(at("b.1000000", 4).is_after(&at("b.999999", 9000)));
+        assert!(at("b.000001", 10).is_after(&at("b.000001", 9)));
+        assert!(!at("b.000001", 9).is_after(&at("b.000001", 9)));
+    }
+
+    #[test]
+    fn mariadb_gtid_lists_round_trip() {
+        let mut g = MariaGtidList::parse("0-1-42, 1-2-7").unwrap();
+        assert_eq!(g.to_string(), "0-1-42,1-2-7");
+        g.apply(0, 3, 43);
+        assert_eq!(g.to_string(), "0-3-43,1-2-7");
+        assert_eq!(MariaGtidList::parse("").unwrap().to_string(), "");
+        assert!(MariaGtidList::parse("3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5").is_none());
+    }
 }

@@ -485,7 +485,8 @@ pub fn parse_date(s: &str) -> Result<i32, Bad> {
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]` → microseconds since epoch, taking the text as UTC.
 pub fn parse_datetime(s: &str) -> Result<i64, Bad> {
     let bad = || Bad::Unparseable(format!("{s:?} is not a datetime"));
-    if s.len() < 19 {
+    // Byte 10 must be a char boundary: text that is not ASCII there is not a datetime.
+    if s.len() < 19 || !s.is_char_boundary(10) {
         return Err(bad());
     }
     let (date, rest) = s.split_at(10);

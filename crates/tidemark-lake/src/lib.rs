@@ -42,6 +42,8 @@
 
 mod diff;
 mod error;
+mod maintain;
+pub mod mor;
 mod rows;
 mod s3;
 mod warehouse;
@@ -49,8 +51,11 @@ mod writer;
 
 pub use diff::quote;
 pub use error::{Error, Result};
+pub use maintain::Maintenance;
 pub use rows::{collapse_by_key, concat, current_rows, history_rows};
 pub use warehouse::{TableKind, TableLocation, Warehouse};
-pub use writer::{stored_schema, Committed, TableWriter, APP_ID, SCHEMA_KEY};
+pub use writer::{
+    committed_state, stored_schema, Committed, Compaction, TableWriter, APP_ID, SCHEMA_KEY,
+};
 
 pub use tidemark_core::position::SourceState;

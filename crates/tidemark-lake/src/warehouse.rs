@@ -141,7 +141,43 @@ impl Warehouse {
         }
     }
 
-    /// Tables with a current table in the warehouse, sorted.
+    /// Move a table's current and history Delta tables aside, to
+    /// `<root>/.retired/<schema>.<table>.<UTC instant>/`, so that it can be landed
+    /// again (`tidemark snapshot --resnapshot`). Nothing is deleted: the retired tables
+    /// stay plain Delta tables any engine can read. Returns where they went, or `None`
+    /// when the table was not in the warehouse.
+    pub async fn retire(&self, schema: &str, table: &str) -> Result<Option<String>> {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        if self.store.is_some() {
+            return Err(Error::Warehouse {
+                location: self.root.to_string(),
+                message: format!(
+                    "moving {schema}.{table} aside on an object store is not built yet; move the prefix {schema}/{table}/ to .retired/{schema}.{table}.{stamp}/ with your S3 tools, then run the command again"
+                ),
+            });
+        }
+        let root = self.root.to_file_path().map_err(|_| Error::Warehouse {
+            location: self.root.to_string(),
+            message: "not a local path".into(),
+        })?;
+        let from = root.join(schema).join(table);
+        if !from.exists() {
+            return Ok(None);
+        }
+        let to = root
+            .join(".retired")
+            .join(format!("{schema}.{table}.{stamp}"));
+        let io = |e: std::io::Error| Error::Warehouse {
+            location: from.display().to_string(),
+            message: format!("cannot move it to {}: {e}", to.display()),
+        };
+        std::fs::create_dir_all(root.join(".retired")).map_err(io)?;
+        std::fs::rename(&from, &to).map_err(io)?;
+        Ok(Some(to.display().to_string()))
+    }
+
+    /// Tables with a current table in the warehouse, sorted. Directories starting
+    /// with `.` (retired tables) are not tables.
     pub async fn list(&self) -> Result<Vec<TableLocation>> {
         if let Some(store) = &self.store {
             return self.list_store(store.as_ref()).await;
@@ -156,6 +192,7 @@ impl Warehouse {
                 .map(|rd| {
                     rd.filter_map(|e| e.ok())
                         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                         .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
                         .collect()
                 })

@@ -95,7 +95,7 @@ impl Target {
                 .await
                 .map_err(delta_err)?;
         } else {
-            check_schema(&table, &arrow, &name)?;
+            check_schema(&table, &arrow, &name, &schema.name.source())?;
         }
         let committed = read_committed(&table, &name).await?;
         Ok(Self {
@@ -166,6 +166,45 @@ impl Target {
         debug!(table = %self.name, rows, txn = next, "appended");
         self.committed = Committed { txn: next, state };
         Ok(())
+    }
+
+    /// Replace the table's rows with the output of `plan` (streamed, not collected), in
+    /// one commit carrying `state`; returns the rows written.
+    async fn overwrite(
+        &mut self,
+        plan: deltalake::datafusion::logical_expr::LogicalPlan,
+        state: SourceState,
+    ) -> Result<u64> {
+        self.check_fresh().await?;
+        let (props, next) = self.commit_properties(&state);
+        let table = self
+            .table
+            .clone()
+            .write(Vec::new())
+            // delta-rs plans the write in its own session (it needs its planner
+            // extensions); the plan carries its table providers with it.
+            .with_input_plan(plan)
+            .with_save_mode(SaveMode::Overwrite)
+            .with_writer_properties(writer_properties(&self.schema))
+            .with_commit_properties(props)
+            .await
+            .map_err(|e| self.delta_err(e))?;
+        // The row count is in the commit's operation metrics; it is only reported.
+        let mut last = table.history(Some(1));
+        let rows = match last.try_next().await {
+            Ok(Some(ci)) => ci
+                .info
+                .get("operationMetrics")
+                .and_then(|m| m.get("num_added_rows"))
+                .and_then(|n| n.as_u64())
+                .unwrap_or(0),
+            _ => 0,
+        };
+        drop(last);
+        self.table = table;
+        debug!(table = %self.name, rows, txn = next, "overwritten");
+        self.committed = Committed { txn: next, state };
+        Ok(rows)
     }
 
     async fn merge(
@@ -240,6 +279,13 @@ async fn txn_version(table: &DeltaTable) -> deltalake::DeltaResult<Option<i64>> 
         .await
 }
 
+/// What a Delta table tidemark wrote has committed (its txn version and source
+/// state), for readers such as the query engine.
+pub async fn committed_state(table: &DeltaTable) -> Result<Committed> {
+    let name = table.table_url().to_string();
+    read_committed(table, &name).await
+}
+
 /// The committed state of a table: its txn version and the state in that commit's info.
 async fn read_committed(table: &DeltaTable, name: &str) -> Result<Committed> {
     let delta_err = |source| Error::Delta {
@@ -277,7 +323,7 @@ async fn read_committed(table: &DeltaTable, name: &str) -> Result<Committed> {
     })
 }
 
-fn check_schema(table: &DeltaTable, want: &SchemaRef, name: &str) -> Result<()> {
+fn check_schema(table: &DeltaTable, want: &SchemaRef, name: &str, source: &str) -> Result<()> {
     let have: StructType = table
         .snapshot()
         .map_err(|source| Error::Delta {
@@ -303,13 +349,25 @@ fn check_schema(table: &DeltaTable, want: &SchemaRef, name: &str) -> Result<()> 
         return Err(Error::Schema {
             table: name.to_string(),
             message: format!(
-                "the source table no longer matches the landed table (at the source now: [{}]; landed: [{}]); run `tidemark snapshot --resnapshot <db.table>` to land it again",
+                "the source table no longer matches the landed table (at the source now: [{}]; landed: [{}]); land it again with `tidemark snapshot --resnapshot --table {}`",
                 added.join(", "),
-                gone.join(", ")
+                gone.join(", "),
+                source
             ),
         });
     }
     Ok(())
+}
+
+/// What a compaction of a merge-on-read current table did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compaction {
+    /// History rows folded in.
+    pub tail_rows: u64,
+    /// Rows in the new base.
+    pub rows: u64,
+    /// The new mark.
+    pub merged_through_us: i64,
 }
 
 /// Writes one source table's current and history tables.
@@ -419,28 +477,200 @@ impl TableWriter {
                 self.history.append(vec![rows], state).await
             }
             TableKind::Current => {
-                let (last, deleted) = collapse_by_key(batch)?;
-                let rows = current_rows(&last, ingest_ts_us)?;
-                let mut fields: Vec<Field> = rows
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone())
-                    .collect();
-                fields.push(Field::new(DELETE_FLAG, DataType::Boolean, false));
-                let mut cols: Vec<ArrayRef> = rows.columns().to_vec();
-                cols.push(Arc::new(deleted));
-                let rows =
-                    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| {
-                        Error::Batch {
-                            table: self.schema.name.sql(),
-                            message: e.to_string(),
-                        }
-                    })?;
+                let rows = self.merge_source(batch, ingest_ts_us)?;
                 let keys = self.schema.key_names();
                 self.current.merge(&self.ctx, rows, &keys, state).await
             }
         }
+    }
+
+    /// Apply changes to both tables as two concurrent commits, each carrying `state`:
+    /// `history` is appended (every change), `current` merged (last change per key).
+    /// Either may be `None` when that table already has these changes (after a crash
+    /// between the two commits) and then only its position moves.
+    pub async fn apply_both(
+        &mut self,
+        current: Option<&ChangeBatch>,
+        history: Option<&ChangeBatch>,
+        ingest_ts_us: i64,
+        state: SourceState,
+    ) -> Result<()> {
+        let hist_rows = match history {
+            Some(b) => vec![history_rows(b, ingest_ts_us)?],
+            None => Vec::new(),
+        };
+        let cur_rows = match current {
+            Some(b) if b.data.num_rows() > 0 => Some(self.merge_source(b, ingest_ts_us)?),
+            _ => None,
+        };
+        let keys = self.schema.key_names();
+        let (c, h, ctx) = (&mut self.current, &mut self.history, &self.ctx);
+        let cur = async {
+            match cur_rows {
+                Some(rows) => c.merge(ctx, rows, &keys, state.clone()).await,
+                None => c.append(Vec::new(), state.clone()).await,
+            }
+        };
+        let (rc, rh) = tokio::join!(cur, h.append(hist_rows, state.clone()));
+        rc.and(rh)
+    }
+
+    /// The merge-on-read mark of the current table (see `mor.rs`): `None` while the
+    /// stored current table is complete by itself.
+    pub fn merged_through(&self) -> Option<i64> {
+        self.current.committed.state.merged_through_us
+    }
+
+    /// A fresh `_ingest_ts` for a history commit: now, but above every one written
+    /// before and above the current table's mark, even if the clock stepped back.
+    pub fn next_ingest_us(&self) -> i64 {
+        let floor = [
+            self.history.committed.state.last_ingest_us,
+            self.current.committed.state.merged_through_us,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .map_or(i64::MIN, |m| m + 1);
+        chrono::Utc::now().timestamp_micros().max(floor)
+    }
+
+    /// Make the current table a merge-on-read base (a commit with no data): from here
+    /// on, history rows landed after the returned mark are applied to it on read.
+    pub async fn start_merge_on_read(&mut self) -> Result<i64> {
+        if let Some(m) = self.merged_through() {
+            return Ok(m);
+        }
+        let mark = self.next_ingest_us();
+        let state = SourceState {
+            merged_through_us: Some(mark),
+            ..self.current.committed.state.clone()
+        };
+        self.current.append(Vec::new(), state).await?;
+        Ok(mark)
+    }
+
+    /// Append changes to the history log only (merge-on-read current tables), in one
+    /// commit carrying `state`; returns the rows' `_ingest_ts`.
+    pub async fn append_history(&mut self, batch: &ChangeBatch, state: SourceState) -> Result<i64> {
+        let ingest = self.next_ingest_us();
+        let state = SourceState {
+            last_ingest_us: Some(ingest),
+            ..state
+        };
+        let rows = if batch.data.num_rows() > 0 {
+            vec![history_rows(batch, ingest)?]
+        } else {
+            Vec::new()
+        };
+        self.history.append(rows, state).await?;
+        Ok(ingest)
+    }
+
+    /// Fold the history tail into a new current base and move the mark (a Delta
+    /// overwrite of the current table; earlier bases stay readable as older Delta
+    /// versions until VACUUM). `None` when the table is not merge-on-read or the tail
+    /// is empty.
+    pub async fn compact_current(&mut self) -> Result<Option<Compaction>> {
+        let Some(mark) = self.merged_through() else {
+            return Ok(None);
+        };
+        let name = self.current.name.clone();
+        let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::Batch {
+            table: name.clone(),
+            message: e.to_string(),
+        };
+        self.history
+            .table
+            .update_state()
+            .await
+            .map_err(|e| self.history.delta_err(e))?;
+        let ctx = SessionContext::new();
+        let log = self.history.table.table_provider().await.map_err(df_err)?;
+        let tail = crate::mor::tail(ctx.read_table(log.clone()).map_err(df_err)?, mark, None)
+            .map_err(df_err)?;
+        let stats = tail
+            .aggregate(
+                vec![],
+                vec![
+                    deltalake::datafusion::functions_aggregate::expr_fn::max(col(
+                        tidemark_core::schema::INGEST_TS,
+                    )),
+                    deltalake::datafusion::functions_aggregate::expr_fn::count(
+                        deltalake::datafusion::logical_expr::lit(1),
+                    ),
+                ],
+            )
+            .map_err(df_err)?
+            .collect()
+            .await
+            .map_err(df_err)?;
+        let (upto, tail_rows) = match stats.first() {
+            Some(b) if b.num_rows() == 1 => {
+                let max = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<deltalake::arrow::array::TimestampMicrosecondArray>()
+                    .filter(|a| deltalake::arrow::array::Array::is_valid(a, 0))
+                    .map(|a| a.value(0));
+                let n = b
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<deltalake::arrow::array::Int64Array>()
+                    .map_or(0, |a| a.value(0));
+                (max, n)
+            }
+            _ => (None, 0),
+        };
+        let Some(upto) = upto else {
+            return Ok(None);
+        };
+        let base = self.current.table.table_provider().await.map_err(df_err)?;
+        let df = crate::mor::plan_current(&ctx, &self.schema, base, log, mark, Some(upto))
+            .await
+            .map_err(df_err)?;
+        let state = SourceState {
+            merged_through_us: Some(upto),
+            binlog: self.history.committed.state.binlog.clone(),
+            last_source_ts_us: self.history.committed.state.last_source_ts_us,
+            ..self.current.committed.state.clone()
+        };
+        let rows = self
+            .current
+            .overwrite(df.logical_plan().clone(), state)
+            .await?;
+        Ok(Some(Compaction {
+            tail_rows: tail_rows as u64,
+            rows,
+            merged_through_us: upto,
+        }))
+    }
+
+    /// The merge source for the current table: the last change per key, with a flag
+    /// telling deletes apart.
+    fn merge_source(&self, batch: &ChangeBatch, ingest_ts_us: i64) -> Result<RecordBatch> {
+        let (last, deleted) = collapse_by_key(batch)?;
+        let rows = current_rows(&last, ingest_ts_us)?;
+        let mut fields: Vec<Field> = rows
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(DELETE_FLAG, DataType::Boolean, false));
+        let mut cols: Vec<ArrayRef> = rows.columns().to_vec();
+        cols.push(Arc::new(deleted));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| Error::Batch {
+            table: self.schema.name.sql(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Re-read one table after others (maintenance) committed to it; maintenance
+    /// commits carry no tidemark state, so the committed state stays the same.
+    pub(crate) async fn refresh(&mut self, kind: TableKind) -> Result<()> {
+        let t = self.target(kind);
+        t.table.update_state().await.map_err(|e| t.delta_err(e))
     }
 
     /// The Delta table handle (for reads after writing).

@@ -46,10 +46,49 @@ pub enum Error {
         /// The error.
         message: String,
     },
+    /// The binlog stream failed or carried something tidemark cannot apply.
+    #[error("MySQL source {source_name}, binlog at {position}: {message}")]
+    Binlog {
+        /// Source name.
+        source_name: String,
+        /// `file:pos` where it happened.
+        position: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// The binlog position to resume from is no longer on the server.
+    #[error("MySQL source {source_name}: change capture must resume at binlog {position}, but the server no longer has it (oldest binlog: {oldest}); binlogs were purged while tidemark was stopped. Land the tables again with `tidemark snapshot --resnapshot --source {source_name}`, and raise binlog retention (`tidemark check` says how)")]
+    BinlogPurged {
+        /// Source name.
+        source_name: String,
+        /// The committed position.
+        position: String,
+        /// What the server has instead.
+        oldest: String,
+    },
+    /// A table's shape in the binlog differs from the one tidemark landed.
+    #[error("MySQL source {source_name}, table {table}, binlog at {position}: the table's definition changed ({message}); the table is parked and the other tables keep flowing. Land it again with `tidemark snapshot --resnapshot --table {table}`")]
+    SchemaChanged {
+        /// Source name.
+        source_name: String,
+        /// `db.table` at the source.
+        table: String,
+        /// `file:pos`.
+        position: String,
+        /// What differs.
+        message: String,
+    },
     /// Shared-model error (config, types, names).
     #[error(transparent)]
     Core(#[from] tidemark_core::Error),
     /// Landing error.
     #[error(transparent)]
-    Lake(#[from] tidemark_lake::Error),
+    Lake(Box<tidemark_lake::Error>),
+}
+
+impl From<tidemark_lake::Error> for Error {
+    fn from(e: tidemark_lake::Error) -> Self {
+        // Boxed: the lake error is large and would make every source Result large.
+        Error::Lake(Box::new(e))
+    }
 }

@@ -23,10 +23,14 @@
 //!     when they are equal the snapshot is exact.
 //! * [`pull`]: incremental batch pulls by a watermark column, and the reconcile pass
 //!   that finds deleted keys.
+//! * [`binlog`]: the replica side of the replication protocol: committed source
+//!   transactions with the position after each commit, MariaDB GTIDs, values decoded
+//!   through the same text decoders as snapshot rows.
 //! * [`preflight`]: whether the server is ready for change capture, and what to change.
 
 #![warn(missing_docs)]
 
+pub mod binlog;
 pub mod connect;
 pub mod discover;
 mod error;

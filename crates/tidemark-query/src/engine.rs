@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider};
+use deltalake::datafusion::catalog::{
+    CatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
+};
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::datafusion::sql::parser::{DFParser, Statement as DFStatement};
@@ -23,6 +25,9 @@ use crate::{Error, Result};
 pub const CATALOG: &str = "tidemark";
 /// Hidden schema holding Delta versions loaded for `VERSION AS OF`.
 pub(crate) const VERSIONS_SCHEMA: &str = "__tidemark_versions";
+/// Hidden schema holding raw history logs (tombstones and `_seq` included) for
+/// `changes()`, registered on first use so the catalog stays clean otherwise.
+pub(crate) const LOGS_SCHEMA: &str = "__tidemark_logs";
 
 /// A table the engine knows.
 #[derive(Debug, Clone)]
@@ -31,6 +36,8 @@ pub(crate) struct Known {
     /// Unloaded handle on the current table, on the warehouse's store and options (a
     /// bare URL would lose an S3 warehouse's storage options).
     pub(crate) current: deltalake::DeltaTable,
+    /// The raw history log as of opening, the same snapshot the history view reads.
+    log: Arc<dyn TableProvider>,
 }
 
 /// A SQL engine over one warehouse.
@@ -100,12 +107,14 @@ impl Engine {
             };
             cur.update_datafusion_session(&ctx.state())?;
             hist.update_datafusion_session(&ctx.state())?;
-            let provider = cur.table_provider().await?;
+            let log = hist.table_provider().await?;
+            // A streamed table's current state is its base plus the history tail
+            // (merge-on-read, see tidemark_lake::mor); others are the stored table.
+            let provider = crate::current::provider(&ctx, &schema, &cur, log.clone()).await?;
             schema_provider(catalog.as_ref(), &loc.schema)?
                 .register_table(loc.table.clone(), provider)?;
 
-            let log = hist.table_provider().await?;
-            ctx.register_table("__tidemark_log", log)?;
+            ctx.register_table("__tidemark_log", log.clone())?;
             let view = ctx
                 .sql(&history_view_sql(&schema, "__tidemark_log"))
                 .await?
@@ -118,6 +127,7 @@ impl Engine {
                 Known {
                     schema,
                     current: deltalake::DeltaTable::new(cur.log_store()),
+                    log,
                 },
             );
         }
@@ -145,9 +155,12 @@ impl Engine {
         }
         let mut statement = statements.pop_front().expect("one statement");
         if let DFStatement::Statement(s) = &mut statement {
-            let versions = travel::rewrite(s, self)?;
-            for v in versions {
+            let needs = travel::rewrite(s, self)?;
+            for v in needs.versions {
                 self.register_version(&v).await?;
+            }
+            for l in needs.logs {
+                self.register_log(&l)?;
             }
         }
         let plan = self.ctx.state().statement_to_plan(statement).await?;
@@ -176,11 +189,34 @@ impl Engine {
                 v.schema, v.table, v.version
             ))
         })?;
-        let catalog = self.ctx.catalog(CATALOG).expect("default catalog");
         let provider = table.table_provider().await?;
-        let sp = schema_provider(catalog.as_ref(), VERSIONS_SCHEMA)?;
-        if !sp.table_exist(&v.hidden_name()) {
-            sp.register_table(v.hidden_name(), provider)?;
+        self.register_hidden(VERSIONS_SCHEMA, v.hidden_name(), provider)
+    }
+
+    fn register_log(&self, l: &travel::LogRef) -> Result<()> {
+        let known = self
+            .tables
+            .get(&(l.schema.clone(), l.table.clone()))
+            .ok_or_else(|| Error::UnknownTable(format!("{}.{}", l.schema, l.table)))?;
+        self.register_hidden(LOGS_SCHEMA, l.hidden_name(), known.log.clone())
+    }
+
+    /// Register a table in a hidden schema once; a concurrent query that registered it
+    /// first is not an error.
+    fn register_hidden(
+        &self,
+        schema: &str,
+        name: String,
+        provider: Arc<dyn TableProvider>,
+    ) -> Result<()> {
+        let catalog = self.ctx.catalog(CATALOG).expect("default catalog");
+        let sp = schema_provider(catalog.as_ref(), schema)?;
+        if !sp.table_exist(&name) {
+            if let Err(e) = sp.register_table(name.clone(), provider) {
+                if !sp.table_exist(&name) {
+                    return Err(e.into());
+                }
+            }
         }
         Ok(())
     }

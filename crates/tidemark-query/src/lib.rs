@@ -14,14 +14,33 @@
 //!     the rows of `db_history.t` valid at that instant, with the current table's
 //!     columns. Served from history, so it reaches back as far as history does, not as
 //!     far as Delta log retention or VACUUM allow.
-//!   - `FROM changes('db.t', <from>, <to>)`: every version that started in `(from, to]`,
-//!     deletes included, with the operation.
+//!   - `FROM changes('db.t', <from>[, <to>])`: one row per change whose source instant
+//!     is in `(from, to]` (`to` defaults to `now()`), deletes included. The interval is
+//!     half-open the same way as `AS OF`, so the changes in `(a, b]` turn the table as
+//!     of `a` into the table as of `b`. Columns, in order:
+//!     - the key columns;
+//!     - `_op`: `r` snapshot read, `c` insert, `u` update, `d` delete;
+//!     - `_changed_at`: the change's source instant (the log's `_valid_from`);
+//!     - `_change_no` (BIGINT): 1 for the key's first change in history, 2 for its
+//!       next, … in source order (`_valid_from`, then the hidden `_seq`), so several
+//!       changes to one key within one instant can still be put in order;
+//!     - `before_<col>`, `after_<col>` for every non-key column, in table order:
+//!       `before_` is the version the change replaced, read from the key's previous
+//!       entry in the whole log (so correct when that is older than `from`), NULL when
+//!       the key did not exist (an insert, a re-insert after a delete, the first
+//!       snapshot read); `after_` is the version the change made, NULL for a delete;
+//!     - `_source_pos`: where the change came from.
+//!
+//!     Without an alias the result is named like the table, as for `as_of()`. The
+//!     table name in `as_of()` and `changes()` is matched as written first, then as SQL
+//!     would read it (`'Shop.Items'` is `shop.items`, `'"Shop"."T"'` keeps its case).
 //!   - `FROM db.t VERSION AS OF <n>`: Delta version `n` of the current table.
 //!
 //! Queries are read-only: DDL and DML are refused with a clear error.
 
 #![warn(missing_docs)]
 
+mod current;
 mod engine;
 mod error;
 mod format;

@@ -3,22 +3,37 @@
 //! DataFusion does not plan `FOR SYSTEM_TIME AS OF`, and a table function cannot see
 //! the warehouse's history tables when it is planned, so before planning each
 //! versioned table reference is replaced by a subquery over the table's history view
-//! (or, for `VERSION AS OF`, by a hidden table holding that Delta version).
+//! (`AS OF`, `as_of()`), over its raw history log (`changes()`, which needs the
+//! tombstones and `_seq` that the view hides), or, for `VERSION AS OF`, by a hidden
+//! table holding that Delta version.
 
 use std::ops::ControlFlow;
 
+use deltalake::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
 use deltalake::datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, Query, Statement,
-    TableAlias, TableFactor, TableVersion, Value, VisitMut, VisitorMut,
+    DataType as SqlType, Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart,
+    Query, Statement, TableAlias, TableFactor, TableFunctionArgs, TableVersion, Value, VisitMut,
+    VisitorMut,
 };
 use deltalake::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use deltalake::datafusion::sql::sqlparser::parser::Parser;
 use tidemark_core::names::history_schema;
-use tidemark_core::schema::{INGEST_TS, OP, SOURCE_TS, VALID_FROM, VALID_TO};
+use tidemark_core::schema::{OP, SEQ, SOURCE_POS, VALID_FROM, VALID_TO};
 use tidemark_lake::quote;
 
-use crate::engine::{Engine, VERSIONS_SCHEMA};
+use crate::engine::{Engine, LOGS_SCHEMA, VERSIONS_SCHEMA};
 use crate::{Error, Result};
+
+/// Column of `changes()`: the source instant of the change (the log's `_valid_from`).
+const CHANGED_AT: &str = "_changed_at";
+/// Column of `changes()`: 1 for a key's first change in history, 2 for its second, …
+/// (source order: `_valid_from`, then `_seq`), so several changes to one key within
+/// one instant still have an order a query can `ORDER BY`.
+const CHANGE_NO: &str = "_change_no";
+/// Prefix of `changes()`'s column holding a value before the change.
+const BEFORE_PREFIX: &str = "before_";
+/// Prefix of `changes()`'s column holding a value after the change.
+const AFTER_PREFIX: &str = "after_";
 
 /// A Delta version of a current table that the query reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,23 +49,43 @@ impl VersionRef {
     }
 }
 
+/// A table whose raw history log the query reads (`changes()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogRef {
+    pub(crate) schema: String,
+    pub(crate) table: String,
+}
+
+impl LogRef {
+    pub(crate) fn hidden_name(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+}
+
+/// What the rewritten statement reads that must be registered before planning.
+#[derive(Debug, Default)]
+pub(crate) struct Needs {
+    pub(crate) versions: Vec<VersionRef>,
+    pub(crate) logs: Vec<LogRef>,
+}
+
 struct Rewriter<'a> {
     engine: &'a Engine,
-    versions: Vec<VersionRef>,
+    needs: Needs,
     error: Option<Error>,
 }
 
-/// Rewrite time travel in place; returns the Delta versions to register first.
-pub(crate) fn rewrite(statement: &mut Statement, engine: &Engine) -> Result<Vec<VersionRef>> {
+/// Rewrite time travel in place; returns what must be registered first.
+pub(crate) fn rewrite(statement: &mut Statement, engine: &Engine) -> Result<Needs> {
     let mut r = Rewriter {
         engine,
-        versions: Vec::new(),
+        needs: Needs::default(),
         error: None,
     };
     let _ = statement.visit(&mut r);
     match r.error {
         Some(e) => Err(e),
-        None => Ok(r.versions),
+        None => Ok(r.needs),
     }
 }
 
@@ -61,6 +96,48 @@ fn normalise(i: &Ident) -> String {
     } else {
         i.value.to_lowercase()
     }
+}
+
+/// The arguments of a table function, all plain positional expressions; `None` if any
+/// is named, a wildcard or there are ClickHouse-style settings.
+fn positional(args: &TableFunctionArgs) -> Option<Vec<&Expr>> {
+    if args.settings.is_some() {
+        return None;
+    }
+    args.args
+        .iter()
+        .map(|x| match x {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Refuse literals that are not instants (`changes('s.t', 1, 2)`, `'yesterday'`), with
+/// a message naming where they were used: DataFusion's own errors (a failed cast inside
+/// an optimizer rule) do not say which time-travel argument was wrong. Anything else
+/// (TIMESTAMP/DATE literals, `now() - INTERVAL …`) is left to the planner.
+fn check_instant(what: &str, instant: &Expr) -> Result<()> {
+    let text = match instant {
+        Expr::Value(v) => match &v.value {
+            Value::Number(..) | Value::Boolean(_) => None,
+            Value::SingleQuotedString(s) => Some(s),
+            _ => return Ok(()),
+        },
+        Expr::TypedString(t) if matches!(t.data_type, SqlType::Timestamp(..)) => {
+            match &t.value.value {
+                Value::SingleQuotedString(s) => Some(s),
+                _ => return Ok(()),
+            }
+        }
+        _ => return Ok(()),
+    };
+    if text.is_some_and(|s| string_to_timestamp_nanos(s).is_ok()) {
+        return Ok(());
+    }
+    Err(Error::Sql(format!(
+        "{what}: {instant} is not an instant; use TIMESTAMP '2026-10-24 00:00:00' or an expression such as now() - INTERVAL '30 days'"
+    )))
 }
 
 impl Rewriter<'_> {
@@ -105,17 +182,35 @@ impl Rewriter<'_> {
         self.resolve(&parts)
     }
 
+    /// The table a table function names in its string argument (`'shop.items'`).
+    ///
+    /// The name as written is tried first, so a table kept with `naming = "preserve"`
+    /// is found by its exact spelling (`'shop.LineItems'`); then the string is read as
+    /// SQL reads a table name (`'Shop.Items'` folds to `shop.items`, `'"Shop"."T"'`
+    /// keeps its case), so the function accepts what `FROM` would.
+    fn resolve_target(&self, function: &str, target: &str) -> Result<(String, String)> {
+        let as_written: Vec<String> = target.split('.').map(str::to_string).collect();
+        let first = match self.resolve(&as_written) {
+            Ok(found) => return Ok(found),
+            Err(e) => e,
+        };
+        let as_sql = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(target)
+            .and_then(|mut p| p.parse_object_name(false));
+        match as_sql {
+            Ok(name) => self.resolve_name(&name),
+            Err(_) => Err(first),
+        }
+        .map_err(|e| match e {
+            Error::UnknownTable(t) => Error::UnknownTable(format!("{t} (named in {function})")),
+            other => other,
+        })
+    }
+
     /// The rows of `schema.table` valid at `instant`, as a subquery.
     fn as_of_query(&self, schema: &str, table: &str, instant: &Expr) -> Result<Query> {
         let known = &self.engine.tables[&(schema.to_string(), table.to_string())];
-        let cols = known
-            .schema
-            .columns
-            .iter()
-            .map(|c| quote(&c.name))
-            .chain([INGEST_TS, SOURCE_TS, OP].map(quote))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = tidemark_lake::mor::current_columns_sql(&known.schema);
         let sql = format!(
             "SELECT {cols} FROM {hs}.{t} WHERE {vf} <= ({instant}) AND ({vt} IS NULL OR {vt} > ({instant}))",
             hs = quote(&history_schema(schema)),
@@ -128,6 +223,110 @@ impl Rewriter<'_> {
             .and_then(|mut p| p.parse_query())
             .map(|q| *q)
             .map_err(|e| Error::Sql(format!("AS OF {instant}: {e}")))
+    }
+
+    /// The changes to `schema.table` whose source instant is in `(from, to]`, as a
+    /// subquery over the raw log (see the crate docs for its columns).
+    ///
+    /// The half-open interval matches `AS OF`'s `[_valid_from, _valid_to)`: applying
+    /// `changes(t, a, b)` to `t AS OF a` gives `t AS OF b`. Before-values come from the
+    /// previous entry of the same key in the whole log (a window over the key, filtered
+    /// only afterwards), so they are right when that version is older than `from`.
+    fn changes_query(
+        &mut self,
+        function: &str,
+        schema: &str,
+        table: &str,
+        from: &Expr,
+        to: Option<&Expr>,
+    ) -> Result<Query> {
+        let engine = self.engine;
+        let ts = &engine.tables[&(schema.to_string(), table.to_string())].schema;
+        let keys = ts.key_names();
+        let window = format!(
+            "OVER (PARTITION BY {} ORDER BY {}, {})",
+            keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", "),
+            quote(VALID_FROM),
+            quote(SEQ)
+        );
+        let values: Vec<(usize, &str)> = ts
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !ts.key.contains(i))
+            .map(|(i, c)| (i, c.name.as_str()))
+            .collect();
+
+        let mut out_names: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        out_names.extend([OP, CHANGED_AT, CHANGE_NO].map(str::to_string));
+        let mut out_cols: Vec<String> = keys.iter().map(|k| quote(k)).collect();
+        out_cols.push(quote(OP));
+        out_cols.push(format!("{} AS {}", quote(VALID_FROM), quote(CHANGED_AT)));
+        out_cols.push(format!("\"__tidemark_change_no\" AS {}", quote(CHANGE_NO)));
+        let mut inner = vec![
+            format!("LAG({}) {window} AS \"__tidemark_prev_op\"", quote(OP)),
+            // ROW_NUMBER is unsigned in DataFusion; BIGINT is what SQL clients expect.
+            format!("CAST(ROW_NUMBER() {window} AS BIGINT) AS \"__tidemark_change_no\""),
+        ];
+        for (i, name) in &values {
+            let (before, after) = (
+                format!("{BEFORE_PREFIX}{name}"),
+                format!("{AFTER_PREFIX}{name}"),
+            );
+            inner.push(format!(
+                "LAG({}) {window} AS \"__tidemark_before_{i}\"",
+                quote(name)
+            ));
+            // A key that did not exist before the change (its previous log entry is a
+            // tombstone, or there is none) has no before-value; a deleted one has no
+            // after-value. Tombstones may carry only the key, so they are never read.
+            out_cols.push(format!(
+                "CASE WHEN \"__tidemark_prev_op\" = 'd' THEN NULL ELSE \"__tidemark_before_{i}\" END AS {}",
+                quote(&before)
+            ));
+            out_cols.push(format!(
+                "CASE WHEN {} = 'd' THEN NULL ELSE {} END AS {}",
+                quote(OP),
+                quote(name),
+                quote(&after)
+            ));
+            out_names.push(before);
+            out_names.push(after);
+        }
+        out_cols.push(quote(SOURCE_POS));
+        out_names.push(SOURCE_POS.to_string());
+
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(dup) = out_names.iter().find(|n| !seen.insert(n.as_str())) {
+            return Err(Error::Sql(format!(
+                "{function}: the table has a column whose name is also one of the columns changes() makes ({dup}); read {}.{} instead",
+                quote(&history_schema(schema)),
+                quote(table)
+            )));
+        }
+
+        let to = to.map_or_else(|| "now()".to_string(), |e| format!("({e})"));
+        let log = LogRef {
+            schema: schema.to_string(),
+            table: table.to_string(),
+        };
+        let sql = format!(
+            "SELECT {out} FROM (SELECT *, {inner} FROM {ls}.{lt}) AS \"__tidemark_log\" \
+             WHERE {vf} > ({from}) AND {vf} <= {to}",
+            out = out_cols.join(", "),
+            inner = inner.join(", "),
+            ls = quote(LOGS_SCHEMA),
+            lt = quote(&log.hidden_name()),
+            vf = quote(VALID_FROM),
+        );
+        if !self.needs.logs.contains(&log) {
+            self.needs.logs.push(log);
+        }
+        Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&sql)
+            .and_then(|mut p| p.parse_query())
+            .map(|q| *q)
+            .map_err(|e| Error::Sql(format!("{function}: {e}")))
     }
 
     fn derived(query: Query, alias: Option<TableAlias>, table: &str) -> TableFactor {
@@ -159,6 +358,7 @@ impl Rewriter<'_> {
             let (schema, table) = self.resolve_name(name)?;
             match v {
                 TableVersion::ForSystemTimeAsOf(instant) | TableVersion::TimestampAsOf(instant) => {
+                    check_instant(&format!("{schema}.{table} AS OF"), &instant)?;
                     let q = self.as_of_query(&schema, &table, &instant)?;
                     *factor = Self::derived(q, alias.take(), &table);
                 }
@@ -180,8 +380,8 @@ impl Rewriter<'_> {
                         ObjectNamePart::Identifier(Ident::with_quote('"', VERSIONS_SCHEMA)),
                         ObjectNamePart::Identifier(Ident::with_quote('"', r.hidden_name())),
                     ]);
-                    if !self.versions.contains(&r) {
-                        self.versions.push(r);
+                    if !self.needs.versions.contains(&r) {
+                        self.needs.versions.push(r);
                     }
                 }
                 other => {
@@ -192,33 +392,69 @@ impl Rewriter<'_> {
             }
             return Ok(());
         }
-        // as_of('schema.table', instant)
+        // Table functions: as_of('schema.table', instant), changes('schema.table', from[, to]).
+        let Some(a) = args.as_ref() else {
+            return Ok(());
+        };
         let fname = name.to_string().to_ascii_lowercase();
-        if fname == "as_of" {
-            let Some(a) = args.as_ref() else {
-                return Ok(());
-            };
-            let exprs: Vec<&Expr> = a
-                .args
-                .iter()
-                .filter_map(|x| match x {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-                    _ => None,
-                })
-                .collect();
-            let usage = || {
-                Error::Sql("usage: as_of('schema.table', TIMESTAMP '2026-10-24 00:00:00')".into())
-            };
-            let [Expr::Value(v), instant] = exprs.as_slice() else {
-                return Err(usage());
-            };
-            let Value::SingleQuotedString(target) = &v.value else {
-                return Err(usage());
-            };
-            let parts: Vec<String> = target.split('.').map(str::to_string).collect();
-            let (schema, table) = self.resolve(&parts)?;
-            let q = self.as_of_query(&schema, &table, instant)?;
-            *factor = Self::derived(q, alias.take(), &table);
+        let target = |exprs: &[&Expr]| match exprs.first() {
+            Some(Expr::Value(v)) => match &v.value {
+                Value::SingleQuotedString(s) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        match fname.as_str() {
+            "as_of" => {
+                let usage = || {
+                    Error::Sql(
+                        "usage: as_of('schema.table', TIMESTAMP '2026-10-24 00:00:00')".into(),
+                    )
+                };
+                let exprs = positional(a).ok_or_else(usage)?;
+                let (Some(t), [_, instant]) = (target(&exprs), exprs.as_slice()) else {
+                    return Err(usage());
+                };
+                let function = format!("as_of('{t}', …)");
+                check_instant(&function, instant)?;
+                let (schema, table) = self.resolve_target(&function, &t)?;
+                let q = self.as_of_query(&schema, &table, instant)?;
+                *factor = Self::derived(q, alias.take(), &table);
+            }
+            "changes" => {
+                let usage = |got: String| {
+                    Error::Sql(format!(
+                        "changes() takes a table name and one or two instants, got {got}; usage: \
+                         changes('schema.table', TIMESTAMP '2026-10-01 00:00:00'[, TIMESTAMP '2026-11-01 00:00:00']) \
+                         for the changes after the first instant up to and including the second (default now())"
+                    ))
+                };
+                let exprs = positional(a)
+                    .ok_or_else(|| usage("named arguments; they are positional".into()))?;
+                let Some(t) = target(&exprs) else {
+                    return Err(usage(match exprs.first() {
+                        Some(e) => format!(
+                            "{e} where the table name should be, as a string such as 'shop.items'"
+                        ),
+                        None => "no arguments".into(),
+                    }));
+                };
+                let function = format!("changes('{t}', …)");
+                let (from, to) = match exprs.as_slice() {
+                    [_, from] => (*from, None),
+                    [_, from, to] => (*from, Some(*to)),
+                    [_] => return Err(usage("1 argument".into())),
+                    _ => return Err(usage(format!("{} arguments", exprs.len()))),
+                };
+                check_instant(&format!("{function} from"), from)?;
+                if let Some(to) = to {
+                    check_instant(&format!("{function} to"), to)?;
+                }
+                let (schema, table) = self.resolve_target(&function, &t)?;
+                let q = self.changes_query(&function, &schema, &table, from, to)?;
+                *factor = Self::derived(q, alias.take(), &table);
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -6,9 +6,12 @@ use clap::{Parser, Subcommand};
 mod check;
 mod common;
 mod demo;
+mod maintain;
 mod pull;
+mod run;
 mod snapshot;
 mod sql;
+mod status;
 
 /// A complete, time-travelling copy of your MySQL databases in Delta Lake, served
 /// over SQL.
@@ -29,6 +32,12 @@ enum Command {
     Snapshot(snapshot::Args),
     /// Pull rows changed since the last pull, by each table's watermark column.
     Pull(pull::Args),
+    /// Capture changes continuously: snapshot what is missing, then stream the binlog.
+    Run(run::Args),
+    /// Compact, checkpoint and vacuum the warehouse's tables (history is kept).
+    Maintain(maintain::Args),
+    /// Where each table's change capture has got to, its freshness, parked tables.
+    Status(status::Args),
     /// Run a SQL query on the warehouse and print the result.
     Sql(sql::Args),
     /// Run the whole product offline on generated invoicing data.
@@ -52,6 +61,9 @@ fn main() -> std::process::ExitCode {
             Command::Check(a) => check::run(&cli.global, a).await,
             Command::Snapshot(a) => snapshot::run(&cli.global, a).await,
             Command::Pull(a) => pull::run(&cli.global, a).await,
+            Command::Maintain(a) => maintain::run(&cli.global, a).await,
+            Command::Status(a) => status::run(&cli.global, a).await,
+            Command::Run(a) => run::run(&cli.global, a).await,
             Command::Sql(a) => sql::run(&cli.global, a).await,
             Command::Demo(a) => demo::run(&cli.global, a).await,
         }

@@ -26,6 +26,12 @@ pub struct Selection {
 pub struct Args {
     #[command(flatten)]
     pub select: Selection,
+    /// Land the selected tables again from scratch: their current and history Delta
+    /// tables are first moved aside to `<warehouse>/.retired/` (kept, not deleted).
+    /// For a table parked after a schema change, or a source whose binlog was purged.
+    /// Needs --table or --source, so a whole warehouse is never re-landed by accident.
+    #[arg(long)]
+    pub resnapshot: bool,
 }
 
 /// Connect to one configured source and list its selected tables (narrowed by
@@ -72,9 +78,22 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         "{prefix:>28} {bar:30} {pos:>10}/{len:10} rows {per_sec:>12} {eta}",
     )
     .expect("valid template");
+    if args.resnapshot && args.select.tables.is_empty() && args.select.source.is_none() {
+        bail!("--resnapshot needs --table db.table (repeatable) or --source NAME: it re-lands those tables from scratch");
+    }
     let mut failed = 0;
     for name in source_names(&config, args.select.source.as_deref())? {
         let (source, tables) = source_tables(g, &config, &name, &args.select.tables).await?;
+        if args.resnapshot {
+            for t in &tables {
+                if let Some(to) = wh
+                    .retire(&t.schema.name.schema, &t.schema.name.table)
+                    .await?
+                {
+                    println!("{} moved aside to {to}", t.schema.name.sql());
+                }
+            }
+        }
         let parallel = source.config.parallel_tables;
         let chunk_rows = source.config.snapshot_chunk_rows;
         let results: Vec<_> = futures::stream::iter(tables.iter())

@@ -3,6 +3,7 @@
 //!
 //! Each test gets its own database and warehouse directory, so tests run in parallel.
 
+mod cdc;
 mod chinook;
 mod demo;
 mod errors;

@@ -1,0 +1,727 @@
+//! `tidemark run`: the long-running change-capture process.
+//!
+//! Per MySQL source: snapshot the tables never (or not completely) snapshotted, then
+//! stream the binlog from the oldest committed position of any table and apply each
+//! committed source transaction to every table that has not committed it yet.
+//!
+//! Exactly once: each table's current and history commits carry the binlog position
+//! just after the last source transaction they contain (the positions sit at
+//! transaction boundaries, so "has this table got transaction T" is a comparison
+//! with T's end position). On restart every table skips what it already has, so a
+//! crash at any instant — between the two tables of one source table, between
+//! tables, mid-batch — loses nothing and lands nothing twice.
+//!
+//! Batching: many transactions per commit, flushed by size (`flush_rows`) or age
+//! (`flush_interval_ms`, the freshness bound), always at a transaction boundary, so
+//! one source transaction is never split across two commits of a table.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use tidemark_core::change::ChangeBatchBuilder;
+use tidemark_core::config::Config;
+use tidemark_core::position::BinlogPosition;
+use tidemark_core::schema::TableSchema;
+use tidemark_lake::{stored_schema, Compaction, TableKind, TableWriter, Warehouse};
+use tidemark_mysql::binlog::{BinlogReader, StreamItem, Tracked, Transaction};
+use tidemark_mysql::connect::Source;
+use tidemark_mysql::discover::{discover, DiscoveredTable};
+use tidemark_mysql::preflight::{preflight, Outcome};
+use tidemark_mysql::snapshot::snapshot_table;
+use tracing::{error, info, warn};
+
+use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
+use crate::snapshot::source_names;
+
+/// A table with no changes still gets a position-only commit this often, so a
+/// restart does not re-read a long stretch of binlog for its sake.
+const IDLE_POSITION_COMMIT: Duration = Duration::from_secs(60);
+/// How often `run` maintains one more table (bin-pack, checkpoint, VACUUM).
+const MAINTAIN_EVERY: Duration = Duration::from_secs(600);
+/// Files older Delta versions need are kept this long (`VERSION AS OF`); history
+/// itself is never removed.
+const VACUUM_RETENTION: chrono::Duration = chrono::Duration::days(7);
+/// Smallest history tail worth a compaction.
+const COMPACT_MIN_ROWS: u64 = 100_000;
+
+/// Options of `tidemark run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this source (default: every source in the config).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Exit once the stream has caught up with the server (nothing new for one flush
+    /// interval), after committing every table's position. For backfills and tests.
+    #[arg(long)]
+    pub until_caught_up: bool,
+}
+
+/// Run `tidemark run`.
+pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stop.clone());
+    init_logging(g);
+    let config = load_config(g, true)?.expect("required");
+    let wh = warehouse(g, Some(&config))?;
+    let names = source_names(&config, args.source.as_deref())?;
+    let runs = names.iter().map(|name| {
+        let (config, wh, stop) = (&config, &wh, stop.clone());
+        async move {
+            let r = run_source(g, config, wh, name, stop, args.until_caught_up).await;
+            (name.clone(), r)
+        }
+    });
+    let mut failed = Vec::new();
+    for (name, r) in futures::future::join_all(runs).await {
+        if let Err(e) = r {
+            error!(source = %name, error = %format!("{e:#}"), "source stopped");
+            failed.push(format!("source {name}: {e:#}"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
+    }
+    Ok(())
+}
+
+/// SIGTERM / Ctrl-C ask the loop to finish the commit in flight and stop; a second
+/// signal exits at once.
+fn spawn_signal_handler(stop: Arc<AtomicBool>) {
+    // Registered before spawning, so a signal that arrives while the task has not run
+    // yet is not lost (the default action would kill the process mid-commit).
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::spawn(async move {
+        loop {
+            #[cfg(unix)]
+            match term.as_mut() {
+                Some(t) => {
+                    tokio::select! {
+                        _ = t.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                }
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = tokio::signal::ctrl_c().await;
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            info!("stopping: finishing the commit in flight (signal again to exit at once)");
+        }
+    });
+}
+
+/// One source table in the stream.
+struct Table {
+    schema: Arc<TableSchema>,
+    writer: TableWriter,
+    /// Committed position of the history log: every transaction ending at or before
+    /// it is in the lake (merge-on-read: the current table is derived from history).
+    pos: BinlogPosition,
+    /// Snapshot instant: a change is never stamped earlier than the snapshot row it
+    /// follows (the binlog has one-second resolution).
+    snapshot_ts_us: i64,
+    pending: ChangeBatchBuilder,
+    /// End of the last transaction in `pending`, and its source instant.
+    pending_end: Option<(BinlogPosition, i64)>,
+    last_commit: Instant,
+    /// Rows in the current table's base, and history rows landed since its mark: the
+    /// compaction trigger.
+    base_rows: u64,
+    tail_rows: u64,
+}
+
+impl Table {
+    /// Land pending rows (or just move the position to `to`) in the history log.
+    async fn flush(&mut self, to: &BinlogPosition) -> Result<usize> {
+        let batch = self.pending.finish()?;
+        let rows = batch.data.num_rows();
+        let committed = self.writer.committed(TableKind::History).state.clone();
+        let (end, source_ts) = match self.pending_end.take() {
+            Some((p, ts)) => (p, Some(ts)),
+            None => (to.clone(), committed.last_source_ts_us),
+        };
+        let state = tidemark_core::position::SourceState {
+            binlog: Some(end.clone()),
+            last_source_ts_us: source_ts,
+            ..committed
+        };
+        self.writer
+            .append_history(&batch, state)
+            .await
+            .with_context(|| format!("table {}", self.schema.name.source()))?;
+        self.pos = end;
+        self.tail_rows += rows as u64;
+        self.last_commit = Instant::now();
+        Ok(rows)
+    }
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// A compaction running in the background: (table, result).
+type CompactionTask = tokio::task::JoinHandle<(String, Result<Option<Compaction>>)>;
+
+struct Stream {
+    source: String,
+    wh: Warehouse,
+    compaction: Option<CompactionTask>,
+    /// Parked tables whose parking is not committed yet.
+    to_persist: Vec<(Table, String)>,
+    last_maintenance: Instant,
+    maintained_last: Option<String>,
+    tables: HashMap<String, Table>,
+    /// Tables that stopped, with why: they keep their landed data and position.
+    parked: HashMap<String, String>,
+    /// End of the last transaction read.
+    stream_end: BinlogPosition,
+    pending_rows: usize,
+    oldest_pending: Option<Instant>,
+    last_source_ts_us: i64,
+}
+
+impl Stream {
+    fn park(&mut self, reader: Option<&mut BinlogReader>, table: &str, why: String) {
+        if let Some(t) = self.tables.remove(table) {
+            if let Some(r) = reader {
+                r.untrack(&t.schema.name.source_db, &t.schema.name.source_table);
+            }
+            // Recorded in the table's history state at the next flush, so `tidemark
+            // status` shows it and a restart does not replay the binlog to find out again.
+            self.to_persist.push((t, why.clone()));
+        }
+        error!(source = %self.source, table = %table, error = %why, "table parked; the other tables keep flowing");
+        self.parked.insert(table.to_string(), why);
+    }
+
+    fn add(&mut self, tx: Transaction, reader: &mut BinlogReader) {
+        for (schema, e) in tx.failures {
+            self.park(Some(reader), &schema.name.source(), e.to_string());
+        }
+        let pos_text = format!("{}:{}", tx.end.file, tx.end.pos);
+        let mut failed = Vec::new();
+        for ch in &tx.changes {
+            let name = ch.table.name.source();
+            let Some(t) = self.tables.get_mut(&name) else {
+                continue;
+            };
+            if !tx.end.is_after(&t.pos) {
+                continue; // landed before a restart
+            }
+            let ts = tx.ts_us.max(t.snapshot_ts_us);
+            let r = t.pending.push_text_row(
+                ch.cells.iter().map(|c| c.as_deref()),
+                ch.op,
+                ts,
+                &pos_text,
+                ch.seq,
+            );
+            match r {
+                Ok(()) => {
+                    t.pending_end = Some((tx.end.clone(), tx.ts_us));
+                    self.pending_rows += 1;
+                    self.oldest_pending.get_or_insert_with(Instant::now);
+                }
+                Err(e) => failed.push((name, format!("binlog at {pos_text}: {e}"))),
+            }
+        }
+        for (name, why) in failed {
+            self.park(Some(reader), &name, why);
+        }
+        self.last_source_ts_us = tx.ts_us;
+        self.stream_end = tx.end;
+    }
+
+    /// Commit every table with pending rows, and idle tables whose position lags.
+    async fn flush(&mut self, all_positions: bool) -> Result<()> {
+        for (mut t, why) in std::mem::take(&mut self.to_persist) {
+            // Rows pending for a parked table are dropped: its position stays before
+            // them, and landing it again re-reads them from the source.
+            let state = tidemark_core::position::SourceState {
+                parked: Some(why),
+                ..t.writer.committed(TableKind::History).state.clone()
+            };
+            t.writer
+                .append_history(
+                    &ChangeBatchBuilder::new(t.schema.clone(), 0).finish()?,
+                    state,
+                )
+                .await
+                .with_context(|| format!("recording that {} is parked", t.schema.name.source()))?;
+        }
+        let started = Instant::now();
+        let to = self.stream_end.clone();
+        let due: Vec<&mut Table> = self
+            .tables
+            .values_mut()
+            .filter(|t| {
+                !t.pending.is_empty()
+                    || (to.is_after(&t.pos)
+                        && (all_positions || t.last_commit.elapsed() >= IDLE_POSITION_COMMIT))
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let tables = due.len();
+        // Tables commit concurrently: each is its own pair of Delta tables.
+        let results: Vec<Result<usize>> = futures::stream::iter(due)
+            .map(|t| {
+                let to = to.clone();
+                async move { t.flush(&to).await }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        let mut rows = 0;
+        for r in results {
+            rows += r?;
+        }
+        let lag_ms = (now_us() - self.last_source_ts_us) / 1000;
+        info!(source = %self.source, rows, tables, position = %to,
+            commit_ms = started.elapsed().as_millis() as u64, lag_ms, "committed");
+        self.pending_rows = 0;
+        self.oldest_pending = None;
+        self.maybe_compact(false).await;
+        Ok(())
+    }
+
+    /// Fold a table's history tail into its current base once the tail reaches a
+    /// fifth of the base (at least [`COMPACT_MIN_ROWS`]): the work per change then stays
+    /// the same however large the table grows, and reads never merge a tail larger
+    /// than that. One compaction at a time, in the background; ingestion goes on.
+    async fn maybe_compact(&mut self, wait: bool) {
+        if let Some(task) = &self.compaction {
+            if !wait && !task.is_finished() {
+                return;
+            }
+            let task = self.compaction.take().expect("present");
+            match task.await {
+                Ok((table, Ok(Some(c)))) => {
+                    if let Some(t) = self.tables.get_mut(&table) {
+                        t.tail_rows = t.tail_rows.saturating_sub(c.tail_rows);
+                        t.base_rows = c.rows;
+                    }
+                    info!(source = %self.source, table = %table, folded = c.tail_rows, rows = c.rows, "current table compacted");
+                }
+                Ok((_, Ok(None))) => {}
+                Ok((table, Err(e))) => {
+                    warn!(source = %self.source, table = %table, error = %format!("{e:#}"), "compaction failed; the table stays correct (read merges the tail) and compaction is retried later");
+                }
+                Err(e) => warn!(source = %self.source, error = %e, "compaction task failed"),
+            }
+        }
+        if wait {
+            return;
+        }
+        let due = self
+            .tables
+            .values()
+            .filter(|t| t.tail_rows >= COMPACT_MIN_ROWS.max(t.base_rows / 5))
+            .max_by_key(|t| t.tail_rows);
+        // Otherwise, every MAINTAIN_EVERY, one table (in turn) gets the full
+        // maintenance: small files bin-packed, a checkpoint, VACUUM.
+        let (table, full) = match due {
+            Some(t) => (t, false),
+            None if self.last_maintenance.elapsed() >= MAINTAIN_EVERY => {
+                let mut names: Vec<&String> = self.tables.keys().collect();
+                names.sort();
+                let Some(next) = names
+                    .iter()
+                    .find(|n| self.maintained_last.as_ref().is_none_or(|l| **n > l))
+                    .or(names.first())
+                    .map(|n| n.to_string())
+                else {
+                    return;
+                };
+                self.last_maintenance = Instant::now();
+                self.maintained_last = Some(next.clone());
+                (&self.tables[&next], true)
+            }
+            None => return,
+        };
+        let (wh, schema) = (self.wh.clone(), table.schema.clone());
+        let name = schema.name.source();
+        self.compaction = Some(tokio::spawn(async move {
+            let r = async {
+                let mut w = TableWriter::open(&wh, schema).await?;
+                if full {
+                    Ok(w.maintain(Some(VACUUM_RETENTION)).await?.compaction)
+                } else {
+                    Ok(w.compact_current().await?)
+                }
+            }
+            .await;
+            (name, r)
+        }));
+    }
+}
+
+async fn run_source(
+    g: &GlobalArgs,
+    config: &Config,
+    wh: &Warehouse,
+    name: &str,
+    stop: Arc<AtomicBool>,
+    until_caught_up: bool,
+) -> Result<()> {
+    let source = Source::connect(name, config.source_for(&g.environment, name)?).await?;
+    let checks = preflight(&source).await?;
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "the server is not ready for change capture:\n  {}",
+            failed.join("\n  ")
+        );
+    }
+    let mut discovered = discover(&source).await?;
+    if discovered.is_empty() {
+        bail!("no tables selected; check databases/include/exclude in [sources.{name}]");
+    }
+    // A table already landed streams with the definition it was landed with: binlog
+    // events written before a schema change that happened while tidemark was stopped
+    // still have that shape, and the change itself parks the table when the stream
+    // reaches it.
+    for d in &mut discovered {
+        if let Some(landed) = landed_schema(wh, d).await? {
+            if landed != *d.schema {
+                info!(source = %name, table = %d.schema.name.source(), "the source definition differs from the landed one; streaming with the landed one up to the schema change");
+                d.schema = Arc::new(landed);
+            }
+        }
+    }
+    let snapshot_failures = snapshot_missing(&source, wh, &discovered, &stop).await;
+    if stop.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+
+    let mut stream = Stream {
+        source: name.to_string(),
+        wh: wh.clone(),
+        compaction: None,
+        to_persist: Vec::new(),
+        last_maintenance: Instant::now(),
+        maintained_last: None,
+        tables: HashMap::new(),
+        parked: HashMap::new(),
+        stream_end: BinlogPosition {
+            file: String::new(),
+            pos: 0,
+            gtid: None,
+        },
+        pending_rows: 0,
+        oldest_pending: None,
+        last_source_ts_us: now_us(),
+    };
+    for (table, why) in snapshot_failures {
+        error!(source = %name, table = %table, error = %why, "table parked; the other tables keep flowing");
+        stream.parked.insert(table, why);
+    }
+    for d in &discovered {
+        let table = d.schema.name.source();
+        if stream.parked.contains_key(&table) {
+            continue;
+        }
+        match open_table(wh, d).await {
+            Ok(t) => {
+                if let Some(why) = t.writer.committed(TableKind::History).state.parked.clone() {
+                    warn!(source = %name, table = %table, reason = %why, "table is parked; land it again with `tidemark snapshot --resnapshot --table {table}`");
+                    stream.parked.insert(table, why);
+                } else {
+                    stream.tables.insert(table, t);
+                }
+            }
+            Err(e) => {
+                error!(source = %name, table = %table, error = %format!("{e:#}"), "table parked; the other tables keep flowing");
+                stream.parked.insert(table, format!("{e:#}"));
+            }
+        }
+    }
+    let Some(start) = stream
+        .tables
+        .values()
+        .map(|t| t.pos.clone())
+        .min_by_key(|p| p.order_key())
+    else {
+        bail!("every selected table is parked (see the errors above); nothing to capture");
+    };
+    let tracked: Tracked = stream
+        .tables
+        .values()
+        .map(|t| {
+            (
+                (
+                    t.schema.name.source_db.clone(),
+                    t.schema.name.source_table.clone(),
+                ),
+                t.schema.clone(),
+            )
+        })
+        .collect();
+    stream.stream_end = start.clone();
+    let server_id = source.config.replica_server_id(name);
+    let mut reader = BinlogReader::open(&source, &start, server_id, tracked).await?;
+    info!(source = %name, tables = stream.tables.len(), parked = stream.parked.len(), position = %start, "streaming");
+
+    let interval = Duration::from_millis(source.config.flush_interval_ms.max(10));
+    let flush_rows = source.config.flush_rows.max(1);
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            stream.flush(true).await?;
+            stream.maybe_compact(true).await;
+            info!(source = %name, position = %stream.stream_end, "stopped cleanly");
+            return Ok(());
+        }
+        let wait = match stream.oldest_pending {
+            Some(t) => interval.saturating_sub(t.elapsed()),
+            None => interval,
+        };
+        match reader.next(wait.max(Duration::from_millis(1))).await? {
+            StreamItem::Commit(tx) => {
+                stream.add(tx, &mut reader);
+                let due = stream
+                    .oldest_pending
+                    .is_some_and(|t| t.elapsed() >= interval);
+                if stream.pending_rows >= flush_rows || due {
+                    stream.flush(false).await?;
+                }
+            }
+            StreamItem::Ddl { db, sql, end, .. } => {
+                // Rows before the statement land with the definition they were written
+                // under; then the tables it touches are checked.
+                stream.flush(false).await?;
+                let touched = ddl_tables(&sql, &db);
+                // TRUNCATE leaves the definition alone but removes every row without a
+                // row event: the history cannot record those deletes, so it parks too.
+                let truncate = sql
+                    .trim_start()
+                    .to_ascii_uppercase()
+                    .starts_with("TRUNCATE");
+                stream.stream_end = end.clone();
+                for (tdb, tname) in touched {
+                    let key = format!("{tdb}.{tname}");
+                    let Some(t) = stream.tables.get(&key) else {
+                        continue;
+                    };
+                    let now = discover(&source)
+                        .await?
+                        .into_iter()
+                        .find(|d| d.schema.name.source() == key);
+                    let same = !truncate && now.as_ref().is_some_and(|d| d.schema == t.schema);
+                    if !same {
+                        let what = match now {
+                            _ if truncate => {
+                                "the table was truncated (its rows were removed without row events)"
+                                    .to_string()
+                            }
+                            None => "the table was dropped or renamed at the source".to_string(),
+                            Some(_) => "its columns changed".to_string(),
+                        };
+                        stream.park(
+                            Some(&mut reader),
+                            &key,
+                            tidemark_mysql::Error::SchemaChanged {
+                                source_name: name.to_string(),
+                                table: key.clone(),
+                                position: format!("{}:{}", end.file, end.pos),
+                                message: format!("{what}: {sql}"),
+                            }
+                            .to_string(),
+                        );
+                    }
+                }
+            }
+            StreamItem::Idle => {
+                if stream.pending_rows > 0 {
+                    stream.flush(false).await?;
+                } else if until_caught_up {
+                    stream.flush(true).await?;
+                    stream.maybe_compact(true).await;
+                    info!(source = %name, position = %stream.stream_end, parked = stream.parked.len(), "caught up");
+                    if !stream.parked.is_empty() {
+                        let list: Vec<String> = stream
+                            .parked
+                            .iter()
+                            .map(|(t, why)| format!("{t}: {why}"))
+                            .collect();
+                        bail!(
+                            "caught up, but {} table(s) are parked:\n  {}",
+                            list.len(),
+                            list.join("\n  ")
+                        );
+                    }
+                    return Ok(());
+                } else {
+                    stream.flush(false).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Snapshot every table whose snapshot is missing or unfinished; returns the tables
+/// that failed, with why (they park; the others go on).
+async fn snapshot_missing(
+    source: &Source,
+    wh: &Warehouse,
+    tables: &[DiscoveredTable],
+    stop: &AtomicBool,
+) -> Vec<(String, String)> {
+    let chunk_rows = source.config.snapshot_chunk_rows;
+    let results: Vec<_> = futures::stream::iter(tables.iter())
+        .map(|t| async move {
+            let name = t.schema.name.source();
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            match snapshot_table(source, wh, t, chunk_rows, ProgressBar::hidden()).await {
+                Ok(r) => {
+                    if !r.already_done {
+                        info!(table = %r.table, rows = r.total_rows, "snapshot complete");
+                    }
+                    None
+                }
+                Err(e) => Some((name.clone(), format!("snapshot of {name}: {e}"))),
+            }
+        })
+        .buffer_unordered(source.config.parallel_tables.max(1))
+        .collect()
+        .await;
+    results.into_iter().flatten().collect()
+}
+
+/// The definition a table was landed with, if it was.
+async fn landed_schema(wh: &Warehouse, d: &DiscoveredTable) -> Result<Option<TableSchema>> {
+    let url = wh.table_url(
+        &d.schema.name.schema,
+        &d.schema.name.table,
+        TableKind::Current,
+    );
+    let (table, exists) = wh.delta_table(&url).await?;
+    Ok(if exists { stored_schema(&table) } else { None })
+}
+
+async fn open_table(wh: &Warehouse, d: &DiscoveredTable) -> Result<Table> {
+    let mut writer = TableWriter::open(wh, d.schema.clone()).await?;
+    let name = d.schema.name.source();
+    let hist = &writer.committed(TableKind::History).state;
+    let snap = hist.snapshot.clone().unwrap_or_default();
+    let pos = hist.binlog.clone().or(snap.low).with_context(|| {
+        format!(
+            "{name} has no binlog position: it was snapshotted with binary logging off or without REPLICATION CLIENT; land it again with `tidemark snapshot --resnapshot --table {name}`"
+        )
+    })?;
+    // From here on the current table is a base plus the history tail (merge-on-read):
+    // a streamed batch is one history append, whatever the table size.
+    writer.start_merge_on_read().await?;
+    Ok(Table {
+        schema: d.schema.clone(),
+        pending: ChangeBatchBuilder::new(d.schema.clone(), 1024),
+        writer,
+        pos,
+        snapshot_ts_us: snap.started_at_us,
+        pending_end: None,
+        last_commit: Instant::now(),
+        base_rows: snap.rows,
+        tail_rows: 0,
+    })
+}
+
+/// The tables a DDL statement touches, as `(db, table)` at the source; unqualified
+/// names are in `default_db`. Statements that cannot be parsed touch every table
+/// named in them that tidemark can recognise, so an unusual spelling errs towards
+/// checking a table, never towards missing one.
+pub fn ddl_tables(sql: &str, default_db: &str) -> Vec<(String, String)> {
+    use deltalake::datafusion::sql::sqlparser::ast::{ObjectName, Statement};
+    use deltalake::datafusion::sql::sqlparser::dialect::MySqlDialect;
+    use deltalake::datafusion::sql::sqlparser::parser::Parser;
+    let split = |n: &ObjectName| -> (String, String) {
+        let parts: Vec<String> =
+            n.0.iter()
+                .map(|p| p.as_ident().map(|i| i.value.clone()).unwrap_or_default())
+                .collect();
+        match parts.as_slice() {
+            [db, t] => (db.clone(), t.clone()),
+            [t] => (default_db.to_string(), t.clone()),
+            _ => (String::new(), parts.last().cloned().unwrap_or_default()),
+        }
+    };
+    let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, sql) else {
+        return fallback_ddl_tables(sql, default_db);
+    };
+    let mut out = Vec::new();
+    for s in statements {
+        match s {
+            Statement::AlterTable(a) => out.push(split(&a.name)),
+            Statement::Drop { names, .. } => out.extend(names.iter().map(split)),
+            Statement::Truncate(t) => out.extend(t.table_names.iter().map(|t| split(&t.name))),
+            Statement::RenameTable(r) => {
+                for r in r {
+                    out.push(split(&r.old_name));
+                    out.push(split(&r.new_name));
+                }
+            }
+            Statement::CreateTable(c) => out.push(split(&c.name)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Table names from a statement the parser did not understand: every
+/// identifier-looking word, in the default database and qualified.
+fn fallback_ddl_tables(sql: &str, default_db: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for word in sql.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ';') {
+        let w = word.replace('`', "");
+        match w.split_once('.') {
+            Some((db, t)) => out.push((db.to_string(), t.to_string())),
+            None if !w.is_empty() => out.push((default_db.to_string(), w)),
+            None => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ddl_tables;
+
+    fn t(db: &str, t: &str) -> (String, String) {
+        (db.to_string(), t.to_string())
+    }
+
+    #[test]
+    fn ddl_names_the_tables_it_touches() {
+        assert_eq!(
+            ddl_tables("ALTER TABLE invoices ADD COLUMN note TEXT", "shop"),
+            vec![t("shop", "invoices")]
+        );
+        assert_eq!(
+            ddl_tables("DROP TABLE `a`.`b`, c", "shop"),
+            vec![t("a", "b"), t("shop", "c")]
+        );
+        assert_eq!(
+            ddl_tables("RENAME TABLE x TO y", "d"),
+            vec![t("d", "x"), t("d", "y")]
+        );
+        assert_eq!(ddl_tables("TRUNCATE TABLE x", "d"), vec![t("d", "x")]);
+        // Not parseable by sqlparser: every word counts as a candidate.
+        assert!(ddl_tables("ALTER ONLINE TABLE q FORCE", "d").contains(&t("d", "q")));
+    }
+}

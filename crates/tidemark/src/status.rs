@@ -1,0 +1,85 @@
+//! `tidemark status`: per table, where change capture has got to and how fresh it is,
+//! read from the commits themselves (no running process needed).
+
+use anyhow::Result;
+use tidemark_lake::{committed_state, TableKind};
+
+use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
+
+/// Options of `tidemark status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn instant(us: Option<i64>) -> String {
+    us.and_then(chrono::DateTime::from_timestamp_micros)
+        .map_or("-".into(), |t| {
+            t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+        })
+}
+
+/// Run `tidemark status`.
+pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
+    init_logging(g);
+    let config = load_config(g, false)?;
+    let wh = warehouse(g, config.as_ref())?;
+    let now = chrono::Utc::now().timestamp_micros();
+    if !args.json {
+        println!(
+            "{:<36} {:<28} {:<23} {:<23} {:>9} {:>10}  state",
+            "table", "source position", "last change at source", "landed", "delay s", "behind s"
+        );
+    }
+    for loc in wh.list().await? {
+        let sql = format!("{}.{}", loc.schema, loc.table);
+        let url = wh.table_url(&loc.schema, &loc.table, TableKind::History);
+        let (hist, ok) = wh.delta_table(&url).await?;
+        if !ok {
+            continue;
+        }
+        let st = committed_state(&hist).await?.state;
+        let position = st
+            .binlog
+            .as_ref()
+            .or(st.snapshot.as_ref().and_then(|s| s.low.as_ref()))
+            .map(|p| format!("{}:{}", p.file, p.pos))
+            .or(st.watermark.as_ref().and_then(|w| w.value.clone()))
+            .unwrap_or_else(|| "-".into());
+        // Delay: source commit to landing. Behind: how old the newest landed change is.
+        let delay = match (st.last_source_ts_us, st.last_ingest_us) {
+            (Some(s), Some(i)) => format!("{:.1}", (i - s) as f64 / 1e6),
+            _ => "-".into(),
+        };
+        let behind = st
+            .last_source_ts_us
+            .map_or("-".into(), |s| format!("{:.1}", (now - s) as f64 / 1e6));
+        let state = match (&st.parked, &st.snapshot) {
+            (Some(why), _) => format!("PARKED: {why}"),
+            (None, Some(s)) if !s.done => format!("snapshotting ({} rows so far)", s.rows),
+            (None, _) if st.binlog.is_some() => "streaming".into(),
+            _ => "landed".into(),
+        };
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "table": sql, "position": position,
+                    "last_source_ts": instant(st.last_source_ts_us),
+                    "landed": instant(st.last_ingest_us),
+                    "delay_s": delay, "behind_s": behind, "state": state,
+                    "parked": st.parked,
+                })
+            );
+        } else {
+            println!(
+                "{sql:<36} {position:<28} {:<23} {:<23} {delay:>9} {behind:>10}  {state}",
+                instant(st.last_source_ts_us),
+                instant(st.last_ingest_us),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,526 @@
+//! Change capture from the binlog, end to end: snapshot, a workload of multi-statement
+//! transactions over several tables, `tidemark run` SIGKILLed at random moments and
+//! restarted, then: every current table equals the source, history holds exactly one
+//! version per source change, and AS OF answers equal the source states recorded at
+//! those instants.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
+use mysql_async::prelude::Queryable;
+
+use crate::support::{ok, text, TestDb};
+
+/// Rows of a result, each as its cells' text, sorted.
+fn rows_of(batches: &[RecordBatch]) -> Vec<String> {
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let fmts: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = fmts.iter().map(|f| f.value(r).to_string()).collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Equal row sets, or a failure showing only the rows that differ.
+fn assert_same(what: &str, lake: Vec<String>, source: Vec<String>) {
+    if lake == source {
+        return;
+    }
+    let only_lake: Vec<_> = lake
+        .iter()
+        .filter(|r| !source.contains(r))
+        .take(8)
+        .collect();
+    let only_src: Vec<_> = source
+        .iter()
+        .filter(|r| !lake.contains(r))
+        .take(8)
+        .collect();
+    panic!(
+        "{what}: lake has {} rows, source {}\nonly in the lake: {only_lake:#?}\nonly at the source: {only_src:#?}",
+        lake.len(),
+        source.len()
+    );
+}
+
+/// The same projection at the source, as text.
+async fn source_rows(conn: &mut mysql_async::Conn, sql: &str) -> Vec<String> {
+    let rows: Vec<mysql_async::Row> = conn.query(sql).await.expect(sql);
+    let mut out: Vec<String> = rows
+        .into_iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| match r.as_ref(i).unwrap() {
+                    mysql_async::Value::NULL => "NULL".to_string(),
+                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                    mysql_async::Value::Int(i) => i.to_string(),
+                    mysql_async::Value::UInt(u) => u.to_string(),
+                    v => format!("{v:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Columns compared on both sides, spelled so both print the same text.
+const ACCOUNTS_SRC: &str = "SELECT id, name, CAST(balance * 100 AS SIGNED), status, flags, \
+    COALESCE(note, 'NULL'), big, CAST(UNIX_TIMESTAMP(updated) * 1000 AS SIGNED) FROM accounts";
+fn accounts_lake(from: &str) -> String {
+    format!(
+        "SELECT id, name, CAST(balance * 100 AS BIGINT), status, flags, COALESCE(note, 'NULL'), \
+         CAST(big AS VARCHAR), CAST(CAST(updated AS BIGINT) / 1000 AS BIGINT) FROM {from}"
+    )
+}
+const LINES_SRC: &str = "SELECT inv, line, qty FROM invoice_lines";
+fn lines_lake(from: &str) -> String {
+    format!("SELECT inv, line, qty FROM {from}")
+}
+
+/// Config for a test that streams: its own replica server id, because the server
+/// disconnects a replica when another connects with the same id (tests run at once).
+fn replica_config() -> String {
+    format!(
+        "flush_interval_ms = 200\nserver_id = {}",
+        100_000 + std::process::id()
+    )
+}
+
+/// A deterministic pseudo-random sequence (no dependency needed for a test).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    by_op: BTreeMap<(&'static str, &'static str), i64>,
+}
+
+fn spawn_run(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env("TIDEMARK_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tidemark run")
+}
+
+/// One transaction of 1..6 statements over both tables; counts what it changed.
+async fn transaction(
+    conn: &mut mysql_async::Conn,
+    rng: &mut Lcg,
+    next_id: &mut i64,
+    counts: &mut Counts,
+) {
+    let mut tx = conn
+        .start_transaction(Default::default())
+        .await
+        .expect("begin");
+    for _ in 0..1 + rng.next(6) {
+        match rng.next(10) {
+            0..=3 => {
+                let id = *next_id;
+                *next_id += 1;
+                tx.exec_drop(
+                    "INSERT INTO accounts VALUES (?, ?, ?, NOW(3), ?, ?, ?, ?)",
+                    (
+                        id,
+                        format!("acct {id}"),
+                        format!("{}.{:02}", rng.next(100_000), rng.next(100)),
+                        if rng.next(2) == 0 { "open" } else { "closed" },
+                        ["a", "b,c", ""][rng.next(3) as usize],
+                        if rng.next(3) == 0 {
+                            None
+                        } else {
+                            Some(format!("n{id}"))
+                        },
+                        u64::MAX - rng.next(1000),
+                    ),
+                )
+                .await
+                .expect("insert");
+                *counts.by_op.entry(("accounts", "c")).or_default() += 1;
+                let lines = 1 + rng.next(3);
+                for line in 0..lines {
+                    tx.exec_drop(
+                        "INSERT INTO invoice_lines VALUES (?, ?, ?)",
+                        (id, line, rng.next(50)),
+                    )
+                    .await
+                    .expect("insert line");
+                }
+                *counts.by_op.entry(("invoice_lines", "c")).or_default() += lines as i64;
+            }
+            4..=7 => {
+                let id = 1 + rng.next(*next_id as u64 - 1) as i64;
+                tx.exec_drop(
+                    "UPDATE accounts SET balance = balance + 1.25, updated = NOW(3), \
+                     flags = IF(flags = 'a', 'a,c', 'a') WHERE id = ?",
+                    (id,),
+                )
+                .await
+                .expect("update");
+                *counts.by_op.entry(("accounts", "u")).or_default() += tx.affected_rows() as i64;
+                tx.exec_drop(
+                    "UPDATE invoice_lines SET qty = qty + 1 WHERE inv = ?",
+                    (id,),
+                )
+                .await
+                .expect("update lines");
+                *counts.by_op.entry(("invoice_lines", "u")).or_default() +=
+                    tx.affected_rows() as i64;
+            }
+            _ => {
+                let id = 1 + rng.next(*next_id as u64 - 1) as i64;
+                tx.exec_drop("DELETE FROM invoice_lines WHERE inv = ?", (id,))
+                    .await
+                    .expect("delete lines");
+                *counts.by_op.entry(("invoice_lines", "d")).or_default() +=
+                    tx.affected_rows() as i64;
+                tx.exec_drop("DELETE FROM accounts WHERE id = ?", (id,))
+                    .await
+                    .expect("delete");
+                *counts.by_op.entry(("accounts", "d")).or_default() += tx.affected_rows() as i64;
+            }
+        }
+    }
+    tx.commit().await.expect("commit");
+}
+
+/// Sleep to the middle of the next wall-clock second and return that instant as
+/// SQL text: every transaction so far has a binlog second before it, every later one
+/// a binlog second after it.
+async fn mid_second() -> String {
+    let now = chrono::Utc::now();
+    let next = now.timestamp_millis() / 1000 * 1000 + 1500;
+    tokio::time::sleep(Duration::from_millis(
+        (next - now.timestamp_millis()) as u64,
+    ))
+    .await;
+    let at = chrono::DateTime::from_timestamp_millis(next).unwrap();
+    at.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+async fn rest_of_second() {
+    let ms = chrono::Utc::now().timestamp_millis();
+    tokio::time::sleep(Duration::from_millis((1000 - ms % 1000 + 20) as u64)).await;
+}
+
+#[tokio::test]
+async fn binlog_capture_survives_sigkill_exactly_once() {
+    let db = TestDb::new("cdc").await;
+    db.exec(
+        "CREATE TABLE accounts (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL, \
+         balance DECIMAL(12,2) NOT NULL, updated DATETIME(3) NOT NULL, \
+         status ENUM('open','closed') NOT NULL, flags SET('a','b','c') NOT NULL, \
+         note TEXT NULL, big BIGINT UNSIGNED NOT NULL)",
+    )
+    .await;
+    db.exec(
+        "CREATE TABLE invoice_lines (inv INT, line INT, qty INT NOT NULL, PRIMARY KEY (inv, line))",
+    )
+    .await;
+    db.exec(
+        "INSERT INTO accounts SELECT seq, CONCAT('seed ', seq), seq * 1.5, \
+         '2026-01-01 00:00:00.250', 'open', 'b', NULL, 18446744073709551615 - seq \
+         FROM seq_1_to_200",
+    )
+    .await;
+    db.exec("INSERT INTO invoice_lines SELECT seq, 0, seq % 7 FROM seq_1_to_200")
+        .await;
+    let config = db.config(&replica_config());
+    let s = db.name.to_lowercase();
+
+    // First run: snapshot, then stream until caught up.
+    let out = ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+    assert!(out.contains("caught up"), "{out}");
+
+    let mut conn = db.conn().await;
+    let mut rng = Lcg(std::process::id() as u64);
+    let mut next_id = 201i64;
+    let mut counts = Counts::default();
+    // (instant, accounts rows, lines rows) recorded from the source.
+    let mut checkpoints: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+
+    let mut child = spawn_run(&config);
+    for round in 0..6 {
+        let n = 20 + rng.next(40);
+        for _ in 0..n {
+            transaction(&mut conn, &mut rng, &mut next_id, &mut counts).await;
+            if rng.next(25) == 0 {
+                // SIGKILL at an arbitrary moment of the workload, then restart.
+                let _ = child.kill();
+                let _ = child.wait();
+                child = spawn_run(&config);
+            }
+        }
+        if round % 2 == 0 {
+            let at = mid_second().await;
+            let acc = source_rows(&mut conn, ACCOUNTS_SRC).await;
+            let lines = source_rows(&mut conn, LINES_SRC).await;
+            checkpoints.push((at, acc, lines));
+            rest_of_second().await;
+        }
+        if round == 3 {
+            // Compaction and maintenance while `run` streams: the current table's base
+            // moves, history files are bin-packed, and nothing may change in the answers.
+            ok(db.tidemark(&config, &["maintain", "--no-vacuum"]));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.next(700))).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        child = spawn_run(&config);
+    }
+    // A graceful stop (SIGTERM) finishes the commit in flight; give the last process
+    // time to start streaming and receive the rest first.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM should stop cleanly: {status:?}");
+
+    let out = db.tidemark(&config, &["run", "--until-caught-up"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = ok(db.tidemark(&config, &["status"]));
+    assert!(status.contains("streaming"), "{status}");
+
+    // Current tables equal the source.
+    let acc_now = source_rows(&mut conn, ACCOUNTS_SRC).await;
+    let lines_now = source_rows(&mut conn, LINES_SRC).await;
+    assert_same(
+        "current accounts",
+        rows_of(&db.sql(&accounts_lake(&format!("{s}.accounts"))).await),
+        acc_now.clone(),
+    );
+    assert_same(
+        "current invoice_lines",
+        rows_of(&db.sql(&lines_lake(&format!("{s}.invoice_lines"))).await),
+        lines_now,
+    );
+
+    // History: exactly one stored version per source change, none twice.
+    for (table, seeded) in [("accounts", 200), ("invoice_lines", 200)] {
+        let log = history_log_counts(&db, &s, table).await;
+        let mut want: BTreeMap<String, i64> = BTreeMap::new();
+        want.insert("r".into(), seeded);
+        for ((t, op), n) in &counts.by_op {
+            if *t == table && *n > 0 {
+                want.insert(op.to_string(), *n);
+            }
+        }
+        assert_eq!(log.0, want, "history of {table} by _op");
+        assert_eq!(log.1, 0, "{table}: versions stored twice");
+    }
+
+    // Compacting once more changes nothing visible.
+    let out = ok(db.tidemark(&config, &["maintain"]));
+    assert!(out.contains("changes folded"), "{out}");
+    assert_same(
+        "current accounts after compaction",
+        rows_of(&db.sql(&accounts_lake(&format!("{s}.accounts"))).await),
+        acc_now.clone(),
+    );
+
+    // AS OF equals the source at each recorded instant.
+    assert!(!checkpoints.is_empty());
+    for (at, acc, lines) in &checkpoints {
+        let asof = |t: &str| format!("{s}.{t} FOR SYSTEM_TIME AS OF TIMESTAMP '{at}'");
+        assert_same(
+            &format!("accounts AS OF {at}"),
+            rows_of(&db.sql(&accounts_lake(&asof("accounts"))).await),
+            acc.clone(),
+        );
+        assert_same(
+            &format!("invoice_lines AS OF {at}"),
+            rows_of(&db.sql(&lines_lake(&asof("invoice_lines"))).await),
+            lines.clone(),
+        );
+    }
+    drop(conn);
+    db.drop().await;
+}
+
+/// Rows of a history log by `_op`, and how many (`_source_pos`, `_seq`, key) occur more
+/// than once, read straight from the stored Delta table (tombstones included).
+async fn history_log_counts(
+    db: &TestDb,
+    schema: &str,
+    table: &str,
+) -> (BTreeMap<String, i64>, i64) {
+    use deltalake::datafusion::prelude::SessionContext;
+    let url = url_of(&db.warehouse().join(schema).join(table).join("history"));
+    let t = deltalake::open_table(url).await.expect("open history");
+    let ctx = SessionContext::new();
+    ctx.register_table("h", t.table_provider().await.unwrap())
+        .unwrap();
+    let by_op = ctx
+        .sql("SELECT _op, COUNT(*) FROM h GROUP BY _op")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for r in rows_of(&by_op) {
+        let (op, n) = r.split_once('|').unwrap();
+        out.insert(op.to_string(), n.parse().unwrap());
+    }
+    let key = if table == "accounts" {
+        "id"
+    } else {
+        "inv, line"
+    };
+    let dup = ctx
+        .sql(&format!(
+            "SELECT COUNT(*) FROM (SELECT _source_pos, _seq, {key}, _op FROM h \
+             WHERE _op <> 'r' GROUP BY _source_pos, _seq, {key}, _op HAVING COUNT(*) > 1)"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let dups: i64 = rows_of(&dup)[0].parse().unwrap();
+    (out, dups)
+}
+
+fn url_of(p: &std::path::Path) -> url::Url {
+    url::Url::from_directory_path(p).expect("absolute path")
+}
+
+/// Each kind of schema change: the tables it touches park with a message naming the
+/// table, the binlog position and the way out, the others keep flowing, rows before the
+/// change are landed, and `--resnapshot` brings a parked table back.
+#[tokio::test]
+async fn schema_changes_park_only_the_tables_they_touch() {
+    let db = TestDb::new("ddl").await;
+    let tables = [
+        "t_index", "t_add", "t_modify", "t_rename", "t_drop", "t_trunc", "t_other",
+    ];
+    for t in tables {
+        db.exec(&format!(
+            "CREATE TABLE {t} (id INT PRIMARY KEY, v INT NOT NULL)"
+        ))
+        .await;
+        db.exec(&format!("INSERT INTO {t} SELECT seq, seq FROM seq_1_to_10"))
+            .await;
+    }
+    let config = db.config(&replica_config());
+    ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+
+    // While `run` streams: changes before the DDL, the DDL, changes after it.
+    let mut child = spawn_run(&config);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for t in tables {
+        db.exec(&format!("INSERT INTO {t} VALUES (11, 11)")).await;
+    }
+    db.exec("ALTER TABLE t_index ADD INDEX (v)").await;
+    db.exec("ALTER TABLE t_add ADD COLUMN w INT NULL").await;
+    db.exec("ALTER TABLE t_modify MODIFY v BIGINT NOT NULL")
+        .await;
+    db.exec("RENAME TABLE t_rename TO t_renamed").await;
+    db.exec("DROP TABLE t_drop").await;
+    db.exec("TRUNCATE TABLE t_trunc").await;
+    for t in ["t_index", "t_other"] {
+        db.exec(&format!("INSERT INTO {t} VALUES (12, 12)")).await;
+    }
+    db.exec("INSERT INTO t_add VALUES (12, 12, 12)").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+
+    let s = db.name.to_lowercase();
+    let src = |t: &str| format!("{}.{t}", db.name);
+    let status = ok(db.tidemark(&config, &["status"]));
+    let line = |t: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(&format!("{s}.{t} ")))
+            .unwrap_or_else(|| panic!("no status line for {t}:\n{status}"))
+            .to_string()
+    };
+    for parked in ["t_add", "t_modify", "t_rename", "t_drop", "t_trunc"] {
+        let l = line(parked);
+        assert!(l.contains("PARKED"), "{l}");
+        assert!(l.contains(&format!("table {},", src(parked))), "{l}");
+        assert!(l.contains("binlog at mysql-bin."), "{l}");
+        assert!(l.contains("--resnapshot --table"), "{l}");
+    }
+    for flowing in ["t_index", "t_other"] {
+        assert!(line(flowing).contains("streaming"), "{}", line(flowing));
+        assert_eq!(
+            db.sql_i64(&format!("SELECT COUNT(*) FROM {s}.{flowing}"))
+                .await,
+            12,
+            "{flowing} keeps flowing"
+        );
+    }
+    // Rows written before the DDL landed; none after it.
+    for parked in ["t_add", "t_modify", "t_trunc", "t_drop", "t_rename"] {
+        assert_eq!(
+            db.sql_i64(&format!("SELECT COUNT(*) FROM {s}.{parked}"))
+                .await,
+            11,
+            "{parked}"
+        );
+    }
+    // A restart does not un-park them, and says so.
+    let out = db.tidemark(&config, &["run", "--until-caught-up"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("3 table(s) are parked"), "{t}");
+
+    // The way out: land the table again; it streams from then on.
+    ok(db.tidemark(
+        &config,
+        &["snapshot", "--resnapshot", "--table", &src("t_add")],
+    ));
+    db.exec("INSERT INTO t_add VALUES (13, 13, 13)").await;
+    let out = db.tidemark(&config, &["run", "--until-caught-up"]);
+    let t = text(&out);
+    assert!(!t.contains(&format!("table {},", src("t_add"))), "{t}");
+    assert_eq!(
+        db.sql_i64(&format!(
+            "SELECT COUNT(*) FROM {s}.t_add WHERE w IS NOT NULL"
+        ))
+        .await,
+        2
+    );
+    assert_eq!(
+        db.sql_i64(&format!("SELECT COUNT(*) FROM {s}.t_add")).await,
+        13
+    );
+    // The renamed table is picked up (snapshotted) by the next run.
+    assert_eq!(
+        db.sql_i64(&format!("SELECT COUNT(*) FROM {s}.t_renamed"))
+            .await,
+        11
+    );
+    db.drop().await;
+}
