@@ -37,6 +37,16 @@ type ColumnRow = (
 /// Discover the selected tables. Tables with an unmappable type or no key are errors
 /// that name the table and say how to exclude it or name its key.
 pub async fn discover(source: &Source) -> Result<Vec<DiscoveredTable>> {
+    discover_in(source, None).await
+}
+
+/// One selected table's definition as the server has it now; `None` when it does
+/// not exist (any more) or is not selected. Errors concern that table only.
+pub async fn describe(source: &Source, db: &str, table: &str) -> Result<Option<DiscoveredTable>> {
+    Ok(discover_in(source, Some((db, table))).await?.pop())
+}
+
+async fn discover_in(source: &Source, only: Option<(&str, &str)>) -> Result<Vec<DiscoveredTable>> {
     let cfg = &source.config;
     let filter = cfg.table_filter()?;
     let mut conn = source.conn().await?;
@@ -49,7 +59,7 @@ pub async fn discover(source: &Source) -> Result<Vec<DiscoveredTable>> {
         .map_err(|e| source.query_error("information_schema.TABLES", e))?;
     // MySQL hides what a user may not read, so a configured database with no visible
     // table is either missing or not granted; say both.
-    for db in &cfg.databases {
+    for db in cfg.databases.iter().filter(|_| only.is_none()) {
         if !tables.iter().any(|(d, _, _)| d == db) {
             return Err(crate::Error::MissingPrivilege {
                 source_name: source.name.clone(),
@@ -67,9 +77,10 @@ pub async fn discover(source: &Source) -> Result<Vec<DiscoveredTable>> {
             !SYSTEM_DBS.contains(&db.to_ascii_lowercase().as_str())
                 && (cfg.databases.is_empty() || cfg.databases.iter().any(|d| d == db))
                 && filter.matches(db, t)
+                && only.is_none_or(|(od, ot)| od == db && ot == t)
         })
         .collect();
-    if selected.is_empty() {
+    if selected.is_empty() && only.is_none() {
         warn!(source = %source.name, "no tables selected: check databases/include/exclude, and that the user may see the tables");
     }
 

@@ -30,7 +30,7 @@ use tidemark_core::schema::TableSchema;
 use tidemark_lake::{stored_schema, Compaction, TableKind, TableWriter, Warehouse};
 use tidemark_mysql::binlog::{BinlogReader, StreamItem, Tracked, Transaction};
 use tidemark_mysql::connect::Source;
-use tidemark_mysql::discover::{discover, DiscoveredTable};
+use tidemark_mysql::discover::{describe, discover, DiscoveredTable};
 use tidemark_mysql::preflight::{preflight, Outcome};
 use tidemark_mysql::snapshot::snapshot_table;
 use tracing::{error, info, warn};
@@ -46,6 +46,9 @@ const MAINTAIN_EVERY: Duration = Duration::from_secs(600);
 /// Files older Delta versions need are kept this long (`VERSION AS OF`); history
 /// itself is never removed.
 const VACUUM_RETENTION: chrono::Duration = chrono::Duration::days(7);
+/// Reconnection attempts after the binlog stream breaks, backing off up to 32 s
+/// between them (about 5 minutes in all), before `run` gives up with the error.
+const MAX_RECONNECTS: u32 = 10;
 /// Smallest history tail worth a compaction.
 const COMPACT_MIN_ROWS: u64 = 100_000;
 
@@ -192,6 +195,28 @@ struct Stream {
 }
 
 impl Stream {
+    /// The tables still captured, for the binlog reader.
+    fn tracked(&self) -> Tracked {
+        self.tables
+            .values()
+            .map(|t| {
+                let n = &t.schema.name;
+                (
+                    (n.source_db.clone(), n.source_table.clone()),
+                    t.schema.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Where a (re)connected stream starts: the oldest committed table position.
+    fn resume_position(&self) -> Option<BinlogPosition> {
+        self.tables
+            .values()
+            .map(|t| t.pos.clone())
+            .min_by_key(|p| p.order_key())
+    }
+
     fn park(&mut self, reader: Option<&mut BinlogReader>, table: &str, why: String) {
         if let Some(t) = self.tables.remove(table) {
             if let Some(r) = reader {
@@ -452,30 +477,13 @@ async fn run_source(
             }
         }
     }
-    let Some(start) = stream
-        .tables
-        .values()
-        .map(|t| t.pos.clone())
-        .min_by_key(|p| p.order_key())
-    else {
+    let Some(start) = stream.resume_position() else {
         bail!("every selected table is parked (see the errors above); nothing to capture");
     };
-    let tracked: Tracked = stream
-        .tables
-        .values()
-        .map(|t| {
-            (
-                (
-                    t.schema.name.source_db.clone(),
-                    t.schema.name.source_table.clone(),
-                ),
-                t.schema.clone(),
-            )
-        })
-        .collect();
     stream.stream_end = start.clone();
     let server_id = source.config.replica_server_id(name);
-    let mut reader = BinlogReader::open(&source, &start, server_id, tracked).await?;
+    let mut reader = BinlogReader::open(&source, &start, server_id, stream.tracked()).await?;
+    let mut failures = 0u32;
     info!(source = %name, tables = stream.tables.len(), parked = stream.parked.len(), position = %start, "streaming");
 
     let interval = Duration::from_millis(source.config.flush_interval_ms.max(10));
@@ -491,7 +499,35 @@ async fn run_source(
             Some(t) => interval.saturating_sub(t.elapsed()),
             None => interval,
         };
-        match reader.next(wait.max(Duration::from_millis(1))).await? {
+        let item = match reader.next(wait.max(Duration::from_millis(1))).await {
+            Ok(item) => {
+                failures = 0;
+                item
+            }
+            // The server went away or the connection broke: land what is complete,
+            // then reconnect from the tables' committed positions, backing off. A
+            // purged binlog or a refused login is not retried.
+            Err(
+                e @ (tidemark_mysql::Error::Binlog { .. }
+                | tidemark_mysql::Error::Unreachable { .. }),
+            ) if failures < MAX_RECONNECTS => {
+                failures += 1;
+                let pause = Duration::from_secs(1 << failures.min(5));
+                warn!(source = %name, error = %e, attempt = failures, pause_s = pause.as_secs(), "binlog stream lost; reconnecting");
+                stream.flush(true).await?;
+                tokio::time::sleep(pause).await;
+                let Some(from) = stream.resume_position() else {
+                    bail!("every selected table is parked; nothing to capture");
+                };
+                match BinlogReader::open(&source, &from, server_id, stream.tracked()).await {
+                    Ok(r) => reader = r,
+                    Err(e) => warn!(source = %name, error = %e, "reconnect failed; trying again"),
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match item {
             StreamItem::Commit(tx) => {
                 stream.add(tx, &mut reader);
                 let due = stream
@@ -518,19 +554,19 @@ async fn run_source(
                     let Some(t) = stream.tables.get(&key) else {
                         continue;
                     };
-                    let now = discover(&source)
-                        .await?
-                        .into_iter()
-                        .find(|d| d.schema.name.source() == key);
-                    let same = !truncate && now.as_ref().is_some_and(|d| d.schema == t.schema);
+                    let now = describe(&source, &tdb, &tname).await;
+                    let same = !truncate && matches!(&now, Ok(Some(d)) if d.schema == t.schema);
                     if !same {
                         let what = match now {
                             _ if truncate => {
                                 "the table was truncated (its rows were removed without row events)"
                                     .to_string()
                             }
-                            None => "the table was dropped or renamed at the source".to_string(),
-                            Some(_) => "its columns changed".to_string(),
+                            Ok(None) => {
+                                "the table was dropped or renamed at the source".to_string()
+                            }
+                            Ok(Some(_)) => "its columns changed".to_string(),
+                            Err(e) => format!("its new definition cannot be captured ({e})"),
                         };
                         stream.park(
                             Some(&mut reader),

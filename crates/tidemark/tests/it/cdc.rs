@@ -117,16 +117,39 @@ struct Counts {
     by_op: BTreeMap<(&'static str, &'static str), i64>,
 }
 
+/// Start `tidemark run` in the background, its log appended to `run.log` beside the
+/// config (shown by [`stop_cleanly`] when it does not stop cleanly).
 fn spawn_run(config: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("run.log"))
+        .expect("run.log");
     Command::new(env!("CARGO_BIN_EXE_tidemark"))
         .arg("--config")
         .arg(config)
         .arg("run")
         .env("TIDEMARK_LOG_FORMAT", "json")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("start tidemark run")
+}
+
+/// SIGTERM a background run and insist that it finished cleanly.
+fn stop_cleanly(mut child: Child, config: &std::path::Path) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    if !status.success() {
+        let log = std::fs::read_to_string(config.with_file_name("run.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        panic!(
+            "SIGTERM should stop cleanly: {status:?}; log tail (newest first):\n{}",
+            tail.join("\n")
+        );
+    }
 }
 
 /// One transaction of 1..6 statements over both tables; counts what it changed.
@@ -298,10 +321,7 @@ async fn binlog_capture_survives_sigkill_exactly_once() {
     // A graceful stop (SIGTERM) finishes the commit in flight; give the last process
     // time to start streaming and receive the rest first.
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "SIGTERM should stop cleanly: {status:?}");
+    stop_cleanly(child, &config);
 
     let out = db.tidemark(&config, &["run", "--until-caught-up"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -433,7 +453,7 @@ async fn schema_changes_park_only_the_tables_they_touch() {
     ok(db.tidemark(&config, &["run", "--until-caught-up"]));
 
     // While `run` streams: changes before the DDL, the DDL, changes after it.
-    let mut child = spawn_run(&config);
+    let child = spawn_run(&config);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for t in tables {
         db.exec(&format!("INSERT INTO {t} VALUES (11, 11)")).await;
@@ -450,10 +470,7 @@ async fn schema_changes_park_only_the_tables_they_touch() {
     }
     db.exec("INSERT INTO t_add VALUES (12, 12, 12)").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    stop_cleanly(child, &config);
 
     let s = db.name.to_lowercase();
     let src = |t: &str| format!("{}.{t}", db.name);
