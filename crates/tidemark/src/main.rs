@@ -7,6 +7,7 @@ mod check;
 mod common;
 mod demo;
 mod maintain;
+mod metrics;
 mod pull;
 mod run;
 mod snapshot;

@@ -62,6 +62,10 @@ pub struct Args {
     /// interval), after committing every table's position. For backfills and tests.
     #[arg(long)]
     pub until_caught_up: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464). Off
+    /// unless given; bind a loopback address unless a scraper elsewhere needs it.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Run `tidemark run`.
@@ -71,11 +75,15 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     init_logging(g);
     let config = load_config(g, true)?.expect("required");
     let wh = warehouse(g, Some(&config))?;
+    let metrics = crate::metrics::Shared::default();
+    if let Some(addr) = &args.metrics_listen {
+        crate::metrics::serve(addr, metrics.clone()).await?;
+    }
     let names = source_names(&config, args.source.as_deref())?;
     let runs = names.iter().map(|name| {
-        let (config, wh, stop) = (&config, &wh, stop.clone());
+        let (config, wh, stop, metrics) = (&config, &wh, stop.clone(), metrics.clone());
         async move {
-            let r = run_source(g, config, wh, name, stop, args.until_caught_up).await;
+            let r = run_source(g, config, wh, name, stop, args.until_caught_up, metrics).await;
             (name.clone(), r)
         }
     });
@@ -123,6 +131,10 @@ fn spawn_signal_handler(stop: Arc<AtomicBool>) {
     });
 }
 
+/// What one table's commit landed: rows, their last source instant, their
+/// `_ingest_ts`.
+type Landed = (usize, Option<i64>, i64);
+
 /// One source table in the stream.
 struct Table {
     schema: Arc<TableSchema>,
@@ -144,8 +156,9 @@ struct Table {
 }
 
 impl Table {
-    /// Land pending rows (or just move the position to `to`) in the history log.
-    async fn flush(&mut self, to: &BinlogPosition) -> Result<usize> {
+    /// Land pending rows (or just move the position to `to`) in the history log;
+    /// returns the rows, their last source instant and their `_ingest_ts`.
+    async fn flush(&mut self, to: &BinlogPosition) -> Result<Landed> {
         let batch = self.pending.finish()?;
         let rows = batch.data.num_rows();
         let committed = self.writer.committed(TableKind::History).state.clone();
@@ -158,14 +171,15 @@ impl Table {
             last_source_ts_us: source_ts,
             ..committed
         };
-        self.writer
+        let ingest = self
+            .writer
             .append_history(&batch, state)
             .await
             .with_context(|| format!("table {}", self.schema.name.source()))?;
         self.pos = end;
         self.tail_rows += rows as u64;
         self.last_commit = Instant::now();
-        Ok(rows)
+        Ok((rows, source_ts, ingest))
     }
 }
 
@@ -178,6 +192,7 @@ type CompactionTask = tokio::task::JoinHandle<(String, Result<Option<Compaction>
 
 struct Stream {
     source: String,
+    metrics: crate::metrics::Shared,
     wh: Warehouse,
     compaction: Option<CompactionTask>,
     /// Parked tables whose parking is not committed yet.
@@ -227,6 +242,11 @@ impl Stream {
             self.to_persist.push((t, why.clone()));
         }
         error!(source = %self.source, table = %table, error = %why, "table parked; the other tables keep flowing");
+        self.metrics
+            .lock()
+            .expect("metrics lock")
+            .table(&self.source, table)
+            .parked = true;
         self.parked.insert(table.to_string(), why);
     }
 
@@ -301,17 +321,28 @@ impl Stream {
         }
         let tables = due.len();
         // Tables commit concurrently: each is its own pair of Delta tables.
-        let results: Vec<Result<usize>> = futures::stream::iter(due)
+        let results: Vec<(String, Result<Landed>)> = futures::stream::iter(due)
             .map(|t| {
                 let to = to.clone();
-                async move { t.flush(&to).await }
+                async move { (t.schema.name.source(), t.flush(&to).await) }
             })
             .buffer_unordered(4)
             .collect()
             .await;
         let mut rows = 0;
-        for r in results {
-            rows += r?;
+        {
+            let mut m = self.metrics.lock().expect("metrics lock");
+            for (table, r) in results {
+                let (n, source_ts, ingest) = r?;
+                rows += n;
+                let tm = m.table(&self.source, &table);
+                tm.changes += n as u64;
+                if n > 0 {
+                    tm.last_source_ts_us = source_ts;
+                    tm.last_ingest_us = Some(ingest);
+                }
+            }
+            m.committed(&self.source, started.elapsed().as_secs_f64());
         }
         let lag_ms = (now_us() - self.last_source_ts_us) / 1000;
         info!(source = %self.source, rows, tables, position = %to,
@@ -400,6 +431,7 @@ async fn run_source(
     name: &str,
     stop: Arc<AtomicBool>,
     until_caught_up: bool,
+    metrics: crate::metrics::Shared,
 ) -> Result<()> {
     let source = Source::connect(name, config.source_for(&g.environment, name)?).await?;
     let checks = preflight(&source).await?;
@@ -437,6 +469,7 @@ async fn run_source(
 
     let mut stream = Stream {
         source: name.to_string(),
+        metrics,
         wh: wh.clone(),
         compaction: None,
         to_persist: Vec::new(),
@@ -475,6 +508,12 @@ async fn run_source(
                 error!(source = %name, table = %table, error = %format!("{e:#}"), "table parked; the other tables keep flowing");
                 stream.parked.insert(table, format!("{e:#}"));
             }
+        }
+    }
+    {
+        let mut m = stream.metrics.lock().expect("metrics lock");
+        for t in stream.parked.keys() {
+            m.table(&stream.source, t).parked = true;
         }
     }
     let Some(start) = stream.resume_position() else {

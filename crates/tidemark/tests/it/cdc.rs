@@ -120,6 +120,10 @@ struct Counts {
 /// Start `tidemark run` in the background, its log appended to `run.log` beside the
 /// config (shown by [`stop_cleanly`] when it does not stop cleanly).
 fn spawn_run(config: &std::path::Path) -> Child {
+    spawn_run_with(config, &[])
+}
+
+fn spawn_run_with(config: &std::path::Path, extra: &[&str]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -129,11 +133,24 @@ fn spawn_run(config: &std::path::Path) -> Child {
         .arg("--config")
         .arg(config)
         .arg("run")
+        .args(extra)
         .env("TIDEMARK_LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start tidemark run")
+}
+
+/// A plain HTTP/1.0 GET on loopback; the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(out)
 }
 
 /// SIGTERM a background run and insist that it finished cleanly.
@@ -453,7 +470,12 @@ async fn schema_changes_park_only_the_tables_they_touch() {
     ok(db.tidemark(&config, &["run", "--until-caught-up"]));
 
     // While `run` streams: changes before the DDL, the DDL, changes after it.
-    let child = spawn_run(&config);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let child = spawn_run_with(&config, &["--metrics-listen", &addr]);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for t in tables {
         db.exec(&format!("INSERT INTO {t} VALUES (11, 11)")).await;
@@ -470,6 +492,20 @@ async fn schema_changes_park_only_the_tables_they_touch() {
     }
     db.exec("INSERT INTO t_add VALUES (12, 12, 12)").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    let metrics = http_get(&addr, "/metrics");
+    let other = format!("table=\"{}.t_other\"", db.name);
+    let add = format!("table=\"{}.t_add\"", db.name);
+    assert!(
+        metrics.contains(&format!(
+            "tidemark_changes_applied_total{{source=\"main\",{other}}} 2"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("tidemark_table_parked{{source=\"main\",{add}}} 1")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tidemark_behind_seconds{"), "{metrics}");
     stop_cleanly(child, &config);
 
     let s = db.name.to_lowercase();
