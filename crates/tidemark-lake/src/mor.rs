@@ -24,7 +24,7 @@ use tidemark_core::schema::{TableSchema, INGEST_TS, OP, SEQ, SOURCE_TS, VALID_FR
 
 use crate::diff::quote;
 
-/// Name of the `_ingest_ts > mark` filter's literal.
+/// An `_ingest_ts` instant (micros) as a literal of the column's type.
 pub fn ingest_literal(us: i64) -> ScalarValue {
     ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into()))
 }

@@ -484,37 +484,6 @@ impl TableWriter {
         }
     }
 
-    /// Apply changes to both tables as two concurrent commits, each carrying `state`:
-    /// `history` is appended (every change), `current` merged (last change per key).
-    /// Either may be `None` when that table already has these changes (after a crash
-    /// between the two commits) and then only its position moves.
-    pub async fn apply_both(
-        &mut self,
-        current: Option<&ChangeBatch>,
-        history: Option<&ChangeBatch>,
-        ingest_ts_us: i64,
-        state: SourceState,
-    ) -> Result<()> {
-        let hist_rows = match history {
-            Some(b) => vec![history_rows(b, ingest_ts_us)?],
-            None => Vec::new(),
-        };
-        let cur_rows = match current {
-            Some(b) if b.data.num_rows() > 0 => Some(self.merge_source(b, ingest_ts_us)?),
-            _ => None,
-        };
-        let keys = self.schema.key_names();
-        let (c, h, ctx) = (&mut self.current, &mut self.history, &self.ctx);
-        let cur = async {
-            match cur_rows {
-                Some(rows) => c.merge(ctx, rows, &keys, state.clone()).await,
-                None => c.append(Vec::new(), state.clone()).await,
-            }
-        };
-        let (rc, rh) = tokio::join!(cur, h.append(hist_rows, state.clone()));
-        rc.and(rh)
-    }
-
     /// The merge-on-read mark of the current table (see `mor.rs`): `None` while the
     /// stored current table is complete by itself.
     pub fn merged_through(&self) -> Option<i64> {

@@ -209,17 +209,6 @@ impl BinlogReader {
         self.tracked.remove(&(db.to_string(), table.to_string()));
     }
 
-    /// Track a table with this schema (after a resnapshot or schema change).
-    pub fn track(&mut self, schema: Arc<TableSchema>) {
-        self.tracked.insert(
-            (
-                schema.name.source_db.clone(),
-                schema.name.source_table.clone(),
-            ),
-            schema,
-        );
-    }
-
     /// The next committed transaction or DDL statement, or `Idle` after `idle`.
     pub async fn next(&mut self, idle: Duration) -> Result<StreamItem> {
         loop {
