@@ -31,6 +31,7 @@
 pub mod change;
 pub mod config;
 pub mod error;
+pub mod evolve;
 pub mod names;
 pub mod position;
 pub mod schema;

@@ -114,6 +114,25 @@ pub struct SourceState {
     /// tables flow on. Cleared by landing the table again (`--resnapshot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parked: Option<String>,
+    /// Columns added with a default the server wrote into every existing row (without
+    /// row events): set by the schema-change commit, cleared by the commit that
+    /// writes those rows' new versions, so a crash in between finishes the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_fill: Option<DefaultFill>,
+}
+
+/// New versions owed to every row after ADD COLUMN … DEFAULT (see
+/// [`SourceState::pending_fill`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultFill {
+    /// (column SQL name, its default as MySQL text) for each added column.
+    pub values: Vec<(String, String)>,
+    /// Source instant of the statement, micros.
+    pub source_ts_us: i64,
+    /// Where the statement is (`file:pos`).
+    pub position: String,
+    /// `_seq` of the new versions.
+    pub seq: i64,
 }
 
 impl BinlogPosition {

@@ -33,7 +33,7 @@ pub const RESERVED: [&str; 8] = [
 ];
 
 /// One source column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnSchema {
     /// Name at the source.
     pub source_name: String,
@@ -48,6 +48,13 @@ pub struct ColumnSchema {
     pub precision: Option<u64>,
     /// NUMERIC_SCALE.
     pub scale: Option<u64>,
+    /// Where the column's values are stored in the history log after schema changes
+    /// (see [`crate::evolve`]): the columns of the log that hold them, newest first.
+    /// Empty (the usual case) means the column of the same name. Rows are written to
+    /// the first; a read takes the first non-NULL of all of them, cast to the
+    /// column's type, which is exact because every row has at most one non-NULL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stored: Vec<String>,
 }
 
 impl ColumnSchema {
@@ -61,6 +68,41 @@ impl ColumnSchema {
         )
         .expect("validated in TableSchema::new")
     }
+
+    /// The history-log columns holding this column's values, newest first.
+    pub fn stored_names(&self) -> Vec<&str> {
+        if self.stored.is_empty() {
+            vec![self.name.as_str()]
+        } else {
+            self.stored.iter().map(String::as_str).collect()
+        }
+    }
+
+    /// The history-log column new rows are written to.
+    pub fn write_name(&self) -> &str {
+        self.stored
+            .first()
+            .map_or(self.name.as_str(), String::as_str)
+    }
+
+    /// Same definition (names and type), whatever the storage.
+    pub fn same_definition(&self, other: &Self) -> bool {
+        (
+            &self.source_name,
+            &self.name,
+            &self.column_type,
+            &self.data_type,
+            self.precision,
+            self.scale,
+        ) == (
+            &other.source_name,
+            &other.name,
+            &other.column_type,
+            &other.data_type,
+            other.precision,
+            other.scale,
+        )
+    }
 }
 
 /// A source table: names, columns, key.
@@ -72,6 +114,10 @@ pub struct TableSchema {
     pub columns: Vec<ColumnSchema>,
     /// Indexes into `columns` of the primary key, in key order.
     pub key: Vec<usize>,
+    /// Columns dropped at the source: their values before the drop stay in the history
+    /// log, and the history view still shows them (NULL after the drop).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<ColumnSchema>,
 }
 
 impl TableSchema {
@@ -133,7 +179,38 @@ impl TableSchema {
                 ),
             });
         }
-        Ok(Self { name, columns, key })
+        Ok(Self {
+            name,
+            columns,
+            key,
+            dropped: Vec::new(),
+        })
+    }
+
+    /// Same definition as `other` (names, column types, key), whatever the storage:
+    /// what the source has now against what was landed.
+    pub fn same_definition(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.key == other.key
+            && self.columns.len() == other.columns.len()
+            && self
+                .columns
+                .iter()
+                .zip(&other.columns)
+                .all(|(a, b)| a.same_definition(b))
+    }
+
+    /// True once a schema change moved a column's storage or dropped one: reads of
+    /// the history log then go through a projection (see tidemark-lake's `mor`).
+    pub fn is_evolved(&self) -> bool {
+        !self.dropped.is_empty() || self.columns.iter().any(|c| !c.stored.is_empty())
+    }
+
+    /// Dropped columns the history view shows: those whose name no live column took.
+    pub fn shown_dropped(&self) -> impl Iterator<Item = &ColumnSchema> {
+        self.dropped
+            .iter()
+            .filter(|d| !self.columns.iter().any(|c| c.name == d.name))
     }
 
     /// Arrow fields of the source columns. All nullable: an invalid date in a NOT NULL
@@ -176,6 +253,23 @@ impl TableSchema {
         f.push(Field::new(VALID_FROM, timestamp_type(), true));
         f.push(Field::new(SOURCE_POS, DataType::Utf8, true));
         f.push(Field::new(SEQ, DataType::Int64, true));
+        Arc::new(Schema::new(f))
+    }
+
+    /// The history-log columns new rows are written to, then tidemark's: what a log
+    /// must have (it may have more: where older rows' values are).
+    pub fn history_write_schema(&self) -> SchemaRef {
+        let full = self.history_schema();
+        let mut f: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| Field::new(c.write_name(), c.mysql_type().arrow_type(), true))
+            .collect();
+        f.extend(
+            full.fields()[self.columns.len()..]
+                .iter()
+                .map(|f| f.as_ref().clone()),
+        );
         Arc::new(Schema::new(f))
     }
 

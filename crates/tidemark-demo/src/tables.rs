@@ -275,6 +275,7 @@ pub fn schemas(naming: Naming) -> Vec<Arc<TableSchema>> {
                     data_type: c.data_type.to_string(),
                     precision: c.precision,
                     scale: c.scale,
+                    stored: Vec::new(),
                 })
                 .collect();
             let schema = TableSchema::new(

@@ -17,16 +17,61 @@
 //! stays constant as the table grows. The tail is told from compacted rows by
 //! `_ingest_ts`, which each writer keeps strictly increasing (`last_ingest_us`).
 
-use deltalake::datafusion::common::ScalarValue;
-use deltalake::datafusion::logical_expr::{col, lit};
+use std::sync::Arc;
+
+use deltalake::datafusion::catalog::TableProvider;
+use deltalake::datafusion::common::{Column, ScalarValue};
+use deltalake::datafusion::functions::expr_fn::coalesce;
+use deltalake::datafusion::logical_expr::{cast, col, lit, Expr};
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
-use tidemark_core::schema::{TableSchema, INGEST_TS, OP, SEQ, SOURCE_TS, VALID_FROM};
+use tidemark_core::schema::{
+    ColumnSchema, TableSchema, INGEST_TS, OP, SEQ, SOURCE_POS, SOURCE_TS, VALID_FROM,
+};
 
 use crate::diff::quote;
 
 /// An `_ingest_ts` instant (micros) as a literal of the column's type.
 pub fn ingest_literal(us: i64) -> ScalarValue {
     ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into()))
+}
+
+/// The history log as the table's columns — live ones, then dropped ones the history
+/// view shows, then tidemark's — when schema changes moved where values are stored
+/// (see `tidemark_core::evolve`); the log itself when none did. Every reader of a log
+/// goes through this, so SQL only ever sees the table's own column names.
+pub fn logical_log(
+    ctx: &SessionContext,
+    ts: &TableSchema,
+    log: Arc<dyn TableProvider>,
+) -> deltalake::datafusion::error::Result<Arc<dyn TableProvider>> {
+    if !ts.is_evolved() {
+        return Ok(log);
+    }
+    let have = log.schema();
+    let value = |c: &ColumnSchema| -> deltalake::datafusion::error::Result<Expr> {
+        let ty = c.mysql_type().arrow_type();
+        // Each row has a value in at most one of the columns (the others were written
+        // as NULL), so the first non-NULL is exact.
+        let mut parts: Vec<Expr> = c
+            .stored_names()
+            .into_iter()
+            .filter(|n| have.field_with_name(n).is_ok())
+            .map(|n| cast(col(Column::new_unqualified(n)), ty.clone()))
+            .collect();
+        Ok(match parts.len() {
+            0 => lit(ScalarValue::try_from(&ty)?),
+            1 => parts.pop().expect("one"),
+            _ => coalesce(parts),
+        })
+    };
+    let mut exprs = Vec::new();
+    for c in ts.columns.iter().chain(ts.shown_dropped()) {
+        exprs.push(value(c)?.alias(&c.name));
+    }
+    for m in [INGEST_TS, SOURCE_TS, OP, VALID_FROM, SOURCE_POS, SEQ] {
+        exprs.push(col(Column::new_unqualified(m)));
+    }
+    Ok(ctx.read_table(log)?.select(exprs)?.into_view())
 }
 
 /// The tail of a history log: rows landed after `mark_us` (and, when `upto_us` is
@@ -80,7 +125,7 @@ pub fn current_view_sql(ts: &TableSchema, base: &str, tail: &str) -> String {
     )
 }
 
-/// Register `base` and the tail of `log` in `ctx` under hidden names and plan the
+/// Register `base` and the tail of `log` (as [`logical_log`] gives it) in `ctx` under hidden names and plan the
 /// current view; the names are removed again (the plan keeps the providers).
 pub async fn plan_current(
     ctx: &SessionContext,

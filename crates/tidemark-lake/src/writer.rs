@@ -7,9 +7,9 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::datafusion::common::Column;
 use deltalake::datafusion::logical_expr::{col, Expr};
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::{StructType, Transaction};
+use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, MetadataExt, StructType, Transaction};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
@@ -49,16 +49,54 @@ struct Target {
     name: String,
     url: Url,
     table: DeltaTable,
+    /// The Delta table's columns (for a history log after schema changes, more than
+    /// the table's own: see `tidemark_core::evolve`).
     schema: SchemaRef,
+    /// Stored column → the batch column written to it, where they differ.
+    stored_from: std::collections::HashMap<String, String>,
     committed: Committed,
 }
 
+/// Stored column → table column, for the columns whose storage moved.
+fn stored_from(ts: &TableSchema, kind: TableKind) -> std::collections::HashMap<String, String> {
+    match kind {
+        TableKind::Current => Default::default(),
+        TableKind::History => ts
+            .columns
+            .iter()
+            .filter(|c| c.write_name() != c.name)
+            .map(|c| (c.write_name().to_string(), c.name.clone()))
+            .collect(),
+    }
+}
+
+/// The Arrow schema of a Delta table.
+fn delta_arrow(table: &DeltaTable, name: &str) -> Result<SchemaRef> {
+    let st: StructType = table
+        .snapshot()
+        .map_err(|source| Error::Delta {
+            table: name.to_string(),
+            source,
+        })?
+        .schema()
+        .as_ref()
+        .clone();
+    let arrow: Schema = (&st).try_into_arrow().map_err(|e| Error::Batch {
+        table: name.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(arrow))
+}
+
 impl Target {
+    /// Open (or create) one of the two tables. `arrow` is what `schema` needs the table
+    /// to have; `check` compares it with what the table has.
     async fn open(
         wh: &Warehouse,
         schema: &TableSchema,
         kind: TableKind,
         arrow: SchemaRef,
+        check: bool,
     ) -> Result<Self> {
         let url = wh.table_url(&schema.name.schema, &schema.name.table, kind);
         let name = format!("{}/{}", schema.name.sql(), kind.dir());
@@ -94,17 +132,120 @@ impl Target {
                 ))
                 .await
                 .map_err(delta_err)?;
-        } else {
-            check_schema(&table, &arrow, &name, &schema.name.source())?;
+        } else if check {
+            check_schema(&table, &arrow, &name, &schema.name.source(), kind)?;
         }
         let committed = read_committed(&table, &name).await?;
         Ok(Self {
+            schema: delta_arrow(&table, &name)?,
+            stored_from: stored_from(schema, kind),
             name,
             url,
             table,
-            schema: arrow,
             committed,
         })
+    }
+
+    /// `batch` (the table's columns) as the stored table's columns: moved columns
+    /// under their stored names, stored columns the batch has no value for as NULL.
+    fn to_stored(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let same = batch.schema().fields().len() == self.schema.fields().len()
+            && batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(self.schema.fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        if same {
+            return RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec()).map_err(
+                |e| Error::Batch {
+                    table: self.name.clone(),
+                    message: e.to_string(),
+                },
+            );
+        }
+        let rows = batch.num_rows();
+        let mut cols = Vec::with_capacity(self.schema.fields().len());
+        for f in self.schema.fields() {
+            // The batch column stored here: the one moved here, else the same name
+            // unless that column's values now go elsewhere.
+            let from = match self.stored_from.get(f.name()) {
+                Some(moved) => Some(moved.as_str()),
+                None if self.stored_from.values().any(|v| v == f.name()) => None,
+                None => Some(f.name().as_str()),
+            };
+            let col = match from.map(|n| batch.schema().index_of(n)) {
+                Some(Ok(i)) => {
+                    let c = batch.column(i).clone();
+                    if c.data_type() == f.data_type() {
+                        c
+                    } else {
+                        deltalake::arrow::compute::cast(&c, f.data_type()).map_err(|e| {
+                            Error::Batch {
+                                table: self.name.clone(),
+                                message: format!("column {}: {e}", f.name()),
+                            }
+                        })?
+                    }
+                }
+                // A column of older storage (or a name a moved column used to have).
+                _ => deltalake::arrow::array::new_null_array(f.data_type(), rows),
+            };
+            cols.push(col);
+        }
+        RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| Error::Batch {
+            table: self.name.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// One commit that replaces the table's column list with `arrow` and its stored
+    /// source schema with `ts`, carrying `state`. No data files change: readers find
+    /// added columns NULL in older files.
+    async fn replace_metadata(
+        &mut self,
+        ts: &TableSchema,
+        kind: TableKind,
+        arrow: SchemaRef,
+        state: SourceState,
+    ) -> Result<()> {
+        self.check_fresh().await?;
+        let (props, next) = self.commit_properties(&state);
+        let json = serde_json::to_string(ts).map_err(|e| Error::Batch {
+            table: self.name.clone(),
+            message: e.to_string(),
+        })?;
+        let st: StructType = arrow.as_ref().try_into_kernel().map_err(|e| Error::Batch {
+            table: self.name.clone(),
+            message: e.to_string(),
+        })?;
+        let snapshot = self.table.snapshot().map_err(|e| self.delta_err(e))?;
+        let metadata = snapshot
+            .metadata()
+            .clone()
+            .with_schema(&st)
+            .and_then(|m| m.add_config_key(SCHEMA_KEY.to_string(), json.clone()))
+            .map_err(|e| Error::Batch {
+                table: self.name.clone(),
+                message: format!("new table metadata: {e}"),
+            })?;
+        let operation = deltalake::protocol::DeltaOperation::SetTableProperties {
+            properties: [(SCHEMA_KEY.to_string(), json)].into_iter().collect(),
+        };
+        CommitBuilder::from(props)
+            .with_actions(vec![Action::Metadata(metadata)])
+            .build(Some(snapshot), self.table.log_store(), operation)
+            .await
+            .map_err(|e| self.delta_err(e.into()))?;
+        self.table
+            .update_state()
+            .await
+            .map_err(|e| self.delta_err(e))?;
+        self.schema = arrow;
+        self.stored_from = stored_from(ts, kind);
+        debug!(table = %self.name, txn = next, "schema changed");
+        self.committed = Committed { txn: next, state };
+        Ok(())
     }
 
     fn delta_err(&self, source: deltalake::DeltaTableError) -> Error {
@@ -146,7 +287,11 @@ impl Target {
         )
     }
 
-    async fn append(&mut self, mut batches: Vec<RecordBatch>, state: SourceState) -> Result<()> {
+    async fn append(&mut self, batches: Vec<RecordBatch>, state: SourceState) -> Result<()> {
+        let mut batches = batches
+            .into_iter()
+            .map(|b| self.to_stored(b))
+            .collect::<Result<Vec<_>>>()?;
         self.check_fresh().await?;
         let (props, next) = self.commit_properties(&state);
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -323,7 +468,15 @@ async fn read_committed(table: &DeltaTable, name: &str) -> Result<Committed> {
     })
 }
 
-fn check_schema(table: &DeltaTable, want: &SchemaRef, name: &str, source: &str) -> Result<()> {
+/// Does the table have the columns `want` names? The current table must have exactly
+/// those; a history log may have more (older storage of moved or dropped columns).
+fn check_schema(
+    table: &DeltaTable,
+    want: &SchemaRef,
+    name: &str,
+    source: &str,
+    kind: TableKind,
+) -> Result<()> {
     let have: StructType = table
         .snapshot()
         .map_err(|source| Error::Delta {
@@ -343,7 +496,13 @@ fn check_schema(table: &DeltaTable, want: &SchemaRef, name: &str, source: &str) 
             .collect::<Vec<_>>()
     };
     let (h, w) = (describe(&have), describe(&want_k));
-    if h != w {
+    // A history log's columns are added in the order schema changes came, after
+    // tidemark's; only their presence matters.
+    let matches = match kind {
+        TableKind::History => w.iter().all(|c| h.contains(c)),
+        TableKind::Current => h == w,
+    };
+    if !matches {
         let added: Vec<_> = w.iter().filter(|c| !h.contains(c)).cloned().collect();
         let gone: Vec<_> = h.iter().filter(|c| !w.contains(c)).cloned().collect();
         return Err(Error::Schema {
@@ -375,6 +534,7 @@ pub struct TableWriter {
     schema: Arc<TableSchema>,
     current: Target,
     history: Target,
+    current_stale: bool,
     ctx: SessionContext,
 }
 
@@ -392,16 +552,104 @@ impl TableWriter {
     /// Open (creating if needed) both Delta tables of `schema` and read what they have
     /// committed.
     pub async fn open(wh: &Warehouse, schema: Arc<TableSchema>) -> Result<Self> {
-        let current =
-            Target::open(wh, &schema, TableKind::Current, schema.current_schema()).await?;
-        let history =
-            Target::open(wh, &schema, TableKind::History, schema.history_schema()).await?;
+        let history = Target::open(
+            wh,
+            &schema,
+            TableKind::History,
+            schema.history_write_schema(),
+            true,
+        )
+        .await?;
+        let current = Target::open(
+            wh,
+            &schema,
+            TableKind::Current,
+            schema.current_schema(),
+            false,
+        )
+        .await?;
+        // The current table is derived from history. A crash between the two commits
+        // of a schema change leaves it with the old shape while history has the new
+        // one; `current_stale` tells, and `evolve_current` mends it.
+        let current_stale = stored_schema(&history.table).as_ref() == Some(schema.as_ref())
+            && stored_schema(&current.table).as_ref() != Some(schema.as_ref());
+        if !current_stale && current.committed.txn > 0 {
+            check_schema(
+                &current.table,
+                &schema.current_schema(),
+                &current.name,
+                &schema.name.source(),
+                TableKind::Current,
+            )?;
+        }
         Ok(Self {
             schema,
             current,
             history,
+            current_stale,
             ctx: SessionContext::new(),
         })
+    }
+
+    /// True when the current table still has the shape from before a schema change
+    /// (see [`TableWriter::evolve_current`]).
+    pub fn current_stale(&self) -> bool {
+        self.current_stale
+    }
+
+    /// Apply a schema change (see `tidemark_core::evolve`): the history log gets the
+    /// `added` columns and the new schema in one commit carrying `state` (the position
+    /// past the DDL statement); then the current table follows.
+    pub async fn evolve(
+        &mut self,
+        evolved: TableSchema,
+        added: &[(String, tidemark_core::schema::ColumnSchema)],
+        state: SourceState,
+    ) -> Result<()> {
+        let mut fields: Vec<Field> = self
+            .history
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for (name, c) in added {
+            if !fields.iter().any(|f| f.name() == name) {
+                fields.push(Field::new(name, c.mysql_type().arrow_type(), true));
+            }
+        }
+        let evolved = Arc::new(evolved);
+        self.history
+            .replace_metadata(
+                &evolved,
+                TableKind::History,
+                Arc::new(Schema::new(fields)),
+                state,
+            )
+            .await?;
+        self.schema = evolved;
+        self.current_stale = true;
+        self.evolve_current().await
+    }
+
+    /// Give the current table the schema's shape. Its rows are not rewritten here: the
+    /// merge-on-read mark moves to the start of time, so reads take every row from
+    /// the history log (which has the new shape) until the next compaction writes a
+    /// new base.
+    pub async fn evolve_current(&mut self) -> Result<()> {
+        if !self.current_stale {
+            return Ok(());
+        }
+        let state = SourceState {
+            merged_through_us: Some(i64::MIN),
+            ..self.current.committed.state.clone()
+        };
+        let schema = self.schema.clone();
+        self.current
+            .replace_metadata(&schema, TableKind::Current, schema.current_schema(), state)
+            .await?;
+        self.current_stale = false;
+        Ok(())
     }
 
     /// The table's schema.
@@ -536,6 +784,210 @@ impl TableWriter {
         Ok(ingest)
     }
 
+    /// Write the versions a [`SourceState::pending_fill`] owes: every row the table
+    /// has now, with the added columns set to their defaults, as an update at the
+    /// statement — the server changed every row that way, without row events. One
+    /// history commit clears the pending fill; returns the rows written.
+    pub async fn fill_defaults(&mut self) -> Result<u64> {
+        let Some(fill) = self.history.committed.state.pending_fill.clone() else {
+            return Ok(0);
+        };
+        let name = self.current.name.clone();
+        let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::Batch {
+            table: name.clone(),
+            message: e.to_string(),
+        };
+        // The defaults as typed values, through the same decoders as binlog rows.
+        let mut one = tidemark_core::change::ChangeBatchBuilder::new(self.schema.clone(), 1);
+        let cells: Vec<Option<&[u8]>> = self
+            .schema
+            .columns
+            .iter()
+            .map(|c| {
+                fill.values
+                    .iter()
+                    .find(|(n, _)| n == &c.name)
+                    .map(|(_, v)| v.as_bytes())
+            })
+            .collect();
+        one.push_text_row(
+            cells,
+            tidemark_core::change::Op::Update,
+            fill.source_ts_us,
+            &fill.position,
+            fill.seq,
+        )
+        .map_err(|e| Error::Batch {
+            table: name.clone(),
+            message: format!("a default of an added column: {e}"),
+        })?;
+        let one = one.finish().map_err(|e| Error::Batch {
+            table: name.clone(),
+            message: e.to_string(),
+        })?;
+        let df = self.current_state(&SessionContext::new()).await?;
+        let mut exprs = Vec::new();
+        for (i, c) in self.schema.columns.iter().enumerate() {
+            let e = if fill.values.iter().any(|(n, _)| n == &c.name) {
+                let v = deltalake::datafusion::common::ScalarValue::try_from_array(
+                    one.data.column(i),
+                    0,
+                )
+                .map_err(df_err)?;
+                deltalake::datafusion::logical_expr::lit(v)
+            } else {
+                col(Column::new_unqualified(&c.name))
+            };
+            exprs.push(e.alias(&c.name));
+        }
+        let rows = df
+            .select(exprs)
+            .map_err(df_err)?
+            .collect()
+            .await
+            .map_err(df_err)?;
+        let change_schema = self.schema.change_schema();
+        let n_cols = self.schema.columns.len();
+        let mut batches = Vec::new();
+        for b in rows.into_iter().filter(|b| b.num_rows() > 0) {
+            let n = b.num_rows();
+            let mut cols: Vec<ArrayRef> = b.columns()[..n_cols].to_vec();
+            cols.extend(Self::meta_columns(
+                n,
+                "u",
+                fill.source_ts_us,
+                &fill.position,
+                fill.seq,
+            ));
+            batches.push(ChangeBatch {
+                table: self.schema.clone(),
+                data: RecordBatch::try_new(change_schema.clone(), cols).map_err(|e| {
+                    Error::Batch {
+                        table: name.clone(),
+                        message: e.to_string(),
+                    }
+                })?,
+            });
+        }
+        let written = batches.iter().map(|b| b.data.num_rows() as u64).sum();
+        let ingest = self.next_ingest_us();
+        let state = SourceState {
+            pending_fill: None,
+            last_ingest_us: Some(ingest),
+            ..self.history.committed.state.clone()
+        };
+        let stored = stored_rows(TableKind::History, &batches, ingest)?;
+        self.history.append(stored, state).await?;
+        Ok(written)
+    }
+
+    /// The table's rows now (the merge-on-read view, or the stored current table).
+    async fn current_state(
+        &self,
+        ctx: &SessionContext,
+    ) -> Result<deltalake::datafusion::prelude::DataFrame> {
+        let name = self.current.name.clone();
+        let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::Batch {
+            table: name.clone(),
+            message: e.to_string(),
+        };
+        let base = self.current.table.table_provider().await.map_err(df_err)?;
+        Ok(match self.merged_through() {
+            Some(mark) => {
+                let log = crate::mor::logical_log(
+                    ctx,
+                    &self.schema,
+                    self.history.table.table_provider().await.map_err(df_err)?,
+                )
+                .map_err(df_err)?;
+                crate::mor::plan_current(ctx, &self.schema, base, log, mark, None)
+                    .await
+                    .map_err(df_err)?
+            }
+            None => ctx.read_table(base).map_err(df_err)?,
+        })
+    }
+
+    /// `_op`, `_source_ts`, `_source_pos`, `_seq` columns of `n` rows alike.
+    fn meta_columns(
+        n: usize,
+        op: &str,
+        source_ts_us: i64,
+        position: &str,
+        seq: i64,
+    ) -> [ArrayRef; 4] {
+        use deltalake::arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+        [
+            Arc::new(StringArray::from(vec![op; n])),
+            Arc::new(TimestampMicrosecondArray::from_value(source_ts_us, n).with_timezone("UTC")),
+            Arc::new(StringArray::from(vec![position; n])),
+            Arc::new(Int64Array::from_value(seq, n)),
+        ]
+    }
+
+    /// Delete every row the table has now, as of `source_ts_us` (a TRUNCATE or DROP
+    /// TABLE at the source removed them without row events): one history commit of
+    /// tombstones (key only) carrying `state`. Returns how many rows it closed.
+    pub async fn delete_all(
+        &mut self,
+        source_ts_us: i64,
+        position: &str,
+        seq: i64,
+        state: SourceState,
+    ) -> Result<u64> {
+        let name = self.current.name.clone();
+        let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::Batch {
+            table: name.clone(),
+            message: e.to_string(),
+        };
+        let df = self.current_state(&SessionContext::new()).await?;
+        let keys = self.schema.key_names();
+        let keys_df = df
+            .select(
+                keys.iter()
+                    .map(|k| col(Column::new_unqualified(*k)))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(df_err)?;
+        let key_batches = keys_df.collect().await.map_err(df_err)?;
+        let change_schema = self.schema.change_schema();
+        let mut parts = Vec::new();
+        for b in &key_batches {
+            let n = b.num_rows();
+            let mut cols: Vec<ArrayRef> = Vec::with_capacity(change_schema.fields().len());
+            for (i, f) in change_schema.fields()[..self.schema.columns.len()]
+                .iter()
+                .enumerate()
+            {
+                cols.push(match self.schema.key.iter().position(|&k| k == i) {
+                    Some(k) => b.column(k).clone(),
+                    None => deltalake::arrow::array::new_null_array(f.data_type(), n),
+                });
+            }
+            cols.extend(Self::meta_columns(n, "d", source_ts_us, position, seq));
+            parts.push(
+                RecordBatch::try_new(change_schema.clone(), cols).map_err(|e| Error::Batch {
+                    table: name.clone(),
+                    message: e.to_string(),
+                })?,
+            );
+        }
+        let data =
+            deltalake::arrow::compute::concat_batches(&change_schema, &parts).map_err(|e| {
+                Error::Batch {
+                    table: name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        let rows = data.num_rows() as u64;
+        let batch = ChangeBatch {
+            table: self.schema.clone(),
+            data,
+        };
+        self.append_history(&batch, state).await?;
+        Ok(rows)
+    }
+
     /// Fold the history tail into a new current base and move the mark (a Delta
     /// overwrite of the current table; earlier bases stay readable as older Delta
     /// versions until VACUUM). `None` when the table is not merge-on-read or the tail
@@ -555,7 +1007,12 @@ impl TableWriter {
             .await
             .map_err(|e| self.history.delta_err(e))?;
         let ctx = SessionContext::new();
-        let log = self.history.table.table_provider().await.map_err(df_err)?;
+        let log = crate::mor::logical_log(
+            &ctx,
+            &self.schema,
+            self.history.table.table_provider().await.map_err(df_err)?,
+        )
+        .map_err(df_err)?;
         let tail = crate::mor::tail(ctx.read_table(log.clone()).map_err(df_err)?, mark, None)
             .map_err(df_err)?;
         let stats = tail

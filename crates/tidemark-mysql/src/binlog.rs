@@ -209,6 +209,17 @@ impl BinlogReader {
         self.tracked.remove(&(db.to_string(), table.to_string()));
     }
 
+    /// Track a table with this schema (after a resnapshot or schema change).
+    pub fn track(&mut self, schema: Arc<TableSchema>) {
+        self.tracked.insert(
+            (
+                schema.name.source_db.clone(),
+                schema.name.source_table.clone(),
+            ),
+            schema,
+        );
+    }
+
     /// The next committed transaction or DDL statement, or `Idle` after `idle`.
     pub async fn next(&mut self, idle: Duration) -> Result<StreamItem> {
         loop {
@@ -459,7 +470,7 @@ fn decode_rows(
 /// offset, then row index, so it grows along the binlog and orders changes that share
 /// a source second. Offsets fit 32 bits (binlog files are at most 1 GiB) and a rows
 /// event holds far fewer than 2^20 rows.
-fn seq_base(file: &str, log_pos: u32) -> i64 {
+pub fn seq_base(file: &str, log_pos: u32) -> i64 {
     let n = tidemark_core::position::file_number(file) % 2048;
     ((n as i64) << 52) | ((log_pos as i64) << 20)
 }

@@ -101,6 +101,7 @@ async fn discover_in(source: &Source, only: Option<(&str, &str)>) -> Result<Vec<
             data_type,
             precision,
             scale,
+            stored: Vec::new(),
         });
     }
     let keys: Vec<(String, String, String)> = conn

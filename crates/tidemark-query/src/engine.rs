@@ -65,6 +65,7 @@ fn history_view_sql(ts: &TableSchema, log: &str) -> String {
     let cols = ts
         .columns
         .iter()
+        .chain(ts.shown_dropped())
         .map(|c| quote(&c.name))
         .chain([INGEST_TS, SOURCE_TS, OP, VALID_FROM, VALID_TO].map(quote))
         .collect::<Vec<_>>()
@@ -98,7 +99,9 @@ impl Engine {
             let (cur, cur_ok) = wh.delta_table(&cur_url).await?;
             let hist_url = wh.table_url(&loc.schema, &loc.table, TableKind::History);
             let (hist, hist_ok) = wh.delta_table(&hist_url).await?;
-            let schema = match (cur_ok && hist_ok, stored_schema(&cur)) {
+            // History is the record a schema change lands in first (the current
+            // table follows in a second commit).
+            let schema = match (cur_ok && hist_ok, stored_schema(&hist)) {
                 (true, Some(s)) => s,
                 _ => {
                     warn!(schema = %loc.schema, table = %loc.table, "not a tidemark table (no history or no stored schema); skipped");
@@ -107,7 +110,7 @@ impl Engine {
             };
             cur.update_datafusion_session(&ctx.state())?;
             hist.update_datafusion_session(&ctx.state())?;
-            let log = hist.table_provider().await?;
+            let log = tidemark_lake::mor::logical_log(&ctx, &schema, hist.table_provider().await?)?;
             // A streamed table's current state is its base plus the history tail
             // (merge-on-read, see tidemark_lake::mor); others are the stored table.
             let provider = crate::current::provider(&ctx, &schema, &cur, log.clone()).await?;

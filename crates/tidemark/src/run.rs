@@ -250,6 +250,187 @@ impl Stream {
         self.parked.insert(table.to_string(), why);
     }
 
+    /// Apply a DDL statement at `end` to one table it names: a new table that the
+    /// config selects is snapshotted and captured; TRUNCATE and DROP TABLE close every
+    /// row's history version; a column change evolves the table in place when its old
+    /// values carry over exactly, and parks it otherwise (see `tidemark_core::evolve`).
+    #[allow(clippy::too_many_arguments)]
+    async fn ddl(
+        &mut self,
+        source: &Source,
+        reader: &mut BinlogReader,
+        db: &str,
+        table: &str,
+        sql: &str,
+        end: &BinlogPosition,
+        ts_us: i64,
+    ) -> Result<()> {
+        let key = format!("{db}.{table}");
+        let position = format!("{}:{}", end.file, end.pos);
+        let schema_changed = |message: String| {
+            tidemark_mysql::Error::SchemaChanged {
+                source_name: self.source.clone(),
+                table: key.clone(),
+                position: position.clone(),
+                message: format!("{message}: {sql}"),
+            }
+            .to_string()
+        };
+        let now = describe(source, db, table).await;
+        let Some(t) = self.tables.get_mut(&key) else {
+            if self.parked.contains_key(&key) {
+                return Ok(());
+            }
+            // CREATE TABLE, RENAME TABLE … TO, or a table re-created after a DROP.
+            match now {
+                Ok(Some(d)) => self.add_table(source, reader, d).await,
+                Ok(None) => {}
+                Err(e) => {
+                    let why = schema_changed(format!("its definition cannot be captured ({e})"));
+                    self.park(Some(reader), &key, why);
+                }
+            }
+            return Ok(());
+        };
+        if !end.is_after(&t.pos) {
+            return Ok(()); // applied before a restart
+        }
+        let statement = sql.trim_start().to_ascii_uppercase();
+        let truncate = statement.starts_with("TRUNCATE");
+        // A DROP closes the table even when the server has a table of that name again
+        // (re-created since): the CREATE that follows in the stream captures that one.
+        let dropped = statement.starts_with("DROP TABLE");
+        let state_at_end = |t: &Table| tidemark_core::position::SourceState {
+            binlog: Some(end.clone()),
+            last_source_ts_us: Some(ts_us),
+            ..t.writer.committed(TableKind::History).state.clone()
+        };
+        let ts = ts_us.max(t.snapshot_ts_us);
+        let seq = tidemark_mysql::binlog::seq_base(&end.file, end.pos as u32);
+        // TRUNCATE and DROP close the rows whatever the server has now.
+        let now = match now {
+            Ok(Some(_)) if truncate || dropped => Ok(None),
+            other => other,
+        };
+        match now {
+            Ok(None) => {
+                let state = state_at_end(t);
+                let rows = t
+                    .writer
+                    .delete_all(ts, &position, seq, state)
+                    .await
+                    .with_context(|| format!("table {key}: closing its rows at {position}"))?;
+                t.pos = end.clone();
+                t.tail_rows += rows;
+                if truncate {
+                    info!(source = %self.source, table = %key, rows, position = %position, "table truncated at the source; its rows are closed in history");
+                } else {
+                    info!(source = %self.source, table = %key, rows, position = %position, "table dropped or renamed at the source; its history stays, and capture stops");
+                    let t = self.tables.remove(&key).expect("present");
+                    reader.untrack(&t.schema.name.source_db, &t.schema.name.source_table);
+                }
+            }
+            Ok(Some(d)) if d.schema.same_definition(&t.schema) => {}
+            Ok(Some(d)) => {
+                let renames = ddl_renames(sql);
+                let log_columns: Vec<String> = t
+                    .writer
+                    .delta(TableKind::History)
+                    .snapshot()
+                    .map(|s| s.schema().fields().map(|f| f.name().clone()).collect())
+                    .unwrap_or_default();
+                let evolution =
+                    tidemark_core::evolve::evolve(&t.schema, &d.schema, &renames, &log_columns);
+                let (evolution, defaults) = match evolution {
+                    Ok(e) => match added_defaults(source, db, table, &e.new_columns).await {
+                        Ok(d) => (e, d),
+                        Err(why) => {
+                            let why = schema_changed(why);
+                            self.park(Some(reader), &key, why);
+                            return Ok(());
+                        }
+                    },
+                    Err(why) => {
+                        let why = schema_changed(why);
+                        self.park(Some(reader), &key, why);
+                        return Ok(());
+                    }
+                };
+                // Rows that got a default owe a new version each, written in a second
+                // commit; the first records the debt so a crash in between pays it.
+                let values: Vec<(String, String)> = defaults
+                    .into_iter()
+                    .filter_map(|(source_name, v)| {
+                        evolution
+                            .schema
+                            .columns
+                            .iter()
+                            .find(|c| c.source_name.eq_ignore_ascii_case(&source_name))
+                            .map(|c| (c.name.clone(), v))
+                    })
+                    .collect();
+                let state = tidemark_core::position::SourceState {
+                    pending_fill: (!values.is_empty()).then(|| {
+                        tidemark_core::position::DefaultFill {
+                            values,
+                            source_ts_us: ts,
+                            position: position.clone(),
+                            seq,
+                        }
+                    }),
+                    ..state_at_end(t)
+                };
+                t.writer
+                    .evolve(evolution.schema, &evolution.added, state)
+                    .await
+                    .with_context(|| format!("table {key}: schema change at {position}"))?;
+                let filled = t.writer.fill_defaults().await.with_context(|| {
+                    format!("table {key}: defaults of the columns added at {position}")
+                })?;
+                t.tail_rows += filled;
+                let schema = t.writer.schema().clone();
+                t.schema = schema.clone();
+                t.pending = ChangeBatchBuilder::new(schema.clone(), 1024);
+                t.pos = end.clone();
+                // Reads now take every row from history; the next compaction writes a
+                // base of the new shape.
+                t.base_rows = 0;
+                t.tail_rows = t.tail_rows.max(COMPACT_MIN_ROWS);
+                reader.track(schema);
+                info!(source = %self.source, table = %key, position = %position,
+                    changes = %evolution.changes.join("; "), "schema changed; the table evolved in place");
+            }
+            Err(e) => {
+                let why = schema_changed(format!("its new definition cannot be captured ({e})"));
+                self.park(Some(reader), &key, why);
+            }
+        }
+        Ok(())
+    }
+
+    /// Start capturing a table created (or renamed into the selection) while
+    /// streaming: snapshot it now; the stream skips its changes up to the snapshot.
+    async fn add_table(&mut self, source: &Source, reader: &mut BinlogReader, d: DiscoveredTable) {
+        let key = d.schema.name.source();
+        let chunk_rows = source.config.snapshot_chunk_rows;
+        let landed = async {
+            snapshot_table(source, &self.wh, &d, chunk_rows, ProgressBar::hidden()).await?;
+            open_table(&self.wh, &d).await
+        }
+        .await;
+        match landed {
+            Ok(t) => {
+                info!(source = %self.source, table = %key, "new table at the source; snapshotted, now captured");
+                reader.track(t.schema.clone());
+                self.tables.insert(key, t);
+            }
+            Err(e) => {
+                let why = format!("new table {key}: {e:#}");
+                self.park(Some(reader), &key, why);
+            }
+        }
+    }
+
     fn add(&mut self, tx: Transaction, reader: &mut BinlogReader) {
         for (schema, e) in tx.failures {
             self.park(Some(reader), &schema.name.source(), e.to_string());
@@ -456,10 +637,10 @@ async fn run_source(
     // reaches it.
     for d in &mut discovered {
         if let Some(landed) = landed_schema(wh, d).await? {
-            if landed != *d.schema {
+            if !landed.same_definition(&d.schema) {
                 info!(source = %name, table = %d.schema.name.source(), "the source definition differs from the landed one; streaming with the landed one up to the schema change");
-                d.schema = Arc::new(landed);
             }
+            d.schema = Arc::new(landed);
         }
     }
     let snapshot_failures = snapshot_missing(&source, wh, &discovered, &stop).await;
@@ -576,49 +757,20 @@ async fn run_source(
                     stream.flush(false).await?;
                 }
             }
-            StreamItem::Ddl { db, sql, end, .. } => {
+            StreamItem::Ddl {
+                db,
+                sql,
+                end,
+                ts_us,
+            } => {
                 // Rows before the statement land with the definition they were written
                 // under; then the tables it touches are checked.
                 stream.flush(false).await?;
-                let touched = ddl_tables(&sql, &db);
-                // TRUNCATE leaves the definition alone but removes every row without a
-                // row event: the history cannot record those deletes, so it parks too.
-                let truncate = sql
-                    .trim_start()
-                    .to_ascii_uppercase()
-                    .starts_with("TRUNCATE");
                 stream.stream_end = end.clone();
-                for (tdb, tname) in touched {
-                    let key = format!("{tdb}.{tname}");
-                    let Some(t) = stream.tables.get(&key) else {
-                        continue;
-                    };
-                    let now = describe(&source, &tdb, &tname).await;
-                    let same = !truncate && matches!(&now, Ok(Some(d)) if d.schema == t.schema);
-                    if !same {
-                        let what = match now {
-                            _ if truncate => {
-                                "the table was truncated (its rows were removed without row events)"
-                                    .to_string()
-                            }
-                            Ok(None) => {
-                                "the table was dropped or renamed at the source".to_string()
-                            }
-                            Ok(Some(_)) => "its columns changed".to_string(),
-                            Err(e) => format!("its new definition cannot be captured ({e})"),
-                        };
-                        stream.park(
-                            Some(&mut reader),
-                            &key,
-                            tidemark_mysql::Error::SchemaChanged {
-                                source_name: name.to_string(),
-                                table: key.clone(),
-                                position: format!("{}:{}", end.file, end.pos),
-                                message: format!("{what}: {sql}"),
-                            }
-                            .to_string(),
-                        );
-                    }
+                for (tdb, tname) in ddl_tables(&sql, &db) {
+                    stream
+                        .ddl(&source, &mut reader, &tdb, &tname, &sql, &end, ts_us)
+                        .await?;
                 }
             }
             StreamItem::Idle => {
@@ -680,12 +832,13 @@ async fn snapshot_missing(
     results.into_iter().flatten().collect()
 }
 
-/// The definition a table was landed with, if it was.
+/// The definition a table was landed with, if it was (history holds it first: a
+/// schema change commits there before the current table follows).
 async fn landed_schema(wh: &Warehouse, d: &DiscoveredTable) -> Result<Option<TableSchema>> {
     let url = wh.table_url(
         &d.schema.name.schema,
         &d.schema.name.table,
-        TableKind::Current,
+        TableKind::History,
     );
     let (table, exists) = wh.delta_table(&url).await?;
     Ok(if exists { stored_schema(&table) } else { None })
@@ -701,9 +854,15 @@ async fn open_table(wh: &Warehouse, d: &DiscoveredTable) -> Result<Table> {
             "{name} has no binlog position: it was snapshotted with binary logging off or without REPLICATION CLIENT; land it again with `tidemark snapshot --resnapshot --table {name}`"
         )
     })?;
+    // A crash between the two commits of a schema change left the current table
+    // with the old shape.
+    writer.evolve_current().await?;
+    writer.fill_defaults().await?;
     // From here on the current table is a base plus the history tail (merge-on-read):
     // a streamed batch is one history append, whatever the table size.
-    writer.start_merge_on_read().await?;
+    let mark = writer.start_merge_on_read().await?;
+    // After a schema change reads take everything from history until a compaction.
+    let rebuild = mark == i64::MIN;
     Ok(Table {
         schema: d.schema.clone(),
         pending: ChangeBatchBuilder::new(d.schema.clone(), 1024),
@@ -712,8 +871,8 @@ async fn open_table(wh: &Warehouse, d: &DiscoveredTable) -> Result<Table> {
         snapshot_ts_us: snap.started_at_us,
         pending_end: None,
         last_commit: Instant::now(),
-        base_rows: snap.rows,
-        tail_rows: 0,
+        base_rows: if rebuild { 0 } else { snap.rows },
+        tail_rows: if rebuild { COMPACT_MIN_ROWS } else { 0 },
     })
 }
 
@@ -758,6 +917,131 @@ pub fn ddl_tables(sql: &str, default_db: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Column renames (old → new source name) an ALTER TABLE statement makes, by
+/// `RENAME COLUMN a TO b` or `CHANGE [COLUMN] a b type`. A statement the parser does
+/// not understand names none: a renamed column then looks dropped and re-added, and
+/// the table parks (its values would be missing), never evolves wrongly.
+pub fn ddl_renames(sql: &str) -> Vec<(String, String)> {
+    use deltalake::datafusion::sql::sqlparser::ast::{AlterTableOperation, Statement};
+    use deltalake::datafusion::sql::sqlparser::dialect::MySqlDialect;
+    use deltalake::datafusion::sql::sqlparser::parser::Parser;
+    let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, sql) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for s in statements {
+        if let Statement::AlterTable(a) = s {
+            for op in a.operations {
+                match op {
+                    AlterTableOperation::RenameColumn {
+                        old_column_name,
+                        new_column_name,
+                    } => out.push((old_column_name.value, new_column_name.value)),
+                    AlterTableOperation::ChangeColumn {
+                        old_name, new_name, ..
+                    } if old_name.value != new_name.value => {
+                        out.push((old_name.value, new_name.value))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the server wrote into the existing rows of columns new to a table: (source
+/// name, value as MySQL text) for each that got a non-NULL value. Literal defaults
+/// only; a computed one (`CURRENT_TIMESTAMP`, an expression) is an error, since its
+/// value per row is not known here.
+async fn added_defaults(
+    source: &Source,
+    db: &str,
+    table: &str,
+    columns: &[String],
+) -> std::result::Result<Vec<(String, String)>, String> {
+    use mysql_async::prelude::Queryable;
+    if columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = source.conn().await.map_err(|e| e.to_string())?;
+    type Row = (String, Option<String>, String, String, String, String);
+    let rows: Vec<Row> = conn
+        .exec(
+            "SELECT COLUMN_NAME, COLUMN_DEFAULT, IS_NULLABLE, DATA_TYPE, EXTRA, VERSION() \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .await
+        .map_err(|e| format!("reading the new columns' defaults: {e}"))?;
+    let mut out = Vec::new();
+    for (name, default, nullable, data_type, extra, version) in rows {
+        if !columns.iter().any(|c| c.eq_ignore_ascii_case(&name)) {
+            continue;
+        }
+        match default_text(default.as_deref(), &nullable, &data_type, &extra, &version) {
+            Ok(Some(v)) => out.push((name, v)),
+            Ok(None) => {}
+            Err(what) => {
+                return Err(format!(
+                    "column {name} was added with {what}, which the server wrote into every existing row without row events; add it without a default (or with a literal one), or land the table again"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The value existing rows got for an added column, as MySQL text (`None`: NULL),
+/// from `information_schema.COLUMNS`. MariaDB quotes string defaults and spells
+/// "none" as the text NULL; MySQL leaves literals bare and flags expressions
+/// `DEFAULT_GENERATED`.
+fn default_text(
+    default: Option<&str>,
+    nullable: &str,
+    data_type: &str,
+    extra: &str,
+    version: &str,
+) -> std::result::Result<Option<String>, String> {
+    let dt = data_type.to_ascii_lowercase();
+    let numeric = matches!(
+        dt.as_str(),
+        "tinyint"
+            | "smallint"
+            | "mediumint"
+            | "int"
+            | "integer"
+            | "bigint"
+            | "decimal"
+            | "numeric"
+            | "float"
+            | "double"
+            | "real"
+    );
+    let stringy = matches!(
+        dt.as_str(),
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext"
+    );
+    match default {
+        None | Some("NULL") if nullable == "YES" => Ok(None),
+        // NOT NULL without a default: MySQL's implicit default.
+        None | Some("NULL") if numeric => Ok(Some("0".into())),
+        None | Some("NULL") if stringy => Ok(Some(String::new())),
+        None | Some("NULL") => Err(format!("NOT NULL and no default ({data_type})")),
+        Some(d) if extra.to_ascii_uppercase().contains("DEFAULT_GENERATED") => {
+            Err(format!("the computed default {d}"))
+        }
+        Some(d) if d.len() >= 2 && d.starts_with('\'') && d.ends_with('\'') => {
+            Ok(Some(d[1..d.len() - 1].replace("''", "'")))
+        }
+        Some(d) if d.parse::<f64>().is_ok() => Ok(Some(d.to_string())),
+        Some(d) if version.to_ascii_lowercase().contains("mariadb") => {
+            Err(format!("the computed default {d}"))
+        }
+        Some(d) => Ok(Some(d.to_string())),
+    }
+}
+
 /// Table names from a statement the parser did not understand: every
 /// identifier-looking word, in the default database and qualified.
 fn fallback_ddl_tables(sql: &str, default_db: &str) -> Vec<(String, String)> {
@@ -775,7 +1059,53 @@ fn fallback_ddl_tables(sql: &str, default_db: &str) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::ddl_tables;
+    use super::{ddl_renames, ddl_tables, default_text};
+
+    #[test]
+    fn renames_come_from_the_statement() {
+        let r = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            ddl_renames("ALTER TABLE t RENAME COLUMN a TO b, ADD COLUMN c INT"),
+            vec![r("a", "b")]
+        );
+        assert_eq!(
+            ddl_renames("ALTER TABLE d.t CHANGE COLUMN a b BIGINT NOT NULL"),
+            vec![r("a", "b")]
+        );
+        assert!(ddl_renames("ALTER TABLE t CHANGE a a BIGINT").is_empty());
+        assert!(ddl_renames("ALTER TABLE t MODIFY a BIGINT").is_empty());
+    }
+
+    #[test]
+    fn defaults_of_added_columns() {
+        let maria = "10.11.6-MariaDB";
+        let d = |def: Option<&str>, nullable: &str, dt: &str, extra: &str, v: &str| {
+            default_text(def, nullable, dt, extra, v)
+        };
+        assert_eq!(d(Some("NULL"), "YES", "int", "", maria), Ok(None));
+        assert_eq!(d(None, "YES", "int", "", "8.0.36"), Ok(None));
+        assert_eq!(d(Some("5"), "NO", "int", "", maria), Ok(Some("5".into())));
+        assert_eq!(
+            d(Some("'it''s'"), "YES", "varchar", "", maria),
+            Ok(Some("it's".into()))
+        );
+        assert_eq!(d(None, "NO", "int", "", maria), Ok(Some("0".into())));
+        assert_eq!(d(None, "NO", "varchar", "", maria), Ok(Some(String::new())));
+        assert!(d(None, "NO", "date", "", maria).is_err());
+        assert!(d(Some("current_timestamp()"), "NO", "datetime", "", maria).is_err());
+        assert_eq!(
+            d(Some("open"), "NO", "varchar", "", "8.0.36"),
+            Ok(Some("open".into()))
+        );
+        assert!(d(
+            Some("CURRENT_TIMESTAMP"),
+            "NO",
+            "datetime",
+            "DEFAULT_GENERATED",
+            "8.0.36"
+        )
+        .is_err());
+    }
 
     fn t(db: &str, t: &str) -> (String, String) {
         (db.to_string(), t.to_string())

@@ -46,6 +46,7 @@ fn col(
         data_type: data_type.into(),
         precision: p,
         scale: s,
+        stored: Vec::new(),
     }
 }
 

@@ -17,6 +17,7 @@ pub fn schema() -> Arc<TableSchema> {
         data_type: dt.into(),
         precision: None,
         scale: None,
+        stored: Vec::new(),
     };
     Arc::new(
         TableSchema::new(

@@ -35,6 +35,7 @@ fn col(name: &str, data_type: &str, column_type: &str, ps: Option<(u64, u64)>) -
         data_type: data_type.into(),
         precision: ps.map(|p| p.0),
         scale: ps.map(|p| p.1),
+        stored: Vec::new(),
     }
 }
 

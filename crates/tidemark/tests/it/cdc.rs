@@ -449,27 +449,44 @@ fn url_of(p: &std::path::Path) -> url::Url {
     url::Url::from_directory_path(p).expect("absolute path")
 }
 
-/// Each kind of schema change: the tables it touches park with a message naming the
-/// table, the binlog position and the way out, the others keep flowing, rows before the
-/// change are landed, and `--resnapshot` brings a parked table back.
+/// Each schema change of the stream, applied while `run` streams: column changes
+/// evolve the table in place (history from before the change stays readable, under
+/// the column's new name), TRUNCATE and DROP TABLE close the rows in history, new
+/// tables are snapshotted and captured, and the changes that cannot carry old values
+/// over exactly (narrowing, a non-NULL default) park only their table, with a message
+/// naming the table, the binlog position and the way out. A restart applies nothing
+/// twice.
 #[tokio::test]
-async fn schema_changes_park_only_the_tables_they_touch() {
+async fn schema_changes_evolve_tables_in_place() {
     let db = TestDb::new("ddl").await;
     let tables = [
-        "t_index", "t_add", "t_modify", "t_rename", "t_drop", "t_trunc", "t_other",
+        "t_index",
+        "t_add",
+        "t_rename",
+        "t_change",
+        "t_widen",
+        "t_dropcol",
+        "t_narrow",
+        "t_default",
+        "t_computed",
+        "t_trunc",
+        "t_drop",
+        "t_rtab",
+        "t_other",
     ];
     for t in tables {
         db.exec(&format!(
-            "CREATE TABLE {t} (id INT PRIMARY KEY, v INT NOT NULL)"
+            "CREATE TABLE {t} (id INT PRIMARY KEY, v INT NOT NULL, x INT NULL)"
         ))
         .await;
-        db.exec(&format!("INSERT INTO {t} SELECT seq, seq FROM seq_1_to_10"))
-            .await;
+        db.exec(&format!(
+            "INSERT INTO {t} SELECT seq, seq, seq * 10 FROM seq_1_to_10"
+        ))
+        .await;
     }
     let config = db.config(&replica_config());
     ok(db.tidemark(&config, &["run", "--until-caught-up"]));
 
-    // While `run` streams: changes before the DDL, the DDL, changes after it.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -477,39 +494,191 @@ async fn schema_changes_park_only_the_tables_they_touch() {
     let addr = format!("127.0.0.1:{port}");
     let child = spawn_run_with(&config, &["--metrics-listen", &addr]);
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Changes before the DDL (row 11 everywhere, an update of row 1)...
     for t in tables {
-        db.exec(&format!("INSERT INTO {t} VALUES (11, 11)")).await;
+        db.exec(&format!("INSERT INTO {t} VALUES (11, 11, 110)"))
+            .await;
+        db.exec(&format!("UPDATE {t} SET v = 100 WHERE id = 1"))
+            .await;
     }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut conn = db.conn().await;
+    let before: String = conn
+        .query_first("SELECT DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%d %H:%i:%s')")
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // ...the DDL...
     db.exec("ALTER TABLE t_index ADD INDEX (v)").await;
-    db.exec("ALTER TABLE t_add ADD COLUMN w INT NULL").await;
-    db.exec("ALTER TABLE t_modify MODIFY v BIGINT NOT NULL")
+    db.exec("ALTER TABLE t_add ADD COLUMN w VARCHAR(20) NULL")
         .await;
-    db.exec("RENAME TABLE t_rename TO t_renamed").await;
-    db.exec("DROP TABLE t_drop").await;
+    db.exec("ALTER TABLE t_rename RENAME COLUMN v TO v2").await;
+    db.exec("ALTER TABLE t_change CHANGE v v3 BIGINT NOT NULL")
+        .await;
+    db.exec("ALTER TABLE t_widen MODIFY v BIGINT NOT NULL")
+        .await;
+    db.exec("ALTER TABLE t_dropcol DROP COLUMN x").await;
+    db.exec("ALTER TABLE t_narrow MODIFY v SMALLINT NOT NULL")
+        .await;
+    db.exec("ALTER TABLE t_default ADD COLUMN w INT NOT NULL DEFAULT 5")
+        .await;
+    db.exec("ALTER TABLE t_computed ADD COLUMN w DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP")
+        .await;
     db.exec("TRUNCATE TABLE t_trunc").await;
-    for t in ["t_index", "t_other"] {
-        db.exec(&format!("INSERT INTO {t} VALUES (12, 12)")).await;
+    db.exec("DROP TABLE t_drop").await;
+    db.exec("RENAME TABLE t_rtab TO t_rtab2").await;
+    db.exec("CREATE TABLE t_new (id INT PRIMARY KEY, v INT NOT NULL, x INT NULL)")
+        .await;
+    // ...and changes after it, in the new shapes.
+    for t in ["t_index", "t_trunc", "t_rtab2", "t_new", "t_other"] {
+        db.exec(&format!("INSERT INTO {t} VALUES (12, 12, 120)"))
+            .await;
     }
-    db.exec("INSERT INTO t_add VALUES (12, 12, 12)").await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    db.exec("INSERT INTO t_add VALUES (12, 12, 120, 'w12')")
+        .await;
+    db.exec("UPDATE t_add SET w = 'w2' WHERE id = 2").await;
+    db.exec("INSERT INTO t_rename VALUES (12, 12, 120)").await;
+    db.exec("UPDATE t_rename SET v2 = 200 WHERE id = 2").await;
+    db.exec("INSERT INTO t_change VALUES (12, 1099511627776, 120)")
+        .await;
+    db.exec("INSERT INTO t_widen VALUES (12, 1099511627776, 120)")
+        .await;
+    db.exec("UPDATE t_widen SET v = 2199023255552 WHERE id = 2")
+        .await;
+    db.exec("INSERT INTO t_dropcol VALUES (12, 12)").await;
+    db.exec("INSERT INTO t_default VALUES (12, 12, 120, 6)")
+        .await;
+    db.exec("UPDATE t_default SET w = 7 WHERE id = 2").await;
+    db.exec("DELETE FROM t_dropcol WHERE id = 3").await;
+    db.exec("UPDATE t_new SET v = 13 WHERE id = 12").await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let metrics = http_get(&addr, "/metrics");
-    let other = format!("table=\"{}.t_other\"", db.name);
-    let add = format!("table=\"{}.t_add\"", db.name);
-    assert!(
-        metrics.contains(&format!(
-            "tidemark_changes_applied_total{{source=\"main\",{other}}} 2"
-        )),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(&format!("tidemark_table_parked{{source=\"main\",{add}}} 1")),
-        "{metrics}"
-    );
-    assert!(metrics.contains("tidemark_behind_seconds{"), "{metrics}");
+    let parked_metric = |t: &str| {
+        format!(
+            "tidemark_table_parked{{source=\"main\",table=\"{}.{t}\"}} 1",
+            db.name
+        )
+    };
+    assert!(metrics.contains(&parked_metric("t_narrow")), "{metrics}");
+    assert!(metrics.contains(&parked_metric("t_computed")), "{metrics}");
+    assert!(!metrics.contains(&parked_metric("t_add")), "{metrics}");
     stop_cleanly(child, &config);
 
+    // A restart re-reads nothing it applied (the TRUNCATE would close row 12 again).
+    let out = db.tidemark(&config, &["run", "--until-caught-up"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("2 table(s) are parked"), "{t}");
+
+    // Every table that evolved equals the source.
     let s = db.name.to_lowercase();
-    let src = |t: &str| format!("{}.{t}", db.name);
+    let compare = [
+        ("t_index", "id, v, x"),
+        ("t_add", "id, v, x, w"),
+        ("t_rename", "id, v2, x"),
+        ("t_change", "id, v3, x"),
+        ("t_widen", "id, v, x"),
+        ("t_dropcol", "id, v"),
+        ("t_default", "id, v, x, w"),
+        ("t_trunc", "id, v, x"),
+        ("t_rtab2", "id, v, x"),
+        ("t_new", "id, v, x"),
+        ("t_other", "id, v, x"),
+    ];
+    for (t, cols) in compare {
+        let lake = rows_of(&db.sql(&format!("SELECT {cols} FROM {s}.{t}")).await);
+        let src = source_rows(&mut conn, &format!("SELECT {cols} FROM {t}")).await;
+        assert_same(t, lake, src);
+    }
+    // Dropped and renamed-away tables are empty now; their history stays.
+    for t in ["t_drop", "t_rtab"] {
+        assert_eq!(
+            db.sql_i64(&format!("SELECT COUNT(*) FROM {s}.{t}")).await,
+            0,
+            "{t}"
+        );
+        assert_eq!(
+            db.sql_i64(&format!(
+                "SELECT COUNT(*) FROM {s}.{t} FOR SYSTEM_TIME AS OF TIMESTAMP '{before}'"
+            ))
+            .await,
+            11,
+            "{t} before the DDL"
+        );
+    }
+    // History from before each change reads in the table's new shape.
+    let as_of = |t: &str, cols: &str| {
+        format!(
+            "SELECT {cols} FROM {s}.{t} FOR SYSTEM_TIME AS OF TIMESTAMP '{before}' WHERE id <= 2"
+        )
+    };
+    let expect_before = vec!["1|100|10", "2|2|20"];
+    for (t, cols) in [
+        ("t_rename", "id, v2, x"),
+        ("t_change", "id, v3, x"),
+        ("t_widen", "id, v, x"),
+        ("t_trunc", "id, v, x"),
+    ] {
+        assert_eq!(
+            rows_of(&db.sql(&as_of(t, cols)).await),
+            expect_before,
+            "{t}"
+        );
+    }
+    assert_eq!(
+        rows_of(&db.sql(&as_of("t_add", "id, v, x, w")).await),
+        vec!["1|100|10|NULL", "2|2|20|NULL"]
+    );
+    // Rows that got a default have a version saying so, at the statement.
+    assert_eq!(
+        rows_of(&db.sql(&as_of("t_default", "id, v, x, w")).await),
+        vec!["1|100|10|NULL", "2|2|20|NULL"]
+    );
+    assert_eq!(
+        rows_of(
+            &db.sql(&format!(
+                "SELECT id, w, _op FROM {s}_history.t_default WHERE id = 2"
+            ))
+            .await
+        ),
+        vec!["2|5|u", "2|7|u", "2|NULL|r"]
+    );
+    // A dropped column's old values stay in the history view.
+    assert_eq!(
+        rows_of(
+            &db.sql(&format!(
+                "SELECT id, x FROM {s}_history.t_dropcol WHERE id = 2 ORDER BY _valid_from"
+            ))
+            .await
+        ),
+        vec!["2|20"]
+    );
+    // The widened column's history holds both sizes of value.
+    assert_eq!(
+        rows_of(
+            &db.sql(&format!(
+                "SELECT id, v FROM {s}_history.t_widen WHERE id = 2"
+            ))
+            .await
+        ),
+        vec!["2|2", "2|2199023255552"]
+    );
+    // History: one version per source change, none twice.
+    assert_eq!(
+        db.sql_i64(&format!("SELECT COUNT(*) FROM {s}_history.t_rename"))
+            .await,
+        10 + 1 + 1 + 1 + 1 // snapshot, insert 11, update 1, insert 12, update 2
+    );
+    assert_eq!(
+        db.sql_i64(&format!(
+            "SELECT COUNT(*) FROM {s}_history.t_trunc WHERE _is_current"
+        ))
+        .await,
+        1
+    );
+
+    // The parked tables say why and how out.
     let status = ok(db.tidemark(&config, &["status"]));
     let line = |t: &str| {
         status
@@ -518,62 +687,45 @@ async fn schema_changes_park_only_the_tables_they_touch() {
             .unwrap_or_else(|| panic!("no status line for {t}:\n{status}"))
             .to_string()
     };
-    for parked in ["t_add", "t_modify", "t_rename", "t_drop", "t_trunc"] {
+    for parked in ["t_narrow", "t_computed"] {
         let l = line(parked);
         assert!(l.contains("PARKED"), "{l}");
-        assert!(l.contains(&format!("table {},", src(parked))), "{l}");
+        assert!(l.contains(&format!("table {}.{parked},", db.name)), "{l}");
         assert!(l.contains("binlog at mysql-bin."), "{l}");
         assert!(l.contains("--resnapshot --table"), "{l}");
     }
-    for flowing in ["t_index", "t_other"] {
-        assert!(line(flowing).contains("streaming"), "{}", line(flowing));
-        assert_eq!(
-            db.sql_i64(&format!("SELECT COUNT(*) FROM {s}.{flowing}"))
-                .await,
-            12,
-            "{flowing} keeps flowing"
-        );
-    }
-    // Rows written before the DDL landed; none after it.
-    for parked in ["t_add", "t_modify", "t_trunc", "t_drop", "t_rename"] {
-        assert_eq!(
-            db.sql_i64(&format!("SELECT COUNT(*) FROM {s}.{parked}"))
-                .await,
-            11,
-            "{parked}"
-        );
-    }
-    // A restart does not un-park them, and says so.
-    let out = db.tidemark(&config, &["run", "--until-caught-up"]);
-    let t = text(&out);
-    assert!(!out.status.success(), "{t}");
-    assert!(t.contains("3 table(s) are parked"), "{t}");
+    assert!(
+        line("t_narrow").contains("int(11) to smallint"),
+        "{}",
+        line("t_narrow")
+    );
+    assert!(
+        line("t_computed").contains("computed default current_timestamp()"),
+        "{}",
+        line("t_computed")
+    );
 
     // The way out: land the table again; it streams from then on.
     ok(db.tidemark(
         &config,
-        &["snapshot", "--resnapshot", "--table", &src("t_add")],
+        &[
+            "snapshot",
+            "--resnapshot",
+            "--table",
+            &format!("{}.t_computed", db.name),
+        ],
     ));
-    db.exec("INSERT INTO t_add VALUES (13, 13, 13)").await;
+    db.exec("INSERT INTO t_computed VALUES (13, 13, 130, NOW())")
+        .await;
     let out = db.tidemark(&config, &["run", "--until-caught-up"]);
     let t = text(&out);
-    assert!(!t.contains(&format!("table {},", src("t_add"))), "{t}");
-    assert_eq!(
-        db.sql_i64(&format!(
-            "SELECT COUNT(*) FROM {s}.t_add WHERE w IS NOT NULL"
-        ))
-        .await,
-        2
-    );
-    assert_eq!(
-        db.sql_i64(&format!("SELECT COUNT(*) FROM {s}.t_add")).await,
-        13
-    );
-    // The renamed table is picked up (snapshotted) by the next run.
-    assert_eq!(
-        db.sql_i64(&format!("SELECT COUNT(*) FROM {s}.t_renamed"))
+    assert!(t.contains("1 table(s) are parked"), "{t}");
+    let lake = rows_of(
+        &db.sql(&format!("SELECT id, v, x FROM {s}.t_computed"))
             .await,
-        11
     );
+    let src = source_rows(&mut conn, "SELECT id, v, x FROM t_computed").await;
+    assert_same("t_computed after resnapshot", lake, src);
+    drop(conn);
     db.drop().await;
 }
