@@ -220,10 +220,20 @@ impl BinlogReader {
         );
     }
 
-    /// The next committed transaction or DDL statement, or `Idle` after `idle`.
+    /// The next committed transaction or DDL statement, or `Idle` once `idle` has
+    /// passed without one. The wait is a deadline, not reset by events that are not
+    /// transactions: heartbeats arrive every second, and resetting on them would keep a
+    /// quiet stream from ever being idle (pending rows would wait for the next
+    /// transaction, and `--until-caught-up` would never end).
     pub async fn next(&mut self, idle: Duration) -> Result<StreamItem> {
+        let mut deadline = tokio::time::Instant::now() + idle;
         loop {
-            let event = match tokio::time::timeout(idle, self.stream.next()).await {
+            let event = match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                // Mid-transaction is not idle: its commit is on the way.
+                Err(_) if self.in_tx => {
+                    deadline = tokio::time::Instant::now() + idle;
+                    continue;
+                }
                 Err(_) => return Ok(StreamItem::Idle),
                 Ok(None) => {
                     return Err(self.err(
