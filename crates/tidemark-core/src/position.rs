@@ -119,6 +119,10 @@ pub struct SourceState {
     /// writes those rows' new versions, so a crash in between finishes the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_fill: Option<DefaultFill>,
+    /// The table was dropped (or renamed away) at the source at this position: its
+    /// rows are closed in history and capture of it has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<String>,
 }
 
 /// New versions owed to every row after ADD COLUMN … DEFAULT (see

@@ -236,7 +236,7 @@ impl Target {
             .with_actions(vec![Action::Metadata(metadata)])
             .build(Some(snapshot), self.table.log_store(), operation)
             .await
-            .map_err(|e| self.delta_err(e.into()))?;
+            .map_err(|e| self.delta_err(e))?;
         self.table
             .update_state()
             .await

@@ -384,6 +384,10 @@ impl BinlogReader {
         let Some(schema) = self.tracked.get(&key).cloned() else {
             return Ok(());
         };
+        // The table already failed in this transaction: its rows here are not used.
+        if self.failures.iter().any(|(s, _)| Arc::ptr_eq(s, &schema)) {
+            return Ok(());
+        }
         match decode_rows(
             &self.source_name,
             &schema,
@@ -395,10 +399,13 @@ impl BinlogReader {
         ) {
             Ok(changes) => self.pending.extend(changes),
             Err(e) => {
-                // Only this table stops: its changes so far in this transaction are
-                // dropped with it, since a table parks at a transaction boundary.
+                // This table's changes so far in this transaction are dropped with it:
+                // the caller decides at the commit, by position, whether the failure
+                // matters (the table parks at that transaction boundary, and stops
+                // being tracked then) or concerns a transaction the table landed
+                // before a restart, under the definition it had then (it stays
+                // tracked: later rows have the shape it has now).
                 self.pending.retain(|c| !Arc::ptr_eq(&c.table, &schema));
-                self.tracked.remove(&key);
                 self.failures.push((schema, e));
             }
         }

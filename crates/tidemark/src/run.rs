@@ -314,7 +314,10 @@ impl Stream {
         };
         match now {
             Ok(None) => {
-                let state = state_at_end(t);
+                let state = tidemark_core::position::SourceState {
+                    closed_at: (!truncate).then(|| position.clone()),
+                    ..state_at_end(t)
+                };
                 let rows = t
                     .writer
                     .delete_all(ts, &position, seq, state)
@@ -433,7 +436,17 @@ impl Stream {
 
     fn add(&mut self, tx: Transaction, reader: &mut BinlogReader) {
         for (schema, e) in tx.failures {
-            self.park(Some(reader), &schema.name.source(), e.to_string());
+            let name = schema.name.source();
+            // A transaction the table landed before a restart is skipped anyway; its
+            // rows may predate a schema change the table has since applied.
+            if self
+                .tables
+                .get(&name)
+                .is_some_and(|t| !tx.end.is_after(&t.pos))
+            {
+                continue;
+            }
+            self.park(Some(reader), &name, e.to_string());
         }
         let pos_text = format!("{}:{}", tx.end.file, tx.end.pos);
         let mut failed = Vec::new();
@@ -644,6 +657,10 @@ async fn run_source(
         }
     }
     let snapshot_failures = snapshot_missing(&source, wh, &discovered, &stop).await;
+    // Tables landed from this source that the server no longer has were dropped or
+    // renamed while tidemark was not reading: they are captured up to that statement,
+    // which then closes their rows.
+    let vanished = vanished_tables(&source, wh, name, &discovered).await?;
     if stop.load(Ordering::SeqCst) {
         return Ok(());
     }
@@ -671,7 +688,7 @@ async fn run_source(
         error!(source = %name, table = %table, error = %why, "table parked; the other tables keep flowing");
         stream.parked.insert(table, why);
     }
-    for d in &discovered {
+    for d in discovered.iter().chain(&vanished) {
         let table = d.schema.name.source();
         if stream.parked.contains_key(&table) {
             continue;
@@ -830,6 +847,49 @@ async fn snapshot_missing(
         .collect()
         .await;
     results.into_iter().flatten().collect()
+}
+
+/// Tables landed from source `name` that the server no longer has (and the config
+/// still selects), with their landed definitions; those whose drop was already
+/// applied are left out.
+async fn vanished_tables(
+    source: &Source,
+    wh: &Warehouse,
+    name: &str,
+    discovered: &[DiscoveredTable],
+) -> Result<Vec<DiscoveredTable>> {
+    let filter = source.config.table_filter()?;
+    let mut out = Vec::new();
+    for loc in wh.list().await? {
+        if discovered
+            .iter()
+            .any(|d| d.schema.name.schema == loc.schema && d.schema.name.table == loc.table)
+        {
+            continue;
+        }
+        let url = wh.table_url(&loc.schema, &loc.table, TableKind::History);
+        let (table, exists) = wh.delta_table(&url).await?;
+        let Some(schema) = exists.then(|| stored_schema(&table)).flatten() else {
+            continue;
+        };
+        let state = tidemark_lake::committed_state(&table).await?.state;
+        let n = &schema.name;
+        let selected = (source.config.databases.is_empty()
+            || source.config.databases.contains(&n.source_db))
+            && filter.matches(&n.source_db, &n.source_table);
+        if state.source == name
+            && state.binlog.is_some()
+            && state.closed_at.is_none()
+            && state.parked.is_none()
+            && selected
+        {
+            out.push(DiscoveredTable {
+                schema: Arc::new(schema),
+                estimated_rows: 0,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The definition a table was landed with, if it was (history holds it first: a

@@ -492,7 +492,7 @@ async fn schema_changes_evolve_tables_in_place() {
         l.local_addr().unwrap().port()
     };
     let addr = format!("127.0.0.1:{port}");
-    let child = spawn_run_with(&config, &["--metrics-listen", &addr]);
+    let mut child = spawn_run(&config);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     // Changes before the DDL (row 11 everywhere, an update of row 1)...
     for t in tables {
@@ -530,6 +530,18 @@ async fn schema_changes_evolve_tables_in_place() {
     db.exec("RENAME TABLE t_rtab TO t_rtab2").await;
     db.exec("CREATE TABLE t_new (id INT PRIMARY KEY, v INT NOT NULL, x INT NULL)")
         .await;
+    // SIGKILL while `run` works through the statements (each evolution is two
+    // commits, a default fill a third), twice, at moments that differ per run.
+    let mut rng = Lcg(u64::from(std::process::id()));
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(100 + rng.next(900))).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        child = spawn_run(&config);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let child = spawn_run_with(&config, &["--metrics-listen", &addr]);
     // ...and changes after it, in the new shapes.
     for t in ["t_index", "t_trunc", "t_rtab2", "t_new", "t_other"] {
         db.exec(&format!("INSERT INTO {t} VALUES (12, 12, 120)"))
