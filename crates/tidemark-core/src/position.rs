@@ -207,9 +207,127 @@ impl std::fmt::Display for MariaGtidList {
     }
 }
 
+/// A MySQL GTID set as `gtid_executed` spells it (`uuid:1-5:7,uuid2:1-3`): per source
+/// server uuid (and tag, MySQL 8.4's `uuid:tag:1-5`), the transaction numbers applied,
+/// as merged inclusive intervals. Written by hand: no crate models it apart from a
+/// MySQL client's own types, and the arithmetic is one insert with merging.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MysqlGtidSet {
+    /// `uuid` or `uuid:tag` → sorted, disjoint, non-adjacent inclusive intervals.
+    pub sources: std::collections::BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+impl MysqlGtidSet {
+    /// Parse a set; `None` on anything else (a MariaDB `0-1-42` list, say).
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut set = Self::default();
+        for item in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut parts = item.split(':');
+            let uuid = parts.next()?.to_ascii_lowercase();
+            if uuid.len() != 36 || uuid.matches('-').count() != 4 {
+                return None;
+            }
+            let mut key = uuid;
+            let mut any = false;
+            for p in parts {
+                let range = match p.split_once('-') {
+                    Some((a, b)) => (a.parse().ok(), b.parse().ok()),
+                    None => (p.parse().ok(), p.parse().ok()),
+                };
+                match range {
+                    (Some(a), Some(b)) if a <= b => {
+                        let v = set.sources.entry(key.clone()).or_default();
+                        v.push((a, b));
+                        Self::normalise(v);
+                        any = true;
+                    }
+                    // A tag: letters, digits and `_`, not starting with a digit.
+                    _ if !any
+                        && p.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                        && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                    {
+                        key = format!("{key}:{}", p.to_ascii_lowercase());
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        Some(set)
+    }
+
+    /// Record one transaction `sid:gno` (`sid` being `uuid` or `uuid:tag`).
+    pub fn add(&mut self, sid: &str, gno: u64) {
+        let v = self.sources.entry(sid.to_ascii_lowercase()).or_default();
+        v.push((gno, gno));
+        Self::normalise(v);
+    }
+
+    fn normalise(v: &mut Vec<(u64, u64)>) {
+        v.sort_unstable();
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+        for &(a, b) in v.iter() {
+            match out.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        *v = out;
+    }
+}
+
+impl std::fmt::Display for MysqlGtidSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let items: Vec<String> = self
+            .sources
+            .iter()
+            .map(|(sid, ranges)| {
+                let r: Vec<String> = ranges
+                    .iter()
+                    .map(|&(a, b)| {
+                        if a == b {
+                            a.to_string()
+                        } else {
+                            format!("{a}-{b}")
+                        }
+                    })
+                    .collect();
+                format!("{sid}:{}", r.join(":"))
+            })
+            .collect();
+        f.write_str(&items.join(","))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mysql_gtid_sets() {
+        let u = "3E11FA47-71CA-11E1-9E33-C80AA9429562";
+        let mut s = MysqlGtidSet::parse(&format!(
+            "{u}:1-5:7, aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee:3"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.to_string(),
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7,aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee:3"
+        );
+        s.add(&u.to_ascii_lowercase(), 6);
+        s.add(&u.to_ascii_lowercase(), 9);
+        assert_eq!(
+            s.to_string(),
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-7:9,aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee:3"
+        );
+        let tagged = MysqlGtidSet::parse(&format!("{u}:tx:1-3")).unwrap();
+        assert_eq!(
+            tagged.to_string(),
+            format!("{}:tx:1-3", u.to_ascii_lowercase())
+        );
+        assert!(MysqlGtidSet::parse("0-1-42,1-2-7").is_none());
+        assert!(MysqlGtidSet::parse(&format!("{u}:5-2")).is_none());
+        assert_eq!(MysqlGtidSet::parse("").unwrap().to_string(), "");
+    }
 
     fn at(file: &str, pos: u64) -> BinlogPosition {
         BinlogPosition {

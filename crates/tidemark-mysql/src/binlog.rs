@@ -98,6 +98,9 @@ pub struct BinlogReader {
     tracked: Tracked,
     file: String,
     gtid: Option<MariaGtidList>,
+    /// MySQL: the executed GTID set at the stream's position (from the committed
+    /// position's, advanced by each GTID event); `None` on MariaDB or without GTIDs.
+    mysql_gtid: Option<tidemark_core::position::MysqlGtidSet>,
     /// Changes of the open transaction.
     pending: Vec<RowChange>,
     failures: Vec<(Arc<TableSchema>, Error)>,
@@ -180,6 +183,11 @@ impl BinlogReader {
             tracked,
             file: start.file.clone(),
             gtid: start.gtid.as_deref().and_then(MariaGtidList::parse),
+            mysql_gtid: start
+                .gtid
+                .as_deref()
+                .and_then(tidemark_core::position::MysqlGtidSet::parse)
+                .filter(|s| !s.sources.is_empty()),
             pending: Vec::new(),
             failures: Vec::new(),
             in_tx: false,
@@ -192,7 +200,11 @@ impl BinlogReader {
         BinlogPosition {
             file: self.file.clone(),
             pos: log_pos as u64,
-            gtid: self.gtid.as_ref().map(|g| g.to_string()),
+            gtid: self
+                .gtid
+                .as_ref()
+                .map(|g| g.to_string())
+                .or_else(|| self.mysql_gtid.as_ref().map(|g| g.to_string())),
         }
     }
 
@@ -340,9 +352,28 @@ impl BinlogReader {
                     }
                 }
                 EventData::HeartbeatEvent => {}
+                // MySQL: the transaction that follows is `sid:gno`; positions carry the
+                // executed set with it.
+                EventData::GtidEvent(g) => {
+                    if let Some(set) = self.mysql_gtid.as_mut() {
+                        let sid = g.sid();
+                        let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+                        let mut key = format!(
+                            "{}-{}-{}-{}-{}",
+                            &hex[0..8],
+                            &hex[8..12],
+                            &hex[12..16],
+                            &hex[16..20],
+                            &hex[20..32]
+                        );
+                        if let Some(tag) = g.tag() {
+                            key = format!("{key}:{}", tag.as_str());
+                        }
+                        set.add(&key, g.gno());
+                    }
+                }
                 EventData::RowsQueryEvent(_)
                 | EventData::TableMapEvent(_)
-                | EventData::GtidEvent(_)
                 | EventData::AnonymousGtidEvent(_)
                 | EventData::PreviousGtidsEvent(_)
                 | EventData::IntvarEvent(_)
