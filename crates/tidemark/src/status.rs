@@ -58,6 +58,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
             .map_or("-".into(), |s| format!("{:.1}", (now - s) as f64 / 1e6));
         let state = match (&st.parked, &st.snapshot) {
             (Some(why), _) => format!("PARKED: {why}"),
+            (None, _) if st.closed_at.is_some() => format!(
+                "dropped at the source (binlog at {}); history kept",
+                st.closed_at.as_deref().unwrap_or("-")
+            ),
             (None, Some(s)) if !s.done => format!("snapshotting ({} rows so far)", s.rows),
             (None, _) if st.binlog.is_some() => "streaming".into(),
             _ => "landed".into(),

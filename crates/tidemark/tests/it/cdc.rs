@@ -712,6 +712,11 @@ async fn schema_changes_evolve_tables_in_place() {
         line("t_narrow")
     );
     assert!(
+        line("t_drop").contains("dropped at the source"),
+        "{}",
+        line("t_drop")
+    );
+    assert!(
         line("t_computed").contains("computed default current_timestamp()"),
         "{}",
         line("t_computed")
