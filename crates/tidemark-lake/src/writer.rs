@@ -640,6 +640,14 @@ impl TableWriter {
         if !self.current_stale {
             return Ok(());
         }
+        // Compactions commit to the current table from their own writer: start from
+        // what it has now.
+        self.current
+            .table
+            .update_state()
+            .await
+            .map_err(|e| self.current.delta_err(e))?;
+        self.current.committed = read_committed(&self.current.table, &self.current.name).await?;
         let state = SourceState {
             merged_through_us: Some(i64::MIN),
             ..self.current.committed.state.clone()

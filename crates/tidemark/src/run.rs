@@ -781,8 +781,10 @@ async fn run_source(
                 ts_us,
             } => {
                 // Rows before the statement land with the definition they were written
-                // under; then the tables it touches are checked.
+                // under, and a compaction in flight (of the old shape) finishes; then
+                // the tables it touches are checked.
                 stream.flush(false).await?;
+                stream.maybe_compact(true).await;
                 stream.stream_end = end.clone();
                 for (tdb, tname) in ddl_tables(&sql, &db) {
                     stream
