@@ -276,11 +276,14 @@ impl Stream {
             }
             .to_string()
         };
+        let tracked = self.tables.contains_key(&key);
+        // Applications that churn tables of their own (ETL scratch tables) must not
+        // cost a catalog query per statement: only selected tables are looked at.
+        if !tracked && (!selects(source, db, table)? || self.parked.contains_key(&key)) {
+            return Ok(());
+        }
         let now = describe(source, db, table).await;
         let Some(t) = self.tables.get_mut(&key) else {
-            if self.parked.contains_key(&key) {
-                return Ok(());
-            }
             // CREATE TABLE, RENAME TABLE … TO, or a table re-created after a DROP.
             match now {
                 Ok(Some(d)) => self.add_table(source, reader, d).await,
@@ -851,6 +854,15 @@ async fn snapshot_missing(
     results.into_iter().flatten().collect()
 }
 
+/// Whether the source's config selects `db.table` (databases, include, exclude).
+fn selects(source: &Source, db: &str, table: &str) -> Result<bool> {
+    let cfg = &source.config;
+    Ok(
+        (cfg.databases.is_empty() || cfg.databases.iter().any(|d| d == db))
+            && cfg.table_filter()?.matches(db, table),
+    )
+}
+
 /// Tables landed from source `name` that the server no longer has (and the config
 /// still selects), with their landed definitions; those whose drop was already
 /// applied are left out.
@@ -860,7 +872,6 @@ async fn vanished_tables(
     name: &str,
     discovered: &[DiscoveredTable],
 ) -> Result<Vec<DiscoveredTable>> {
-    let filter = source.config.table_filter()?;
     let mut out = Vec::new();
     for loc in wh.list().await? {
         if discovered
@@ -876,9 +887,7 @@ async fn vanished_tables(
         };
         let state = tidemark_lake::committed_state(&table).await?.state;
         let n = &schema.name;
-        let selected = (source.config.databases.is_empty()
-            || source.config.databases.contains(&n.source_db))
-            && filter.matches(&n.source_db, &n.source_table);
+        let selected = selects(source, &n.source_db, &n.source_table)?;
         if state.source == name
             && state.binlog.is_some()
             && state.closed_at.is_none()
