@@ -70,9 +70,19 @@ fn stored_from(ts: &TableSchema, kind: TableKind) -> std::collections::HashMap<S
     }
 }
 
-/// The Arrow schema of a Delta table.
-fn delta_arrow(table: &DeltaTable, name: &str) -> Result<SchemaRef> {
-    let st: StructType = table
+/// A DataFusion error while planning or running a read of `table`.
+fn batch_err(
+    table: &str,
+) -> impl Fn(deltalake::datafusion::error::DataFusionError) -> Error + Copy + '_ {
+    move |e| Error::Batch {
+        table: table.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The columns of a Delta table, as Delta types.
+fn delta_struct(table: &DeltaTable, name: &str) -> Result<StructType> {
+    Ok(table
         .snapshot()
         .map_err(|source| Error::Delta {
             table: name.to_string(),
@@ -80,7 +90,12 @@ fn delta_arrow(table: &DeltaTable, name: &str) -> Result<SchemaRef> {
         })?
         .schema()
         .as_ref()
-        .clone();
+        .clone())
+}
+
+/// The Arrow schema of a Delta table.
+fn delta_arrow(table: &DeltaTable, name: &str) -> Result<SchemaRef> {
+    let st = delta_struct(table, name)?;
     let arrow: Schema = (&st).try_into_arrow().map_err(|e| Error::Batch {
         table: name.to_string(),
         message: e.to_string(),
@@ -477,15 +492,7 @@ fn check_schema(
     source: &str,
     kind: TableKind,
 ) -> Result<()> {
-    let have: StructType = table
-        .snapshot()
-        .map_err(|source| Error::Delta {
-            table: name.to_string(),
-            source,
-        })?
-        .schema()
-        .as_ref()
-        .clone();
+    let have = delta_struct(table, name)?;
     let want_k: StructType = want.as_ref().try_into_kernel().map_err(|e| Error::Batch {
         table: name.to_string(),
         message: e.to_string(),
@@ -801,10 +808,7 @@ impl TableWriter {
             return Ok(0);
         };
         let name = self.current.name.clone();
-        let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::Batch {
-            table: name.clone(),
-            message: e.to_string(),
-        };
+        let df_err = batch_err(&name);
         // The defaults as typed values, through the same decoders as binlog rows.
         let mut one = tidemark_core::change::ChangeBatchBuilder::new(self.schema.clone(), 1);
         let cells: Vec<Option<&[u8]>> = self
@@ -895,10 +899,7 @@ impl TableWriter {
         ctx: &SessionContext,
     ) -> Result<deltalake::datafusion::prelude::DataFrame> {
         let name = self.current.name.clone();
-        let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::Batch {
-            table: name.clone(),
-            message: e.to_string(),
-        };
+        let df_err = batch_err(&name);
         let base = self.current.table.table_provider().await.map_err(df_err)?;
         Ok(match self.merged_through() {
             Some(mark) => {
@@ -944,10 +945,7 @@ impl TableWriter {
         state: SourceState,
     ) -> Result<u64> {
         let name = self.current.name.clone();
-        let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::Batch {
-            table: name.clone(),
-            message: e.to_string(),
-        };
+        let df_err = batch_err(&name);
         let df = self.current_state(&SessionContext::new()).await?;
         let keys = self.schema.key_names();
         let keys_df = df
@@ -1005,10 +1003,7 @@ impl TableWriter {
             return Ok(None);
         };
         let name = self.current.name.clone();
-        let df_err = |e: deltalake::datafusion::error::DataFusionError| Error::Batch {
-            table: name.clone(),
-            message: e.to_string(),
-        };
+        let df_err = batch_err(&name);
         self.history
             .table
             .update_state()
