@@ -390,9 +390,18 @@ impl Stream {
                     .evolve(evolution.schema, &evolution.added, state)
                     .await
                     .with_context(|| format!("table {key}: schema change at {position}"))?;
-                let filled = t.writer.fill_defaults().await.with_context(|| {
-                    format!("table {key}: defaults of the columns added at {position}")
-                })?;
+                let filled = match t.writer.fill_defaults().await {
+                    Ok(n) => n,
+                    // The debt stays recorded (`pending_fill`): landing the table again
+                    // is the way out, and the other tables go on.
+                    Err(e) => {
+                        let why = schema_changed(format!(
+                            "the default of an added column cannot be written into the existing rows ({e})"
+                        ));
+                        self.park(Some(reader), &key, why);
+                        return Ok(());
+                    }
+                };
                 t.tail_rows += filled;
                 let schema = t.writer.schema().clone();
                 t.schema = schema.clone();
