@@ -141,6 +141,12 @@ fn spawn_run_with(config: &std::path::Path, extra: &[&str]) -> Child {
         .expect("start tidemark run")
 }
 
+/// SIGKILL a background run (no chance to finish anything) and wait for it to go.
+fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A plain HTTP/1.0 GET on loopback; the body.
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
@@ -313,8 +319,7 @@ async fn binlog_capture_survives_sigkill_exactly_once() {
             transaction(&mut conn, &mut rng, &mut next_id, &mut counts).await;
             if rng.next(25) == 0 {
                 // SIGKILL at an arbitrary moment of the workload, then restart.
-                let _ = child.kill();
-                let _ = child.wait();
+                kill(child);
                 child = spawn_run(&config);
             }
         }
@@ -331,8 +336,7 @@ async fn binlog_capture_survives_sigkill_exactly_once() {
             ok(db.tidemark(&config, &["maintain", "--no-vacuum"]));
         }
         tokio::time::sleep(Duration::from_millis(rng.next(700))).await;
-        let _ = child.kill();
-        let _ = child.wait();
+        kill(child);
         child = spawn_run(&config);
     }
     // A graceful stop (SIGTERM) finishes the commit in flight; give the last process
@@ -510,60 +514,54 @@ async fn schema_changes_evolve_tables_in_place() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // ...the DDL...
-    db.exec("ALTER TABLE t_index ADD INDEX (v)").await;
-    db.exec("ALTER TABLE t_add ADD COLUMN w VARCHAR(20) NULL")
-        .await;
-    db.exec("ALTER TABLE t_rename RENAME COLUMN v TO v2").await;
-    db.exec("ALTER TABLE t_change CHANGE v v3 BIGINT NOT NULL")
-        .await;
-    db.exec("ALTER TABLE t_widen MODIFY v BIGINT NOT NULL")
-        .await;
-    db.exec("ALTER TABLE t_dropcol DROP COLUMN x").await;
-    db.exec("ALTER TABLE t_narrow MODIFY v SMALLINT NOT NULL")
-        .await;
-    db.exec("ALTER TABLE t_default ADD COLUMN w INT NOT NULL DEFAULT 5")
-        .await;
-    db.exec("ALTER TABLE t_computed ADD COLUMN w DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP")
-        .await;
-    db.exec("TRUNCATE TABLE t_trunc").await;
-    db.exec("DROP TABLE t_drop").await;
-    db.exec("RENAME TABLE t_rtab TO t_rtab2").await;
-    db.exec("CREATE TABLE t_new (id INT PRIMARY KEY, v INT NOT NULL, x INT NULL)")
-        .await;
+    for sql in [
+        "ALTER TABLE t_index ADD INDEX (v)",
+        "ALTER TABLE t_add ADD COLUMN w VARCHAR(20) NULL",
+        "ALTER TABLE t_rename RENAME COLUMN v TO v2",
+        "ALTER TABLE t_change CHANGE v v3 BIGINT NOT NULL",
+        "ALTER TABLE t_widen MODIFY v BIGINT NOT NULL",
+        "ALTER TABLE t_dropcol DROP COLUMN x",
+        "ALTER TABLE t_narrow MODIFY v SMALLINT NOT NULL",
+        "ALTER TABLE t_default ADD COLUMN w INT NOT NULL DEFAULT 5",
+        "ALTER TABLE t_computed ADD COLUMN w DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP",
+        "TRUNCATE TABLE t_trunc",
+        "DROP TABLE t_drop",
+        "RENAME TABLE t_rtab TO t_rtab2",
+        "CREATE TABLE t_new (id INT PRIMARY KEY, v INT NOT NULL, x INT NULL)",
+    ] {
+        db.exec(sql).await;
+    }
     // SIGKILL while `run` works through the statements (each evolution is two
     // commits, a default fill a third), twice, at moments that differ per run.
     let mut rng = Lcg(u64::from(std::process::id()));
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(100 + rng.next(900))).await;
-        let _ = child.kill();
-        let _ = child.wait();
+        kill(child);
         child = spawn_run(&config);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    kill(child);
     let child = spawn_run_with(&config, &["--metrics-listen", &addr]);
     // ...and changes after it, in the new shapes.
     for t in ["t_index", "t_trunc", "t_rtab2", "t_new", "t_other"] {
         db.exec(&format!("INSERT INTO {t} VALUES (12, 12, 120)"))
             .await;
     }
-    db.exec("INSERT INTO t_add VALUES (12, 12, 120, 'w12')")
-        .await;
-    db.exec("UPDATE t_add SET w = 'w2' WHERE id = 2").await;
-    db.exec("INSERT INTO t_rename VALUES (12, 12, 120)").await;
-    db.exec("UPDATE t_rename SET v2 = 200 WHERE id = 2").await;
-    db.exec("INSERT INTO t_change VALUES (12, 1099511627776, 120)")
-        .await;
-    db.exec("INSERT INTO t_widen VALUES (12, 1099511627776, 120)")
-        .await;
-    db.exec("UPDATE t_widen SET v = 2199023255552 WHERE id = 2")
-        .await;
-    db.exec("INSERT INTO t_dropcol VALUES (12, 12)").await;
-    db.exec("INSERT INTO t_default VALUES (12, 12, 120, 6)")
-        .await;
-    db.exec("UPDATE t_default SET w = 7 WHERE id = 2").await;
-    db.exec("DELETE FROM t_dropcol WHERE id = 3").await;
-    db.exec("UPDATE t_new SET v = 13 WHERE id = 12").await;
+    for sql in [
+        "INSERT INTO t_add VALUES (12, 12, 120, 'w12')",
+        "UPDATE t_add SET w = 'w2' WHERE id = 2",
+        "INSERT INTO t_rename VALUES (12, 12, 120)",
+        "UPDATE t_rename SET v2 = 200 WHERE id = 2",
+        "INSERT INTO t_change VALUES (12, 1099511627776, 120)",
+        "INSERT INTO t_widen VALUES (12, 1099511627776, 120)",
+        "UPDATE t_widen SET v = 2199023255552 WHERE id = 2",
+        "INSERT INTO t_dropcol VALUES (12, 12)",
+        "INSERT INTO t_default VALUES (12, 12, 120, 6)",
+        "UPDATE t_default SET w = 7 WHERE id = 2",
+        "DELETE FROM t_dropcol WHERE id = 3",
+        "UPDATE t_new SET v = 13 WHERE id = 12",
+    ] {
+        db.exec(sql).await;
+    }
     tokio::time::sleep(Duration::from_millis(3000)).await;
     let metrics = http_get(&addr, "/metrics");
     let parked_metric = |t: &str| {
