@@ -8,6 +8,8 @@
 #    scripts/mariadb.sh, postgresql-client for psql),
 # 3. starts a private MariaDB (scripts/mariadb.sh; never the system one on
 #    3306) and exports TIDEMARK_TEST_MYSQL_URL,
+# 3a. starts a private Kafka-protocol broker (scripts/tansu.sh: tansu, in-memory,
+#    installed once with cargo install if missing) and exports TIDEMARK_TEST_KAFKA,
 # 3b. starts moto (an S3-compatible server, pip-installed into
 #    target/test-services/moto/venv if moto_server is not on PATH) on a free
 #    loopback port and exports TIDEMARK_TEST_S3_ENDPOINT plus dummy AWS_*
@@ -96,8 +98,13 @@ MARIADB_WAS_RUNNING=0
 if "$REPO/scripts/mariadb.sh" status >/dev/null 2>&1; then MARIADB_WAS_RUNNING=1; fi
 MOTO_PID=""
 
+TANSU_STARTED=0
+
 cleanup() {
     local rc=$?
+    if [ "$TANSU_STARTED" = 1 ]; then
+        "$REPO/scripts/tansu.sh" stop || true
+    fi
     if [ -n "$MOTO_PID" ]; then
         kill "$MOTO_PID" 2>/dev/null || true
         wait "$MOTO_PID" 2>/dev/null || true
@@ -151,6 +158,14 @@ export TIDEMARK_TEST_S3_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3
 echo "TIDEMARK_TEST_S3_ENDPOINT=$TIDEMARK_TEST_S3_ENDPOINT (moto, pid $MOTO_PID, log $MOTO_DIR/moto.log)" >&2
+
+# ------------------------------------------------------------------ Kafka (tansu)
+section "Private Kafka-protocol broker (scripts/tansu.sh)"
+# Built once with cargo install (about 10-20 minutes on 2 cores), then reused.
+if ! "$REPO/scripts/tansu.sh" status >/dev/null 2>&1; then TANSU_STARTED=1; fi
+TIDEMARK_TEST_KAFKA="$("$REPO/scripts/tansu.sh" start)"
+export TIDEMARK_TEST_KAFKA
+echo "TIDEMARK_TEST_KAFKA=$TIDEMARK_TEST_KAFKA" >&2
 
 # ------------------------------------------------------------------ lint
 if [ "${TIDEMARK_TEST_SKIP_LINT:-0}" = 1 ]; then

@@ -191,10 +191,17 @@ impl ChangeBatchBuilder {
                 ),
             ));
         }
+        // All or nothing: a value that does not fit leaves the builder as it was, so
+        // one bad event does not cost the batch it would have joined.
+        let mut prepared = Vec::with_capacity(values.len());
         for (i, v) in values.iter().enumerate() {
-            if let Err(m) = self.columns[i].push_value(v) {
-                return Err(self.decode_err(i, m));
+            match self.columns[i].prepare(v) {
+                Ok(p) => prepared.push(p),
+                Err(m) => return Err(self.decode_err(i, m)),
             }
+        }
+        for (c, p) in self.columns.iter_mut().zip(prepared) {
+            c.append_prepared(p);
         }
         self.meta(op, source_ts_us, source_pos, seq);
         Ok(())

@@ -27,6 +27,122 @@ pub struct Config {
     /// MySQL sources by name.
     #[serde(default)]
     pub sources: BTreeMap<String, MySqlSourceConfig>,
+    /// Event streams (Kafka topics or files of change events) by name.
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamConfig>,
+}
+
+/// How `tidemark run` captures a MySQL source's changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capture {
+    /// Stream the binlog.
+    #[default]
+    Binlog,
+    /// Not at all: the changes arrive through a stream (`[streams.*]` with
+    /// `schema_from` naming this source); the source gives table definitions and
+    /// snapshots only.
+    None,
+}
+
+/// Where a stream's messages come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamKind {
+    /// Kafka topics (or any Kafka-protocol broker: MSK, Confluent Cloud, Redpanda).
+    Kafka,
+    /// JSON-lines files in a local directory.
+    Files,
+}
+
+/// Which producer wrote the change events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventFormat {
+    /// Debezium's MySQL connector, JSON converter (with or without schemas).
+    Debezium,
+    /// AWS DMS with a Kafka target (JSON).
+    Dms,
+}
+
+/// A stream of MySQL change events that another tool captured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// `kafka` or `files`.
+    pub kind: StreamKind,
+    /// `debezium` or `dms`.
+    pub format: EventFormat,
+    /// The MySQL source (`[sources.NAME]`, with `capture = "none"`) whose
+    /// information_schema gives the tables' definitions, and whose databases, include,
+    /// exclude, naming and per-table keys select and name the tables.
+    pub schema_from: String,
+    /// Kafka: bootstrap servers, `host:port[,host:port]`.
+    pub brokers: Option<String>,
+    /// Kafka: topics to read; an entry starting with `^` is a regular expression.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Kafka: consumer group. Workers in one group share the partitions. Default
+    /// `tidemark-<stream name>`.
+    pub group_id: Option<String>,
+    /// Kafka: further librdkafka settings (`security.protocol`, `sasl.mechanism`,
+    /// `sasl.username`, `ssl.ca.location`, ...). Secrets are not allowed here.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Kafka: environment variable holding the SASL password (`sasl.password`).
+    pub password_env: Option<String>,
+    /// Kafka: file holding the SASL password.
+    pub password_file: Option<PathBuf>,
+    /// Files: a directory of `*.jsonl` / `*.json` files, read in name order, or one file.
+    pub path: Option<PathBuf>,
+    /// Debezium `decimal.handling.mode` of the connector: `precise`, `string` or
+    /// `double` (matters only for messages without schemas).
+    pub decimal_handling: Option<String>,
+    /// Debezium `binary.handling.mode`: `bytes`, `base64`, `base64-url-safe` or `hex`.
+    pub binary_handling: Option<String>,
+    /// Debezium `time.precision.mode`: `adaptive_time_microseconds`, `adaptive` or
+    /// `connect`.
+    pub time_precision: Option<String>,
+    /// Commit at least this often (milliseconds): the freshness bound.
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// Commit early once this many changes are pending.
+    #[serde(default = "default_flush_rows")]
+    pub flush_rows: usize,
+}
+
+impl StreamConfig {
+    /// The SASL password from `password_env` or `password_file`, if either is set.
+    pub fn password(&self, stream: &str) -> Result<Option<String>> {
+        secret(
+            &format!("stream {stream}"),
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )
+    }
+}
+
+/// A secret from an environment variable or a file (trailing newline dropped).
+fn secret(owner: &str, env: Option<&str>, file: Option<&Path>) -> Result<Option<String>> {
+    if let Some(var) = env {
+        return match std::env::var(var) {
+            Ok(v) => Ok(Some(v)),
+            Err(_) => Err(Error::Secret(format!(
+                "{owner}: password_env names {var}, which is not set; export {var} (or use password_file)"
+            ))),
+        };
+    }
+    if let Some(file) = file {
+        return std::fs::read_to_string(file)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| {
+                Error::Secret(format!(
+                    "{owner}: cannot read password_file {}: {e}",
+                    file.display()
+                ))
+            });
+    }
+    Ok(None)
 }
 
 /// One environment: where its warehouse lives and which credentials it uses.
@@ -97,6 +213,9 @@ pub struct MySqlSourceConfig {
     /// Change capture commits early once this many row changes are pending.
     #[serde(default = "default_flush_rows")]
     pub flush_rows: usize,
+    /// `binlog` (default) or `none` (changes come from a stream; see [`Capture`]).
+    #[serde(default)]
+    pub capture: Capture,
 }
 
 fn default_chunk_rows() -> usize {
@@ -207,6 +326,75 @@ impl Config {
                 }
             }
         }
+        for (name, st) in &self.streams {
+            let at = |m: &str| bad(format!("streams.{name}: {m}"));
+            let Some(src) = self.sources.get(&st.schema_from) else {
+                return Err(at(&format!(
+                    "schema_from names source {:?}, which is not defined; define [sources.{}] (its information_schema gives the tables' definitions)",
+                    st.schema_from, st.schema_from
+                )));
+            };
+            if src.capture != Capture::None {
+                return Err(at(&format!(
+                    "source {0} is also captured from its binlog, so two writers would land the same tables; set capture = \"none\" in [sources.{0}]",
+                    st.schema_from
+                )));
+            }
+            if let Some(other) = self
+                .streams
+                .iter()
+                .find(|(n, o)| *n < name && o.schema_from == st.schema_from)
+            {
+                return Err(at(&format!(
+                    "stream {} also lands source {}'s tables; one stream per source",
+                    other.0, st.schema_from
+                )));
+            }
+            match st.kind {
+                StreamKind::Kafka => {
+                    if st.brokers.as_deref().is_none_or(|b| b.trim().is_empty()) {
+                        return Err(at("kind = \"kafka\" needs brokers = \"host:port\""));
+                    }
+                    if st.topics.is_empty() {
+                        return Err(at("kind = \"kafka\" needs topics = [...]"));
+                    }
+                    if st.path.is_some() {
+                        return Err(at("path is for kind = \"files\""));
+                    }
+                }
+                StreamKind::Files => {
+                    if st.path.is_none() {
+                        return Err(at("kind = \"files\" needs path = \"dir or file\""));
+                    }
+                    if st.brokers.is_some() || !st.topics.is_empty() {
+                        return Err(at("brokers and topics are for kind = \"kafka\""));
+                    }
+                }
+            }
+            for key in st.properties.keys() {
+                let k = key.to_ascii_lowercase();
+                if k.contains("password") || k.contains("secret") || k.ends_with(".key.pem") {
+                    return Err(at(&format!(
+                        "properties.{key:?} would put a secret in the config file; use password_env or password_file (or a file path setting such as ssl.key.location)"
+                    )));
+                }
+                if matches!(
+                    k.as_str(),
+                    "group.id"
+                        | "bootstrap.servers"
+                        | "enable.auto.commit"
+                        | "enable.auto.offset.store"
+                        | "isolation.level"
+                ) {
+                    return Err(at(&format!(
+                        "properties.{key:?} is set by tidemark (group_id, brokers; offsets are committed with the data)"
+                    )));
+                }
+            }
+            if st.flush_rows == 0 {
+                return Err(at("flush_rows must be at least 1"));
+            }
+        }
         Ok(())
     }
 
@@ -281,25 +469,11 @@ impl MySqlSourceConfig {
 
     /// The password from `password_env` or `password_file`, if either is set.
     pub fn password(&self, source: &str) -> Result<Option<String>> {
-        if let Some(var) = &self.password_env {
-            return match std::env::var(var) {
-                Ok(v) => Ok(Some(v)),
-                Err(_) => Err(Error::Secret(format!(
-                    "source {source}: password_env names {var}, which is not set; export {var} (or use password_file)"
-                ))),
-            };
-        }
-        if let Some(file) = &self.password_file {
-            return std::fs::read_to_string(file)
-                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
-                .map_err(|e| {
-                    Error::Secret(format!(
-                        "source {source}: cannot read password_file {}: {e}",
-                        file.display()
-                    ))
-                });
-        }
-        Ok(None)
+        secret(
+            &format!("source {source}"),
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )
     }
 
     /// Compiled include/exclude patterns.
@@ -453,5 +627,48 @@ mod example {
             .unwrap()
             .warehouse
             .ends_with("warehouse/dev"));
+    }
+
+    const STREAM: &str = r#"
+[environments.dev]
+warehouse = "./wh/dev"
+[sources.shop]
+url = "mysql://tidemark@127.0.0.1:3306"
+capture = "none"
+[streams.cdc]
+kind = "kafka"
+format = "debezium"
+schema_from = "shop"
+brokers = "127.0.0.1:9092"
+topics = ["^shop\\..*"]
+[streams.cdc.properties]
+"security.protocol" = "SASL_SSL"
+"#;
+
+    fn stream_err(text: &str) -> String {
+        Config::parse(text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn streams_are_checked() {
+        let c = Config::parse(STREAM, Path::new("t.toml")).unwrap();
+        assert_eq!(c.streams["cdc"].kind, StreamKind::Kafka);
+        assert_eq!(c.sources["shop"].capture, Capture::None);
+        let e = stream_err(&STREAM.replace("capture = \"none\"\n", ""));
+        assert!(
+            e.contains("set capture = \"none\" in [sources.shop]"),
+            "{e}"
+        );
+        let e = stream_err(&format!("{STREAM}\"sasl.password\" = \"hunter2\"\n"));
+        assert!(e.contains("would put a secret in the config file"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = stream_err(&format!("{STREAM}\"group.id\" = \"x\"\n"));
+        assert!(e.contains("is set by tidemark"), "{e}");
+        let e = stream_err(&STREAM.replace("schema_from = \"shop\"", "schema_from = \"nope\""));
+        assert!(e.contains("schema_from names source \"nope\""), "{e}");
+        let e = stream_err(&STREAM.replace("brokers = \"127.0.0.1:9092\"\n", ""));
+        assert!(e.contains("needs brokers"), "{e}");
     }
 }

@@ -123,6 +123,37 @@ pub struct SourceState {
     /// rows are closed in history and capture of it has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<String>,
+    /// Event streams (Kafka topics, files of events): per partition (`topic/partition`,
+    /// or a file's name), how far this table has landed. See [`PartitionProgress`].
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub partitions: std::collections::BTreeMap<String, PartitionProgress>,
+}
+
+/// How far one table has landed the events of one partition of an event stream.
+///
+/// `next_offset` makes a redelivered message (a Kafka rebalance, a crash before the
+/// consumer offset was committed, a file read again) land once. `binlog` does the same
+/// for a change the producer sent twice under new offsets (Debezium re-sends the
+/// changes after its last recorded offset when it restarts): the change-event
+/// position of the newest streamed change landed from this partition; changes at or
+/// before it are replays. One table's changes to one key stay in one partition (the
+/// producers partition by key), so per-partition order is the source order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionProgress {
+    /// Offset (Kafka offset, or line number in a file) of the next message to read.
+    pub next_offset: i64,
+    /// `(binlog file, position, row)` of the newest streamed change landed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog: Option<(String, u64, u64)>,
+}
+
+impl PartitionProgress {
+    /// Is the change at `(file, pos, row)` at or before what landed already?
+    pub fn has_binlog(&self, file: &str, pos: u64, row: u64) -> bool {
+        self.binlog
+            .as_ref()
+            .is_some_and(|(f, p, r)| (file_number(file), pos, row) <= (file_number(f), *p, *r))
+    }
 }
 
 /// New versions owed to every row after ADD COLUMN … DEFAULT (see

@@ -310,47 +310,72 @@ impl ColumnBuilder {
         Ok(())
     }
 
-    /// Append a typed value (generated data, decoded events).
+    /// Append a typed value (generated data, decoded events). On error nothing was
+    /// appended.
     pub fn push_value(&mut self, v: &Value) -> Result<(), String> {
-        let mismatch = |v: &Value| format!("value {v:?} does not fit MySQL type {:?}", self.ty);
-        match (&mut self.inner, v) {
-            (_, Value::Null) => self.push_null(),
-            (Inner::I8(b), Value::Int(i)) => {
-                b.append_value(i8::try_from(*i).map_err(|_| mismatch(v))?)
-            }
-            (Inner::I16(b), Value::Int(i)) => {
-                b.append_value(i16::try_from(*i).map_err(|_| mismatch(v))?)
-            }
-            (Inner::I32(b), Value::Int(i)) => {
-                b.append_value(i32::try_from(*i).map_err(|_| mismatch(v))?)
-            }
-            (Inner::I64(b), Value::Int(i)) => b.append_value(*i),
-            // An integer into DECIMAL(p,s) is a whole number: scale it, 5 -> 5.00.
-            (Inner::Dec(b, scale), Value::Int(i)) => b.append_value(
-                (*i as i128)
-                    .checked_mul(10i128.pow(*scale as u32))
-                    .ok_or_else(|| mismatch(v))?,
-            ),
-            (Inner::Dec(b, scale), Value::UInt(u)) => b.append_value(
-                (*u as i128)
-                    .checked_mul(10i128.pow(*scale as u32))
-                    .ok_or_else(|| mismatch(v))?,
-            ),
-            (Inner::Dec(b, scale), Value::Decimal(s)) => {
-                let d = parse_decimal(s, *scale).map_err(|_| mismatch(v))?;
-                b.append_value(d)
-            }
-            (Inner::F32(b), Value::Float(f)) => b.append_value(*f as f32),
-            (Inner::F64(b), Value::Float(f)) => b.append_value(*f),
-            (Inner::Bool(b), Value::Bool(x)) => b.append_value(*x),
-            (Inner::Date(b), Value::Date(d)) => b.append_value(*d),
-            (Inner::Ts(b), Value::Timestamp(t)) => b.append_value(*t),
-            (Inner::Str(b), Value::Text(s)) => b.append_value(s),
-            (Inner::Str(b), Value::Decimal(s)) => b.append_value(s),
-            (Inner::Bin(b), Value::Bytes(x)) => b.append_value(x),
-            _ => return Err(mismatch(v)),
-        }
+        let p = self.prepare(v)?;
+        self.append_prepared(p);
         Ok(())
+    }
+
+    /// Check and convert `v` for this column without appending it, so that a row of
+    /// several columns is appended all or nothing (see [`ColumnBuilder::append_prepared`]).
+    pub fn prepare<'v>(&self, v: &'v Value) -> Result<Prepared<'v>, String> {
+        let mismatch = || format!("value {v:?} does not fit MySQL type {:?}", self.ty);
+        let scaled =
+            |i: i128, scale: i8| i.checked_mul(10i128.pow(scale as u32)).ok_or_else(mismatch);
+        Ok(match (&self.inner, v) {
+            (_, Value::Null) => Prepared::Null,
+            (Inner::I8(_), Value::Int(i)) => {
+                Prepared::Int(i8::try_from(*i).map_err(|_| mismatch())?.into())
+            }
+            (Inner::I16(_), Value::Int(i)) => {
+                Prepared::Int(i16::try_from(*i).map_err(|_| mismatch())?.into())
+            }
+            (Inner::I32(_), Value::Int(i)) => {
+                Prepared::Int(i32::try_from(*i).map_err(|_| mismatch())?.into())
+            }
+            (Inner::I64(_), Value::Int(i)) => Prepared::Int(*i),
+            // An integer into DECIMAL(p,s) is a whole number: scale it, 5 -> 5.00.
+            (Inner::Dec(_, scale), Value::Int(i)) => Prepared::Dec(scaled(*i as i128, *scale)?),
+            (Inner::Dec(_, scale), Value::UInt(u)) => Prepared::Dec(scaled(*u as i128, *scale)?),
+            (Inner::Dec(_, scale), Value::Decimal(s)) => {
+                Prepared::Dec(parse_decimal(s, *scale).map_err(|_| mismatch())?)
+            }
+            (Inner::F32(_) | Inner::F64(_), Value::Float(f)) => Prepared::Float(*f),
+            (Inner::Bool(_), Value::Bool(x)) => Prepared::Bool(*x),
+            (Inner::Date(_), Value::Date(d)) => Prepared::Int((*d).into()),
+            (Inner::Ts(_), Value::Timestamp(t)) => Prepared::Int(*t),
+            (Inner::Str(_), Value::Text(s) | Value::Decimal(s)) => Prepared::Str(s),
+            (Inner::Bin(_), Value::Bytes(x)) => Prepared::Bin(x),
+            _ => return Err(mismatch()),
+        })
+    }
+
+    /// Append a value [`ColumnBuilder::prepare`] accepted for this column.
+    pub fn append_prepared(&mut self, p: Prepared<'_>) {
+        match (&mut self.inner, p) {
+            (_, Prepared::Null) => self.push_null(),
+            (Inner::I8(b), Prepared::Int(i)) => b.append_value(i as i8),
+            (Inner::I16(b), Prepared::Int(i)) => b.append_value(i as i16),
+            (Inner::I32(b), Prepared::Int(i)) => b.append_value(i as i32),
+            (Inner::I64(b), Prepared::Int(i)) => b.append_value(i),
+            (Inner::Date(b), Prepared::Int(i)) => b.append_value(i as i32),
+            (Inner::Ts(b), Prepared::Int(i)) => b.append_value(i),
+            (Inner::Dec(b, _), Prepared::Dec(d)) => b.append_value(d),
+            (Inner::F32(b), Prepared::Float(f)) => b.append_value(f as f32),
+            (Inner::F64(b), Prepared::Float(f)) => b.append_value(f),
+            (Inner::Bool(b), Prepared::Bool(x)) => b.append_value(x),
+            (Inner::Str(b), Prepared::Str(s)) => b.append_value(s),
+            (Inner::Bin(b), Prepared::Bin(x)) => b.append_value(x),
+            // `prepare` pairs every value with its column's builder; a value prepared
+            // for another column is a programming error, kept visible as a NULL
+            // rather than a column out of step.
+            (_, p) => {
+                debug_assert!(false, "value {p:?} prepared for another column");
+                self.push_null()
+            }
+        }
     }
 
     /// The finished column.
@@ -515,6 +540,25 @@ pub fn parse_datetime(s: &str) -> Result<i64, Bad> {
         }
     }
     Ok(((days * 86_400 + hh * 3_600 + mm * 60 + ss) * 1_000_000) + micros)
+}
+
+/// A value checked and converted for one column by [`ColumnBuilder::prepare`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Prepared<'v> {
+    /// NULL.
+    Null,
+    /// Integers, dates (days) and instants (µs), already range-checked.
+    Int(i64),
+    /// A decimal's unscaled value at the column's scale.
+    Dec(i128),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Text.
+    Str(&'v str),
+    /// Bytes.
+    Bin(&'v [u8]),
 }
 
 #[cfg(test)]

@@ -110,12 +110,9 @@ const WRAPPER_MEMBERS: [&str; 7] = [
     "headers",
 ];
 
-/// Decode one line: a bare message value, or a `{"key", "value"}` wrapper.
-pub(crate) fn decode_line(
-    bytes: &[u8],
-    format: Format,
-    position: &str,
-) -> Result<Decoded, DecodeError> {
+/// Decode one line of a JSON-lines file: a bare message value, or a `{"key", "value"}`
+/// wrapper (see the module docs). `position` names the line in errors.
+pub fn decode_line(bytes: &[u8], format: Format, position: &str) -> Result<Decoded, DecodeError> {
     let json_err = |position: &str, message: String| DecodeError::Json {
         position: position.to_string(),
         message,

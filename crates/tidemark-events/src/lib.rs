@@ -49,7 +49,7 @@ pub use event::{
     BinaryHandling, ChangeEvent, Control, Datum, DebeziumOptions, DecimalHandling, Decoded,
     Encoding, Format, Producer, Row, SchemaChange, TimePrecision, TransactionBoundary, Truncate,
 };
-pub use file::{read_jsonl, read_jsonl_named, JsonLines};
+pub use file::{decode_line, read_jsonl, read_jsonl_named, JsonLines};
 
 /// Decode one message of `format` (a convenience over [`decode_debezium_with`] and
 /// [`decode_dms`] for callers that hold the format as a value).

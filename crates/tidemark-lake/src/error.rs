@@ -53,3 +53,24 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] tidemark_core::Error),
 }
+
+impl Error {
+    /// Another writer committed to the table concurrently: the commit did not happen,
+    /// and doing it again on the table's fresh state may succeed.
+    pub fn is_conflict(&self) -> bool {
+        use deltalake::kernel::transaction::TransactionError as T;
+        use deltalake::DeltaTableError as D;
+        match self {
+            Error::StaleWriter { .. } => true,
+            Error::Delta { source, .. } => matches!(
+                source,
+                D::Transaction {
+                    source: T::CommitConflict(_)
+                        | T::MaxCommitAttempts(_)
+                        | T::VersionAlreadyExists(_)
+                } | D::VersionAlreadyExists(_)
+            ),
+            _ => false,
+        }
+    }
+}

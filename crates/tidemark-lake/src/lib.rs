@@ -40,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+mod dead_letters;
 mod diff;
 mod error;
 mod maintain;
@@ -49,6 +50,7 @@ mod s3;
 mod warehouse;
 mod writer;
 
+pub use dead_letters::{DeadLetter, DeadLetters, DEAD_LETTERS, OWN_SCHEMA};
 pub use diff::quote;
 pub use error::{Error, Result};
 pub use maintain::Maintenance;

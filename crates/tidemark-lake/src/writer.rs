@@ -799,6 +799,47 @@ impl TableWriter {
         Ok(ingest)
     }
 
+    /// Re-read what both tables have committed, including other writers' commits.
+    pub async fn reload(&mut self) -> Result<()> {
+        for t in [&mut self.history, &mut self.current] {
+            t.table.update_state().await.map_err(|e| t.delta_err(e))?;
+            t.committed = read_committed(&t.table, &t.name).await?;
+        }
+        Ok(())
+    }
+
+    /// [`TableWriter::append_history`] for a table that other writers append to as
+    /// well (workers of one Kafka consumer group): the commit's state is `merge` of
+    /// the table's newest state, and a commit that loses a race with another writer's
+    /// is retried on the fresh state. Every history commit carries the `tidemark`
+    /// application transaction, which delta-rs treats as a conflict between two
+    /// concurrent commits, so the table state is updated as by compare-and-swap and
+    /// `_ingest_ts` still grows with each commit (which merge-on-read relies on).
+    pub async fn append_history_shared(
+        &mut self,
+        batch: &ChangeBatch,
+        merge: impl Fn(SourceState) -> SourceState,
+    ) -> Result<i64> {
+        let mut attempt = 0u32;
+        loop {
+            self.reload().await?;
+            let state = merge(self.history.committed.state.clone());
+            match self.append_history(batch, state).await {
+                Err(e) if e.is_conflict() && attempt < 50 => {
+                    attempt += 1;
+                    debug!(table = %self.history.name, attempt, "concurrent commit; retrying on the fresh state");
+                    // Spread the retries of competing writers.
+                    let jitter = u64::from(chrono::Utc::now().timestamp_subsec_micros() % 50);
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        10 * u64::from(attempt.min(10)) + jitter,
+                    ))
+                    .await;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Write the versions a [`SourceState::pending_fill`] owes: every row the table
     /// has now, with the added columns set to their defaults, as an update at the
     /// statement — the server changed every row that way, without row events. One

@@ -134,6 +134,14 @@ impl Engine {
                 },
             );
         }
+        // tidemark's own tables: the dead letters of event streams, once there are any.
+        if let Some(dl) = tidemark_lake::DeadLetters::existing(wh).await? {
+            dl.update_datafusion_session(&ctx.state())?;
+            schema_provider(catalog.as_ref(), tidemark_lake::OWN_SCHEMA)?.register_table(
+                tidemark_lake::DEAD_LETTERS.into(),
+                dl.table_provider().await?,
+            )?;
+        }
         Ok(Self { ctx, tables })
     }
 

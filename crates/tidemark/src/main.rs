@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod check;
 mod common;
 mod demo;
+mod kafka;
 mod maintain;
 mod metrics;
 mod pull;
@@ -13,6 +14,7 @@ mod run;
 mod snapshot;
 mod sql;
 mod status;
+mod stream;
 
 /// A complete, time-travelling copy of your MySQL databases in Delta Lake, served
 /// over SQL.

@@ -27,6 +27,8 @@ pub struct TableMetrics {
 pub struct Metrics {
     tables: BTreeMap<(String, String), TableMetrics>,
     commits: BTreeMap<String, (u64, f64)>,
+    /// Per stream: messages sent to the dead letters, and replays skipped.
+    streams: BTreeMap<String, (u64, u64)>,
 }
 
 /// Shared handle.
@@ -45,6 +47,14 @@ impl Metrics {
         let e = self.commits.entry(source.to_string()).or_default();
         e.0 += 1;
         e.1 = seconds;
+    }
+
+    /// A stream sent `dead` messages to the dead letters and skipped `replayed` changes
+    /// it had landed already.
+    pub fn stream(&mut self, stream: &str, dead: u64, replayed: u64) {
+        let e = self.streams.entry(stream.to_string()).or_default();
+        e.0 += dead;
+        e.1 += replayed;
     }
 
     /// The Prometheus text exposition.
@@ -112,6 +122,24 @@ impl Metrics {
             "gauge",
             "Duration of the last commit round.",
             commits(&|c| c.1),
+        );
+        let streams = |f: &dyn Fn(&(u64, u64)) -> u64| -> Vec<(String, f64)> {
+            self.streams
+                .iter()
+                .map(|(s, c)| (format!("stream=\"{}\"", label(s)), f(c) as f64))
+                .collect()
+        };
+        family(
+            "tidemark_dead_letters_total",
+            "counter",
+            "Messages of an event stream that could not be landed and went to tidemark.dead_letters.",
+            streams(&|c| c.0),
+        );
+        family(
+            "tidemark_replays_skipped_total",
+            "counter",
+            "Changes an event stream delivered again (same source position) and tidemark skipped.",
+            streams(&|c| c.1),
         );
         out
     }

@@ -24,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use tidemark_core::change::ChangeBatchBuilder;
-use tidemark_core::config::Config;
+use tidemark_core::config::{Capture, Config};
 use tidemark_core::position::BinlogPosition;
 use tidemark_core::schema::TableSchema;
 use tidemark_lake::{stored_schema, Compaction, TableKind, TableWriter, Warehouse};
@@ -50,12 +50,13 @@ const VACUUM_RETENTION: chrono::Duration = chrono::Duration::days(7);
 /// between them (about 5 minutes in all), before `run` gives up with the error.
 const MAX_RECONNECTS: u32 = 10;
 /// Smallest history tail worth a compaction.
-const COMPACT_MIN_ROWS: u64 = 100_000;
+pub(crate) const COMPACT_MIN_ROWS: u64 = 100_000;
 
 /// Options of `tidemark run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only this source (default: every source in the config).
+    /// Only this source or stream (default: every source with `capture = "binlog"` and
+    /// every stream in the config).
     #[arg(long)]
     pub source: Option<String>,
     /// Exit once the stream has caught up with the server (nothing new for one flush
@@ -79,19 +80,50 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     if let Some(addr) = &args.metrics_listen {
         crate::metrics::serve(addr, metrics.clone()).await?;
     }
-    let names = source_names(&config, args.source.as_deref())?;
-    let runs = names.iter().map(|name| {
+    // Sources whose changes arrive through a stream are not read from the binlog.
+    let (sources, streams): (Vec<String>, Vec<String>) = match args.source.as_deref() {
+        Some(one) if config.streams.contains_key(one) => (Vec::new(), vec![one.to_string()]),
+        one => (
+            source_names(&config, one)?
+                .into_iter()
+                .filter(|n| config.sources[n].capture == Capture::Binlog)
+                .collect(),
+            if one.is_none() {
+                config.streams.keys().cloned().collect()
+            } else {
+                Vec::new()
+            },
+        ),
+    };
+    if sources.is_empty() && streams.is_empty() {
+        bail!("nothing to capture: every selected source has capture = \"none\" and no stream is configured");
+    }
+    let source_runs = sources.iter().map(|name| {
         let (config, wh, stop, metrics) = (&config, &wh, stop.clone(), metrics.clone());
         async move {
             let r = run_source(g, config, wh, name, stop, args.until_caught_up, metrics).await;
-            (name.clone(), r)
+            (format!("source {name}"), r)
         }
     });
+    let stream_runs = streams.iter().map(|name| {
+        let (config, wh, stop, metrics) = (&config, &wh, stop.clone(), metrics.clone());
+        async move {
+            let r =
+                crate::stream::run_stream(g, config, wh, name, stop, args.until_caught_up, metrics)
+                    .await;
+            (format!("stream {name}"), r)
+        }
+    });
+    let (a, b) = futures::future::join(
+        futures::future::join_all(source_runs),
+        futures::future::join_all(stream_runs),
+    )
+    .await;
     let mut failed = Vec::new();
-    for (name, r) in futures::future::join_all(runs).await {
+    for (name, r) in a.into_iter().chain(b) {
         if let Err(e) = r {
-            error!(source = %name, error = %format!("{e:#}"), "source stopped");
-            failed.push(format!("source {name}: {e:#}"));
+            error!(what = %name, error = %format!("{e:#}"), "capture stopped");
+            failed.push(format!("{name}: {e:#}"));
         }
     }
     if !failed.is_empty() {
@@ -188,7 +220,7 @@ fn now_us() -> i64 {
 }
 
 /// A compaction running in the background: (table, result).
-type CompactionTask = tokio::task::JoinHandle<(String, Result<Option<Compaction>>)>;
+pub(crate) type CompactionTask = tokio::task::JoinHandle<(String, Result<Option<Compaction>>)>;
 
 struct Stream {
     source: String,
@@ -613,21 +645,34 @@ impl Stream {
             }
             None => return,
         };
-        let (wh, schema) = (self.wh.clone(), table.schema.clone());
-        let name = schema.name.source();
-        self.compaction = Some(tokio::spawn(async move {
-            let r = async {
-                let mut w = TableWriter::open(&wh, schema).await?;
-                if full {
-                    Ok(w.maintain(Some(VACUUM_RETENTION)).await?.compaction)
-                } else {
-                    Ok(w.compact_current().await?)
-                }
-            }
-            .await;
-            (name, r)
-        }));
+        self.compaction = Some(spawn_compaction(
+            self.wh.clone(),
+            table.schema.clone(),
+            full,
+        ));
     }
+}
+
+/// Compact a table's current table in the background from a writer of its own
+/// (`full`: the whole maintenance — bin-pack, checkpoint, VACUUM).
+pub(crate) fn spawn_compaction(
+    wh: Warehouse,
+    schema: Arc<TableSchema>,
+    full: bool,
+) -> CompactionTask {
+    let name = schema.name.source();
+    tokio::spawn(async move {
+        let r = async {
+            let mut w = TableWriter::open(&wh, schema).await?;
+            if full {
+                Ok(w.maintain(Some(VACUUM_RETENTION)).await?.compaction)
+            } else {
+                Ok(w.compact_current().await?)
+            }
+        }
+        .await;
+        (name, r)
+    })
 }
 
 async fn run_source(
@@ -864,7 +909,7 @@ async fn snapshot_missing(
 }
 
 /// Whether the source's config selects `db.table` (databases, include, exclude).
-fn selects(source: &Source, db: &str, table: &str) -> Result<bool> {
+pub(crate) fn selects(source: &Source, db: &str, table: &str) -> Result<bool> {
     let cfg = &source.config;
     Ok(
         (cfg.databases.is_empty() || cfg.databases.iter().any(|d| d == db))
@@ -914,7 +959,10 @@ async fn vanished_tables(
 
 /// The definition a table was landed with, if it was (history holds it first: a
 /// schema change commits there before the current table follows).
-async fn landed_schema(wh: &Warehouse, d: &DiscoveredTable) -> Result<Option<TableSchema>> {
+pub(crate) async fn landed_schema(
+    wh: &Warehouse,
+    d: &DiscoveredTable,
+) -> Result<Option<TableSchema>> {
     let url = wh.table_url(
         &d.schema.name.schema,
         &d.schema.name.table,

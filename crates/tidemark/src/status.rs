@@ -47,6 +47,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
             .or(st.snapshot.as_ref().and_then(|s| s.low.as_ref()))
             .map(|p| format!("{}:{}", p.file, p.pos))
             .or(st.watermark.as_ref().and_then(|w| w.value.clone()))
+            .or_else(|| stream_position(&st))
             .unwrap_or_else(|| "-".into());
         // Delay: source commit to landing. Behind: how old the newest landed change is.
         let delay = match (st.last_source_ts_us, st.last_ingest_us) {
@@ -64,6 +65,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
             ),
             (None, Some(s)) if !s.done => format!("snapshotting ({} rows so far)", s.rows),
             (None, _) if st.binlog.is_some() => "streaming".into(),
+            (None, _) if !st.partitions.is_empty() => format!("streaming from {}", st.source),
             _ => "landed".into(),
         };
         if args.json {
@@ -83,6 +85,64 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
                 instant(st.last_source_ts_us),
                 instant(st.last_ingest_us),
             );
+        }
+    }
+    dead_letters(&wh, args.json).await
+}
+
+/// Where a table fed by an event stream is: `topic/partition@next offset`, or how
+/// many partitions it reads.
+fn stream_position(st: &tidemark_lake::SourceState) -> Option<String> {
+    match st.partitions.len() {
+        0 => None,
+        1 => st
+            .partitions
+            .iter()
+            .next()
+            .map(|(p, pp)| format!("{p}@{}", pp.next_offset)),
+        n => Some(format!("{n} partitions")),
+    }
+}
+
+/// The dead letters of event streams, per stream.
+async fn dead_letters(wh: &tidemark_lake::Warehouse, json: bool) -> Result<()> {
+    let Some(dl) = tidemark_lake::DeadLetters::existing(wh).await? else {
+        return Ok(());
+    };
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    dl.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("dead_letters", dl.table_provider().await?)?;
+    let batches = ctx
+        .sql("SELECT stream, count(*) AS n, max(received_at) AS last FROM dead_letters GROUP BY stream ORDER BY stream")
+        .await?
+        .collect()
+        .await?;
+    for b in &batches {
+        let text = deltalake::arrow::util::display::ArrayFormatter::try_new(
+            b.column(0).as_ref(),
+            &Default::default(),
+        )?;
+        let last = deltalake::arrow::util::display::ArrayFormatter::try_new(
+            b.column(2).as_ref(),
+            &Default::default(),
+        )?;
+        let n = deltalake::arrow::array::AsArray::as_primitive::<
+            deltalake::arrow::datatypes::Int64Type,
+        >(b.column(1).as_ref());
+        for i in 0..b.num_rows() {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"dead_letters": n.value(i), "stream": text.value(i).to_string(), "last": last.value(i).to_string()})
+                );
+            } else {
+                println!(
+                    "dead letters: {} from stream {} (last at {}); see SELECT * FROM tidemark.dead_letters",
+                    n.value(i),
+                    text.value(i),
+                    last.value(i)
+                );
+            }
         }
     }
     Ok(())

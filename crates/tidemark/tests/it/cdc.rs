@@ -5,14 +5,14 @@
 //! those instants.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use mysql_async::prelude::Queryable;
 
-use crate::support::{ok, text, TestDb};
+use crate::support::{kill, ok, spawn_run_with, text, Lcg, TestDb};
 
 /// Rows of a result, each as its cells' text, sorted.
 fn rows_of(batches: &[RecordBatch]) -> Vec<String> {
@@ -100,18 +100,6 @@ fn replica_config() -> String {
     )
 }
 
-/// A deterministic pseudo-random sequence (no dependency needed for a test).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
-
 #[derive(Default)]
 struct Counts {
     by_op: BTreeMap<(&'static str, &'static str), i64>,
@@ -121,30 +109,6 @@ struct Counts {
 /// config (shown by [`stop_cleanly`] when it does not stop cleanly).
 fn spawn_run(config: &std::path::Path) -> Child {
     spawn_run_with(config, &[])
-}
-
-fn spawn_run_with(config: &std::path::Path, extra: &[&str]) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(config.with_file_name("run.log"))
-        .expect("run.log");
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .args(extra)
-        .env("TIDEMARK_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start tidemark run")
-}
-
-/// SIGKILL a background run (no chance to finish anything) and wait for it to go.
-fn kill(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// A plain HTTP/1.0 GET on loopback; the body.
@@ -161,7 +125,7 @@ fn http_get(addr: &str, path: &str) -> String {
 
 /// SIGTERM a background run and insist that it finished cleanly.
 fn stop_cleanly(mut child: Child, config: &std::path::Path) {
-    let _ = Command::new("kill")
+    let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let status = child.wait().unwrap();

@@ -9,5 +9,6 @@ mod demo;
 mod errors;
 mod pull;
 mod resume;
+mod streams;
 mod support;
 mod types;

@@ -1,7 +1,7 @@
 //! Shared test plumbing: a private database per test, a warehouse, the binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use deltalake::arrow::array::RecordBatch;
 use mysql_async::prelude::Queryable;
@@ -170,4 +170,42 @@ pub fn ok(o: Output) -> String {
     let t = text(&o);
     assert!(o.status.success(), "tidemark failed:\n{t}");
     t
+}
+
+/// A deterministic pseudo-random sequence (no dependency needed for a test).
+pub struct Lcg(pub u64);
+impl Lcg {
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Start `tidemark run` with `extra` arguments in the background, its log appended
+/// to `run.log` beside the config.
+pub fn spawn_run_with(config: &std::path::Path, extra: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("run.log"))
+        .expect("run.log");
+    Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .args(extra)
+        .env("TIDEMARK_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start tidemark run")
+}
+
+/// SIGKILL a background run (no chance to finish anything) and wait for it to go.
+pub fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -1,0 +1,608 @@
+//! `tidemark run` for event streams (`[streams.*]`): change events that Debezium or
+//! AWS DMS captured, read from Kafka or from JSON-lines files, landed on the same
+//! path as binlog capture — each table's history log, with its current table derived
+//! from it (merge-on-read) and compacted in the background.
+//!
+//! Exactly once. Kafka and both producers deliver at least once; tidemark makes the
+//! result exactly once with two checks per table and partition, both carried in the
+//! table's history commits (`SourceState::partitions`), in the same Delta commit as
+//! the rows:
+//!
+//! * the next offset: a message below it was landed before (a redelivery after a
+//!   crash, a file read again);
+//! * the binlog position of the newest streamed change: a change at or before it is a
+//!   replay the producer sent under new offsets (Debezium after a restart).
+//!
+//! The consumer group's offsets are committed only after the lake has the data, so
+//! they never run ahead of it.
+//!
+//! Bad input: a message that does not decode, or whose values do not fit its table,
+//! goes to `tidemark.dead_letters` (raw key and value, where it came from, why) and the
+//! partition keeps flowing.
+//!
+//! Scale-out: the workers of one consumer group share the partitions and write the
+//! same tables. A table commit sets only the committing worker's partitions in the
+//! table's newest state, as a compare-and-swap (`TableWriter::append_history_shared`);
+//! a rebalance drops what is pending for the partitions taken away (their new owner
+//! lands them from the lake's positions).
+//!
+//! Not built yet: schema changes taken from the envelope (a changed table's events go to the dead
+//! letters, naming the column), and table definitions derived from Debezium's schema
+//! (they come from the MySQL source named in `schema_from`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use tidemark_core::change::ChangeBatchBuilder;
+use tidemark_core::config::{Config, EventFormat, StreamConfig};
+use tidemark_core::position::{PartitionProgress, SnapshotProgress, SourceState};
+use tidemark_core::schema::TableSchema;
+use tidemark_events::{decode, decode_line, push_event, ChangeEvent, Decoded, Format, Truncate};
+use tidemark_lake::{DeadLetter, DeadLetters, TableKind, TableWriter, Warehouse};
+use tidemark_mysql::connect::Source;
+use tidemark_mysql::discover::describe;
+use tracing::{error, info, warn};
+
+use crate::common::GlobalArgs;
+use crate::kafka::{Input, Msg, Rebalanced};
+
+/// One landed table of the stream.
+struct Table {
+    schema: Arc<TableSchema>,
+    writer: TableWriter,
+    /// Rows not landed yet, per partition: a rebalance that takes a partition away
+    /// drops its rows (the new owner lands them) and keeps the others.
+    pending: BTreeMap<String, ChangeBatchBuilder>,
+    /// Progress per partition: committed, plus what `pending` adds.
+    progress: BTreeMap<String, PartitionProgress>,
+    /// Partitions whose progress moved since the last commit (rows, or replays
+    /// skipped): the commit records theirs and keeps the other writers' as they are.
+    moved: BTreeSet<String>,
+    /// Latest snapshot-read instant: a streamed change is never stamped before the
+    /// snapshot row it follows.
+    snapshot_ts_us: i64,
+    snapshot_rows: u64,
+    last_source_ts_us: Option<i64>,
+    base_rows: u64,
+    tail_rows: u64,
+}
+
+impl Table {
+    /// Land what is pending in one history commit; returns the rows.
+    async fn flush(&mut self) -> Result<usize> {
+        let parts = std::mem::take(&mut self.pending)
+            .into_values()
+            .map(|mut b| b.finish())
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch = tidemark_lake::concat(&self.schema, &parts)?;
+        let rows = batch.data.num_rows();
+        let mine: Vec<(String, PartitionProgress)> = std::mem::take(&mut self.moved)
+            .into_iter()
+            .filter_map(|p| self.progress.get(&p).map(|pp| (p, pp.clone())))
+            .collect();
+        let (snap_ts, snap_rows, last_ts) = (
+            self.snapshot_ts_us,
+            self.snapshot_rows,
+            self.last_source_ts_us,
+        );
+        // Other workers of the group may commit to this table too: the commit takes
+        // the table's newest state and sets only this worker's partitions.
+        let merge = |mut st: SourceState| {
+            for (p, pp) in &mine {
+                st.partitions.insert(p.clone(), pp.clone());
+            }
+            st.last_source_ts_us = st.last_source_ts_us.max(last_ts);
+            if snap_rows > 0 {
+                let s = st.snapshot.get_or_insert_with(SnapshotProgress::default);
+                s.rows += snap_rows;
+                s.started_at_us = s.started_at_us.max(snap_ts);
+                s.done = true;
+            }
+            st
+        };
+        self.writer
+            .append_history_shared(&batch, merge)
+            .await
+            .with_context(|| format!("table {}", self.schema.name.source()))?;
+        self.snapshot_rows = 0;
+        self.tail_rows += rows as u64;
+        Ok(rows)
+    }
+
+    fn dirty(&self) -> bool {
+        !self.moved.is_empty()
+    }
+}
+
+/// Open (creating if needed) a table's writer, its current table made a
+/// merge-on-read base; returns the writer and the mark.
+async fn open_writer(
+    wh: &Warehouse,
+    schema: &Arc<TableSchema>,
+) -> tidemark_lake::Result<(TableWriter, i64)> {
+    let mut writer = TableWriter::open(wh, schema.clone()).await?;
+    writer.evolve_current().await?;
+    let mark = writer.start_merge_on_read().await?;
+    Ok((writer, mark))
+}
+
+/// `(binlog file, position, row)` of a streamed Debezium change (`binlog:f:p:r`).
+fn binlog_of(ev: &ChangeEvent) -> Option<(String, u64, u64)> {
+    let rest = ev.dedup_position().strip_prefix("binlog:")?;
+    let mut it = rest.rsplitn(3, ':');
+    let row = it.next()?.parse().ok()?;
+    let pos = it.next()?.parse().ok()?;
+    Some((it.next()?.to_string(), pos, row))
+}
+
+/// The decoder a stream's config asks for.
+fn format_of(name: &str, cfg: &StreamConfig) -> Result<Format> {
+    Ok(match cfg.format {
+        EventFormat::Dms => Format::Dms,
+        EventFormat::Debezium => {
+            let mut o = serde_json::Map::new();
+            for (k, v) in [
+                ("decimal_handling", &cfg.decimal_handling),
+                ("binary_handling", &cfg.binary_handling),
+                ("time_precision", &cfg.time_precision),
+            ] {
+                if let Some(v) = v {
+                    o.insert(k.into(), v.replace('.', "_").into());
+                }
+            }
+            Format::Debezium(serde_json::from_value(o.into()).with_context(|| {
+                format!("stream {name}: decimal_handling / binary_handling / time_precision")
+            })?)
+        }
+    })
+}
+
+struct Landing {
+    name: String,
+    format: Format,
+    source: Source,
+    wh: Warehouse,
+    metrics: crate::metrics::Shared,
+    tables: HashMap<String, Table>,
+    /// Tables the source's config does not select.
+    ignored: HashSet<String>,
+    /// Tables that cannot be landed (no definition, parked), with why: their
+    /// messages go to the dead letters.
+    failed: HashMap<String, String>,
+    letters: Vec<DeadLetter>,
+    /// Per partition of `letters`, the offset after the last one.
+    letters_upto: BTreeMap<String, i64>,
+    dead_letters: Option<DeadLetters>,
+    /// Per partition, the offset below which dead letters are recorded already.
+    letters_from: HashMap<String, i64>,
+    /// Next offset per Kafka partition read so far.
+    consumed: BTreeMap<(String, i32), i64>,
+    pending_rows: usize,
+    oldest_pending: Option<Instant>,
+    replayed: u64,
+    compaction: Option<crate::run::CompactionTask>,
+}
+
+impl Landing {
+    /// The table `db.table` of a change, opened on first sight: `Ok(None)` when the
+    /// config does not select it, `Ok(Err(why))` when it cannot be landed (its
+    /// messages are dead letters); `Err` when the source or the lake failed (the
+    /// stream stops, and resumes from the lake's positions when started again).
+    async fn table(&mut self, db: &str, table: &str) -> Result<Result<Option<&mut Table>, String>> {
+        let key = format!("{db}.{table}");
+        if self.ignored.contains(&key) {
+            return Ok(Ok(None));
+        }
+        if let Some(why) = self.failed.get(&key) {
+            return Ok(Err(why.clone()));
+        }
+        if !self.tables.contains_key(&key) {
+            match self.open(db, table).await? {
+                Ok(Some(t)) => {
+                    self.tables.insert(key.clone(), t);
+                }
+                Ok(None) => {
+                    self.ignored.insert(key);
+                    return Ok(Ok(None));
+                }
+                Err(why) => {
+                    error!(stream = %self.name, table = %key, error = %why, "table cannot be landed; its messages go to tidemark.dead_letters");
+                    self.failed.insert(key, why.clone());
+                    return Ok(Err(why));
+                }
+            }
+        }
+        Ok(Ok(self.tables.get_mut(&key)))
+    }
+
+    async fn open(&mut self, db: &str, table: &str) -> Result<Result<Option<Table>, String>> {
+        if !crate::run::selects(&self.source, db, table)? {
+            return Ok(Ok(None));
+        }
+        let Some(mut d) = describe(&self.source, db, table).await? else {
+            return Ok(Err(format!(
+                "{db}.{table} is not in source {}'s information_schema (dropped, or not visible to its user), so its definition is unknown",
+                self.source.name
+            )));
+        };
+        if let Some(landed) = crate::run::landed_schema(&self.wh, &d).await? {
+            d.schema = Arc::new(landed);
+        }
+        // Another worker of the group may be creating or opening the same table.
+        let mut attempt = 0;
+        let (writer, mark) = loop {
+            match open_writer(&self.wh, &d.schema).await {
+                Ok(w) => break w,
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    warn!(stream = %self.name, table = %d.schema.name.source(), error = %e, attempt, "opening the table failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let st = writer.committed(TableKind::History).state.clone();
+        if let Some(why) = st.parked {
+            return Ok(Err(format!(
+                "parked: {why}; land it again with `tidemark snapshot --resnapshot --table {db}.{table}`"
+            )));
+        }
+        let snapshot = st.snapshot.clone().unwrap_or_default();
+        info!(stream = %self.name, table = %d.schema.name.source(), "landing");
+        Ok(Ok(Some(Table {
+            pending: BTreeMap::new(),
+            schema: d.schema,
+            writer,
+            progress: st.partitions,
+            moved: BTreeSet::new(),
+            snapshot_ts_us: snapshot.started_at_us,
+            snapshot_rows: 0,
+            last_source_ts_us: st.last_source_ts_us,
+            base_rows: if mark == i64::MIN { 0 } else { snapshot.rows },
+            tail_rows: 0,
+        })))
+    }
+
+    /// Keep `msg` in the dead letters (once, even when it is read again).
+    async fn dead(&mut self, msg: &Msg, table: Option<String>, error: String) -> Result<()> {
+        let part = msg.partition_name();
+        if !self.letters_from.contains_key(&part) {
+            if self.dead_letters.is_none() {
+                self.dead_letters = Some(DeadLetters::open(&self.wh).await?);
+            }
+            let dl = self.dead_letters.as_mut().expect("opened");
+            let from = dl.next_offset(&self.name, &part).await?;
+            self.letters_from.insert(part.clone(), from);
+        }
+        if msg.offset < self.letters_from[&part] {
+            return Ok(());
+        }
+        warn!(stream = %self.name, position = %msg.position(), table = table.as_deref().unwrap_or("-"), error = %error, "message sent to tidemark.dead_letters");
+        self.letters_upto.insert(part, msg.offset + 1);
+        self.letters.push(DeadLetter {
+            stream: self.name.clone(),
+            topic: msg.topic.clone(),
+            partition: msg.partition,
+            offset: msg.offset,
+            key: msg.key.clone(),
+            value: msg.value.clone(),
+            table,
+            error,
+            received_us: chrono::Utc::now().timestamp_micros(),
+        });
+        self.oldest_pending.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    async fn handle(&mut self, msg: Msg) -> Result<()> {
+        self.consumed
+            .insert((msg.topic.clone(), msg.partition), msg.offset + 1);
+        let position = msg.position();
+        let decoded = if msg.file_line {
+            decode_line(
+                msg.value.as_deref().unwrap_or_default(),
+                self.format,
+                &position,
+            )
+        } else {
+            decode(
+                self.format,
+                msg.key.as_deref(),
+                msg.value.as_deref(),
+                &position,
+            )
+        };
+        match decoded {
+            Err(e) => self.dead(&msg, None, e.to_string()).await,
+            Ok(Decoded::Change(ev)) => self.change(&msg, ev).await,
+            Ok(Decoded::Truncate(t)) => self.truncate(&msg, t).await,
+            Ok(Decoded::SchemaChange(sc)) => {
+                info!(stream = %self.name, position = %position, db = %sc.db, ddl = sc.ddl.as_deref().unwrap_or("-"), "schema change seen; changed tables' events that no longer fit go to tidemark.dead_letters");
+                Ok(())
+            }
+            // Tombstones follow deletes already landed; heartbeats, transaction
+            // boundaries and DMS control records carry no rows.
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn change(&mut self, msg: &Msg, mut ev: ChangeEvent) -> Result<()> {
+        let part = msg.partition_name();
+        let name = ev.source_table();
+        let t = match self.table(&ev.db, &ev.table).await? {
+            Ok(None) => return Ok(()),
+            Err(why) => return self.dead(msg, Some(name), why).await,
+            Ok(Some(t)) => t,
+        };
+        let prog = t.progress.entry(part.clone()).or_default();
+        if msg.offset < prog.next_offset {
+            return Ok(()); // landed before (or pending)
+        }
+        let binlog = (!ev.snapshot).then(|| binlog_of(&ev)).flatten();
+        if binlog
+            .as_ref()
+            .is_some_and(|(f, p, r)| prog.has_binlog(f, *p, *r))
+        {
+            prog.next_offset = msg.offset + 1;
+            t.moved.insert(part);
+            self.replayed += 1;
+            return Ok(());
+        }
+        if ev.snapshot {
+            t.snapshot_ts_us = t.snapshot_ts_us.max(ev.source_ts_us);
+        } else {
+            ev.source_ts_us = ev.source_ts_us.max(t.snapshot_ts_us);
+        }
+        let schema = t.schema.clone();
+        let builder = t
+            .pending
+            .entry(part.clone())
+            .or_insert_with(|| ChangeBatchBuilder::new(schema.clone(), 256));
+        if let Err(e) = push_event(builder, &schema, &ev, msg.offset) {
+            return self.dead(msg, Some(name), e.to_string()).await;
+        }
+        prog.next_offset = msg.offset + 1;
+        if ev.snapshot {
+            t.snapshot_rows += 1;
+        } else if binlog.is_some() {
+            prog.binlog = binlog;
+        }
+        t.moved.insert(part);
+        t.last_source_ts_us = Some(ev.source_ts_us);
+        self.pending_rows += 1;
+        self.oldest_pending.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    /// The group took `revoked` away: nothing pending for them may land, and their
+    /// consumer offsets are no longer this worker's to commit.
+    fn revoke(&mut self, revoked: &[(String, i32)]) {
+        for (topic, p) in revoked {
+            let part = format!("{topic}/{p}");
+            for t in self.tables.values_mut() {
+                t.pending.remove(&part);
+                t.moved.remove(&part);
+            }
+            self.letters
+                .retain(|l| !(l.topic == *topic && l.partition == *p));
+            self.letters_upto.remove(&part);
+            self.consumed.remove(&(topic.clone(), *p));
+        }
+        info!(stream = %self.name, partitions = revoked.len(), "partitions revoked; their pending changes are left to the new owner");
+    }
+
+    /// Debezium's `op = t`: every row of the table went away. What is pending lands
+    /// first; then one commit of tombstones.
+    async fn truncate(&mut self, msg: &Msg, tr: Truncate) -> Result<()> {
+        let part = msg.partition_name();
+        let name = format!("{}.{}", tr.db, tr.table);
+        match self.table(&tr.db, &tr.table).await? {
+            Ok(None) => return Ok(()),
+            Err(why) => return self.dead(msg, Some(name), why).await,
+            Ok(Some(t)) => {
+                if t.progress
+                    .get(&part)
+                    .is_some_and(|p| msg.offset < p.next_offset)
+                {
+                    return Ok(());
+                }
+            }
+        }
+        self.flush().await?;
+        let t = self.tables.get_mut(&name).expect("opened above");
+        t.progress.entry(part.clone()).or_default().next_offset = msg.offset + 1;
+        t.writer.reload().await?;
+        let mut state = t.writer.committed(TableKind::History).state.clone();
+        state
+            .partitions
+            .insert(part.clone(), t.progress[&part].clone());
+        let closed = t
+            .writer
+            .delete_all(tr.source_ts_us, &tr.source_pos, msg.offset, state)
+            .await
+            .with_context(|| format!("truncating {name}"))?;
+        info!(stream = %self.name, table = %name, rows = closed, position = %msg.position(), "table truncated at the source");
+        Ok(())
+    }
+
+    /// Commit every table with something pending, then the dead letters, then tell
+    /// the input what is in the lake.
+    async fn flush(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let due: Vec<&mut Table> = self.tables.values_mut().filter(|t| t.dirty()).collect();
+        let tables = due.len();
+        let results: Vec<(String, Result<usize>)> = futures::stream::iter(due)
+            .map(|t| async move { (t.schema.name.source(), t.flush().await) })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        let mut rows = 0;
+        {
+            let mut m = self.metrics.lock().expect("metrics lock");
+            for (table, r) in results {
+                let n = r?;
+                rows += n;
+                let t = &self.tables[&table];
+                let tm = m.table(&self.name, &table);
+                tm.changes += n as u64;
+                if n > 0 {
+                    tm.last_source_ts_us = t.last_source_ts_us;
+                    tm.last_ingest_us = t.writer.committed(TableKind::History).state.last_ingest_us;
+                }
+            }
+            m.committed(&self.name, started.elapsed().as_secs_f64());
+            m.stream(&self.name, self.letters.len() as u64, self.replayed);
+        }
+        let dead = self.letters.len();
+        if dead > 0 {
+            let upto = std::mem::take(&mut self.letters_upto);
+            let dl = self
+                .dead_letters
+                .as_mut()
+                .expect("opened with the first letter");
+            dl.append(&self.name, &self.letters, &upto)
+                .await
+                .context("recording dead letters")?;
+            for (part, next) in upto {
+                self.letters_from.insert(part, next);
+            }
+            self.letters.clear();
+        }
+        if tables > 0 || dead > 0 {
+            info!(stream = %self.name, rows, tables, dead_letters = dead, replays_skipped = self.replayed,
+                commit_ms = started.elapsed().as_millis() as u64, "committed");
+        }
+        self.replayed = 0;
+        self.pending_rows = 0;
+        self.oldest_pending = None;
+        self.maybe_compact();
+        Ok(())
+    }
+
+    /// Fold a table's history tail into its current base in the background, as
+    /// `tidemark run` does for binlog capture (one at a time).
+    fn maybe_compact(&mut self) {
+        if self.compaction.as_ref().is_some_and(|c| !c.is_finished()) {
+            return;
+        }
+        let Some(t) = self
+            .tables
+            .values_mut()
+            .filter(|t| t.tail_rows >= crate::run::COMPACT_MIN_ROWS.max(t.base_rows / 5))
+            .max_by_key(|t| t.tail_rows)
+        else {
+            return;
+        };
+        // The figures are estimates that only pace compactions.
+        t.base_rows += t.tail_rows;
+        t.tail_rows = 0;
+        self.compaction = Some(crate::run::spawn_compaction(
+            self.wh.clone(),
+            t.schema.clone(),
+            false,
+        ));
+    }
+}
+
+/// Run one stream until stopped (or, with `until_caught_up`, until nothing new
+/// arrives for one flush interval).
+pub async fn run_stream(
+    g: &GlobalArgs,
+    config: &Config,
+    wh: &Warehouse,
+    name: &str,
+    stop: Arc<AtomicBool>,
+    until_caught_up: bool,
+    metrics: crate::metrics::Shared,
+) -> Result<()> {
+    let cfg = config.streams.get(name).context("stream not defined")?;
+    let source = Source::connect(
+        &cfg.schema_from,
+        config.source_for(&g.environment, &cfg.schema_from)?,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "stream {name}: connecting to source {} for table definitions",
+            cfg.schema_from
+        )
+    })?;
+    let mut input = Input::open(name, cfg)?;
+    let mut landing = Landing {
+        name: name.to_string(),
+        format: format_of(name, cfg)?,
+        source,
+        wh: wh.clone(),
+        metrics,
+        tables: HashMap::new(),
+        ignored: HashSet::new(),
+        failed: HashMap::new(),
+        letters: Vec::new(),
+        letters_upto: BTreeMap::new(),
+        dead_letters: None,
+        letters_from: HashMap::new(),
+        consumed: BTreeMap::new(),
+        pending_rows: 0,
+        oldest_pending: None,
+        replayed: 0,
+        compaction: None,
+    };
+    info!(stream = %name, kind = ?cfg.kind, "streaming");
+    let interval = Duration::from_millis(cfg.flush_interval_ms.max(10));
+    let flush_rows = cfg.flush_rows.max(1);
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            landing.flush().await?;
+            input.landed(&landing.consumed);
+            info!(stream = %name, "stopped cleanly");
+            break;
+        }
+        let wait = match landing.oldest_pending {
+            Some(t) => interval.saturating_sub(t.elapsed()),
+            None => interval,
+        };
+        let msg = input.next(wait.max(Duration::from_millis(1))).await?;
+        let rebalanced = input.rebalanced();
+        if !rebalanced.is_empty() {
+            for r in &rebalanced {
+                if let Rebalanced::Revoked(parts) = r {
+                    landing.revoke(parts);
+                }
+            }
+            // What is left is this worker's to land; then every table is read again
+            // at its next message, so partitions that came from another worker start
+            // from what that worker committed.
+            landing.flush().await?;
+            input.landed(&landing.consumed);
+            landing.tables.clear();
+            landing.letters_from.clear();
+        }
+        match msg {
+            Some(msg) => landing.handle(msg).await?,
+            None if until_caught_up && landing.oldest_pending.is_none() && input.caught_up()? => {
+                landing.flush().await?;
+                input.landed(&landing.consumed);
+                info!(stream = %name, "caught up");
+                break;
+            }
+            None => {}
+        }
+        let due = landing
+            .oldest_pending
+            .is_some_and(|t| t.elapsed() >= interval);
+        if landing.pending_rows >= flush_rows || due {
+            landing.flush().await?;
+            input.landed(&landing.consumed);
+        }
+    }
+    if let Some(c) = landing.compaction.take() {
+        if let Ok((table, Err(e))) = c.await {
+            warn!(stream = %name, table = %table, error = %format!("{e:#}"), "compaction failed; reads merge the tail meanwhile");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,448 @@
+//! Change events from Kafka, against a real Kafka-protocol broker (tansu, started by
+//! scripts/test.sh): Debezium messages for one table, keyed by row over three
+//! partitions — a snapshot, then inserts, updates and deletes with tombstones, a
+//! message that is not JSON, one whose value does not fit its column, and the
+//! connector "restarting" and sending a stretch of changes again under new offsets.
+//! `tidemark run` is SIGKILLed at random moments while the messages arrive. Then:
+//! the current table equals the model, history has exactly one version per change,
+//! and the two bad messages are in `tidemark.dead_letters`, once each.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::support::{kill, ok, spawn_run_with, Lcg, TestDb};
+
+/// The test broker's address.
+pub fn broker() -> String {
+    std::env::var("TIDEMARK_TEST_KAFKA").expect(
+        "TIDEMARK_TEST_KAFKA is not set: run the tests with scripts/test.sh, which starts a private Kafka-protocol broker (tansu)",
+    )
+}
+
+pub async fn create_topic(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .expect("admin client");
+    let r = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topic");
+    for t in r {
+        t.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+    }
+}
+
+pub fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer")
+}
+
+/// Send `msgs` (partition, key, value) in order and wait for every delivery.
+pub async fn produce(p: &FutureProducer, topic: &str, msgs: &[(i32, String, Option<String>)]) {
+    for chunk in msgs.chunks(200) {
+        let sends = chunk.iter().map(|(part, key, value)| {
+            let mut rec = FutureRecord::to(topic).partition(*part).key(key.as_str());
+            if let Some(v) = value {
+                rec = rec.payload(v.as_str());
+            }
+            p.send(rec, Duration::from_secs(30))
+        });
+        for r in futures::future::join_all(sends).await {
+            r.unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    customer: String,
+    total: String,
+    issued: i32,
+}
+
+fn image(id: i64, r: &Row) -> String {
+    format!(
+        r#"{{"id": {id}, "customer": "{}", "total": "{}", "issued": {}}}"#,
+        r.customer, r.total, r.issued
+    )
+}
+
+/// A Debezium envelope without schema (decimal.handling.mode=string).
+fn envelope(
+    db: &str,
+    op: &str,
+    before: Option<String>,
+    after: Option<String>,
+    pos: u64,
+    ts_ms: i64,
+) -> String {
+    let snapshot = if op == "r" { "true" } else { "false" };
+    format!(
+        r#"{{"before": {}, "after": {}, "source": {{"version": "2.7.0.Final", "connector": "mysql", "name": "shop", "ts_ms": {ts_ms}, "snapshot": "{snapshot}", "db": "{db}", "table": "invoices", "server_id": 1, "gtid": null, "file": "mysql-bin.000003", "pos": {pos}, "row": 0}}, "op": "{op}", "ts_ms": {ts_ms}}}"#,
+        before.as_deref().unwrap_or("null"),
+        after.as_deref().unwrap_or("null"),
+    )
+}
+
+type Messages = Vec<(i32, String, Option<String>)>;
+
+/// A snapshot of 300 rows, then `changes` inserts, updates and deletes (with their
+/// tombstones), keyed by row over `partitions` partitions; returns the messages, the
+/// final rows, the number of history versions they make, and where streaming starts.
+fn workload(
+    db: &str,
+    rng: &mut Lcg,
+    changes: usize,
+    partitions: i64,
+) -> (Messages, BTreeMap<i64, Row>, i64, usize) {
+    let mut model: BTreeMap<i64, Row> = BTreeMap::new();
+    let mut msgs = Vec::new();
+    let mut versions = 0i64;
+    let (mut pos, mut ts) = (4u64, 1_767_225_600_000i64);
+    let key = |id: i64| format!(r#"{{"id": {id}}}"#);
+    let part = |id: i64| (id % partitions) as i32;
+    for id in 1..=300 {
+        let r = Row {
+            customer: format!("c{}", rng.next(50)),
+            total: format!("{}.{:02}", rng.next(10_000), rng.next(100)),
+            issued: 20_000 + rng.next(400) as i32,
+        };
+        msgs.push((
+            part(id),
+            key(id),
+            Some(envelope(db, "r", None, Some(image(id, &r)), 4, ts)),
+        ));
+        model.insert(id, r);
+        versions += 1;
+    }
+    let stream_start = msgs.len();
+    let mut next_id = 301;
+    for _ in 0..changes {
+        pos += 100;
+        ts += 7;
+        let choice = rng.next(10);
+        if choice < 2 || model.is_empty() {
+            let id = next_id;
+            next_id += 1;
+            let r = Row {
+                customer: format!("n{id}"),
+                total: "1.50".into(),
+                issued: 20_500,
+            };
+            msgs.push((
+                part(id),
+                key(id),
+                Some(envelope(db, "c", None, Some(image(id, &r)), pos, ts)),
+            ));
+            model.insert(id, r);
+            versions += 1;
+        } else {
+            let ids: Vec<i64> = model.keys().copied().collect();
+            let id = ids[rng.next(ids.len() as u64) as usize];
+            let old = model[&id].clone();
+            if choice == 9 {
+                msgs.push((
+                    part(id),
+                    key(id),
+                    Some(envelope(db, "d", Some(image(id, &old)), None, pos, ts)),
+                ));
+                msgs.push((part(id), key(id), None)); // the tombstone that follows
+                model.remove(&id);
+            } else {
+                let r = Row {
+                    total: format!("{}.{:02}", rng.next(10_000), rng.next(100)),
+                    ..old.clone()
+                };
+                msgs.push((
+                    part(id),
+                    key(id),
+                    Some(envelope(
+                        db,
+                        "u",
+                        Some(image(id, &old)),
+                        Some(image(id, &r)),
+                        pos,
+                        ts,
+                    )),
+                ));
+                model.insert(id, r);
+                versions += 1;
+            }
+        }
+    }
+    (msgs, model, versions, stream_start)
+}
+
+/// The config of a Kafka stream over the test database's topics.
+fn kafka_config(db: &TestDb, extra: &str) -> std::path::PathBuf {
+    db.config(&format!(
+        "capture = \"none\"\n\n[streams.events]\nkind = \"kafka\"\nformat = \"debezium\"\nschema_from = \"main\"\nbrokers = \"{}\"\ntopics = [\"^shop\\\\.{}\\\\..*\"]\ndecimal_handling = \"string\"\nflush_interval_ms = 100\nflush_rows = 300\n{extra}",
+        broker(),
+        db.name
+    ))
+}
+
+/// The current table equals `model`; history has `versions` versions, none twice.
+async fn check_landed(db: &TestDb, model: &BTreeMap<i64, Row>, versions: i64) {
+    use deltalake::arrow::array::{Array, AsArray};
+    use deltalake::arrow::datatypes::{Int32Type, Int64Type};
+    let s = &db.name;
+    let landed = db
+        .sql(&format!(
+            "SELECT id, customer, CAST(total AS VARCHAR) AS total, CAST(CAST(issued AS INT) AS BIGINT) AS issued FROM {s}.invoices ORDER BY id"
+        ))
+        .await;
+    let mut got = BTreeMap::new();
+    for b in &landed {
+        let ids = b.column(0).as_primitive::<Int32Type>();
+        let cust = b.column(1).as_string::<i32>();
+        let total = b.column(2).as_string::<i32>();
+        let issued = b.column(3).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            assert!(!ids.is_null(i));
+            got.insert(
+                ids.value(i) as i64,
+                Row {
+                    customer: cust.value(i).to_string(),
+                    total: total.value(i).to_string(),
+                    issued: issued.value(i) as i32,
+                },
+            );
+        }
+    }
+    assert_eq!(got.len(), model.len(), "current rows");
+    for (id, r) in model {
+        assert_eq!(got.get(id), Some(r), "current row {id}");
+    }
+    let history = db
+        .sql_i64(&format!("SELECT count(*) FROM {s}_history.invoices"))
+        .await;
+    assert_eq!(
+        history, versions,
+        "one history version per change, replays and redeliveries skipped"
+    );
+    let doubled = db
+        .sql_i64(&format!(
+            "SELECT count(*) FROM (SELECT id, _valid_from FROM {s}_history.invoices GROUP BY id, _valid_from HAVING count(*) > 1) d"
+        ))
+        .await;
+    assert_eq!(doubled, 0, "no version landed twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_events_land_exactly_once_through_kills() {
+    let db = TestDb::new("kafka").await;
+    db.exec("CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), issued DATE)")
+        .await;
+    let topic = format!("shop.{}.invoices", db.name);
+    create_topic(&topic, 3).await;
+    let config = kafka_config(&db, "");
+    let mut rng = Lcg(u64::from(std::process::id()) ^ 0x5eed);
+    let (mut msgs, model, versions, stream_start) = workload(&db.name, &mut rng, 1500, 3);
+    // Two bad messages in partition 1, and the connector re-sending 200 changes.
+    let key = |id: i64| format!(r#"{{"id": {id}}}"#);
+    let garbage = (1, key(1), Some("this is not json {".to_string()));
+    let unfit = (
+        1,
+        key(4),
+        Some(envelope(
+            &db.name,
+            "u",
+            None,
+            Some(r#"{"id": 4, "customer": "x", "total": "not a number", "issued": 1}"#.into()),
+            10_000_000_000,
+            1_767_225_700_000,
+        )),
+    );
+    msgs.insert(stream_start + 700, unfit);
+    msgs.insert(stream_start + 400, garbage);
+    let replay: Vec<_> = msgs[stream_start..stream_start + 200].to_vec();
+    msgs.extend(replay);
+
+    // Produce in chunks while `run` is SIGKILLed at random moments and restarted.
+    let producer = producer();
+    let mut child = spawn_run_with(&config, &[]);
+    for (i, chunk) in msgs.chunks(msgs.len() / 6 + 1).enumerate() {
+        produce(&producer, &topic, chunk).await;
+        tokio::time::sleep(Duration::from_millis(200 + rng.next(1500))).await;
+        if i % 2 == 1 {
+            kill(child);
+            child = spawn_run_with(&config, &[]);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(rng.next(2000))).await;
+    kill(child);
+    ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+
+    check_landed(&db, &model, versions).await;
+    let s = &db.name;
+    let dead = db
+        .sql(&format!(
+            "SELECT \"partition\", \"table\", error FROM tidemark.dead_letters WHERE topic = '{topic}' ORDER BY \"offset\""
+        ))
+        .await;
+    let text = deltalake::arrow::util::pretty::pretty_format_batches(&dead)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        dead.iter().map(|b| b.num_rows()).sum::<usize>(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("not a number"), "{text}");
+    assert!(
+        text.contains(&format!("{s}.invoices")),
+        "the unfit value names its table: {text}"
+    );
+    let status = ok(db.tidemark(&config, &["status"]));
+    assert!(
+        status.contains("dead letters: 2 from stream events"),
+        "{status}"
+    );
+    db.drop().await;
+}
+
+/// Two workers in one consumer group share four partitions and write the same
+/// table; one is SIGKILLed (the group gives its partitions to the other) and comes
+/// back (they are shared again). Nothing is lost or landed twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_share_partitions_through_rebalances() {
+    let db = TestDb::new("kafka2").await;
+    db.exec("CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), issued DATE)")
+        .await;
+    let topic = format!("shop.{}.invoices", db.name);
+    create_topic(&topic, 4).await;
+    // A SIGKILLed member is noticed after the session timeout.
+    let config = kafka_config(
+        &db,
+        "[streams.events.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
+    );
+    let mut rng = Lcg(u64::from(std::process::id()) ^ 0xbeef);
+    let (msgs, model, versions, _) = workload(&db.name, &mut rng, 2000, 4);
+    let producer = producer();
+    let mut a = spawn_run_with(&config, &[]);
+    let b = spawn_run_with(&config, &[]);
+    for (i, chunk) in msgs.chunks(msgs.len() / 6 + 1).enumerate() {
+        produce(&producer, &topic, chunk).await;
+        tokio::time::sleep(Duration::from_millis(1000 + rng.next(1500))).await;
+        if i == 1 {
+            kill(a);
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            a = spawn_run_with(&config, &[]);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    kill(a);
+    kill(b);
+    ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+    check_landed(&db, &model, versions).await;
+    db.drop().await;
+}
+
+/// The same events replayed from JSON-lines files (a backfill from an archived
+/// topic): landed once however often the files are read, new files picked up, a bad
+/// line kept in the dead letters.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_of_events_land_once_however_often_they_are_read() {
+    let db = TestDb::new("files").await;
+    db.exec("CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), issued DATE)")
+        .await;
+    let dir = db.dir.path().join("events");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = db.config(&format!(
+        "capture = \"none\"\n\n[streams.backfill]\nkind = \"files\"\nformat = \"debezium\"\nschema_from = \"main\"\npath = \"{}\"\ndecimal_handling = \"string\"\n",
+        dir.display()
+    ));
+    let row = |id: i64, total: &str| Row {
+        customer: format!("c{id}"),
+        total: total.into(),
+        issued: 20_000,
+    };
+    let mut lines = Vec::new();
+    for id in 1..=50 {
+        lines.push(envelope(
+            &db.name,
+            "r",
+            None,
+            Some(image(id, &row(id, "1.00"))),
+            4,
+            1_767_225_600_000,
+        ));
+    }
+    lines.push("{ not json".to_string());
+    for id in 1..=10 {
+        lines.push(envelope(
+            &db.name,
+            "u",
+            Some(image(id, &row(id, "1.00"))),
+            Some(image(id, &row(id, "2.00"))),
+            100 + id as u64,
+            1_767_225_601_000 + id,
+        ));
+    }
+    std::fs::write(dir.join("0001.jsonl"), lines.join("\n") + "\n").unwrap();
+    let s = &db.name;
+    for _ in 0..2 {
+        ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+        assert_eq!(
+            db.sql_i64(&format!("SELECT count(*) FROM {s}_history.invoices"))
+                .await,
+            60
+        );
+        assert_eq!(
+            db.sql_i64("SELECT count(*) FROM tidemark.dead_letters")
+                .await,
+            1
+        );
+    }
+    // A second file, in the {"key", "value"} wrapper topic dumps write: a delete.
+    let del = envelope(
+        &db.name,
+        "d",
+        Some(image(50, &row(50, "1.00"))),
+        None,
+        500,
+        1_767_225_602_000,
+    );
+    std::fs::write(
+        dir.join("0002.jsonl"),
+        format!("{{\"key\": {{\"id\": 50}}, \"value\": {del}}}\n"),
+    )
+    .unwrap();
+    ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+    assert_eq!(
+        db.sql_i64(&format!("SELECT count(*) FROM {s}.invoices"))
+            .await,
+        49
+    );
+    assert_eq!(
+        db.sql_i64(&format!(
+            "SELECT count(*) FROM {s}.invoices WHERE total = 2.00"
+        ))
+        .await,
+        10
+    );
+    assert_eq!(
+        db.sql_i64(&format!("SELECT count(*) FROM {s}_history.invoices"))
+            .await,
+        60
+    );
+    let status = ok(db.tidemark(&config, &["status"]));
+    assert!(
+        status.contains("dead letters: 1 from stream backfill"),
+        "{status}"
+    );
+    db.drop().await;
+}
