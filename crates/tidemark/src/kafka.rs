@@ -158,6 +158,7 @@ impl ConsumerContext for GroupContext {
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = r {
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
             let mut e = self.events.lock().expect("rebalance events");
             e.push(Rebalanced::Assigned(partitions(tpl)));
         }

@@ -98,6 +98,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     if sources.is_empty() && streams.is_empty() {
         bail!("nothing to capture: every selected source has capture = \"none\" and no stream is configured");
     }
+    let args = &args;
     let source_runs = sources.iter().map(|name| {
         let (config, wh, stop, metrics) = (&config, &wh, stop.clone(), metrics.clone());
         async move {
@@ -108,9 +109,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     let stream_runs = streams.iter().map(|name| {
         let (config, wh, stop, metrics) = (&config, &wh, stop.clone(), metrics.clone());
         async move {
-            let r =
-                crate::stream::run_stream(g, config, wh, name, stop, args.until_caught_up, metrics)
-                    .await;
+            let r = crate::stream::run_stream(g, config, wh, name, stop, args, metrics).await;
             (format!("stream {name}"), r)
         }
     });
@@ -371,51 +370,20 @@ impl Stream {
             Ok(Some(d)) if d.schema.same_definition(&t.schema) => {}
             Ok(Some(d)) => {
                 let renames = ddl_renames(sql);
-                let log_columns: Vec<String> = t
-                    .writer
-                    .delta(TableKind::History)
-                    .snapshot()
-                    .map(|s| s.schema().fields().map(|f| f.name().clone()).collect())
-                    .unwrap_or_default();
-                let evolution =
-                    tidemark_core::evolve::evolve(&t.schema, &d.schema, &renames, &log_columns);
-                let (evolution, defaults) = match evolution {
-                    Ok(e) => match added_defaults(source, db, table, &e.new_columns).await {
-                        Ok(d) => (e, d),
-                        Err(why) => {
-                            let why = schema_changed(why);
-                            self.park(Some(reader), &key, why);
-                            return Ok(());
-                        }
-                    },
+                let planned = plan_evolution(
+                    source, db, table, &t.writer, &d.schema, &renames, ts, &position, seq,
+                )
+                .await;
+                let (evolution, pending_fill) = match planned {
+                    Ok(p) => p,
                     Err(why) => {
                         let why = schema_changed(why);
                         self.park(Some(reader), &key, why);
                         return Ok(());
                     }
                 };
-                // Rows that got a default owe a new version each, written in a second
-                // commit; the first records the debt so a crash in between pays it.
-                let values: Vec<(String, String)> = defaults
-                    .into_iter()
-                    .filter_map(|(source_name, v)| {
-                        evolution
-                            .schema
-                            .columns
-                            .iter()
-                            .find(|c| c.source_name.eq_ignore_ascii_case(&source_name))
-                            .map(|c| (c.name.clone(), v))
-                    })
-                    .collect();
                 let state = tidemark_core::position::SourceState {
-                    pending_fill: (!values.is_empty()).then(|| {
-                        tidemark_core::position::DefaultFill {
-                            values,
-                            source_ts_us: ts,
-                            position: position.clone(),
-                            seq,
-                        }
-                    }),
+                    pending_fill,
                     ..state_at_end(t)
                 };
                 t.writer
@@ -1076,6 +1044,57 @@ pub fn ddl_renames(sql: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Plan evolving a landed table (its writer) to the source's definition `new`, the
+/// change being at `position` (`ts`, `seq`): the evolution (see
+/// `tidemark_core::evolve`), and the versions owed to existing rows by columns added
+/// with a default (see `SourceState::pending_fill`: rows that got a default owe a new
+/// version each, written in a second commit; the first records the debt so a crash
+/// in between pays it). `Err` says why it cannot be done in place.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn plan_evolution(
+    source: &Source,
+    db: &str,
+    table: &str,
+    writer: &TableWriter,
+    new: &TableSchema,
+    renames: &[(String, String)],
+    ts: i64,
+    position: &str,
+    seq: i64,
+) -> std::result::Result<
+    (
+        tidemark_core::evolve::Evolution,
+        Option<tidemark_core::position::DefaultFill>,
+    ),
+    String,
+> {
+    let log_columns: Vec<String> = writer
+        .delta(TableKind::History)
+        .snapshot()
+        .map(|s| s.schema().fields().map(|f| f.name().clone()).collect())
+        .unwrap_or_default();
+    let evolution = tidemark_core::evolve::evolve(writer.schema(), new, renames, &log_columns)?;
+    let defaults = added_defaults(source, db, table, &evolution.new_columns).await?;
+    let values: Vec<(String, String)> = defaults
+        .into_iter()
+        .filter_map(|(source_name, v)| {
+            evolution
+                .schema
+                .columns
+                .iter()
+                .find(|c| c.source_name.eq_ignore_ascii_case(&source_name))
+                .map(|c| (c.name.clone(), v))
+        })
+        .collect();
+    let fill = (!values.is_empty()).then(|| tidemark_core::position::DefaultFill {
+        values,
+        source_ts_us: ts,
+        position: position.to_string(),
+        seq,
+    });
+    Ok((evolution, fill))
 }
 
 /// What the server wrote into the existing rows of columns new to a table: (source

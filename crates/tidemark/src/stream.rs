@@ -41,8 +41,10 @@ use tidemark_core::change::ChangeBatchBuilder;
 use tidemark_core::config::{Config, EventFormat, StreamConfig};
 use tidemark_core::position::{PartitionProgress, SnapshotProgress, SourceState};
 use tidemark_core::schema::TableSchema;
-use tidemark_events::{decode, decode_line, push_event, ChangeEvent, Decoded, Format, Truncate};
-use tidemark_lake::{DeadLetter, DeadLetters, TableKind, TableWriter, Warehouse};
+use tidemark_events::{
+    decode, decode_line, push_event, ChangeEvent, DecodeError, Decoded, Format, Truncate,
+};
+use tidemark_lake::{stored_schema, DeadLetter, DeadLetters, TableKind, TableWriter, Warehouse};
 use tidemark_mysql::connect::Source;
 use tidemark_mysql::discover::describe;
 use tracing::{error, info, warn};
@@ -330,7 +332,12 @@ impl Landing {
         }
     }
 
-    async fn change(&mut self, msg: &Msg, mut ev: ChangeEvent) -> Result<()> {
+    async fn change(&mut self, msg: &Msg, ev: ChangeEvent) -> Result<()> {
+        self.change_once(msg, ev, false).await
+    }
+
+    /// Land one change; `evolved`: its table was just evolved for it (once only).
+    async fn change_once(&mut self, msg: &Msg, mut ev: ChangeEvent, evolved: bool) -> Result<()> {
         let part = msg.partition_name();
         let name = ev.source_table();
         let t = match self.table(&ev.db, &ev.table).await? {
@@ -362,8 +369,25 @@ impl Landing {
             .pending
             .entry(part.clone())
             .or_insert_with(|| ChangeBatchBuilder::new(schema.clone(), 256));
-        if let Err(e) = push_event(builder, &schema, &ev, msg.offset) {
-            return self.dead(msg, Some(name), e.to_string()).await;
+        match push_event(builder, &schema, &ev, msg.offset) {
+            Ok(()) => {}
+            // The event has a column the table lacks: the table changed at the source.
+            Err(e @ DecodeError::UnknownColumn { .. }) if !evolved => {
+                return match self
+                    .evolve(
+                        &ev.db,
+                        &ev.table,
+                        ev.source_ts_us,
+                        &msg.position(),
+                        msg.offset,
+                    )
+                    .await?
+                {
+                    Ok(()) => Box::pin(self.change_once(msg, ev, true)).await,
+                    Err(why) => self.dead(msg, Some(name), format!("{e} ({why})")).await,
+                };
+            }
+            Err(e) => return self.dead(msg, Some(name), e.to_string()).await,
         }
         prog.next_offset = msg.offset + 1;
         if ev.snapshot {
@@ -376,6 +400,90 @@ impl Landing {
         self.pending_rows += 1;
         self.oldest_pending.get_or_insert_with(Instant::now);
         Ok(())
+    }
+
+    /// Evolve `db.table` in place to the definition the source has now (a column
+    /// added, dropped or widened; see `tidemark_core::evolve`), as binlog capture does
+    /// for DDL. What is pending lands first, under the old definition. `Ok(Err(why))`
+    /// when it cannot be done in place.
+    async fn evolve(
+        &mut self,
+        db: &str,
+        table: &str,
+        ts_us: i64,
+        position: &str,
+        seq: i64,
+    ) -> Result<Result<(), String>> {
+        let key = format!("{db}.{table}");
+        self.flush().await?;
+        if let Some(c) = self.compaction.take() {
+            // A compaction of the old shape finishes first.
+            let _ = c.await;
+        }
+        let Some(d) = describe(&self.source, db, table).await? else {
+            return Ok(Err(format!(
+                "{key} is no longer in source {}'s information_schema",
+                self.source.name
+            )));
+        };
+        let t = self
+            .tables
+            .get_mut(&key)
+            .context("the table of a change is open")?;
+        t.writer.reload().await?;
+        if stored_schema(t.writer.delta(TableKind::History)).as_ref() != Some(t.schema.as_ref()) {
+            // Another worker of the group evolved it already: read it again.
+            self.tables.remove(&key);
+            return Ok(Ok(()));
+        }
+        if d.schema.same_definition(&t.schema) {
+            return Ok(Err(format!(
+                "source {}'s definition of {key} does not have that column either",
+                self.source.name
+            )));
+        }
+        let planned = crate::run::plan_evolution(
+            &self.source,
+            db,
+            table,
+            &t.writer,
+            &d.schema,
+            &[],
+            ts_us,
+            position,
+            seq,
+        )
+        .await;
+        let (evolution, pending_fill) = match planned {
+            Ok(p) => p,
+            Err(why) => {
+                return Ok(Err(format!(
+                    "{key} changed at the source in a way that cannot be applied in place: {why}; land it again with `tidemark snapshot --resnapshot --table {key}`"
+                )))
+            }
+        };
+        let state = SourceState {
+            pending_fill,
+            ..t.writer.committed(TableKind::History).state.clone()
+        };
+        t.writer
+            .evolve(evolution.schema, &evolution.added, state)
+            .await
+            .with_context(|| format!("table {key}: schema change seen at {position}"))?;
+        let filled = t
+            .writer
+            .fill_defaults()
+            .await
+            .with_context(|| format!("table {key}: writing the defaults of added columns"))?;
+        t.schema = t.writer.schema().clone();
+        t.pending.clear();
+        // Reads take every row from history until the next compaction writes a base
+        // of the new shape.
+        t.base_rows = 0;
+        t.tail_rows = t.tail_rows.max(crate::run::COMPACT_MIN_ROWS) + filled;
+        info!(stream = %self.name, table = %key, position = %position,
+            changes = %evolution.changes.join("; "), "schema changed at the source; the table evolved in place");
+        Ok(Ok(()))
     }
 
     /// The group took `revoked` away: nothing pending for them may land, and their
@@ -508,17 +616,18 @@ impl Landing {
     }
 }
 
-/// Run one stream until stopped (or, with `until_caught_up`, until nothing new
-/// arrives for one flush interval).
+/// Run one stream until stopped (or, with `--until-caught-up`, until everything
+/// there is has been read).
 pub async fn run_stream(
     g: &GlobalArgs,
     config: &Config,
     wh: &Warehouse,
     name: &str,
     stop: Arc<AtomicBool>,
-    until_caught_up: bool,
+    args: &crate::run::Args,
     metrics: crate::metrics::Shared,
 ) -> Result<()> {
+    let until_caught_up = args.until_caught_up;
     let cfg = config.streams.get(name).context("stream not defined")?;
     let source = Source::connect(
         &cfg.schema_from,

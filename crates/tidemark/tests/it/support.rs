@@ -209,3 +209,24 @@ pub fn kill(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Wait until the background runs' `run.log` beside `config` has `count` lines
+/// containing `what` (a log message, quoted as the JSON log has it); panics with the
+/// log's tail after `timeout`.
+pub fn wait_for_log(config: &Path, what: &str, count: usize, timeout: std::time::Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let log = std::fs::read_to_string(config.with_file_name("run.log")).unwrap_or_default();
+        if log.matches(what).count() >= count {
+            return;
+        }
+        if start.elapsed() > timeout {
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "run.log has fewer than {count} lines with {what} after {timeout:?}:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
