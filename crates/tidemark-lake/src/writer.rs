@@ -904,7 +904,11 @@ impl TableWriter {
         let mut batches = Vec::new();
         for b in rows.into_iter().filter(|b| b.num_rows() > 0) {
             let n = b.num_rows();
-            let mut cols: Vec<ArrayRef> = b.columns()[..n_cols].to_vec();
+            let mut cols: Vec<ArrayRef> = b.columns()[..n_cols]
+                .iter()
+                .zip(change_schema.fields().iter())
+                .map(|(c, f)| conform(c, f, &name))
+                .collect::<Result<_>>()?;
             cols.extend(Self::meta_columns(
                 n,
                 "u",
@@ -1007,7 +1011,7 @@ impl TableWriter {
                 .enumerate()
             {
                 cols.push(match self.schema.key.iter().position(|&k| k == i) {
-                    Some(k) => b.column(k).clone(),
+                    Some(k) => conform(b.column(k), f, &name)?,
                     None => deltalake::arrow::array::new_null_array(f.data_type(), n),
                 });
             }
@@ -1150,6 +1154,19 @@ impl TableWriter {
             TableKind::History => &self.history.table,
         }
     }
+}
+
+/// A column read back through DataFusion, in the type `field` stores it as: reads
+/// hand out strings and binaries as view types (`Utf8View`), change batches have the
+/// plain ones.
+fn conform(column: &ArrayRef, field: &Field, table: &str) -> Result<ArrayRef> {
+    if column.data_type() == field.data_type() {
+        return Ok(column.clone());
+    }
+    deltalake::arrow::compute::cast(column, field.data_type()).map_err(|e| Error::Batch {
+        table: table.to_string(),
+        message: format!("column {}: {e}", field.name()),
+    })
 }
 
 /// Change batches as the rows stored in one of the two tables.

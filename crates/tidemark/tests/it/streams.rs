@@ -465,5 +465,47 @@ async fn files_of_events_land_once_however_often_they_are_read() {
         status.contains("dead letters: 1 from stream backfill"),
         "{status}"
     );
+
+    // The table changes at the source; the next event carries the new column: the
+    // table evolves in place, the rows it had get the column's default as a new
+    // version, and the event lands with its own value.
+    db.exec("ALTER TABLE invoices ADD COLUMN note VARCHAR(20) NOT NULL DEFAULT 'none'")
+        .await;
+    let upd = envelope(
+        &db.name,
+        "u",
+        Some(image(1, &row(1, "2.00"))),
+        Some(r#"{"id": 1, "customer": "c1", "total": "3.00", "issued": 20000, "note": "hello"}"#.into()),
+        600,
+        1_767_225_603_000,
+    );
+    std::fs::write(dir.join("0003.jsonl"), upd + "\n").unwrap();
+    ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+    assert_eq!(
+        db.sql_i64(&format!("SELECT count(*) FROM {s}.invoices WHERE note = 'none'"))
+            .await,
+        48
+    );
+    assert_eq!(
+        db.sql_i64(&format!(
+            "SELECT count(*) FROM {s}.invoices WHERE note = 'hello' AND total = 3.00"
+        ))
+        .await,
+        1
+    );
+    // 60 versions before, one per row for the default, one for the update; the
+    // versions before the change have no note.
+    assert_eq!(
+        db.sql_i64(&format!("SELECT count(*) FROM {s}_history.invoices"))
+            .await,
+        60 + 49 + 1
+    );
+    assert_eq!(
+        db.sql_i64(&format!(
+            "SELECT count(*) FROM {s}_history.invoices WHERE note IS NULL"
+        ))
+        .await,
+        60
+    );
     db.drop().await;
 }
