@@ -93,8 +93,14 @@ pub struct StreamConfig {
     pub password_env: Option<String>,
     /// Kafka: file holding the SASL password.
     pub password_file: Option<PathBuf>,
-    /// Files: a directory of `*.jsonl` / `*.json` files, read in name order, or one file.
-    pub path: Option<PathBuf>,
+    /// Files: a local directory of `*.jsonl` / `*.json` / `*.ndjson` files (read in
+    /// name order, then watched for new ones), one local file, or an
+    /// `s3://bucket/prefix/` holding such files.
+    pub path: Option<String>,
+    /// Files under `s3://`: object_store options (`region`, `endpoint`, ...), as for
+    /// an S3 warehouse; credentials come from the usual `AWS_*` variables.
+    #[serde(default)]
+    pub storage_options: BTreeMap<String, String>,
     /// Debezium `decimal.handling.mode` of the connector: `precise`, `string` or
     /// `double` (matters only for messages without schemas).
     pub decimal_handling: Option<String>,

@@ -60,4 +60,6 @@ pub use writer::{
     committed_state, stored_schema, Committed, Compaction, TableWriter, APP_ID, SCHEMA_KEY,
 };
 
+/// The object_store crate delta-rs uses (to read event files under an S3 prefix).
+pub use object_store;
 pub use tidemark_core::position::SourceState;

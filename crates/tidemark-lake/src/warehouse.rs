@@ -101,6 +101,15 @@ impl Warehouse {
         })
     }
 
+    /// The object store and the root's path in it, for a warehouse on an object store
+    /// (`None` for a local directory). Also how files of change events under an S3
+    /// prefix are read (`[streams.*]` with `kind = "files"`).
+    pub fn object_store(&self) -> Option<(Arc<dyn ObjectStore>, ObjectPath)> {
+        let store = self.store.clone()?;
+        let path = ObjectPath::from_url_path(self.root.path()).ok()?;
+        Some((store, path))
+    }
+
     /// The warehouse root URL.
     pub fn root(&self) -> &Url {
         &self.root

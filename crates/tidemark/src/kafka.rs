@@ -12,9 +12,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use futures::StreamExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -22,6 +24,8 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tidemark_core::config::StreamConfig;
+use tidemark_lake::object_store::path::Path as ObjectPath;
+use tidemark_lake::object_store::{ObjectStore, ObjectStoreExt};
 use tracing::warn;
 
 /// One message, from either input.
@@ -77,7 +81,8 @@ impl Input {
                 Ok(Input::Kafka(Box::new(KafkaInput::open(name, cfg)?)))
             }
             tidemark_core::config::StreamKind::Files => Ok(Input::Files(FileInput::open(
-                cfg.path.clone().context("files stream without path")?,
+                cfg.path.as_deref().context("files stream without path")?,
+                &cfg.storage_options,
             )?)),
         }
     }
@@ -86,7 +91,7 @@ impl Input {
     pub async fn next(&mut self, wait: Duration) -> Result<Option<Msg>> {
         match self {
             Input::Kafka(k) => k.next(wait).await,
-            Input::Files(f) => match f.next()? {
+            Input::Files(f) => match f.next().await? {
                 Some(m) => Ok(Some(m)),
                 None => {
                     tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
@@ -109,7 +114,7 @@ impl Input {
     pub fn caught_up(&self) -> Result<bool> {
         match self {
             Input::Kafka(k) => k.caught_up(),
-            Input::Files(f) => Ok(f.todo.is_empty() && f.current.is_none()),
+            Input::Files(f) => Ok(f.done()),
         }
     }
 
@@ -304,57 +309,136 @@ impl KafkaInput {
     }
 }
 
-/// JSON-lines files in a directory, read in name order, then watched for new files.
+/// Where a files stream reads.
+enum Files {
+    /// A local directory (watched for new files) or one local file.
+    Local {
+        dir: Option<PathBuf>,
+        file: Option<PathBuf>,
+    },
+    /// Objects under an S3 prefix (listed again for new ones).
+    Store {
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+    },
+}
+
+/// A file to read: its name (the partition) and where it is.
+enum FileRef {
+    Local(PathBuf),
+    Object(Arc<dyn ObjectStore>, ObjectPath),
+}
+
+/// JSON-lines files, read in name order, then watched for new files.
 pub struct FileInput {
-    dir: Option<PathBuf>,
-    todo: Vec<PathBuf>,
-    seen: BTreeSet<PathBuf>,
-    current: Option<(String, std::io::BufReader<std::fs::File>, i64)>,
-    last_scan: Instant,
+    files: Files,
+    todo: Vec<(String, FileRef)>,
+    seen: BTreeSet<String>,
+    current: Option<(String, Box<dyn BufRead + Send>, i64)>,
+    last_scan: Option<Instant>,
+}
+
+fn is_events_file(name: &str) -> bool {
+    [".jsonl", ".json", ".ndjson"]
+        .iter()
+        .any(|x| name.ends_with(x))
 }
 
 impl FileInput {
-    fn open(path: PathBuf) -> Result<Self> {
-        let meta = std::fs::metadata(&path)
-            .with_context(|| format!("files stream path {}", path.display()))?;
-        let mut f = Self {
-            dir: meta.is_dir().then(|| path.clone()),
-            todo: if meta.is_dir() {
-                Vec::new()
+    fn open(path: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        let files = if path.starts_with("s3://") {
+            let location = if path.ends_with('/') {
+                path.to_string()
             } else {
-                vec![path]
-            },
+                format!("{path}/")
+            };
+            let wh = tidemark_lake::Warehouse::new(
+                &location,
+                options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+            .with_context(|| format!("files stream path {path}"))?;
+            let (store, prefix) = wh
+                .object_store()
+                .with_context(|| format!("files stream path {path}: not an object store"))?;
+            Files::Store { store, prefix }
+        } else {
+            let p = PathBuf::from(path);
+            let meta = std::fs::metadata(&p)
+                .with_context(|| format!("files stream path {}", p.display()))?;
+            if meta.is_dir() {
+                Files::Local {
+                    dir: Some(p),
+                    file: None,
+                }
+            } else {
+                Files::Local {
+                    dir: None,
+                    file: Some(p),
+                }
+            }
+        };
+        Ok(Self {
+            files,
+            todo: Vec::new(),
             seen: BTreeSet::new(),
             current: None,
-            last_scan: Instant::now(),
-        };
-        f.scan()?;
-        Ok(f)
+            last_scan: None,
+        })
     }
 
-    /// Queue files of the directory not seen yet (`*.jsonl`, `*.json`, `*.ndjson`).
-    fn scan(&mut self) -> Result<()> {
-        self.last_scan = Instant::now();
-        let Some(dir) = &self.dir else {
-            self.todo.retain(|p| !self.seen.contains(p));
-            return Ok(());
+    /// Queue the files not seen yet, in name order.
+    async fn scan(&mut self) -> Result<()> {
+        self.last_scan = Some(Instant::now());
+        let mut found: Vec<(String, FileRef)> = match &self.files {
+            Files::Local { file: Some(f), .. } => {
+                let name = f.file_name().map_or_else(
+                    || f.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                vec![(name, FileRef::Local(f.clone()))]
+            }
+            Files::Local { dir: Some(dir), .. } => std::fs::read_dir(dir)
+                .with_context(|| format!("cannot list {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .filter_map(|p| {
+                    let name = p.file_name()?.to_string_lossy().into_owned();
+                    is_events_file(&name).then_some((name, FileRef::Local(p)))
+                })
+                .collect(),
+            Files::Local { .. } => Vec::new(),
+            Files::Store { store, prefix } => {
+                let mut out = Vec::new();
+                let mut list = store.list(Some(prefix));
+                while let Some(meta) = list.next().await {
+                    let meta = meta.with_context(|| format!("listing {prefix}"))?;
+                    let name = meta
+                        .location
+                        .prefix_match(prefix)
+                        .map(|parts| {
+                            parts
+                                .map(|p| p.as_ref().to_string())
+                                .collect::<Vec<_>>()
+                                .join("/")
+                        })
+                        .unwrap_or_else(|| meta.location.to_string());
+                    if is_events_file(&name) {
+                        out.push((name, FileRef::Object(store.clone(), meta.location)));
+                    }
+                }
+                out
+            }
         };
-        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot list {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && p.extension()
-                        .is_some_and(|x| x == "jsonl" || x == "json" || x == "ndjson")
-                    && !self.seen.contains(p)
-            })
-            .collect();
-        found.sort();
+        found.retain(|(n, _)| !self.seen.contains(n));
+        found.sort_by(|a, b| a.0.cmp(&b.0));
         self.todo = found;
         Ok(())
     }
 
-    fn next(&mut self) -> Result<Option<Msg>> {
+    async fn next(&mut self) -> Result<Option<Msg>> {
         loop {
             if let Some((name, reader, line)) = &mut self.current {
                 let mut buf = Vec::new();
@@ -380,21 +464,41 @@ impl FileInput {
                 }
                 self.current = None;
             }
-            if self.todo.is_empty() && self.last_scan.elapsed() >= Duration::from_secs(1) {
-                self.scan()?;
+            if self.todo.is_empty()
+                && self
+                    .last_scan
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            {
+                self.scan().await?;
             }
             if self.todo.is_empty() {
                 return Ok(None);
             }
-            let path = self.todo.remove(0);
-            self.seen.insert(path.clone());
-            let file = std::fs::File::open(&path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| path.display().to_string());
-            self.current = Some((name, std::io::BufReader::new(file), 0));
+            let (name, file) = self.todo.remove(0);
+            self.seen.insert(name.clone());
+            let reader: Box<dyn BufRead + Send> = match file {
+                FileRef::Local(path) => Box::new(std::io::BufReader::new(
+                    std::fs::File::open(&path)
+                        .with_context(|| format!("cannot open {}", path.display()))?,
+                )),
+                // An object is read whole: event dumps are split into files of a
+                // size that fits in memory (topic-dump tools roll them).
+                FileRef::Object(store, path) => {
+                    let bytes = store
+                        .get(&path)
+                        .await
+                        .with_context(|| format!("reading {path}"))?
+                        .bytes()
+                        .await
+                        .with_context(|| format!("reading {path}"))?;
+                    Box::new(std::io::Cursor::new(bytes))
+                }
+            };
+            self.current = Some((name, reader, 0));
         }
+    }
+
+    fn done(&self) -> bool {
+        self.todo.is_empty() && self.current.is_none() && self.last_scan.is_some()
     }
 }

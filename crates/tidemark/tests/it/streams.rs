@@ -475,15 +475,20 @@ async fn files_of_events_land_once_however_often_they_are_read() {
         &db.name,
         "u",
         Some(image(1, &row(1, "2.00"))),
-        Some(r#"{"id": 1, "customer": "c1", "total": "3.00", "issued": 20000, "note": "hello"}"#.into()),
+        Some(
+            r#"{"id": 1, "customer": "c1", "total": "3.00", "issued": 20000, "note": "hello"}"#
+                .into(),
+        ),
         600,
         1_767_225_603_000,
     );
     std::fs::write(dir.join("0003.jsonl"), upd + "\n").unwrap();
     ok(db.tidemark(&config, &["run", "--until-caught-up"]));
     assert_eq!(
-        db.sql_i64(&format!("SELECT count(*) FROM {s}.invoices WHERE note = 'none'"))
-            .await,
+        db.sql_i64(&format!(
+            "SELECT count(*) FROM {s}.invoices WHERE note = 'none'"
+        ))
+        .await,
         48
     );
     assert_eq!(
@@ -507,5 +512,101 @@ async fn files_of_events_land_once_however_often_they_are_read() {
         .await,
         60
     );
+    db.drop().await;
+}
+
+/// Files of events under an S3 prefix (the S3-compatible test server that
+/// scripts/test.sh starts): read in name order, landed once however often read.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_of_events_from_an_s3_prefix() {
+    use tidemark_lake::object_store::{path::Path as ObjectPath, ObjectStoreExt, PutPayload};
+    let endpoint = std::env::var("TIDEMARK_TEST_S3_ENDPOINT").expect(
+        "TIDEMARK_TEST_S3_ENDPOINT is not set: run the tests with scripts/test.sh, which starts an S3-compatible server (moto)",
+    );
+    let db = TestDb::new("s3files").await;
+    db.exec("CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), issued DATE)")
+        .await;
+    let bucket = "tidemark-events";
+    crate::support::create_bucket(&endpoint, bucket);
+    let location = format!("s3://{bucket}/dumps/{}/", db.name);
+    let options = [
+        ("endpoint", endpoint.as_str()),
+        ("region", "us-east-1"),
+        ("allow_http", "true"),
+    ];
+    let wh = tidemark_lake::Warehouse::new(
+        &location,
+        options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+    .unwrap();
+    let (store, prefix) = wh.object_store().unwrap();
+    let row = |id: i64, total: &str| Row {
+        customer: format!("c{id}"),
+        total: total.into(),
+        issued: 20_000,
+    };
+    let snapshot: Vec<String> = (1..=20)
+        .map(|id| {
+            envelope(
+                &db.name,
+                "r",
+                None,
+                Some(image(id, &row(id, "1.00"))),
+                4,
+                1_767_225_600_000,
+            )
+        })
+        .collect();
+    let mut updates: Vec<String> = (1..=5)
+        .map(|id| {
+            envelope(
+                &db.name,
+                "u",
+                Some(image(id, &row(id, "1.00"))),
+                Some(image(id, &row(id, "9.99"))),
+                100 + id as u64,
+                1_767_225_601_000 + id,
+            )
+        })
+        .collect();
+    updates.insert(2, "not an event".into());
+    for (name, lines) in [("0001.jsonl", snapshot), ("0002.jsonl", updates)] {
+        let path = ObjectPath::from(format!("{prefix}/{name}"));
+        store
+            .put(&path, PutPayload::from(lines.join("\n") + "\n"))
+            .await
+            .unwrap();
+    }
+    let opts: String = options
+        .iter()
+        .map(|(k, v)| format!("{k} = \"{v}\"\n"))
+        .collect();
+    let config = db.config(&format!(
+        "capture = \"none\"\n\n[streams.archive]\nkind = \"files\"\nformat = \"debezium\"\nschema_from = \"main\"\npath = \"{location}\"\ndecimal_handling = \"string\"\n[streams.archive.storage_options]\n{opts}"
+    ));
+    let s = &db.name;
+    for _ in 0..2 {
+        ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+        assert_eq!(
+            db.sql_i64(&format!("SELECT count(*) FROM {s}_history.invoices"))
+                .await,
+            25
+        );
+        assert_eq!(
+            db.sql_i64(&format!(
+                "SELECT count(*) FROM {s}.invoices WHERE total = 9.99"
+            ))
+            .await,
+            5
+        );
+        assert_eq!(
+            db.sql_i64("SELECT count(*) FROM tidemark.dead_letters WHERE stream = 'archive'")
+                .await,
+            1
+        );
+    }
     db.drop().await;
 }

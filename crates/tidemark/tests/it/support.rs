@@ -230,3 +230,24 @@ pub fn wait_for_log(config: &Path, what: &str, count: usize, timeout: std::time:
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// Create `bucket` on the S3-compatible test server with a plain HTTP PUT (moto
+/// accepts it unsigned); an existing bucket is fine.
+pub fn create_bucket(endpoint: &str, bucket: &str) {
+    use std::io::{Read, Write};
+    let url = url::Url::parse(endpoint).expect("TIDEMARK_TEST_S3_ENDPOINT is a URL");
+    let (host, port) = (
+        url.host_str().expect("host"),
+        url.port_or_known_default().expect("port"),
+    );
+    let mut conn = std::net::TcpStream::connect((host, port))
+        .unwrap_or_else(|e| panic!("cannot reach the S3 test server at {endpoint}: {e}"));
+    write!(conn, "PUT /{bucket} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap_or("");
+    assert!(
+        status == "200" || status == "409",
+        "creating bucket {bucket}: {response}"
+    );
+}
