@@ -13,9 +13,11 @@
 //! S3-compatible stores too): the loser gets `412 Precondition Failed`, which becomes
 //! `VersionAlreadyExists`, and delta-rs's conflict checker takes it from there. The
 //! DynamoDB lock of deltalake-aws only existed because S3 once had no put-if-absent.
-//! A store that ignores `If-None-Match` is not safe for concurrent writers; tidemark
-//! runs one writer per table, and its transaction-version check
-//! ([`crate::Error::StaleWriter`]) catches a second one on the next commit.
+//! A store that ignores `If-None-Match` is not safe for concurrent writers: several
+//! Kafka workers committing to one table (`TableWriter::append_history_shared`) rely
+//! on exactly one of two racing commits winning. Elsewhere tidemark runs one writer
+//! per table, and its transaction-version check ([`crate::Error::StaleWriter`])
+//! catches a second one on the next commit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Once};

@@ -610,3 +610,89 @@ async fn files_of_events_from_an_s3_prefix() {
     }
     db.drop().await;
 }
+
+/// AWS DMS records (Kafka target, JSON) from a file: a full load, then an update and
+/// a delete from change data capture, with DMS's control record for the table.
+#[tokio::test(flavor = "multi_thread")]
+async fn dms_events_land_like_debezium_ones() {
+    let db = TestDb::new("dms").await;
+    db.exec("CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), issued DATE)")
+        .await;
+    let dir = db.dir.path().join("dms");
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = |op: &str, kind: &str, data: &str, ts: &str| {
+        format!(
+            r#"{{"data": {data}, "metadata": {{"timestamp": "{ts}", "record-type": "{kind}", "operation": "{op}", "partition-key-type": "schema-table", "schema-name": "{}", "table-name": "invoices"}}}}"#,
+            db.name
+        )
+    };
+    let lines = [
+        format!(
+            r#"{{"metadata": {{"timestamp": "2026-01-01T00:00:00Z", "record-type": "control", "operation": "create-table", "partition-key-type": "task-id", "schema-name": "{}", "table-name": "invoices"}}}}"#,
+            db.name
+        ),
+        record(
+            "load",
+            "data",
+            r#"{"id": 1, "customer": "ann", "total": "10.50", "issued": "2026-01-01"}"#,
+            "2026-01-01T00:00:01Z",
+        ),
+        record(
+            "load",
+            "data",
+            r#"{"id": 2, "customer": "bob", "total": "20.00", "issued": "2026-01-02"}"#,
+            "2026-01-01T00:00:01Z",
+        ),
+        record(
+            "load",
+            "data",
+            r#"{"id": 3, "customer": "cy", "total": "30.00", "issued": "2026-01-03"}"#,
+            "2026-01-01T00:00:01Z",
+        ),
+        record(
+            "update",
+            "data",
+            r#"{"id": 2, "customer": "bob", "total": "21.00", "issued": "2026-01-02"}"#,
+            "2026-01-02T10:00:00.123456Z",
+        ),
+        record(
+            "delete",
+            "data",
+            r#"{"id": 3, "customer": "cy", "total": "30.00", "issued": "2026-01-03"}"#,
+            "2026-01-02T11:00:00Z",
+        ),
+    ];
+    std::fs::write(dir.join("dms.jsonl"), lines.join("\n") + "\n").unwrap();
+    let config = db.config(&format!(
+        "capture = \"none\"\n\n[streams.dms]\nkind = \"files\"\nformat = \"dms\"\nschema_from = \"main\"\npath = \"{}\"\n",
+        dir.display()
+    ));
+    ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+    let s = &db.name;
+    assert_eq!(
+        db.sql_i64(&format!("SELECT count(*) FROM {s}.invoices"))
+            .await,
+        2
+    );
+    assert_eq!(
+        db.sql_i64(&format!(
+            "SELECT CAST(total * 100 AS BIGINT) FROM {s}.invoices WHERE id = 2"
+        ))
+        .await,
+        2100
+    );
+    assert_eq!(
+        db.sql_i64(&format!("SELECT count(*) FROM {s}_history.invoices"))
+            .await,
+        4
+    );
+    // The history knows when the update happened at the source.
+    assert_eq!(
+        db.sql_i64(&format!(
+            "SELECT count(*) FROM {s}.invoices FOR SYSTEM_TIME AS OF TIMESTAMP '2026-01-02 10:30:00' WHERE total = 21.00"
+        ))
+        .await,
+        1
+    );
+    db.drop().await;
+}
