@@ -65,6 +65,27 @@ pub async fn produce(p: &FutureProducer, topic: &str, msgs: &[(i32, String, Opti
     }
 }
 
+/// A test database with the `invoices` table every event here is for.
+async fn invoices_db(test: &str) -> TestDb {
+    let db = TestDb::new(test).await;
+    db.exec("CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), issued DATE)")
+        .await;
+    db
+}
+
+/// The config of a files stream named `stream` of `format` events under `path`.
+fn files_config(
+    db: &TestDb,
+    stream: &str,
+    format: &str,
+    path: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    db.config(&format!(
+        "capture = \"none\"\n\n[streams.{stream}]\nkind = \"files\"\nformat = \"{format}\"\nschema_from = \"main\"\npath = \"{path}\"\ndecimal_handling = \"string\"\n{extra}"
+    ))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 struct Row {
     customer: String,
@@ -255,9 +276,7 @@ async fn check_landed(db: &TestDb, model: &BTreeMap<i64, Row>, versions: i64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_events_land_exactly_once_through_kills() {
-    let db = TestDb::new("kafka").await;
-    db.exec("CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), issued DATE)")
-        .await;
+    let db = invoices_db("kafka").await;
     let topic = format!("shop.{}.invoices", db.name);
     create_topic(&topic, 3).await;
     let config = kafka_config(&db);
@@ -334,9 +353,7 @@ async fn kafka_events_land_exactly_once_through_kills() {
 /// back (they are shared again). Nothing is lost or landed twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_workers_share_partitions_through_rebalances() {
-    let db = TestDb::new("kafka2").await;
-    db.exec("CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), issued DATE)")
-        .await;
+    let db = invoices_db("kafka2").await;
     let topic = format!("shop.{}.invoices", db.name);
     create_topic(&topic, 4).await;
     let config = kafka_config(&db);
@@ -377,15 +394,10 @@ async fn two_workers_share_partitions_through_rebalances() {
 /// line kept in the dead letters.
 #[tokio::test(flavor = "multi_thread")]
 async fn files_of_events_land_once_however_often_they_are_read() {
-    let db = TestDb::new("files").await;
-    db.exec("CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), issued DATE)")
-        .await;
+    let db = invoices_db("files").await;
     let dir = db.dir.path().join("events");
     std::fs::create_dir_all(&dir).unwrap();
-    let config = db.config(&format!(
-        "capture = \"none\"\n\n[streams.backfill]\nkind = \"files\"\nformat = \"debezium\"\nschema_from = \"main\"\npath = \"{}\"\ndecimal_handling = \"string\"\n",
-        dir.display()
-    ));
+    let config = files_config(&db, "backfill", "debezium", &dir.display().to_string(), "");
     let row = |id: i64, total: &str| Row {
         customer: format!("c{id}"),
         total: total.into(),
@@ -523,9 +535,7 @@ async fn files_of_events_from_an_s3_prefix() {
     let endpoint = std::env::var("TIDEMARK_TEST_S3_ENDPOINT").expect(
         "TIDEMARK_TEST_S3_ENDPOINT is not set: run the tests with scripts/test.sh, which starts an S3-compatible server (moto)",
     );
-    let db = TestDb::new("s3files").await;
-    db.exec("CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), issued DATE)")
-        .await;
+    let db = invoices_db("s3files").await;
     let bucket = "tidemark-events";
     crate::support::create_bucket(&endpoint, bucket);
     let location = format!("s3://{bucket}/dumps/{}/", db.name);
@@ -584,9 +594,13 @@ async fn files_of_events_from_an_s3_prefix() {
         .iter()
         .map(|(k, v)| format!("{k} = \"{v}\"\n"))
         .collect();
-    let config = db.config(&format!(
-        "capture = \"none\"\n\n[streams.archive]\nkind = \"files\"\nformat = \"debezium\"\nschema_from = \"main\"\npath = \"{location}\"\ndecimal_handling = \"string\"\n[streams.archive.storage_options]\n{opts}"
-    ));
+    let config = files_config(
+        &db,
+        "archive",
+        "debezium",
+        &location,
+        &format!("[streams.archive.storage_options]\n{opts}"),
+    );
     let s = &db.name;
     for _ in 0..2 {
         ok(db.tidemark(&config, &["run", "--until-caught-up"]));
@@ -615,9 +629,7 @@ async fn files_of_events_from_an_s3_prefix() {
 /// a delete from change data capture, with DMS's control record for the table.
 #[tokio::test(flavor = "multi_thread")]
 async fn dms_events_land_like_debezium_ones() {
-    let db = TestDb::new("dms").await;
-    db.exec("CREATE TABLE invoices (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2), issued DATE)")
-        .await;
+    let db = invoices_db("dms").await;
     let dir = db.dir.path().join("dms");
     std::fs::create_dir_all(&dir).unwrap();
     let record = |op: &str, kind: &str, data: &str, ts: &str| {
@@ -663,10 +675,7 @@ async fn dms_events_land_like_debezium_ones() {
         ),
     ];
     std::fs::write(dir.join("dms.jsonl"), lines.join("\n") + "\n").unwrap();
-    let config = db.config(&format!(
-        "capture = \"none\"\n\n[streams.dms]\nkind = \"files\"\nformat = \"dms\"\nschema_from = \"main\"\npath = \"{}\"\n",
-        dir.display()
-    ));
+    let config = files_config(&db, "dms", "dms", &dir.display().to_string(), "");
     ok(db.tidemark(&config, &["run", "--until-caught-up"]));
     let s = &db.name;
     assert_eq!(
