@@ -927,10 +927,7 @@ async fn vanished_tables(
 
 /// The definition a table was landed with, if it was (history holds it first: a
 /// schema change commits there before the current table follows).
-pub(crate) async fn landed_schema(
-    wh: &Warehouse,
-    d: &DiscoveredTable,
-) -> Result<Option<TableSchema>> {
+async fn landed_schema(wh: &Warehouse, d: &DiscoveredTable) -> Result<Option<TableSchema>> {
     let url = wh.table_url(
         &d.schema.name.schema,
         &d.schema.name.table,

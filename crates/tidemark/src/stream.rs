@@ -39,6 +39,7 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use tidemark_core::change::ChangeBatchBuilder;
 use tidemark_core::config::{Config, EventFormat, StreamConfig};
+use tidemark_core::names::TableName;
 use tidemark_core::position::{PartitionProgress, SnapshotProgress, SourceState};
 use tidemark_core::schema::TableSchema;
 use tidemark_events::{
@@ -225,23 +226,38 @@ impl Landing {
         if !crate::run::selects(&self.source, db, table)? {
             return Ok(Ok(None));
         }
-        let Some(mut d) = describe(&self.source, db, table).await? else {
-            return Ok(Err(format!(
-                "{db}.{table} is not in source {}'s information_schema (dropped, or not visible to its user), so its definition is unknown",
-                self.source.name
-            )));
+        // A table landed before streams with the definition it was landed with (a
+        // change shows in the events and evolves it); a new one takes the source's.
+        let name = TableName::new(db, table, self.source.config.naming);
+        let url = self
+            .wh
+            .table_url(&name.schema, &name.table, TableKind::History);
+        let (history, exists) = self.wh.delta_table(&url).await?;
+        let landed = if exists {
+            stored_schema(&history)
+        } else {
+            None
         };
-        if let Some(landed) = crate::run::landed_schema(&self.wh, &d).await? {
-            d.schema = Arc::new(landed);
-        }
+        let schema = match landed {
+            Some(s) => Arc::new(s),
+            None => match describe(&self.source, db, table).await? {
+                Some(d) => d.schema,
+                None => {
+                    return Ok(Err(format!(
+                        "{db}.{table} is not in source {}'s information_schema (dropped, or not visible to its user), so its definition is unknown",
+                        self.source.name
+                    )))
+                }
+            },
+        };
         // Another worker of the group may be creating or opening the same table.
         let mut attempt = 0;
         let (writer, mark) = loop {
-            match open_writer(&self.wh, &d.schema).await {
+            match open_writer(&self.wh, &schema).await {
                 Ok(w) => break w,
                 Err(e) if attempt < 5 => {
                     attempt += 1;
-                    warn!(stream = %self.name, table = %d.schema.name.source(), error = %e, attempt, "opening the table failed; trying again");
+                    warn!(stream = %self.name, table = %schema.name.source(), error = %e, attempt, "opening the table failed; trying again");
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
                 Err(e) => return Err(e.into()),
@@ -254,10 +270,10 @@ impl Landing {
             )));
         }
         let snapshot = st.snapshot.clone().unwrap_or_default();
-        info!(stream = %self.name, table = %d.schema.name.source(), "landing");
+        info!(stream = %self.name, table = %schema.name.source(), "landing");
         Ok(Ok(Some(Table {
             pending: BTreeMap::new(),
-            schema: d.schema,
+            schema,
             writer,
             progress: st.partitions,
             moved: BTreeSet::new(),
@@ -323,7 +339,7 @@ impl Landing {
             Ok(Decoded::Change(ev)) => self.change(&msg, ev).await,
             Ok(Decoded::Truncate(t)) => self.truncate(&msg, t).await,
             Ok(Decoded::SchemaChange(sc)) => {
-                info!(stream = %self.name, position = %position, db = %sc.db, ddl = sc.ddl.as_deref().unwrap_or("-"), "schema change seen; changed tables' events that no longer fit go to tidemark.dead_letters");
+                info!(stream = %self.name, position = %position, db = %sc.db, ddl = sc.ddl.as_deref().unwrap_or("-"), "schema change seen; a changed table evolves when its events show the change");
                 Ok(())
             }
             // Tombstones follow deletes already landed; heartbeats, transaction
