@@ -111,9 +111,9 @@ impl Input {
 
     /// Has everything there is now been read? Files: every file to its end. Kafka:
     /// every assigned partition to its end offset.
-    pub fn caught_up(&self) -> Result<bool> {
+    pub fn caught_up(&self, consumed: &BTreeMap<(String, i32), i64>) -> Result<bool> {
         match self {
-            Input::Kafka(k) => k.caught_up(),
+            Input::Kafka(k) => k.caught_up(consumed),
             Input::Files(f) => Ok(f.done()),
         }
     }
@@ -258,7 +258,9 @@ impl KafkaInput {
     }
 
     /// Every assigned partition read up to its end (nothing assigned yet: no).
-    fn caught_up(&self) -> Result<bool> {
+    /// `consumed` has the next offset of each partition read by this process; the
+    /// others are compared by the group's committed offset.
+    fn caught_up(&self, consumed: &BTreeMap<(String, i32), i64>) -> Result<bool> {
         let assigned = self.consumer.assignment()?;
         if assigned.count() == 0 {
             if self.started.elapsed() > ASSIGN_TIMEOUT {
@@ -271,19 +273,29 @@ impl KafkaInput {
             return Ok(false);
         }
         tokio::task::block_in_place(|| {
-            let position = self.consumer.position()?;
-            let committed = self.consumer.committed(Duration::from_secs(10))?;
+            let mut committed = None;
             for e in assigned.elements() {
                 let (t, p) = (e.topic(), e.partition());
                 let (low, high) = self
                     .consumer
                     .fetch_watermarks(t, p, Duration::from_secs(10))?;
-                let at =
-                    |tpl: &TopicPartitionList| match tpl.find_partition(t, p).map(|e| e.offset()) {
-                        Some(Offset::Offset(o)) => o,
-                        _ => low,
-                    };
-                if at(&position).max(at(&committed)) < high {
+                let at = match consumed.get(&(t.to_string(), p)) {
+                    Some(next) => *next,
+                    None => {
+                        if committed.is_none() {
+                            committed = Some(self.consumer.committed(Duration::from_secs(10))?);
+                        }
+                        match committed
+                            .as_ref()
+                            .and_then(|c| c.find_partition(t, p))
+                            .map(|e| e.offset())
+                        {
+                            Some(Offset::Offset(o)) => o,
+                            _ => low,
+                        }
+                    }
+                };
+                if at < high {
                     return Ok(false);
                 }
             }

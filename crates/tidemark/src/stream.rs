@@ -688,6 +688,8 @@ pub async fn run_stream(
         }
         let wait = match landing.oldest_pending {
             Some(t) => interval.saturating_sub(t.elapsed()),
+            // Nothing pending: a backfill asks soon whether it has caught up.
+            None if until_caught_up => interval.min(Duration::from_millis(200)),
             None => interval,
         };
         let msg = input.next(wait.max(Duration::from_millis(1))).await?;
@@ -708,7 +710,10 @@ pub async fn run_stream(
         }
         match msg {
             Some(msg) => landing.handle(msg).await?,
-            None if until_caught_up && landing.oldest_pending.is_none() && input.caught_up()? => {
+            None if until_caught_up
+                && landing.oldest_pending.is_none()
+                && input.caught_up(&landing.consumed)? =>
+            {
                 landing.flush().await?;
                 input.landed(&landing.consumed);
                 info!(stream = %name, "caught up");
