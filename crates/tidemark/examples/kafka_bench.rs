@@ -16,7 +16,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 fn envelope(db: &str, op: &str, id: u64, total: u64, pos: u64, ts_ms: i64) -> String {
     let image = format!(
@@ -81,34 +81,32 @@ impl Gen {
     }
 }
 
-async fn send_all(
-    p: &FutureProducer,
-    topic: &str,
-    gen: &mut Gen,
-    from: u64,
-    n: u64,
-    ts: impl Fn() -> i64,
-) {
+/// Queue message `i` of `gen` (stamped now) without waiting for its delivery.
+fn queue(p: &FutureProducer, topic: &str, gen: &mut Gen, i: u64) -> DeliveryFuture {
+    let (part, key, value) = gen.message(i, now_ms());
+    p.send_result(
+        FutureRecord::to(topic)
+            .partition(part)
+            .key(&key)
+            .payload(&value),
+    )
+    .map_err(|(e, _)| e)
+    .expect("queue")
+}
+
+/// Send messages `from..from + n` of `gen`, waiting for deliveries every 10,000.
+async fn send_all(p: &FutureProducer, topic: &str, gen: &mut Gen, from: u64, n: u64) {
     let mut inflight = Vec::with_capacity(10_000);
     for i in from..from + n {
-        let (part, key, value) = gen.message(i, ts());
-        let queued = p
-            .send_result(
-                FutureRecord::to(topic)
-                    .partition(part)
-                    .key(&key)
-                    .payload(&value),
-            )
-            .map_err(|(e, _)| e);
-        inflight.push(queued);
+        inflight.push(queue(p, topic, gen, i));
         if inflight.len() == 10_000 {
             for f in inflight.drain(..) {
-                f.expect("queue").await.expect("delivery").expect("produce");
+                f.await.expect("delivery").expect("produce");
             }
         }
     }
     for f in inflight {
-        f.expect("queue").await.expect("delivery").expect("produce");
+        f.await.expect("delivery").expect("produce");
     }
 }
 
@@ -162,7 +160,7 @@ async fn main() {
                 rng: 0x9e37_79b9_7f4a_7c15,
             };
             let t = Instant::now();
-            send_all(&p, topic, &mut gen, 0, rows + changes, now_ms).await;
+            send_all(&p, topic, &mut gen, 0, rows + changes).await;
             p.flush(Duration::from_secs(30)).expect("flush");
             println!(
                 "produced {} messages in {:.2}s",
@@ -189,16 +187,7 @@ async fn main() {
             for tick in 0..secs * 100 {
                 // Queued, not awaited: the pace is the send rate, whatever the acks do.
                 for i in rows + sent..rows + sent + per_tick {
-                    let (part, key, value) = gen.message(i, now_ms());
-                    let queued = p
-                        .send_result(
-                            FutureRecord::to(topic)
-                                .partition(part)
-                                .key(&key)
-                                .payload(&value),
-                        )
-                        .map_err(|(e, _)| e);
-                    inflight.push(queued.expect("queue"));
+                    inflight.push(queue(&p, topic, &mut gen, i));
                 }
                 sent += per_tick;
                 let due = Duration::from_millis(10 * (tick + 1));
