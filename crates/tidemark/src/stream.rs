@@ -613,6 +613,15 @@ impl Landing {
         if self.compaction.as_ref().is_some_and(|c| !c.is_finished()) {
             return;
         }
+        if let Some(done) = self.compaction.take() {
+            match futures::FutureExt::now_or_never(done) {
+                Some(Ok((table, Err(e)))) => {
+                    warn!(stream = %self.name, table = %table, error = %format!("{e:#}"), "compaction failed; reads merge the tail meanwhile, and it is tried again")
+                }
+                Some(Err(e)) => warn!(stream = %self.name, error = %e, "compaction task failed"),
+                _ => {}
+            }
+        }
         let Some(t) = self
             .tables
             .values_mut()
