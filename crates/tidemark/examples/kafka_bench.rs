@@ -114,6 +114,8 @@ fn producer(brokers: &str, linger_ms: u32) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", linger_ms.to_string())
+        // Per-partition order survives retries, as with Kafka Connect's producer.
+        .set("enable.idempotence", "true")
         .set("queue.buffering.max.messages", "200000")
         .set("compression.type", "lz4")
         .create()

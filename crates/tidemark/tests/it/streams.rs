@@ -41,9 +41,13 @@ pub async fn create_topic(topic: &str, partitions: i32) {
     }
 }
 
+/// An idempotent producer: each partition keeps the order messages were sent in,
+/// even when a request is retried, as Kafka Connect's producer does for Debezium
+/// (tidemark's replay check relies on that order).
 pub fn producer() -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", broker())
+        .set("enable.idempotence", "true")
         .set("message.timeout.ms", "30000")
         .create()
         .expect("producer")
@@ -255,7 +259,27 @@ async fn check_landed(db: &TestDb, model: &BTreeMap<i64, Row>, versions: i64) {
             );
         }
     }
-    assert_eq!(got.len(), model.len(), "current rows");
+    if got.len() != model.len() {
+        let extra: Vec<_> = got.keys().filter(|k| !model.contains_key(k)).collect();
+        let missing: Vec<_> = model.keys().filter(|k| !got.contains_key(k)).collect();
+        let ids: Vec<String> = extra
+            .iter()
+            .chain(&missing)
+            .map(|k| k.to_string())
+            .collect();
+        let hist = db
+            .sql(&format!(
+                "SELECT id, _op, _source_ts, _source_pos, _valid_from, _valid_to FROM {s}_history.invoices WHERE id IN ({}) ORDER BY id, _valid_from",
+                if ids.is_empty() { "0".to_string() } else { ids.join(",") }
+            ))
+            .await;
+        panic!(
+            "current rows: {} landed, {} expected; extra {extra:?}, missing {missing:?}; their history:\n{}",
+            got.len(),
+            model.len(),
+            deltalake::arrow::util::pretty::pretty_format_batches(&hist).unwrap()
+        );
+    }
     for (id, r) in model {
         assert_eq!(got.get(id), Some(r), "current row {id}");
     }
