@@ -77,6 +77,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
                     "landed": instant(st.last_ingest_us),
                     "delay_s": delay, "behind_s": behind, "state": state,
                     "parked": st.parked,
+                    "partitions": st.partitions,
                 })
             );
         } else {

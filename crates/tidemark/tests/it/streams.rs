@@ -228,6 +228,39 @@ fn kafka_config_in(db: &TestDb, group: &str) -> std::path::PathBuf {
     ))
 }
 
+/// Every message of `topic` whose key is one of `ids`, read with a fresh consumer:
+/// (partition, offset, the value's start), for diagnosing a failed comparison.
+async fn topic_messages_about(topic: &str, ids: &[String]) -> Vec<String> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::Message;
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", format!("diag-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    let keys: Vec<String> = ids.iter().map(|i| format!(r#"{{"id": {i}}}"#)).collect();
+    let mut out = Vec::new();
+    while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
+        let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+        if key.is_some_and(|k| keys.contains(&k)) {
+            let v = m.payload().map(|v| {
+                let v = String::from_utf8_lossy(v);
+                let field = |name: &str| {
+                    v.find(name)
+                        .map(|i| v[i..].chars().take(name.len() + 14).collect::<String>())
+                        .unwrap_or_default()
+                };
+                format!("{} {}", field("\"op\": "), field("\"pos\": "))
+            });
+            out.push(format!("{} {} {:?} {v:?}", m.partition(), m.offset(), m.key().map(|k| String::from_utf8_lossy(k).into_owned())));
+        }
+    }
+    out
+}
+
 /// The current table equals `model`; history has `versions` versions, none twice.
 async fn check_landed(db: &TestDb, model: &BTreeMap<i64, Row>, versions: i64) {
     use deltalake::arrow::array::{Array, AsArray};
@@ -273,11 +306,21 @@ async fn check_landed(db: &TestDb, model: &BTreeMap<i64, Row>, versions: i64) {
                 if ids.is_empty() { "0".to_string() } else { ids.join(",") }
             ))
             .await;
+        let log = std::fs::read_to_string(db.dir.path().join("run.log")).unwrap_or_default();
+        let log: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("\"committed\"") || l.contains("dead_letters\":1"))
+            .collect();
+        let status = crate::support::tidemark(&db.dir.path().join("tidemark.toml"), &["status", "--json"]);
+        let in_topic = topic_messages_about(&format!("shop.{s}.invoices"), &ids).await;
         panic!(
-            "current rows: {} landed, {} expected; extra {extra:?}, missing {missing:?}; their history:\n{}",
+            "current rows: {} landed, {} expected; extra {extra:?}, missing {missing:?}; their history:\n{}\nrun.log (without plain commits):\n{}\nstatus: {}\ntheir messages in the topic (partition, offset, value prefix):\n{}",
             got.len(),
             model.len(),
-            deltalake::arrow::util::pretty::pretty_format_batches(&hist).unwrap()
+            deltalake::arrow::util::pretty::pretty_format_batches(&hist).unwrap(),
+            log.join("\n"),
+            crate::support::text(&status),
+            in_topic.join("\n")
         );
     }
     for (id, r) in model {
