@@ -597,8 +597,15 @@ impl Landing {
             self.letters.clear();
         }
         if tables > 0 || dead > 0 {
+            // Where each partition has been read to (all of it is in the lake now).
+            let read_to = self
+                .consumed
+                .iter()
+                .map(|((t, p), o)| format!("{t}/{p}@{o}"))
+                .collect::<Vec<_>>()
+                .join(" ");
             info!(stream = %self.name, rows, tables, dead_letters = dead, replays_skipped = self.replayed,
-                commit_ms = started.elapsed().as_millis() as u64, "committed");
+                commit_ms = started.elapsed().as_millis() as u64, read_to = %read_to, "committed");
         }
         self.replayed = 0;
         self.pending_rows = 0;
