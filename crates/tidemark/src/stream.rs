@@ -355,10 +355,9 @@ impl Landing {
     /// Land one change; `evolved`: its table was just evolved for it (once only).
     async fn change_once(&mut self, msg: &Msg, mut ev: ChangeEvent, evolved: bool) -> Result<()> {
         let part = msg.partition_name();
-        let name = ev.source_table();
         let t = match self.table(&ev.db, &ev.table).await? {
             Ok(None) => return Ok(()),
-            Err(why) => return self.dead(msg, Some(name), why).await,
+            Err(why) => return self.dead(msg, Some(ev.source_table()), why).await,
             Ok(Some(t)) => t,
         };
         let prog = t.progress.entry(part.clone()).or_default();
@@ -400,10 +399,13 @@ impl Landing {
                     .await?
                 {
                     Ok(()) => Box::pin(self.change_once(msg, ev, true)).await,
-                    Err(why) => self.dead(msg, Some(name), format!("{e} ({why})")).await,
+                    Err(why) => {
+                        self.dead(msg, Some(ev.source_table()), format!("{e} ({why})"))
+                            .await
+                    }
                 };
             }
-            Err(e) => return self.dead(msg, Some(name), e.to_string()).await,
+            Err(e) => return self.dead(msg, Some(ev.source_table()), e.to_string()).await,
         }
         prog.next_offset = msg.offset + 1;
         if ev.snapshot {
