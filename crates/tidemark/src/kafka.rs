@@ -26,7 +26,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tidemark_core::config::StreamConfig;
 use tidemark_lake::object_store::path::Path as ObjectPath;
 use tidemark_lake::object_store::{ObjectStore, ObjectStoreExt};
-use tracing::warn;
+use tracing::{info, warn};
 
 /// One message, from either input.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ impl Input {
 
     /// Has everything there is now been read? Files: every file to its end. Kafka:
     /// every assigned partition to its end offset.
-    pub fn caught_up(&self, consumed: &BTreeMap<(String, i32), i64>) -> Result<bool> {
+    pub fn caught_up(&mut self, consumed: &BTreeMap<(String, i32), i64>) -> Result<bool> {
         match self {
             Input::Kafka(k) => k.caught_up(consumed),
             Input::Files(f) => Ok(f.done()),
@@ -174,7 +174,16 @@ impl ConsumerContext for GroupContext {
 pub struct KafkaInput {
     consumer: StreamConsumer<GroupContext>,
     stream: String,
+    topics: Vec<Subscription>,
+    /// When `caught_up` last said which partitions it waits for.
+    waiting_said: Option<Instant>,
     started: Instant,
+}
+
+/// One entry of a stream's `topics`.
+enum Subscription {
+    Name(String),
+    Pattern(regex::Regex),
 }
 
 /// How long `--until-caught-up` waits for the group to assign partitions.
@@ -218,9 +227,21 @@ impl KafkaInput {
         consumer
             .subscribe(&topics)
             .with_context(|| format!("stream {name}: subscribing to {topics:?}"))?;
+        let topics = cfg
+            .topics
+            .iter()
+            .map(|t| match t.starts_with('^') {
+                true => regex::Regex::new(t)
+                    .map(Subscription::Pattern)
+                    .with_context(|| format!("stream {name}: topic pattern {t}")),
+                false => Ok(Subscription::Name(t.clone())),
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             consumer,
             stream: name.to_string(),
+            topics,
+            waiting_said: None,
             started: Instant::now(),
         })
     }
@@ -257,10 +278,14 @@ impl KafkaInput {
         )
     }
 
-    /// Every assigned partition read up to its end (nothing assigned yet: no).
-    /// `consumed` has the next offset of each partition read by this process; the
-    /// others are compared by the group's committed offset.
-    fn caught_up(&self, consumed: &BTreeMap<(String, i32), i64>) -> Result<bool> {
+    /// Every partition of the subscribed topics read up to its end (nothing assigned
+    /// yet: no). `consumed` has the next offset of each partition read by this
+    /// process; the others — this worker's not read yet, and those the group gave to
+    /// other members — are compared by the group's committed offset, which a member
+    /// commits only after landing. So a partition held by another member (or by a
+    /// killed one the broker has not expired yet) keeps a backfill waiting until the
+    /// group has landed it, rather than ending with it unread.
+    fn caught_up(&mut self, consumed: &BTreeMap<(String, i32), i64>) -> Result<bool> {
         let assigned = self.consumer.assignment()?;
         if assigned.count() == 0 {
             if self.started.elapsed() > ASSIGN_TIMEOUT {
@@ -273,33 +298,60 @@ impl KafkaInput {
             return Ok(false);
         }
         tokio::task::block_in_place(|| {
-            let mut committed = None;
-            for e in assigned.elements() {
-                let (t, p) = (e.topic(), e.partition());
-                let (low, high) = self
-                    .consumer
-                    .fetch_watermarks(t, p, Duration::from_secs(10))?;
-                let at = match consumed.get(&(t.to_string(), p)) {
-                    Some(next) => *next,
-                    None => {
-                        if committed.is_none() {
-                            committed = Some(self.consumer.committed(Duration::from_secs(10))?);
-                        }
-                        match committed
-                            .as_ref()
-                            .and_then(|c| c.find_partition(t, p))
-                            .map(|e| e.offset())
-                        {
-                            Some(Offset::Offset(o)) => o,
-                            _ => low,
-                        }
+            let timeout = Duration::from_secs(10);
+            let metadata = self.consumer.fetch_metadata(None, timeout)?;
+            let mut all = TopicPartitionList::new();
+            for t in metadata.topics() {
+                if self.subscribes(t.name()) {
+                    for p in t.partitions() {
+                        all.add_partition(t.name(), p.id());
                     }
-                };
-                if at < high {
-                    return Ok(false);
                 }
             }
-            Ok(true)
+            let committed = self.consumer.committed_offsets(all.clone(), timeout)?;
+            let mut behind = Vec::new();
+            for e in all.elements() {
+                let (t, p) = (e.topic(), e.partition());
+                let (low, high) = self.consumer.fetch_watermarks(t, p, timeout)?;
+                let mine = consumed.get(&(t.to_string(), p));
+                let at = match mine {
+                    Some(next) => *next,
+                    None => match committed.find_partition(t, p).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => o,
+                        _ => low,
+                    },
+                };
+                if at < high {
+                    if mine.is_some() {
+                        // Still reading its own: no need to ask about the others yet.
+                        return Ok(false);
+                    }
+                    behind.push(format!("{t}/{p} at {at} of {high}"));
+                }
+            }
+            if behind.is_empty() {
+                return Ok(true);
+            }
+            // Waiting on partitions this worker does not read (yet): say which, now
+            // and then, so a backfill that waits on a held partition is not a mystery.
+            if self
+                .waiting_said
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(30))
+            {
+                info!(stream = %self.stream, partitions = %behind.join(", "),
+                    "not caught up: the group has not landed these partitions to their end yet (held by another member, or not assigned yet)");
+                self.waiting_said = Some(Instant::now());
+            }
+            Ok(false)
+        })
+    }
+
+    /// Does the subscription take `topic`? (`^`: a regular expression, as
+    /// librdkafka reads it.)
+    fn subscribes(&self, topic: &str) -> bool {
+        self.topics.iter().any(|s| match s {
+            Subscription::Name(n) => n == topic,
+            Subscription::Pattern(r) => r.is_match(topic),
         })
     }
 
