@@ -300,33 +300,39 @@ impl KafkaInput {
         tokio::task::block_in_place(|| {
             let timeout = Duration::from_secs(10);
             let metadata = self.consumer.fetch_metadata(None, timeout)?;
-            let mut all = TopicPartitionList::new();
+            // This worker's own partitions first (by what it read): while one of
+            // them is behind, there is no need to ask the group about the others.
+            let mut others = TopicPartitionList::new();
+            let mut high_of = BTreeMap::new();
             for t in metadata.topics() {
-                if self.subscribes(t.name()) {
-                    for p in t.partitions() {
-                        all.add_partition(t.name(), p.id());
+                if !self.subscribes(t.name()) {
+                    continue;
+                }
+                for p in t.partitions() {
+                    let (low, high) = self.consumer.fetch_watermarks(t.name(), p.id(), timeout)?;
+                    match consumed.get(&(t.name().to_string(), p.id())) {
+                        Some(next) if *next < high => return Ok(false),
+                        Some(_) => {}
+                        None => {
+                            others.add_partition(t.name(), p.id());
+                            high_of.insert((t.name().to_string(), p.id()), (low, high));
+                        }
                     }
                 }
             }
-            let committed = self.consumer.committed_offsets(all.clone(), timeout)?;
             let mut behind = Vec::new();
-            for e in all.elements() {
-                let (t, p) = (e.topic(), e.partition());
-                let (low, high) = self.consumer.fetch_watermarks(t, p, timeout)?;
-                let mine = consumed.get(&(t.to_string(), p));
-                let at = match mine {
-                    Some(next) => *next,
-                    None => match committed.find_partition(t, p).map(|e| e.offset()) {
-                        Some(Offset::Offset(o)) => o,
+            if others.count() > 0 {
+                let committed = self.consumer.committed_offsets(others, timeout)?;
+                for e in committed.elements() {
+                    let (t, p) = (e.topic(), e.partition());
+                    let (low, high) = high_of[&(t.to_string(), p)];
+                    let at = match e.offset() {
+                        Offset::Offset(o) => o,
                         _ => low,
-                    },
-                };
-                if at < high {
-                    if mine.is_some() {
-                        // Still reading its own: no need to ask about the others yet.
-                        return Ok(false);
+                    };
+                    if at < high {
+                        behind.push(format!("{t}/{p} at {at} of {high}"));
                     }
-                    behind.push(format!("{t}/{p} at {at} of {high}"));
                 }
             }
             if behind.is_empty() {

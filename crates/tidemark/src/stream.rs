@@ -26,9 +26,12 @@
 //! a rebalance drops what is pending for the partitions taken away (their new owner
 //! lands them from the lake's positions).
 //!
-//! Not built yet: schema changes taken from the envelope (a changed table's events go to the dead
-//! letters, naming the column), and table definitions derived from Debezium's schema
-//! (they come from the MySQL source named in `schema_from`).
+//! Schema changes: an event with a column its table lacks means the table changed at
+//! the source; the table evolves in place to the definition the `schema_from` source
+//! has now, as binlog capture does for DDL (`Landing::evolve`, `settle_fill`).
+//!
+//! Not built yet: table definitions derived from Debezium's `schema` part without a
+//! MySQL connection (they come from the source named in `schema_from`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,6 +134,34 @@ async fn open_writer(
     writer.evolve_current().await?;
     let mark = writer.start_merge_on_read().await?;
     Ok((writer, mark))
+}
+
+/// Pay a schema change's debt before landing anything: the rows the table had when
+/// a column was added owe a version with the column's default
+/// (`SourceState::pending_fill`). The worker that evolves the table writes it at
+/// once, but it may have been killed between the two commits, or another worker of
+/// the group may open the table between them: whoever opens such a table writes it
+/// first. Of two workers doing that at once one commit wins; the other finds the
+/// debt paid. Returns the rows written.
+async fn settle_fill(writer: &mut TableWriter) -> tidemark_lake::Result<u64> {
+    let mut attempt = 0;
+    loop {
+        if writer
+            .committed(TableKind::History)
+            .state
+            .pending_fill
+            .is_none()
+        {
+            return Ok(0);
+        }
+        match writer.fill_defaults().await {
+            Err(e) if e.is_conflict() && attempt < 20 => {
+                attempt += 1;
+                writer.reload().await?;
+            }
+            r => return r,
+        }
+    }
 }
 
 /// `(binlog file, position, row)` of a streamed Debezium change (`binlog:f:p:r`).
@@ -252,7 +283,7 @@ impl Landing {
         };
         // Another worker of the group may be creating or opening the same table.
         let mut attempt = 0;
-        let (writer, mark) = loop {
+        let (mut writer, mark) = loop {
             match open_writer(&self.wh, &schema).await {
                 Ok(w) => break w,
                 Err(e) if attempt < 5 => {
@@ -263,6 +294,9 @@ impl Landing {
                 Err(e) => return Err(e.into()),
             }
         };
+        settle_fill(&mut writer).await.with_context(|| {
+            format!("table {db}.{table}: writing the defaults of added columns")
+        })?;
         let st = writer.committed(TableKind::History).state.clone();
         if let Some(why) = st.parked {
             return Ok(Err(format!(
@@ -270,7 +304,13 @@ impl Landing {
             )));
         }
         let snapshot = st.snapshot.clone().unwrap_or_default();
-        info!(stream = %self.name, table = %schema.name.source(), "landing");
+        let from = st
+            .partitions
+            .iter()
+            .map(|(p, pp)| format!("{p}@{}", pp.next_offset))
+            .collect::<Vec<_>>()
+            .join(" ");
+        info!(stream = %self.name, table = %schema.name.source(), from = %from, "landing");
         Ok(Ok(Some(Table {
             pending: BTreeMap::new(),
             schema,
@@ -317,8 +357,12 @@ impl Landing {
     }
 
     async fn handle(&mut self, msg: Msg) -> Result<()> {
-        self.consumed
+        let read = self
+            .consumed
             .insert((msg.topic.clone(), msg.partition), msg.offset + 1);
+        if read.is_none() && !msg.file_line {
+            info!(stream = %self.name, position = %msg.position(), "reading a partition");
+        }
         let position = msg.position();
         let decoded = if msg.file_line {
             decode_line(
@@ -414,7 +458,9 @@ impl Landing {
             prog.binlog = binlog;
         }
         t.moved.insert(part);
-        t.last_source_ts_us = Some(ev.source_ts_us);
+        // The newest, not the last: partitions interleave, and a schema change stamps
+        // its default versions after every change landed.
+        t.last_source_ts_us = t.last_source_ts_us.max(Some(ev.source_ts_us));
         self.pending_rows += 1;
         self.oldest_pending.get_or_insert_with(Instant::now);
         Ok(())
@@ -423,7 +469,8 @@ impl Landing {
     /// Evolve `db.table` in place to the definition the source has now (a column
     /// added, dropped or widened; see `tidemark_core::evolve`), as binlog capture does
     /// for DDL. What is pending lands first, under the old definition. `Ok(Err(why))`
-    /// when it cannot be done in place.
+    /// when it cannot be done in place; `Ok(Ok(()))` when the table has the new
+    /// definition now (evolved here or by another worker of the group).
     async fn evolve(
         &mut self,
         db: &str,
@@ -448,49 +495,70 @@ impl Landing {
             .tables
             .get_mut(&key)
             .context("the table of a change is open")?;
-        t.writer.reload().await?;
-        if stored_schema(t.writer.delta(TableKind::History)).as_ref() != Some(t.schema.as_ref()) {
-            // Another worker of the group evolved it already: read it again.
-            self.tables.remove(&key);
-            return Ok(Ok(()));
-        }
-        if d.schema.same_definition(&t.schema) {
-            return Ok(Err(format!(
-                "source {}'s definition of {key} does not have that column either",
-                self.source.name
-            )));
-        }
-        let planned = crate::run::plan_evolution(
-            &self.source,
-            db,
-            table,
-            &t.writer,
-            &d.schema,
-            &[],
-            ts_us,
-            position,
-            seq,
-        )
-        .await;
-        let (evolution, pending_fill) = match planned {
-            Ok(p) => p,
-            Err(why) => {
+        let mut attempt = 0;
+        let evolution = loop {
+            t.writer.reload().await?;
+            if stored_schema(t.writer.delta(TableKind::History)).as_ref() != Some(t.schema.as_ref())
+            {
+                // Another worker of the group evolved it already: read it again.
+                self.tables.remove(&key);
+                return Ok(Ok(()));
+            }
+            if d.schema.same_definition(&t.schema) {
                 return Ok(Err(format!(
-                    "{key} changed at the source in a way that cannot be applied in place: {why}; land it again with `tidemark snapshot --resnapshot --table {key}`"
-                )))
+                    "source {}'s definition of {key} does not have that column either",
+                    self.source.name
+                )));
+            }
+            // The rows' default versions belong at the change, which a stream does
+            // not see: after every change landed before it, and no later than this
+            // event. (Another partition's events may arrive after this one with an
+            // earlier time; versions stamped after them would hide them.)
+            let fill_ts = t
+                .writer
+                .committed(TableKind::History)
+                .state
+                .last_source_ts_us
+                .map_or(ts_us, |landed| ts_us.min(landed + 1));
+            let planned = crate::run::plan_evolution(
+                &self.source,
+                db,
+                table,
+                &t.writer,
+                &d.schema,
+                &[],
+                fill_ts,
+                position,
+                seq,
+            )
+            .await;
+            let (evolution, pending_fill) = match planned {
+                Ok(p) => p,
+                Err(why) => {
+                    return Ok(Err(format!(
+                        "{key} changed at the source in a way that cannot be applied in place: {why}; land it again with `tidemark snapshot --resnapshot --table {key}`"
+                    )))
+                }
+            };
+            let state = SourceState {
+                pending_fill,
+                ..t.writer.committed(TableKind::History).state.clone()
+            };
+            match t
+                .writer
+                .evolve(evolution.schema.clone(), &evolution.added, state)
+                .await
+            {
+                Ok(()) => break evolution,
+                // Another worker of the group committed meanwhile: look again.
+                Err(e) if e.is_conflict() && attempt < 20 => attempt += 1,
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("table {key}: schema change seen at {position}"))
+                }
             }
         };
-        let state = SourceState {
-            pending_fill,
-            ..t.writer.committed(TableKind::History).state.clone()
-        };
-        t.writer
-            .evolve(evolution.schema, &evolution.added, state)
-            .await
-            .with_context(|| format!("table {key}: schema change seen at {position}"))?;
-        let filled = t
-            .writer
-            .fill_defaults()
+        let filled = settle_fill(&mut t.writer)
             .await
             .with_context(|| format!("table {key}: writing the defaults of added columns"))?;
         t.schema = t.writer.schema().clone();
@@ -555,10 +623,27 @@ impl Landing {
         Ok(())
     }
 
-    /// Commit every table with something pending, then the dead letters, then tell
+    /// Commit the dead letters, then every table with something pending; the caller then tells
     /// the input what is in the lake.
     async fn flush(&mut self) -> Result<()> {
         let started = Instant::now();
+        // Dead letters first: once the rows after a message land, its table's position
+        // skips it when it is read again, so its letter must be in the lake by then.
+        let dead = self.letters.len();
+        if dead > 0 {
+            let upto = std::mem::take(&mut self.letters_upto);
+            let dl = self
+                .dead_letters
+                .as_mut()
+                .expect("opened with the first letter");
+            dl.append(&self.name, &self.letters, &upto)
+                .await
+                .context("recording dead letters")?;
+            for (part, next) in upto {
+                self.letters_from.insert(part, next);
+            }
+            self.letters.clear();
+        }
         let due: Vec<&mut Table> = self.tables.values_mut().filter(|t| t.dirty()).collect();
         let tables = due.len();
         let results: Vec<(String, Result<usize>)> = futures::stream::iter(due)
@@ -581,22 +666,7 @@ impl Landing {
                 }
             }
             m.committed(&self.name, started.elapsed().as_secs_f64());
-            m.stream(&self.name, self.letters.len() as u64, self.replayed);
-        }
-        let dead = self.letters.len();
-        if dead > 0 {
-            let upto = std::mem::take(&mut self.letters_upto);
-            let dl = self
-                .dead_letters
-                .as_mut()
-                .expect("opened with the first letter");
-            dl.append(&self.name, &self.letters, &upto)
-                .await
-                .context("recording dead letters")?;
-            for (part, next) in upto {
-                self.letters_from.insert(part, next);
-            }
-            self.letters.clear();
+            m.stream(&self.name, dead as u64, self.replayed);
         }
         if tables > 0 || dead > 0 {
             // Where each partition has been read to (all of it is in the lake now).
