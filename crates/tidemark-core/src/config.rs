@@ -30,6 +30,61 @@ pub struct Config {
     /// Event streams (Kafka topics or files of change events) by name.
     #[serde(default)]
     pub streams: BTreeMap<String, StreamConfig>,
+    /// The PostgreSQL-protocol endpoint (`tidemark serve`).
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// `[server]`: the PostgreSQL-protocol endpoint. Paths are relative to the config
+/// file. No secret lives here: passwords are SCRAM verifiers in `users_file`, and the
+/// TLS key is a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Loopback by default; 5433 so it runs beside PostgreSQL.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// PEM certificate chain for TLS (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// Refuse clients that do not use TLS. Needs `tls_cert` and `tls_key`.
+    #[serde(default)]
+    pub require_tls: bool,
+    /// The users file (`tidemark user add` writes it): SCRAM-SHA-256 verifiers, never
+    /// passwords.
+    #[serde(default = "default_users_file")]
+    pub users_file: PathBuf,
+    /// Longest a statement may run (planning and streaming its rows); 0 means no limit.
+    #[serde(default)]
+    pub statement_timeout_ms: u64,
+    /// Connections served at once; further ones are refused until one ends.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
+            users_file: default_users_file(),
+            statement_timeout_ms: 0,
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:5433".into()
+}
+fn default_users_file() -> PathBuf {
+    PathBuf::from("users.toml")
+}
+fn default_max_connections() -> usize {
+    100
 }
 
 /// How `tidemark run` captures a MySQL source's changes.
@@ -263,6 +318,16 @@ impl Config {
                 env.warehouse = base.join(&env.warehouse).to_string_lossy().into_owned();
             }
         }
+        let server = &mut config.server;
+        for p in [&mut server.tls_cert, &mut server.tls_key]
+            .into_iter()
+            .flatten()
+            .chain([&mut server.users_file])
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
         Ok(config)
     }
 
@@ -312,6 +377,20 @@ impl Config {
                     env.warehouse
                 )));
             }
+        }
+        let server = &self.server;
+        if server.tls_cert.is_some() != server.tls_key.is_some() {
+            return Err(bad(
+                "server: tls_cert and tls_key go together; set both or neither".into(),
+            ));
+        }
+        if server.require_tls && server.tls_cert.is_none() {
+            return Err(bad(
+                "server: require_tls = true needs tls_cert and tls_key".into()
+            ));
+        }
+        if server.max_connections == 0 {
+            return Err(bad("server: max_connections must be at least 1".into()));
         }
         for (name, src) in &self.sources {
             check_url(&src.url).map_err(|m| bad(format!("sources.{name}.url: {m}")))?;

@@ -1,6 +1,6 @@
 //! The DataFusion session over a warehouse.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
@@ -8,6 +8,8 @@ use deltalake::datafusion::catalog::{
     CatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
 };
 use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::execution::session_state::SessionStateBuilder;
+use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use deltalake::datafusion::sql::sqlparser::dialect::{PostgreSqlDialect, SnowflakeDialect};
@@ -147,24 +149,37 @@ impl Engine {
 
     /// Plan one read-only statement, with time travel rewritten.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        let mut statements = match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
-            Ok(s) => s,
-            // `FOR SYSTEM_TIME AS OF` / `VERSION AS OF` are not PostgreSQL syntax; parse
-            // such queries with a dialect that has them and PostgreSQL's identifier
-            // quoting. Everything else keeps PostgreSQL's exact parsing.
-            Err(e) if sql.to_ascii_uppercase().contains(" AS OF") => {
-                DFParser::parse_sql_with_dialect(sql, &SnowflakeDialect {})
-                    .map_err(|_| Error::Sql(e.to_string()))?
-            }
-            Err(e) => return Err(Error::Sql(e.to_string())),
-        };
+        let mut statements = parse(sql)?;
         if statements.len() != 1 {
             return Err(Error::Sql(format!(
                 "expected one statement, got {}",
                 statements.len()
             )));
         }
-        let mut statement = statements.pop_front().expect("one statement");
+        let statement = statements.pop_front().expect("one statement");
+        let plan = self.plan(&self.ctx, statement).await?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// A session of its own over the same tables: the catalog is shared (so tables and
+    /// time-travel registrations are seen by every session), while functions and
+    /// settings registered on it stay in it. The PostgreSQL endpoint gives each
+    /// connection one, so a client's `SET` or per-user functions never leak into
+    /// another's.
+    pub fn session_context(&self) -> SessionContext {
+        SessionContext::new_with_state(
+            SessionStateBuilder::new_from_existing(self.ctx.state()).build(),
+        )
+    }
+
+    /// Plan one parsed statement on `ctx` (this engine's or one from
+    /// [`Self::session_context`]), with time travel rewritten; refuses DDL and DML.
+    /// Placeholders (`$1`) stay in the plan for the caller to bind.
+    pub async fn plan(
+        &self,
+        ctx: &SessionContext,
+        mut statement: DFStatement,
+    ) -> Result<LogicalPlan> {
         if let DFStatement::Statement(s) = &mut statement {
             let needs = travel::rewrite(s, self)?;
             for v in needs.versions {
@@ -174,13 +189,13 @@ impl Engine {
                 self.register_log(&l)?;
             }
         }
-        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        let plan = ctx.state().statement_to_plan(statement).await?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .verify_plan(&plan)
             .map_err(|e| Error::ReadOnly(e.to_string().replace("Error during planning: ", "")))?;
-        Ok(self.ctx.execute_logical_plan(plan).await?)
+        Ok(plan)
     }
 
     /// Run one statement and collect its rows.
@@ -240,4 +255,19 @@ fn schema_provider(catalog: &dyn CatalogProvider, name: &str) -> Result<Arc<dyn 
     let s: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
     catalog.register_schema(name, s.clone())?;
     Ok(s)
+}
+
+/// Parse SQL as `tidemark sql` does: PostgreSQL syntax, and for statements with
+/// `FOR SYSTEM_TIME AS OF` / `VERSION AS OF` (not PostgreSQL syntax) a dialect that
+/// has them and PostgreSQL's identifier quoting. Everything else keeps PostgreSQL's
+/// exact parsing.
+pub fn parse(sql: &str) -> Result<VecDeque<DFStatement>> {
+    match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
+        Ok(s) => Ok(s),
+        Err(e) if sql.to_ascii_uppercase().contains(" AS OF") => {
+            DFParser::parse_sql_with_dialect(sql, &SnowflakeDialect {})
+                .map_err(|_| Error::Sql(e.to_string()))
+        }
+        Err(e) => Err(Error::Sql(e.to_string())),
+    }
 }

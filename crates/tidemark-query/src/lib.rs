@@ -1,7 +1,8 @@
 //! # tidemark-query
 //!
 //! SQL over the warehouse with DataFusion: the one SQL surface that `tidemark sql`
-//! (and later the PostgreSQL endpoint) share.
+//! and the PostgreSQL endpoint (tidemark-server) share: both parse with [`parse`]
+//! and plan with [`Engine::plan`].
 //!
 //! * Catalog `tidemark`: a source table `db.t` is schema `db`, table `t` (its current
 //!   Delta table), and `db_history.t`, a view over the history log that computes the
@@ -46,6 +47,6 @@ mod error;
 mod format;
 mod travel;
 
-pub use engine::Engine;
+pub use engine::{parse, Engine, CATALOG};
 pub use error::{Error, Result};
 pub use format::{format_batches, OutputFormat};

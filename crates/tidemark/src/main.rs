@@ -11,10 +11,12 @@ mod maintain;
 mod metrics;
 mod pull;
 mod run;
+mod serve;
 mod snapshot;
 mod sql;
 mod status;
 mod stream;
+mod user;
 
 /// A complete, time-travelling copy of your MySQL databases in Delta Lake, served
 /// over SQL.
@@ -43,6 +45,10 @@ enum Command {
     Status(status::Args),
     /// Run a SQL query on the warehouse and print the result.
     Sql(sql::Args),
+    /// Serve the warehouse over the PostgreSQL protocol (psql, JDBC, Python, BI tools).
+    Serve(serve::Args),
+    /// Manage the users of the PostgreSQL endpoint.
+    User(user::Args),
     /// Run the whole product offline on generated invoicing data.
     Demo(demo::Args),
 }
@@ -68,6 +74,8 @@ fn main() -> std::process::ExitCode {
             Command::Status(a) => status::run(&cli.global, a).await,
             Command::Run(a) => run::run(&cli.global, a).await,
             Command::Sql(a) => sql::run(&cli.global, a).await,
+            Command::Serve(a) => serve::run(&cli.global, a).await,
+            Command::User(a) => user::run(&cli.global, a).await,
             Command::Demo(a) => demo::run(&cli.global, a).await,
         }
     });

@@ -2,6 +2,7 @@
 //! format) that `scripts/test.sh` starts and names in `TIDEMARK_TEST_MYSQL_URL`.
 //!
 //! Each test gets its own database and warehouse directory, so tests run in parallel.
+//! The `serve` tests need no MariaDB: their warehouse comes from `tidemark demo`.
 
 mod cdc;
 mod chinook;
@@ -9,6 +10,7 @@ mod demo;
 mod errors;
 mod pull;
 mod resume;
+mod serve;
 mod streams;
 mod support;
 mod types;

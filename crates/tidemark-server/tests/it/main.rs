@@ -1,0 +1,10 @@
+//! The PostgreSQL endpoint with real clients: psql (the Debian postgresql-client
+//! binary) and tokio-postgres, against a warehouse built by the demo generator (no
+//! MariaDB or Kafka needed). Each test builds its own warehouse and server on a free
+//! port, so tests run in parallel.
+
+mod auth;
+mod psql;
+mod support;
+mod tls;
+mod tokio_pg;

@@ -1,0 +1,183 @@
+//! A demo warehouse, a users file and a running server per test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidemark_core::names::Naming;
+use tidemark_core::position::SourceState;
+use tidemark_lake::{TableKind, TableWriter, Warehouse};
+use tidemark_query::Engine;
+use tidemark_server::auth::UsersFile;
+use tidemark_server::{Options, Server};
+
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Land 30 simulated days of the demo workload (one commit per table per 5 days),
+/// as `tidemark demo` does, so history reaches back a month.
+pub async fn demo_warehouse(dir: &Path) -> Warehouse {
+    let wh = Warehouse::new(dir.to_str().unwrap(), Default::default()).unwrap();
+    let schemas = tidemark_demo::schemas(Naming::SnakeCase);
+    let mut writers = Vec::new();
+    for s in &schemas {
+        writers.push(TableWriter::open(&wh, s.clone()).await.unwrap());
+    }
+    let mut w = tidemark_demo::Workload::new(tidemark_demo::WorkloadConfig {
+        scale: 0.2,
+        days: 30,
+        seed: 7,
+        ..Default::default()
+    });
+    let (mut offset, mut days, mut pending) = (0u64, 0, Vec::new());
+    loop {
+        let day = w.next_day();
+        let end = day.is_none();
+        if let Some(d) = day {
+            pending.extend(d);
+            days += 1;
+        }
+        if (end || days % 5 == 0) && !pending.is_empty() {
+            let batches = tidemark_demo::to_change_batches(&schemas, &pending, offset).unwrap();
+            offset += pending.len() as u64;
+            pending.clear();
+            let now = chrono::Utc::now().timestamp_micros();
+            for b in batches {
+                let i = schemas.iter().position(|s| s.name == b.table.name).unwrap();
+                let state = SourceState {
+                    source: "demo".into(),
+                    source_table: b.table.name.source(),
+                    stream_offset: Some(offset),
+                    ..Default::default()
+                };
+                writers[i]
+                    .apply(TableKind::History, &b, now, state.clone())
+                    .await
+                    .unwrap();
+                writers[i]
+                    .apply(TableKind::Current, &b, now, state)
+                    .await
+                    .unwrap();
+            }
+        }
+        if end {
+            break;
+        }
+    }
+    wh
+}
+
+/// A running endpoint over its own demo warehouse.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Default options: no TLS, user alice.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Start with options adjusted by `f` (the users file is already set).
+    pub async fn start_with(f: impl FnOnce(&mut Options)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = demo_warehouse(&dir.path().join("warehouse")).await;
+        let users = dir.path().join("users.toml");
+        UsersFile::add_user(&users, USER, "analyst", PASSWORD).unwrap();
+        let mut opts = Options {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            require_tls: false,
+            users_file: users,
+            statement_timeout: None,
+            max_connections: 20,
+        };
+        f(&mut opts);
+        let engine = Arc::new(Engine::open(&wh).await.unwrap());
+        let server = Server::bind(engine, opts).await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run_until(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            dir,
+            port,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A tokio-postgres connection string.
+    pub fn conninfo(&self, user: &str, password: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password='{password}' dbname=tidemark connect_timeout=10",
+            self.port
+        )
+    }
+
+    /// Connect with tokio-postgres (no TLS) and drive the connection in the background.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) =
+            tokio_postgres::connect(&self.conninfo(USER, PASSWORD), tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    /// Run psql (in a blocking thread: the server runs on this test's runtime).
+    pub async fn psql(&self, extra_conninfo: &str, password: &str, args: &[&str]) -> Output {
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={USER} dbname=tidemark connect_timeout=10 {extra_conninfo}",
+            self.port
+        );
+        let password = password.to_string();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            Command::new("psql")
+                .arg(conninfo)
+                .args(["-X", "--no-psqlrc", "-v", "ON_ERROR_STOP=1"])
+                .args(&args)
+                .env("PGPASSWORD", password)
+                .env_remove("PGSSLMODE")
+                .output()
+                .expect("psql is installed (Debian postgresql-client)")
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// stdout and stderr of a process, for assertions.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

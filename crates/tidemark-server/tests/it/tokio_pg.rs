@@ -1,0 +1,108 @@
+//! tokio-postgres: extended protocol, prepared statements with parameters, binary
+//! results.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+use crate::support::TestServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_with_parameters_and_binary_results() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+
+    // tokio-postgres asks for binary results on every column.
+    let stmt = c
+        .prepare(
+            "SELECT id, total, due_date, _ingest_ts, status = 'paid' AS paid \
+             FROM invoicing.invoices WHERE id = $1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(stmt.params(), &[tokio_postgres::types::Type::INT8]);
+    let first: i64 = c
+        .query_one("SELECT min(id) FROM invoicing.invoices", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let row = c.query_one(&stmt, &[&first]).await.unwrap();
+    assert_eq!(row.get::<_, i64>("id"), first);
+    let total: Decimal = row.get("total");
+    assert!(total >= Decimal::ZERO, "{total}");
+    assert_eq!(total.scale(), 2, "numeric keeps its scale: {total}");
+    let due: NaiveDate = row.get("due_date");
+    assert!(due.format("%Y").to_string().parse::<i32>().unwrap() >= 2000);
+    let ingested: DateTime<Utc> = row.get("_ingest_ts");
+    assert!(ingested <= Utc::now());
+    let _paid: bool = row.get("paid");
+
+    // The same statement again with another parameter: rebinding works.
+    let second: i64 = c
+        .query_one("SELECT max(id) FROM invoicing.invoices", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let rows = c.query(&stmt, &[&second]).await.unwrap();
+    assert_eq!(rows.len(), 1);
+
+    // bytea and bool, binary, from literals.
+    let row = c
+        .query_one("SELECT X'DEADBEEF' AS b, true AS t, false AS f", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Vec<u8>>("b"), vec![0xde, 0xad, 0xbe, 0xef]);
+    assert!(row.get::<_, bool>("t"));
+    assert!(!row.get::<_, bool>("f"));
+
+    // A parameter in a time-travel query.
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM invoicing.invoices FOR SYSTEM_TIME AS OF now() - INTERVAL '10 days' WHERE id >= $1",
+            &[&first],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let now: i64 = c
+        .query_one("SELECT count(*) FROM invoicing.invoices", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n < now, "as of 10 days ago {n}, now {now}");
+
+    // Read-only over the extended protocol too.
+    let err = c
+        .execute("UPDATE invoicing.invoices SET status = 'x'", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "25006", "{err:?}");
+
+    // Transactions are accepted (drivers with autocommit off send them).
+    c.batch_execute("BEGIN; SELECT 1; COMMIT").await.unwrap();
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_keep_their_own_settings() {
+    let s = TestServer::start().await;
+    let a = s.client().await;
+    let b = s.client().await;
+    a.batch_execute("SET application_name = 'a-report'; SET TimeZone = 'Europe/Paris'")
+        .await
+        .unwrap();
+    assert_eq!(show(&a, "application_name").await, "a-report");
+    assert_eq!(show(&a, "timezone").await, "Europe/Paris");
+    assert_ne!(show(&b, "application_name").await, "a-report");
+    assert_eq!(show(&b, "timezone").await, "UTC");
+    s.stop().await;
+}
+
+async fn show(c: &tokio_postgres::Client, name: &str) -> String {
+    let m = c.simple_query(&format!("SHOW {name}")).await.unwrap();
+    m.iter()
+        .find_map(|msg| match msg {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("SHOW {name} returned no row: {m:?}"))
+}

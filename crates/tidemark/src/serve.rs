@@ -1,0 +1,65 @@
+//! `tidemark serve`: the PostgreSQL-protocol endpoint.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tidemark_query::Engine;
+use tidemark_server::{Options, Server};
+
+use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
+
+/// Options of `tidemark serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Listen on this address instead of `[server] listen` (default 127.0.0.1:5433).
+    #[arg(long, env = "TIDEMARK_LISTEN")]
+    pub listen: Option<String>,
+}
+
+/// Run `tidemark serve` until Ctrl-C / SIGTERM.
+pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
+    init_logging(g);
+    let config = load_config(g, false)?;
+    let mut server_config = config
+        .as_ref()
+        .map(|c| c.server.clone())
+        .unwrap_or_default();
+    if let Some(l) = args.listen {
+        server_config.listen = l;
+    }
+    let wh = warehouse(g, config.as_ref())?;
+    let engine = Arc::new(Engine::open(&wh).await?);
+    let server = Server::bind(engine, Options::from_config(&server_config)?).await?;
+    let addr = server.local_addr()?;
+    eprintln!(
+        "tidemark serve: PostgreSQL protocol on {addr} (environment {})",
+        g.environment
+    );
+    server
+        .run_until(shutdown())
+        .await
+        .context("serving the PostgreSQL protocol")?;
+    Ok(())
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,168 @@
+//! `tidemark user add` and `tidemark serve` end to end: the binary, a config file with
+//! `[server]`, psql. Needs no MariaDB (the warehouse comes from `tidemark demo`).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{ok, text, tidemark};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn serve_with_config_users_and_psql() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let cfg = dir.path().join("tidemark.toml");
+    let port = free_port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[environments.dev]\nwarehouse = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\nusers_file = \"users.toml\"\n",
+            wh.display()
+        ),
+    )
+    .unwrap();
+    ok(tidemark(
+        &cfg,
+        &[
+            "demo",
+            "--dir",
+            wh.to_str().unwrap(),
+            "--days",
+            "10",
+            "--scale",
+            "0.2",
+        ],
+    ));
+
+    // The password comes from the environment, never the command line.
+    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "add", "bob", "--role", "analyst"])
+        .env("TIDEMARK_USER_PASSWORD", "s3cret-bob")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let users = std::fs::read_to_string(dir.path().join("users.toml")).unwrap();
+    assert!(
+        users.contains("[users.bob]") && !users.contains("s3cret-bob"),
+        "{users}"
+    );
+
+    // ... or from stdin.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "add", "carol"])
+        .env_remove("TIDEMARK_USER_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret-carol\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .env("TIDEMARK_LOG_FORMAT", "json")
+        .env_remove("TIDEMARK_ENV")
+        .env_remove("TIDEMARK_WAREHOUSE")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let psql = |user: &str, password: &str, sql: &str| {
+        Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={port} user={user} dbname=tidemark connect_timeout=5"
+            ))
+            .args(["-X", "-At", "-c", sql])
+            .env("PGPASSWORD", password)
+            .output()
+            .expect("psql (Debian postgresql-client)")
+    };
+    let start = Instant::now();
+    let out = loop {
+        let out = psql(
+            "bob",
+            "s3cret-bob",
+            "SELECT count(*) > 0 FROM invoicing.invoices",
+        );
+        if out.status.success() || start.elapsed() > Duration::from_secs(60) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let carol = psql("carol", "s3cret-carol", "SELECT current_user");
+    let wrong = psql("carol", "s3cret-bob", "SELECT 1");
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(out.status.success(), "{}\nserver log:\n{log}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t");
+    assert_eq!(
+        String::from_utf8_lossy(&carol.stdout).trim(),
+        "carol",
+        "{}",
+        text(&carol)
+    );
+    assert!(text(&wrong).contains("password authentication failed for user \"carol\""));
+    // Secrets never reach the log.
+    for secret in ["s3cret-bob", "s3cret-carol"] {
+        assert!(!log.contains(secret), "{log}");
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_with_a_broken_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    std::fs::create_dir_all(&wh).unwrap();
+    std::fs::write(dir.path().join("bad.crt"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("bad.key"), "not a key").unwrap();
+    std::fs::write(dir.path().join("users.toml"), "").unwrap();
+    let cfg = dir.path().join("tidemark.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[environments.dev]\nwarehouse = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:{}\"\ntls_cert = \"bad.crt\"\ntls_key = \"bad.key\"\n",
+            wh.display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = tidemark(&cfg, &["serve"]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("TLS:") && t.contains("bad.crt"), "{t}");
+
+    // require_tls without a certificate is a config error.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[environments.dev]\nwarehouse = \"{}\"\n\n[server]\nrequire_tls = true\n",
+            wh.display()
+        ),
+    )
+    .unwrap();
+    let out = tidemark(&cfg, &["serve"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("require_tls"), "{}", text(&out));
+}
