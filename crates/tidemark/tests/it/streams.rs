@@ -946,6 +946,14 @@ async fn files_of_events_from_an_s3_prefix() {
     db.drop().await;
 }
 
+/// `sql` with `{s}` standing for `db`'s schema, its result as a table.
+async fn pretty_rows(db: &TestDb, sql: &str) -> String {
+    let batches = db.sql(&sql.replace("{s}", &db.name)).await;
+    deltalake::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+}
+
 /// AWS DMS records (Kafka target, JSON) from a file: a full load, then an update and
 /// a delete from change data capture, with DMS's control record for the table.
 #[tokio::test(flavor = "multi_thread")]
@@ -1024,5 +1032,52 @@ async fn dms_events_land_like_debezium_ones() {
         .await,
         1
     );
+    // The same changes as Debezium events (what Debezium would have published for
+    // them), landed into a twin database: the same current rows and the same
+    // history. (Debezium's times are milliseconds, DMS's microseconds.)
+    let twin = invoices_db("dmstwin").await;
+    let t = twin.name.clone();
+    let tdir = twin.dir.path().join("debezium");
+    std::fs::create_dir_all(&tdir).unwrap();
+    let img = |id: i64, c: &str, total: &str, day: i32| {
+        Some(format!(
+            r#"{{"id": {id}, "customer": "{c}", "total": "{total}", "issued": {day}}}"#
+        ))
+    };
+    let load = 1_767_225_601_000;
+    let dbz = [
+        envelope(&t, "r", None, img(1, "ann", "10.50", 20454), 4, load),
+        envelope(&t, "r", None, img(2, "bob", "20.00", 20455), 4, load),
+        envelope(&t, "r", None, img(3, "cy", "30.00", 20456), 4, load),
+        envelope(
+            &t,
+            "u",
+            img(2, "bob", "20.00", 20455),
+            img(2, "bob", "21.00", 20455),
+            100,
+            1_767_348_000_123,
+        ),
+        envelope(
+            &t,
+            "d",
+            img(3, "cy", "30.00", 20456),
+            None,
+            200,
+            1_767_351_600_000,
+        ),
+    ];
+    std::fs::write(tdir.join("dbz.jsonl"), dbz.join("\n") + "\n").unwrap();
+    let tconfig = files_config(&twin, "dbz", "debezium", &tdir.display().to_string(), "");
+    ok(twin.tidemark(&tconfig, &["run", "--until-caught-up"]));
+    let current = "SELECT id, customer, CAST(total AS VARCHAR) AS total, issued FROM {s}.invoices ORDER BY id";
+    let history = "SELECT id, _op, date_trunc('millisecond', _valid_from) AS valid_from, date_trunc('millisecond', _valid_to) AS valid_to, customer, CAST(total AS VARCHAR) AS total, issued FROM {s}_history.invoices ORDER BY id, _valid_from";
+    for q in [current, history] {
+        assert_eq!(
+            pretty_rows(&db, q).await,
+            pretty_rows(&twin, q).await,
+            "DMS (left) and Debezium (right) land the same rows: {q}"
+        );
+    }
+    twin.drop().await;
     db.drop().await;
 }
