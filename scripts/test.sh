@@ -5,7 +5,7 @@
 #
 # 1. checks the Rust toolchain (cargo, rustfmt, clippy),
 # 2. installs missing system packages with apt (mariadb-server/-client via
-#    scripts/mariadb.sh, postgresql-client for psql),
+#    scripts/mariadb.sh, postgresql-client for psql, openssl for the TLS tests),
 # 3. starts a private MariaDB (scripts/mariadb.sh; never the system one on
 #    3306) and exports TIDEMARK_TEST_MYSQL_URL,
 # 3a. starts a private Kafka-protocol broker (scripts/tansu.sh: tansu, in-memory,
@@ -90,6 +90,11 @@ if ! command -v psql >/dev/null 2>&1; then
     apt_install postgresql-client
 fi
 psql --version >&2
+# The endpoint's TLS tests make a self-signed certificate with the openssl CLI.
+if ! command -v openssl >/dev/null 2>&1; then
+    echo "openssl missing: installing it" >&2
+    apt_install openssl
+fi
 # mariadb-server / mariadb-client are installed by scripts/mariadb.sh start if missing.
 
 # ------------------------------------------------------------------ MariaDB
