@@ -20,6 +20,8 @@ pub(crate) struct Handlers {
     query: Arc<QueryHandler>,
     errors: Arc<Errors>,
     cancel: Arc<DefaultCancelHandler>,
+    /// Every connection slot is taken: the startup answers 53300 and ends.
+    full: bool,
 }
 
 impl Handlers {
@@ -29,6 +31,17 @@ impl Handlers {
             errors: Arc::new(Errors),
             cancel: Arc::new(DefaultCancelHandler::new(shared.connections.clone())),
             shared,
+            full: false,
+        }
+    }
+
+    /// The handlers for a connection over `max_connections`: it gets PostgreSQL's
+    /// "too many clients" error after the startup message, as clients expect,
+    /// rather than a closed socket.
+    pub(crate) fn refusing(&self) -> Self {
+        Self {
+            full: true,
+            ..self.clone()
         }
     }
 }
@@ -44,7 +57,7 @@ impl PgWireServerHandlers for Handlers {
 
     // A fresh one per socket: it holds the connection's SCRAM state.
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(ScramStartup::new(self.shared.clone()))
+        Arc::new(ScramStartup::new(self.shared.clone(), self.full))
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {

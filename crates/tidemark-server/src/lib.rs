@@ -192,11 +192,14 @@ impl Server {
                     }
                 },
             };
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            let permit = self.slots.clone().try_acquire_owned().ok();
+            let handlers = if permit.is_some() {
+                handlers.clone()
+            } else {
                 warn!(%peer, "connection refused: max_connections reached");
-                continue;
+                handlers.refusing()
             };
-            let (tls, handlers) = (self.tls.clone(), handlers.clone());
+            let tls = self.tls.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {

@@ -55,13 +55,16 @@ struct Exchange {
 pub(crate) struct ScramStartup {
     shared: Arc<Shared>,
     state: Mutex<State>,
+    /// The server is at `max_connections`: refuse after the startup message.
+    full: bool,
 }
 
 impl ScramStartup {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, full: bool) -> Self {
         Self {
             shared,
             state: Mutex::new(State::Initial),
+            full,
         }
     }
 
@@ -105,6 +108,12 @@ impl StartupHandler for ScramStartup {
             (PgWireFrontendMessage::Startup(startup), State::Initial) => {
                 protocol_negotiation(client, &startup).await?;
                 save_startup_parameters_to_metadata(client, &startup);
+                if self.full {
+                    return Err(fatal(
+                        "53300",
+                        "sorry, too many clients already; try again later, or raise max_connections in [server]",
+                    ));
+                }
                 if self.shared.require_tls && !client.is_secure() {
                     warn!(peer = %client.socket_addr(), "refused a client without TLS (require_tls)");
                     return Err(fatal(

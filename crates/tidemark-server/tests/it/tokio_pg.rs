@@ -106,3 +106,43 @@ async fn show(c: &tokio_postgres::Client, name: &str) -> String {
         })
         .unwrap_or_else(|| panic!("SHOW {name} returned no row: {m:?}"))
 }
+
+/// A connection over `max_connections` gets PostgreSQL's "too many clients" error
+/// (53300), not a closed socket; a slot freed is usable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_get_53300() {
+    let s = TestServer::start_with(|o| o.max_connections = 1).await;
+    let first = s.client().await;
+    first.simple_query("SELECT 1").await.unwrap();
+    let err = tokio_postgres::connect(
+        &s.conninfo(crate::support::USER, crate::support::PASSWORD),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .err()
+    .expect("a second connection is refused");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS),
+        "{err}"
+    );
+    drop(first);
+    // The slot comes back once the first connection has closed.
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok((c, conn)) = tokio_postgres::connect(
+            &s.conninfo(crate::support::USER, crate::support::PASSWORD),
+            tokio_postgres::NoTls,
+        )
+        .await
+        {
+            tokio::spawn(conn);
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let again = again.expect("a slot is free again");
+    again.simple_query("SELECT 1").await.unwrap();
+    s.stop().await;
+}
