@@ -5,8 +5,9 @@
 //!
 //! It is the one workload behind three things, so their numbers are comparable:
 //!
-//! * `tidemark demo` lands it offline (no MySQL) through [`to_change_batches`], which
-//!   turns events into the same [`ChangeBatch`]es the MySQL sources produce;
+//! * `tidemark demo` lands it offline (no MySQL) with [`land`], through
+//!   [`to_change_batches`], which turns events into the same [`ChangeBatch`]es the
+//!   MySQL sources produce;
 //! * tests replay it and check what the lake and time-travel queries return;
 //! * benchmarks create the schema on a real MySQL or MariaDB ([`create_schema`]) and
 //!   replay the same events into it ([`apply_to_mysql`]), then snapshot and pull.
@@ -36,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+mod land;
 mod mysql;
 mod tables;
 mod util;
@@ -46,6 +48,7 @@ use std::sync::Arc;
 use tidemark_core::change::{ChangeBatch, ChangeBatchBuilder};
 use tidemark_core::schema::TableSchema;
 
+pub use land::{land, LandError};
 pub use mysql::{apply_to_mysql, create_schema};
 pub use tables::{create_sql, schemas};
 pub use workload::{Event, Workload, WorkloadConfig};

@@ -12,8 +12,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use mysql_async::prelude::Queryable;
 use tidemark_core::names::Naming;
-use tidemark_core::position::SourceState;
-use tidemark_lake::{TableKind, TableWriter, Warehouse};
+use tidemark_lake::Warehouse;
 use tidemark_query::{format_batches, Engine, OutputFormat};
 
 use crate::common::{init_logging, GlobalArgs};
@@ -111,51 +110,14 @@ async fn offline(args: &Args) -> Result<()> {
         "tidemark demo: {} simulated days of invoicing (scale {}, seed {})",
         args.days, args.scale, args.seed
     );
-    let schemas = tidemark_demo::schemas(Naming::SnakeCase);
-    let mut writers = Vec::new();
-    for s in &schemas {
-        writers.push(TableWriter::open(&wh, s.clone()).await?);
-    }
     let start = Instant::now();
-    let mut w = workload(args);
-    let mut offset = 0u64;
-    let mut pending = Vec::new();
-    let mut days = 0;
-    let mut landed = 0usize;
-    loop {
-        let day = w.next_day();
-        let end = day.is_none();
-        if let Some(d) = day {
-            pending.extend(d);
-            days += 1;
-        }
-        if (end || days % args.days_per_batch == 0) && !pending.is_empty() {
-            let batches = tidemark_demo::to_change_batches(&schemas, &pending, offset)?;
-            offset += pending.len() as u64;
-            landed += pending.len();
-            pending.clear();
-            let now = chrono::Utc::now().timestamp_micros();
-            for b in batches {
-                let i = schemas
-                    .iter()
-                    .position(|s| s.name == b.table.name)
-                    .expect("batch of a demo table");
-                let state = SourceState {
-                    source: "demo".into(),
-                    source_table: b.table.name.source(),
-                    stream_offset: Some(offset),
-                    ..Default::default()
-                };
-                writers[i]
-                    .apply(TableKind::History, &b, now, state.clone())
-                    .await?;
-                writers[i].apply(TableKind::Current, &b, now, state).await?;
-            }
-        }
-        if end {
-            break;
-        }
-    }
+    let (schemas, landed) = tidemark_demo::land(
+        &wh,
+        Naming::SnakeCase,
+        &mut workload(args),
+        args.days_per_batch,
+    )
+    .await?;
     println!(
         "landed {landed} changes into {} tables (current + history) in {:.1}s\n",
         schemas.len(),

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidemark_core::names::Naming;
-use tidemark_core::position::SourceState;
-use tidemark_lake::{TableKind, TableWriter, Warehouse};
+use tidemark_lake::Warehouse;
 use tidemark_query::Engine;
 use tidemark_server::auth::UsersFile;
 use tidemark_server::{Options, Server};
@@ -19,52 +18,15 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// as `tidemark demo` does, so history reaches back a month.
 pub async fn demo_warehouse(dir: &Path) -> Warehouse {
     let wh = Warehouse::new(dir.to_str().unwrap(), Default::default()).unwrap();
-    let schemas = tidemark_demo::schemas(Naming::SnakeCase);
-    let mut writers = Vec::new();
-    for s in &schemas {
-        writers.push(TableWriter::open(&wh, s.clone()).await.unwrap());
-    }
     let mut w = tidemark_demo::Workload::new(tidemark_demo::WorkloadConfig {
         scale: 0.2,
         days: 30,
         seed: 7,
         ..Default::default()
     });
-    let (mut offset, mut days, mut pending) = (0u64, 0, Vec::new());
-    loop {
-        let day = w.next_day();
-        let end = day.is_none();
-        if let Some(d) = day {
-            pending.extend(d);
-            days += 1;
-        }
-        if (end || days % 5 == 0) && !pending.is_empty() {
-            let batches = tidemark_demo::to_change_batches(&schemas, &pending, offset).unwrap();
-            offset += pending.len() as u64;
-            pending.clear();
-            let now = chrono::Utc::now().timestamp_micros();
-            for b in batches {
-                let i = schemas.iter().position(|s| s.name == b.table.name).unwrap();
-                let state = SourceState {
-                    source: "demo".into(),
-                    source_table: b.table.name.source(),
-                    stream_offset: Some(offset),
-                    ..Default::default()
-                };
-                writers[i]
-                    .apply(TableKind::History, &b, now, state.clone())
-                    .await
-                    .unwrap();
-                writers[i]
-                    .apply(TableKind::Current, &b, now, state)
-                    .await
-                    .unwrap();
-            }
-        }
-        if end {
-            break;
-        }
-    }
+    tidemark_demo::land(&wh, Naming::SnakeCase, &mut w, 5)
+        .await
+        .unwrap();
     wh
 }
 
