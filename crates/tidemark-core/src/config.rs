@@ -61,6 +61,48 @@ pub struct ServerConfig {
     /// Connections served at once; further ones are refused until one ends.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Memory one query may use for sorts, joins and aggregates, in MiB; a query
+    /// that needs more fails (SQLSTATE 53200) instead of starving the others. 0 means
+    /// no limit.
+    #[serde(default = "default_query_memory_mb")]
+    pub query_memory_mb: u64,
+    /// How often the endpoint looks for newly landed commits (ms); queries see data at
+    /// most this much older than the lake. 0: never (tables as of startup).
+    #[serde(default = "default_refresh_ms")]
+    pub refresh_interval_ms: u64,
+    /// How long audit records may wait before they are committed to `tidemark.audit`.
+    #[serde(default = "default_audit_flush_ms")]
+    pub audit_flush_ms: u64,
+    /// Roles by name: what their users may read. A user whose role is not here
+    /// cannot log in, except role `admin`, which is built in (everything, including
+    /// `tidemark.audit`) unless defined here.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleConfig>,
+}
+
+/// `[server.roles.<name>]`: what a role's users may read. Nothing is readable
+/// without a grant.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// Reads everything, tidemark's own tables (`tidemark.audit`,
+    /// `tidemark.dead_letters`) included.
+    #[serde(default)]
+    pub admin: bool,
+    /// Source tables this role reads: `"db.table"`, `"db.*"` or `"*"`. A grant covers
+    /// the table's current rows and its history (`db_history.table`, time travel,
+    /// `changes()`).
+    #[serde(default)]
+    pub grants: Vec<String>,
+    /// Column masks: `"db.table.column" = "SQL expression"`. The role reads the
+    /// expression's value (cast to the column's type) instead of the column's, in the
+    /// current table and in history.
+    #[serde(default)]
+    pub masks: BTreeMap<String, String>,
+    /// Row filters: `"db.table" = "SQL condition"`. The role reads only the rows (and
+    /// history versions) for which it is true.
+    #[serde(default)]
+    pub row_filters: BTreeMap<String, String>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +115,10 @@ impl Default for ServerConfig {
             users_file: default_users_file(),
             statement_timeout_ms: 0,
             max_connections: default_max_connections(),
+            query_memory_mb: default_query_memory_mb(),
+            audit_flush_ms: default_audit_flush_ms(),
+            refresh_interval_ms: default_refresh_ms(),
+            roles: BTreeMap::new(),
         }
     }
 }
@@ -85,6 +131,15 @@ fn default_users_file() -> PathBuf {
 }
 fn default_max_connections() -> usize {
     100
+}
+fn default_query_memory_mb() -> u64 {
+    2048
+}
+fn default_audit_flush_ms() -> u64 {
+    1000
+}
+fn default_refresh_ms() -> u64 {
+    2000
 }
 
 /// How `tidemark run` captures a MySQL source's changes.

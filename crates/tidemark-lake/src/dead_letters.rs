@@ -20,18 +20,16 @@ use deltalake::arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::{StructType, Transaction};
+use deltalake::kernel::Transaction;
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use url::Url;
 
+use crate::own::{self, OWN_SCHEMA};
 use crate::warehouse::Warehouse;
 use crate::{Error, Result};
 
-/// SQL schema of tidemark's own tables.
-pub const OWN_SCHEMA: &str = "tidemark";
 /// SQL name of the dead-letter table in [`OWN_SCHEMA`].
 pub const DEAD_LETTERS: &str = "dead_letters";
 
@@ -87,59 +85,27 @@ pub struct DeadLetters {
 impl DeadLetters {
     /// Where the table lives.
     pub fn url(wh: &Warehouse) -> Url {
-        let mut url = wh.root().clone();
-        url.path_segments_mut()
-            .expect("warehouse URLs have paths")
-            .pop_if_empty()
-            .extend([OWN_SCHEMA, DEAD_LETTERS, ""]);
-        url
+        own::url(wh, DEAD_LETTERS)
     }
 
     /// Open the table, creating it if it does not exist.
     pub async fn open(wh: &Warehouse) -> Result<Self> {
-        let url = Self::url(wh);
-        let name = format!("{OWN_SCHEMA}.{DEAD_LETTERS}");
-        let (table, exists) = wh.delta_table(&url).await?;
-        if exists {
-            return Ok(Self { url, table });
-        }
-        let st: StructType = schema()
-            .as_ref()
-            .try_into_kernel()
-            .map_err(|e| Error::Batch {
-                table: name.clone(),
-                message: e.to_string(),
-            })?;
-        let created = table
-            .create()
-            .with_columns(st.fields().cloned())
-            .with_comment("tidemark: messages of event streams that could not be landed")
-            .await;
-        match created {
-            Ok(table) => Ok(Self { url, table }),
-            Err(source) => {
-                // Another worker of the group may have created it meanwhile.
-                match wh.delta_table(&url).await? {
-                    (table, true) => Ok(Self { url, table }),
-                    _ => Err(Error::Delta {
-                        table: name,
-                        source,
-                    }),
-                }
-            }
-        }
+        let table = own::open_or_create(
+            wh,
+            DEAD_LETTERS,
+            schema(),
+            "tidemark: messages of event streams that could not be landed",
+        )
+        .await?;
+        Ok(Self {
+            url: Self::url(wh),
+            table,
+        })
     }
 
     /// An existing table, read-only (`None` when no stream ever wrote one).
     pub async fn existing(wh: &Warehouse) -> Result<Option<DeltaTable>> {
-        let url = Self::url(wh);
-        if let Ok(p) = url.to_file_path() {
-            if !p.join("_delta_log").is_dir() {
-                return Ok(None);
-            }
-        }
-        let (table, exists) = wh.delta_table(&url).await?;
-        Ok(exists.then_some(table))
+        own::existing(wh, DEAD_LETTERS).await
     }
 
     /// The table's location.

@@ -40,20 +40,24 @@
 
 #![warn(missing_docs)]
 
+mod audit;
 mod dead_letters;
 mod diff;
 mod error;
 mod maintain;
 pub mod mor;
+mod own;
 mod rows;
 mod s3;
 mod warehouse;
 mod writer;
 
-pub use dead_letters::{DeadLetter, DeadLetters, DEAD_LETTERS, OWN_SCHEMA};
+pub use audit::{Audit, AuditRecord, AUDIT};
+pub use dead_letters::{DeadLetter, DeadLetters, DEAD_LETTERS};
 pub use diff::quote;
 pub use error::{Error, Result};
 pub use maintain::Maintenance;
+pub use own::OWN_SCHEMA;
 pub use rows::{collapse_by_key, concat, current_rows, history_rows};
 pub use warehouse::{TableKind, TableLocation, Warehouse};
 pub use writer::{

@@ -1,12 +1,11 @@
 //! The DataFusion session over a warehouse.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::catalog::{
-    CatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
-};
+use deltalake::datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::logical_expr::LogicalPlan;
@@ -38,20 +37,65 @@ pub(crate) struct Known {
     /// Unloaded handle on the current table, on the warehouse's store and options (a
     /// bare URL would lose an S3 warehouse's storage options).
     pub(crate) current: deltalake::DeltaTable,
-    /// The raw history log as of opening, the same snapshot the history view reads.
+    /// The raw history log as of the last refresh, the same snapshot the history
+    /// view reads.
     log: Arc<dyn TableProvider>,
+    /// The loaded tables the providers were built from: their versions tell a
+    /// refresh whether anything changed, and they update incrementally.
+    cur_loaded: deltalake::DeltaTable,
+    hist_loaded: deltalake::DeltaTable,
+    /// The versions the providers read (kept apart from the tables: updating a
+    /// clone of a loaded table may share its state).
+    versions: (
+        Option<deltalake::kernel::Version>,
+        Option<deltalake::kernel::Version>,
+    ),
+}
+
+/// What a name in the catalog reads, for access control: which source table (if
+/// any) and in which form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// A source table's data: `schema.table` (the current rows), `schema_history.table`,
+    /// or a time-travel registration of it.
+    Source {
+        /// The source table's SQL schema (`db`).
+        schema: String,
+        /// The source table's SQL name.
+        table: String,
+        /// Which form of it.
+        form: Form,
+    },
+    /// One of tidemark's own tables (schema `tidemark`): dead letters, audit.
+    Own,
+}
+
+/// The forms a source table is read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `db.t`: the current rows.
+    Current,
+    /// `db_history.t`, and `AS OF` reads of it.
+    History,
+    /// A `VERSION AS OF` registration (an old Delta version of the current table).
+    Version,
+    /// The raw history log `changes()` reads.
+    Log,
 }
 
 /// A SQL engine over one warehouse.
 pub struct Engine {
     ctx: SessionContext,
-    pub(crate) tables: BTreeMap<(String, String), Known>,
+    wh: Warehouse,
+    tables: RwLock<BTreeMap<(String, String), Known>>,
+    /// Refreshes one at a time.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("tables", &self.tables.keys().collect::<Vec<_>>())
+            .field("tables", &self.table_keys())
             .finish()
     }
 }
@@ -92,59 +136,146 @@ impl Engine {
             .with_default_catalog_and_schema(CATALOG, "public")
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
-        let catalog = ctx
+        let engine = Self {
+            ctx,
+            wh: wh.clone(),
+            tables: RwLock::new(BTreeMap::new()),
+            refreshing: tokio::sync::Mutex::new(()),
+        };
+        engine.refresh().await?;
+        Ok(engine)
+    }
+
+    /// Bring the tables up to the warehouse's newest commits: tables with new
+    /// commits get new providers (swapped in whole, so a query planned meanwhile reads
+    /// the old or the new snapshot, never a mix), new tables appear, tables gone from
+    /// the warehouse disappear. Cheap when nothing changed: each table's log is read
+    /// from its last known version only. Returns how many tables changed.
+    ///
+    /// `tidemark sql` opens the engine per command; the PostgreSQL endpoint calls this
+    /// periodically so its sessions see what ingestion lands.
+    pub async fn refresh(&self) -> Result<usize> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let catalog = self
+            .ctx
             .catalog(CATALOG)
             .ok_or_else(|| Error::Sql("default catalog missing".into()))?;
-        let mut tables = BTreeMap::new();
-        for loc in wh.list().await? {
-            let cur_url = wh.table_url(&loc.schema, &loc.table, TableKind::Current);
-            let (cur, cur_ok) = wh.delta_table(&cur_url).await?;
-            let hist_url = wh.table_url(&loc.schema, &loc.table, TableKind::History);
-            let (hist, hist_ok) = wh.delta_table(&hist_url).await?;
-            // History is the record a schema change lands in first (the current
-            // table follows in a second commit).
-            let schema = match (cur_ok && hist_ok, stored_schema(&hist)) {
-                (true, Some(s)) => s,
-                _ => {
-                    warn!(schema = %loc.schema, table = %loc.table, "not a tidemark table (no history or no stored schema); skipped");
-                    continue;
+        let mut changed = 0;
+        let listed = self.wh.list().await?;
+        for loc in &listed {
+            let key = (loc.schema.clone(), loc.table.clone());
+            let known = self.tables.read().expect("tables lock").get(&key).cloned();
+            let (cur, hist) = match known {
+                Some(k) => {
+                    let (mut cur, mut hist) = (k.cur_loaded.clone(), k.hist_loaded.clone());
+                    cur.update_incremental(None).await?;
+                    hist.update_incremental(None).await?;
+                    if (cur.version(), hist.version()) == k.versions {
+                        continue;
+                    }
+                    (cur, hist)
+                }
+                None => {
+                    let cur_url = self
+                        .wh
+                        .table_url(&loc.schema, &loc.table, TableKind::Current);
+                    let (cur, cur_ok) = self.wh.delta_table(&cur_url).await?;
+                    let hist_url = self
+                        .wh
+                        .table_url(&loc.schema, &loc.table, TableKind::History);
+                    let (hist, hist_ok) = self.wh.delta_table(&hist_url).await?;
+                    if !(cur_ok && hist_ok) {
+                        warn!(schema = %loc.schema, table = %loc.table, "not a tidemark table (no current or no history); skipped");
+                        continue;
+                    }
+                    (cur, hist)
                 }
             };
+            // History is the record a schema change lands in first (the current
+            // table follows in a second commit).
+            let Some(schema) = stored_schema(&hist) else {
+                warn!(schema = %loc.schema, table = %loc.table, "not a tidemark table (no stored schema); skipped");
+                continue;
+            };
+            let ctx = &self.ctx;
             cur.update_datafusion_session(&ctx.state())?;
             hist.update_datafusion_session(&ctx.state())?;
-            let log = tidemark_lake::mor::logical_log(&ctx, &schema, hist.table_provider().await?)?;
+            let log = tidemark_lake::mor::logical_log(ctx, &schema, hist.table_provider().await?)?;
             // A streamed table's current state is its base plus the history tail
             // (merge-on-read, see tidemark_lake::mor); others are the stored table.
-            let provider = crate::current::provider(&ctx, &schema, &cur, log.clone()).await?;
-            schema_provider(catalog.as_ref(), &loc.schema)?
-                .register_table(loc.table.clone(), provider)?;
-
-            ctx.register_table("__tidemark_log", log.clone())?;
-            let view = ctx
+            let provider = crate::current::provider(ctx, &schema, &cur, log.clone()).await?;
+            // The view is planned in a scratch context, so the name its SQL reads the
+            // log under is never visible in the shared catalog; the plan holds the
+            // provider itself, not the name.
+            let scratch = SessionContext::new();
+            scratch.register_table("__tidemark_log", log.clone())?;
+            let view = scratch
                 .sql(&history_view_sql(&schema, "__tidemark_log"))
                 .await?
                 .into_view();
-            ctx.deregister_table("__tidemark_log")?;
+            schema_provider(catalog.as_ref(), &loc.schema)?
+                .register_table(loc.table.clone(), provider)?;
             schema_provider(catalog.as_ref(), &history_schema(&loc.schema))?
                 .register_table(loc.table.clone(), view)?;
-            tables.insert(
-                (loc.schema.clone(), loc.table.clone()),
+            self.tables.write().expect("tables lock").insert(
+                key,
                 Known {
                     schema,
                     current: deltalake::DeltaTable::new(cur.log_store()),
                     log,
+                    versions: (cur.version(), hist.version()),
+                    cur_loaded: cur,
+                    hist_loaded: hist,
                 },
             );
+            changed += 1;
+        }
+        // Tables dropped from the warehouse (retired by --resnapshot, or removed).
+        let gone: Vec<(String, String)> = self
+            .tables
+            .read()
+            .expect("tables lock")
+            .keys()
+            .filter(|k| !listed.iter().any(|l| l.schema == k.0 && l.table == k.1))
+            .cloned()
+            .collect();
+        for (s, t) in gone {
+            for schema in [s.clone(), history_schema(&s)] {
+                if let Some(sp) = catalog.schema(&schema) {
+                    sp.deregister_table(&t)?;
+                }
+            }
+            self.tables.write().expect("tables lock").remove(&(s, t));
+            changed += 1;
         }
         // tidemark's own tables: the dead letters of event streams, once there are any.
-        if let Some(dl) = tidemark_lake::DeadLetters::existing(wh).await? {
-            dl.update_datafusion_session(&ctx.state())?;
+        if let Some(dl) = tidemark_lake::DeadLetters::existing(&self.wh).await? {
+            dl.update_datafusion_session(&self.ctx.state())?;
             schema_provider(catalog.as_ref(), tidemark_lake::OWN_SCHEMA)?.register_table(
                 tidemark_lake::DEAD_LETTERS.into(),
                 dl.table_provider().await?,
             )?;
         }
-        Ok(Self { ctx, tables })
+        Ok(changed)
+    }
+
+    /// A known table.
+    pub(crate) fn known(&self, schema: &str, table: &str) -> Option<Known> {
+        self.tables
+            .read()
+            .expect("tables lock")
+            .get(&(schema.to_string(), table.to_string()))
+            .cloned()
+    }
+
+    /// Every known table's (schema, table).
+    pub(crate) fn table_keys(&self) -> Vec<(String, String)> {
+        self.tables
+            .read()
+            .expect("tables lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Plan one read-only statement, with time travel rewritten.
@@ -198,15 +329,63 @@ impl Engine {
         Ok(plan)
     }
 
+    /// What the catalog entry `schema.name` reads (`None` for names that are not
+    /// warehouse data: pg_catalog, information_schema, unknown names).
+    pub fn resolve(&self, schema: &str, name: &str) -> Option<Resolved> {
+        let source = |s: &str, t: &str, form| Resolved::Source {
+            schema: s.to_string(),
+            table: t.to_string(),
+            form,
+        };
+        let keys = self.table_keys();
+        if keys.iter().any(|(s, t)| s == schema && t == name) {
+            return Some(source(schema, name, Form::Current));
+        }
+        if schema == tidemark_lake::OWN_SCHEMA {
+            return Some(Resolved::Own);
+        }
+        let hidden = |form| {
+            // Hidden names are `schema.table` (logs) and `schema.table@version`:
+            // matched against the known tables rather than split, so dots in names
+            // cannot mislead.
+            keys.iter().find_map(|(s, t)| {
+                let base = format!("{s}.{t}");
+                let hit = match form {
+                    Form::Log => name == base,
+                    _ => name
+                        .strip_prefix(&base)
+                        .is_some_and(|rest| rest.starts_with('@')),
+                };
+                hit.then(|| source(s, t, form))
+            })
+        };
+        match schema {
+            VERSIONS_SCHEMA => hidden(Form::Version),
+            LOGS_SCHEMA => hidden(Form::Log),
+            _ => keys.iter().find_map(|(s, t)| {
+                (t == name && history_schema(s) == schema).then(|| source(s, t, Form::History))
+            }),
+        }
+    }
+
+    /// Whether a catalog schema is one of the engine's hidden ones (time-travel
+    /// registrations), which catalogs shown to users leave out.
+    pub fn is_hidden_schema(schema: &str) -> bool {
+        schema == VERSIONS_SCHEMA || schema == LOGS_SCHEMA
+    }
+
     /// Run one statement and collect its rows.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         Ok(self.sql(sql).await?.collect().await?)
     }
 
     async fn register_version(&self, v: &travel::VersionRef) -> Result<()> {
+        if self.hidden_exists(VERSIONS_SCHEMA, &v.hidden_name()) {
+            // A Delta version never changes: loaded once.
+            return Ok(());
+        }
         let known = self
-            .tables
-            .get(&(v.schema.clone(), v.table.clone()))
+            .known(&v.schema, &v.table)
             .ok_or_else(|| Error::UnknownTable(format!("{}.{}", v.schema, v.table)))?;
         let mut table = known.current.clone();
         table.load_version(v.version).await.map_err(|e| {
@@ -219,16 +398,31 @@ impl Engine {
         self.register_hidden(VERSIONS_SCHEMA, v.hidden_name(), provider)
     }
 
+    fn hidden_exists(&self, schema: &str, name: &str) -> bool {
+        self.ctx
+            .catalog(CATALOG)
+            .and_then(|c| c.schema(schema))
+            .is_some_and(|s| s.table_exist(name))
+    }
+
+    /// Register one of tidemark's own tables (schema `tidemark`), replacing an
+    /// earlier registration: the endpoint's audit table.
+    pub fn register_own(&self, name: &str, provider: Arc<dyn TableProvider>) -> Result<()> {
+        let catalog = self.ctx.catalog(CATALOG).expect("default catalog");
+        schema_provider(catalog.as_ref(), tidemark_lake::OWN_SCHEMA)?
+            .register_table(name.to_string(), provider)?;
+        Ok(())
+    }
+
     fn register_log(&self, l: &travel::LogRef) -> Result<()> {
         let known = self
-            .tables
-            .get(&(l.schema.clone(), l.table.clone()))
+            .known(&l.schema, &l.table)
             .ok_or_else(|| Error::UnknownTable(format!("{}.{}", l.schema, l.table)))?;
+        // Registered anew each time: the log grows with every refresh.
         self.register_hidden(LOGS_SCHEMA, l.hidden_name(), known.log.clone())
     }
 
-    /// Register a table in a hidden schema once; a concurrent query that registered it
-    /// first is not an error.
+    /// Register a table in a hidden schema (replacing: the schemas are [`SwapSchema`]s).
     fn register_hidden(
         &self,
         schema: &str,
@@ -236,14 +430,7 @@ impl Engine {
         provider: Arc<dyn TableProvider>,
     ) -> Result<()> {
         let catalog = self.ctx.catalog(CATALOG).expect("default catalog");
-        let sp = schema_provider(catalog.as_ref(), schema)?;
-        if !sp.table_exist(&name) {
-            if let Err(e) = sp.register_table(name.clone(), provider) {
-                if !sp.table_exist(&name) {
-                    return Err(e.into());
-                }
-            }
-        }
+        schema_provider(catalog.as_ref(), schema)?.register_table(name, provider)?;
         Ok(())
     }
 }
@@ -252,9 +439,60 @@ fn schema_provider(catalog: &dyn CatalogProvider, name: &str) -> Result<Arc<dyn 
     if let Some(s) = catalog.schema(name) {
         return Ok(s);
     }
-    let s: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+    let s: Arc<dyn SchemaProvider> = Arc::new(SwapSchema::default());
     catalog.register_schema(name, s.clone())?;
     Ok(s)
+}
+
+/// The engine's schemas: like DataFusion's `MemorySchemaProvider`, except that
+/// registering a name again replaces the table, so a refresh swaps a table's
+/// providers in one step (DataFusion's refuses, and deregister-then-register would
+/// leave a moment where queries find no table).
+#[derive(Debug, Default)]
+struct SwapSchema {
+    tables: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for SwapSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.tables
+            .read()
+            .expect("schema lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    async fn table(
+        &self,
+        name: &str,
+    ) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        Ok(self.tables.read().expect("schema lock").get(name).cloned())
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        Ok(self
+            .tables
+            .write()
+            .expect("schema lock")
+            .insert(name, table))
+    }
+
+    fn deregister_table(
+        &self,
+        name: &str,
+    ) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        Ok(self.tables.write().expect("schema lock").remove(name))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.read().expect("schema lock").contains_key(name)
+    }
 }
 
 /// Parse SQL as `tidemark sql` does: PostgreSQL syntax, and for statements with

@@ -47,6 +47,6 @@ mod error;
 mod format;
 mod travel;
 
-pub use engine::{parse, Engine, CATALOG};
+pub use engine::{parse, Engine, Form, Resolved, CATALOG};
 pub use error::{Error, Result};
 pub use format::{format_batches, OutputFormat};

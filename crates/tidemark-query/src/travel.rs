@@ -146,14 +146,15 @@ impl Rewriter<'_> {
         let shown = parts.join(".");
         match parts {
             [.., s, t] => {
-                if self.engine.tables.contains_key(&(s.clone(), t.clone())) {
+                if self.engine.known(s, t).is_some() {
                     Ok((s.clone(), t.clone()))
                 } else {
                     Err(Error::UnknownTable(shown))
                 }
             }
             [t] => {
-                let hits: Vec<_> = self.engine.tables.keys().filter(|(_, n)| n == t).collect();
+                let keys = self.engine.table_keys();
+                let hits: Vec<_> = keys.iter().filter(|(_, n)| n == t).collect();
                 match hits.as_slice() {
                     [(s, n)] => Ok((s.clone(), n.clone())),
                     [] => Err(Error::UnknownTable(shown)),
@@ -209,7 +210,10 @@ impl Rewriter<'_> {
 
     /// The rows of `schema.table` valid at `instant`, as a subquery.
     fn as_of_query(&self, schema: &str, table: &str, instant: &Expr) -> Result<Query> {
-        let known = &self.engine.tables[&(schema.to_string(), table.to_string())];
+        let known = self
+            .engine
+            .known(schema, table)
+            .ok_or_else(|| Error::UnknownTable(format!("{schema}.{table}")))?;
         let cols = tidemark_lake::mor::current_columns_sql(&known.schema);
         let sql = format!(
             "SELECT {cols} FROM {hs}.{t} WHERE {vf} <= ({instant}) AND ({vt} IS NULL OR {vt} > ({instant}))",
@@ -240,8 +244,11 @@ impl Rewriter<'_> {
         from: &Expr,
         to: Option<&Expr>,
     ) -> Result<Query> {
-        let engine = self.engine;
-        let ts = &engine.tables[&(schema.to_string(), table.to_string())].schema;
+        let known = self
+            .engine
+            .known(schema, table)
+            .ok_or_else(|| Error::UnknownTable(format!("{schema}.{table}")))?;
+        let ts = &known.schema;
         let keys = ts.key_names();
         let window = format!(
             "OVER (PARTITION BY {} ORDER BY {}, {})",

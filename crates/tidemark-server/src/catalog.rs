@@ -1,17 +1,23 @@
 //! The SQL session each connection plans on: the engine's catalog plus pg_catalog
 //! and the functions PostgreSQL clients call.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
 use deltalake::arrow::datatypes::DataType;
+use deltalake::datafusion::catalog::CatalogProviderList;
+use deltalake::datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::scalar::ScalarValue;
 use tidemark_query::{Engine, CATALOG};
 
-use crate::{Error, Result};
+use crate::access::{AccessList, Role};
+use crate::{Error, Result, Shared};
 
 /// The PostgreSQL release whose behaviour clients should expect. Drivers parse the
 /// leading digits of `server_version` and `version()`; 16 is what pg_catalog's
@@ -46,11 +52,11 @@ fn constant_text_udf(name: &str, value: String, volatility: Volatility) -> Scala
     )
 }
 
-/// The engine's session with pg_catalog set up, once per server: the static catalog
-/// tables are parsed here, not per connection.
+/// The engine's session with the PostgreSQL functions clients call, once per server.
+/// (`setup_pg_catalog` also registers an unfiltered pg_catalog in the engine's
+/// catalog; sessions never see it: each gets its own, see [`session_context`].)
 pub(crate) fn base_context(engine: &Engine) -> Result<SessionContext> {
     let ctx = engine.session_context();
-    // Roles come with grants in a later slice; until then pg_roles is empty.
     datafusion_pg_catalog::setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider)
         .map_err(|e| Error::Session(e.to_string()))?;
     // Replaces DataFusion's "Apache DataFusion …", which drivers cannot parse.
@@ -62,17 +68,64 @@ pub(crate) fn base_context(engine: &Engine) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-/// A connection's own session: a copy of the base state (shared catalog, own
-/// settings and functions) where `session_user`/`current_user` name the user.
-pub(crate) fn session_context(base: &SessionContext, user: &str) -> SessionContext {
-    let ctx = SessionContext::new_with_state(
-        SessionStateBuilder::new_from_existing(base.state()).build(),
-    );
-    // pg_catalog's session_user() always says "postgres"; clients show it.
-    ctx.register_udf(constant_text_udf(
-        "session_user",
-        user.to_string(),
-        Volatility::Stable,
+/// pg_catalog's static tables (pg_type, pg_proc, ...), parsed once per server.
+pub(crate) fn static_tables() -> Result<Arc<PgCatalogStaticTables>> {
+    Ok(Arc::new(
+        PgCatalogStaticTables::try_new().map_err(|e| Error::Session(e.to_string()))?,
+    ))
+}
+
+/// A connection's own session: a copy of the base state (own settings and functions)
+/// over the catalog as `role` may see it, with a pg_catalog built over that same
+/// filtered catalog (so `\dt` and JDBC metadata list only what the role reads), a
+/// memory pool of its own (one statement runs at a time per connection, so this is
+/// the per-query limit), and `session_user`/`current_user` naming the user.
+pub(crate) fn session_context(
+    shared: &Shared,
+    user: &str,
+    role: Arc<Role>,
+) -> Result<SessionContext> {
+    let base = &shared.base;
+    let inner = base
+        .catalog(CATALOG)
+        .ok_or_else(|| Error::Session("catalog missing".into()))?;
+    let listing: Arc<dyn CatalogProviderList> = Arc::new(AccessList::new(
+        shared.engine.clone(),
+        inner.clone(),
+        role.clone(),
+        shared.policy_ctx.clone(),
+        None,
     ));
-    ctx
+    let pg_catalog =
+        PgCatalogSchemaProvider::try_new(listing, shared.pg_static.clone(), EmptyContextProvider)
+            .map_err(|e| Error::Session(e.to_string()))?;
+    let list = Arc::new(AccessList::new(
+        shared.engine.clone(),
+        inner,
+        role,
+        shared.policy_ctx.clone(),
+        Some(Arc::new(pg_catalog)),
+    ));
+    let mut state = SessionStateBuilder::new_from_existing(base.state()).with_catalog_list(list);
+    if let Some(bytes) = shared.query_memory {
+        let pool = TrackConsumersPool::new(
+            GreedyMemoryPool::new(bytes),
+            NonZeroUsize::new(3).expect("non-zero"),
+        );
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&base.runtime_env())
+            .with_memory_pool(Arc::new(pool))
+            .build_arc()
+            .map_err(|e| Error::Session(e.to_string()))?;
+        state = state.with_runtime_env(runtime);
+    }
+    let ctx = SessionContext::new_with_state(state.build());
+    // pg_catalog's session_user() always says "postgres"; clients show it.
+    for name in ["session_user", "current_user"] {
+        ctx.register_udf(constant_text_udf(
+            name,
+            user.to_string(),
+            Volatility::Stable,
+        ));
+    }
+    Ok(ctx)
 }

@@ -80,7 +80,9 @@ pub(crate) fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
 /// people.
 pub(crate) fn sqlstate_for(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
-    if m.contains("read-only") {
+    if m.starts_with("permission denied for") {
+        "42501"
+    } else if m.contains("read-only") {
         "25006"
     } else if m.contains("does not exist") && m.contains("table")
         || m.contains("table '") && m.contains("not found")
@@ -106,8 +108,24 @@ pub(crate) fn sqlstate_for(message: &str) -> &'static str {
     }
 }
 
-/// A query error as clients see it.
+/// A query error as clients see it: DataFusion's wrapping ("External error: ",
+/// "Error during planning: ") dropped, so the message starts with what happened.
 pub(crate) fn query_error(e: impl std::fmt::Display) -> PgWireError {
-    let message = e.to_string();
-    sql_error(sqlstate_for(&message), message)
+    let mut message = e.to_string();
+    for prefix in [
+        "External error: ",
+        "Error during planning: ",
+        "External error: ",
+    ] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            message = rest.to_string();
+        }
+    }
+    let code = sqlstate_for(&message);
+    if code == "53200" {
+        message.push_str(
+            " (each statement may use server.query_memory_mb; aggregate or filter more, or ask an administrator to raise it)",
+        );
+    }
+    sql_error(code, message)
 }

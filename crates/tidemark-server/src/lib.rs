@@ -31,8 +31,11 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
+mod audit;
 pub mod auth;
 mod catalog;
+mod copy;
 mod error;
 mod handlers;
 mod query;
@@ -69,6 +72,14 @@ pub struct Options {
     pub statement_timeout: Option<Duration>,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Memory one statement may use (bytes); `None` for no limit.
+    pub query_memory: Option<usize>,
+    /// How long audit records wait before they are committed to `tidemark.audit`.
+    pub audit_flush: Duration,
+    /// How often to pick up newly landed commits; `None`: tables as of startup.
+    pub refresh: Option<Duration>,
+    /// Roles and what they read.
+    pub policy: access::Policy,
 }
 
 impl Options {
@@ -85,6 +96,13 @@ impl Options {
             statement_timeout: (c.statement_timeout_ms > 0)
                 .then(|| Duration::from_millis(c.statement_timeout_ms)),
             max_connections: c.max_connections,
+            query_memory: (c.query_memory_mb > 0).then(|| {
+                usize::try_from(c.query_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+            }),
+            audit_flush: Duration::from_millis(c.audit_flush_ms.max(10)),
+            refresh: (c.refresh_interval_ms > 0)
+                .then(|| Duration::from_millis(c.refresh_interval_ms)),
+            policy: access::Policy::from_config(&c.roles)?,
         })
     }
 }
@@ -96,6 +114,12 @@ pub(crate) struct Shared {
     /// each connection starts from a copy of its state.
     pub(crate) base: deltalake::datafusion::prelude::SessionContext,
     pub(crate) users: auth::Users,
+    pub(crate) policy: access::Policy,
+    /// Parses the policy's mask and filter expressions.
+    pub(crate) policy_ctx: deltalake::datafusion::prelude::SessionContext,
+    pub(crate) pg_static: Arc<datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables>,
+    pub(crate) query_memory: Option<usize>,
+    pub(crate) audit: audit::AuditLog,
     pub(crate) require_tls: bool,
     pub(crate) statement_timeout: Option<Duration>,
     /// Keys the fake salt shown for unknown users, so it is stable within a run but
@@ -105,12 +129,22 @@ pub(crate) struct Shared {
     pub(crate) pids: pgwire::api::RandomPidSecretKeyGenerator,
 }
 
+/// Stops a background task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A bound endpoint, ready to serve.
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     tls: Option<pgwire::tokio::TlsAcceptor>,
     slots: Arc<Semaphore>,
+    refresh: Option<Duration>,
 }
 
 impl std::fmt::Debug for Server {
@@ -123,9 +157,14 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Load the users and the TLS material, set up pg_catalog and bind. Any problem
-    /// is an error here, before a client could be served in a weaker mode.
-    pub async fn bind(engine: Arc<Engine>, opts: Options) -> Result<Self> {
+    /// Load the users, the roles and the TLS material, set up pg_catalog, open the
+    /// audit table and bind. Any problem is an error here, before a client could be
+    /// served in a weaker mode. `wh` is where the audit table lives.
+    pub async fn bind(
+        engine: Arc<Engine>,
+        wh: &tidemark_lake::Warehouse,
+        opts: Options,
+    ) -> Result<Self> {
         let tls = match &opts.tls {
             Some((cert, key)) => Some(tls::acceptor(cert, key)?),
             None if opts.require_tls => {
@@ -139,7 +178,20 @@ impl Server {
         if users.is_empty() {
             warn!(users_file = %opts.users_file.display(), "no users: nobody can log in; add one with `tidemark user add NAME`");
         }
+        for (name, role) in users.roles() {
+            if opts.policy.role(role).is_none() {
+                return Err(Error::Config {
+                    message: format!(
+                        "user {name} has role {role:?}, which [server.roles] does not define (roles: {}); define it or change the user's role with `tidemark user add {name} --role ROLE`",
+                        opts.policy.names().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
         let base = catalog::base_context(&engine)?;
+        let policy_ctx = deltalake::datafusion::prelude::SessionContext::new();
+        opts.policy.check(&engine, &base).await?;
+        let audit = audit::AuditLog::start(wh, &engine, &base, opts.audit_flush).await?;
         let listener = TcpListener::bind(opts.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -150,6 +202,11 @@ impl Server {
             engine,
             base,
             users,
+            policy: opts.policy,
+            policy_ctx,
+            pg_static: catalog::static_tables()?,
+            query_memory: opts.query_memory,
+            audit,
             require_tls: opts.require_tls,
             statement_timeout: opts.statement_timeout,
             fake_salt_secret: rand::random(),
@@ -161,6 +218,7 @@ impl Server {
             shared,
             tls,
             slots: Arc::new(Semaphore::new(opts.max_connections)),
+            refresh: opts.refresh,
         })
     }
 
@@ -177,10 +235,28 @@ impl Server {
         let addr = self.local_addr()?;
         info!(%addr, tls = self.tls.is_some(), require_tls = self.shared.require_tls, users = self.shared.users.len(), "serving PostgreSQL protocol");
         let handlers = handlers::Handlers::new(self.shared.clone());
+        let _refresher = self.refresh.map(|every| {
+            let engine = self.shared.engine.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match engine.refresh().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(tables = n, "picked up newly landed commits"),
+                        // Served as before; tried again next time.
+                        Err(e) => warn!(error = %e, "refreshing the served tables failed; serving the last good state"),
+                    }
+                }
+            }))
+        });
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = &mut shutdown => {
+                    // Statements answered so far reach tidemark.audit before exit.
+                    self.shared.audit.close().await;
+                    return Ok(());
+                }
                 accepted = self.listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {

@@ -11,21 +11,28 @@ use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg
 use async_trait::async_trait;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use deltalake::arrow::datatypes::{DataType, Schema};
+use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::sql::parser::Statement as DFStatement;
 use deltalake::datafusion::sql::sqlparser::ast::Statement;
 use futures::{stream, Sink, Stream, StreamExt};
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
+use pgwire::api::query::send_query_response;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response};
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response};
 use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::Entry as StoreEntry;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionHandle, Type};
+use pgwire::api::{PgWireConnectionState, DEFAULT_NAME};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
+use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::PgWireBackendMessage;
 use tracing::debug;
 
+use crate::audit::Entry;
+use crate::copy::{self, CopyFormat};
 use crate::error::{fatal, query_error, sql_error};
 use crate::session::Session;
 use crate::utility::{self, Utility};
@@ -33,9 +40,19 @@ use crate::Shared;
 
 /// A parsed statement, kept by pgwire between Parse and Execute.
 #[derive(Debug, Clone)]
-pub(crate) enum Prepared {
+pub(crate) struct Prepared {
+    /// The SQL as the client sent it, for the audit.
+    sql: Arc<str>,
+    planned: Planned,
+}
+
+/// What a statement became.
+#[derive(Debug, Clone)]
+pub(crate) enum Planned {
     /// A query, planned (time travel rewritten), placeholders not yet bound.
     Plan(Box<LogicalPlan>),
+    /// `COPY (query) TO STDOUT`: the query's plan and how to write its rows.
+    Copy(Box<LogicalPlan>, CopyFormat),
     /// Answered without the engine.
     Utility(Utility),
 }
@@ -94,19 +111,27 @@ impl Parser {
         }
     }
 
-    async fn prepare(&self, session: &Session, statement: Statement) -> PgWireResult<Prepared> {
-        if let Some(u) = utility::classify(&statement)? {
-            return Ok(Prepared::Utility(u));
+    async fn prepare(&self, session: &Session, statement: Statement) -> PgWireResult<Planned> {
+        if let Some((query, format)) = copy::classify(&statement)? {
+            let plan = self.plan(session, query).await?;
+            return Ok(Planned::Copy(Box::new(plan), format));
         }
-        let plan = self
-            .shared
+        if let Some(u) = utility::classify(&statement)? {
+            return Ok(Planned::Utility(u));
+        }
+        Ok(Planned::Plan(Box::new(
+            self.plan(session, statement).await?,
+        )))
+    }
+
+    async fn plan(&self, session: &Session, statement: Statement) -> PgWireResult<LogicalPlan> {
+        self.shared
             .engine
             .plan(&session.ctx, DFStatement::Statement(Box::new(statement)))
             .await
             // A write that got past the statement check (the plan check in the
             // engine) says "read-only" and so gets 25006.
-            .map_err(query_error)?;
-        Ok(Prepared::Plan(Box::new(plan)))
+            .map_err(query_error)
     }
 }
 
@@ -171,49 +196,102 @@ fn timeout_error(limit: Duration) -> PgWireError {
     )
 }
 
-/// End a row stream with 57014 once `limit` has passed since `start`. DataFusion
-/// produces rows lazily while pgwire sends them, so a timeout on planning alone
-/// would never stop a long scan; dropping the stream stops the scan.
-fn with_deadline(
-    rows: impl Stream<Item = PgWireResult<DataRow>> + Send + 'static,
+/// End a row stream with 57014 once `limit` has passed since `start`, or when the
+/// client sends a cancel request. DataFusion produces rows lazily while pgwire sends
+/// them, so a timeout or cancel that only covered planning would never stop a long
+/// scan; dropping the stream stops the scan.
+///
+/// Cancel: pgwire listens for a cancel request only while `do_query` runs, which
+/// returns as soon as the plan is started. So the stream, on its first poll (when
+/// pgwire has stopped listening), installs its own receiver on the connection's
+/// cancel handle.
+fn with_deadline<T: Send + 'static>(
+    rows: impl Stream<Item = PgWireResult<T>> + Send + 'static,
     limit: Option<Duration>,
     start: tokio::time::Instant,
-) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
-    enum Next {
-        Row(Option<PgWireResult<DataRow>>),
-        TimedOut(Duration),
+    cancel: Option<Arc<ConnectionHandle>>,
+) -> impl Stream<Item = PgWireResult<T>> + Send + 'static {
+    struct State<S> {
+        rows: std::pin::Pin<Box<S>>,
+        deadline: Option<(Duration, std::pin::Pin<Box<tokio::time::Sleep>>)>,
+        cancel: Option<Arc<ConnectionHandle>>,
+        cancelled: Option<futures::channel::oneshot::Receiver<()>>,
+        done: bool,
     }
-    let timer = limit.map(|l| (l, Box::pin(tokio::time::sleep_until(start + l))));
-    stream::unfold(
-        (Box::pin(rows), timer, false),
-        |(mut rows, mut timer, done)| async move {
-            if done {
-                return None;
-            }
-            let next = match timer.as_mut() {
-                None => Next::Row(rows.next().await),
-                Some((limit, sleep)) => {
-                    let limit = *limit;
-                    tokio::select! {
-                        r = rows.next() => Next::Row(r),
-                        _ = sleep.as_mut() => Next::TimedOut(limit),
-                    }
+    let state = State {
+        rows: Box::pin(rows),
+        deadline: limit.map(|l| (l, Box::pin(tokio::time::sleep_until(start + l)))),
+        cancel,
+        cancelled: None,
+        done: false,
+    };
+    stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        if let Some(handle) = st.cancel.take() {
+            st.cancelled = Some(handle.start_query().await);
+        }
+        let limit = st.deadline.as_ref().map_or(Duration::ZERO, |d| d.0);
+        enum Step<T> {
+            Next(Option<PgWireResult<T>>),
+            /// The cancel sender went away without firing: stop listening.
+            SenderGone,
+        }
+        let next = loop {
+            let State {
+                rows,
+                deadline,
+                cancelled,
+                ..
+            } = &mut st;
+            let timed_out = async {
+                match deadline.as_mut() {
+                    Some((_, sleep)) => sleep.as_mut().await,
+                    None => std::future::pending().await,
                 }
             };
-            match next {
-                Next::Row(r) => r.map(|r| (r, (rows, timer, false))),
-                Next::TimedOut(l) => Some((Err(timeout_error(l)), (rows, timer, true))),
+            let cancel = async {
+                match cancelled.as_mut() {
+                    Some(rx) => rx.await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let step = tokio::select! {
+                r = rows.next() => Step::Next(r),
+                _ = timed_out => Step::Next(Some(Err(timeout_error(limit)))),
+                fired = cancel => if fired {
+                    Step::Next(Some(Err(sql_error("57014", "canceling statement due to user request"))))
+                } else {
+                    Step::SenderGone
+                },
+            };
+            match step {
+                Step::Next(r) => break r,
+                Step::SenderGone => st.cancelled = None,
             }
-        },
-    )
+        };
+        match next {
+            Some(Err(e)) => {
+                st.done = true;
+                Some((Err(e), st))
+            }
+            Some(ok) => Some((ok, st)),
+            None => None,
+        }
+    })
 }
 
-/// Run a plan (parameters already bound) and stream its rows in `format`.
-async fn run_plan(
-    session: &Session,
-    plan: LogicalPlan,
-    format: &Format,
-) -> PgWireResult<QueryResponse> {
+/// A plan started: its result columns, its batches as they come, and the deadline.
+struct Started {
+    fields: Arc<Vec<FieldInfo>>,
+    batches: SendableRecordBatchStream,
+    limit: Option<Duration>,
+    start: tokio::time::Instant,
+}
+
+/// Plan a bound plan physically and start it, within the statement timeout.
+async fn start(session: &Session, plan: LogicalPlan, format: &Format) -> PgWireResult<Started> {
     let start = tokio::time::Instant::now();
     let limit = session.statement_timeout();
     let begin = async {
@@ -232,8 +310,32 @@ async fn run_plan(
             .map_err(|_| timeout_error(l))??,
         None => begin.await?,
     };
-    let row_fields = fields.clone();
-    let rows = batches
+    Ok(Started {
+        fields,
+        batches,
+        limit,
+        start,
+    })
+}
+
+/// Run a plan (parameters already bound) and stream its rows in `format`; the audit
+/// entry is closed when the rows end (or when planning fails).
+async fn run_plan(
+    session: &Session,
+    plan: LogicalPlan,
+    format: &Format,
+    entry: Entry,
+) -> PgWireResult<QueryResponse> {
+    let started = match start(session, plan, format).await {
+        Ok(s) => s,
+        Err(e) => {
+            entry.failed(&e);
+            return Err(e);
+        }
+    };
+    let row_fields = started.fields.clone();
+    let rows = started
+        .batches
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send> = match batch {
                 Ok(b) => encode_recordbatch(row_fields.clone(), b),
@@ -242,17 +344,68 @@ async fn run_plan(
             stream::iter(rows)
         })
         .flatten();
-    Ok(QueryResponse::new(
-        fields,
-        with_deadline(rows, limit, start),
+    let rows = with_deadline(rows, started.limit, started.start, session.cancel.clone());
+    Ok(QueryResponse::new(started.fields, entry.rows(rows)))
+}
+
+/// `COPY (query) TO STDOUT`: the rows as COPY data (see [`crate::copy`]).
+async fn run_copy(
+    session: &Session,
+    plan: LogicalPlan,
+    format: CopyFormat,
+    entry: Entry,
+) -> PgWireResult<CopyResponse> {
+    let wire = match format {
+        CopyFormat::Binary => Format::UnifiedBinary,
+        _ => Format::UnifiedText,
+    };
+    let started = match start(session, plan, &wire).await {
+        Ok(s) => s,
+        Err(e) => {
+            entry.failed(&e);
+            return Err(e);
+        }
+    };
+    let columns = started.fields.len();
+    let header = copy::header(&started.fields, &format);
+    let rows = copy::rows(started.fields, format.clone(), started.batches);
+    let rows = entry.rows(with_deadline(
+        rows,
+        started.limit,
+        started.start,
+        session.cancel.clone(),
+    ));
+    Ok(CopyResponse::new(
+        format.code(),
+        columns,
+        copy::with_header(header, rows),
     ))
 }
 
-async fn respond(session: &Session, prepared: Prepared, format: &Format) -> PgWireResult<Response> {
-    match prepared {
-        Prepared::Plan(plan) => Ok(Response::Query(run_plan(session, *plan, format).await?)),
-        Prepared::Utility(u) => utility::execute(session, &u),
+async fn respond(
+    session: &Session,
+    planned: Planned,
+    format: &Format,
+    entry: Entry,
+) -> PgWireResult<Response> {
+    match planned {
+        Planned::Plan(plan) => Ok(Response::Query(
+            run_plan(session, *plan, format, entry).await?,
+        )),
+        Planned::Copy(plan, copy) => Ok(Response::CopyOut(
+            run_copy(session, *plan, copy, entry).await?,
+        )),
+        Planned::Utility(u) => audited(entry, utility::execute(session, &u)),
     }
+}
+
+/// Record a statement answered without rows.
+fn audited<T>(entry: Entry, r: PgWireResult<T>) -> PgWireResult<T> {
+    match &r {
+        Ok(_) => entry.ok(),
+        Err(e) => entry.failed(e),
+    }
+    r
 }
 
 #[async_trait]
@@ -267,16 +420,32 @@ impl SimpleQueryHandler for QueryHandler {
         let session = session(client)?;
         debug!(user = %session.user, role = %session.role, sql = %query, "simple query");
         let mut responses = Vec::new();
+        let audit = &self.parser.shared.audit;
         // Statements run in order and stop at the first error, as in PostgreSQL; the
         // ones before it have answered already.
         let statements = match self.parser.statements(query) {
             Ok(s) => s,
-            Err(e) => return Err(e),
+            Err(e) => {
+                Entry::begin(audit, &session, query).failed(&e);
+                return Err(e);
+            }
         };
+        let single = statements.len() == 1;
         for s in statements {
+            // The audit keeps the client's text; of several statements in one
+            // query, each as parsed.
+            let text = if single {
+                query.to_string()
+            } else {
+                s.to_string()
+            };
+            let entry = Entry::begin(audit, &session, &text);
             let r = match self.parser.prepare(&session, s).await {
-                Ok(p) => respond(&session, p, &Format::UnifiedText).await,
-                Err(e) => Err(e),
+                Ok(p) => respond(&session, p, &Format::UnifiedText, entry).await,
+                Err(e) => {
+                    entry.failed(&e);
+                    Err(e)
+                }
             };
             match r {
                 Ok(r) => responses.push(r),
@@ -306,23 +475,34 @@ impl QueryParser for Parser {
     {
         let session = session(client)?;
         debug!(user = %session.user, role = %session.role, sql = %sql, "parse");
-        let mut statements = self.statements(sql)?;
-        if statements.len() > 1 {
-            return Err(sql_error(
-                "42601",
-                "cannot insert multiple commands into a prepared statement",
-            ));
+        let r = async {
+            let mut statements = self.statements(sql)?;
+            if statements.len() > 1 {
+                return Err(sql_error(
+                    "42601",
+                    "cannot insert multiple commands into a prepared statement",
+                ));
+            }
+            match statements.pop() {
+                Some(s) => Ok(Some(Prepared {
+                    sql: sql.into(),
+                    planned: self.prepare(&session, s).await?,
+                })),
+                None => Ok(None),
+            }
         }
-        match statements.pop() {
-            Some(s) => Ok(Some(self.prepare(&session, s).await?)),
-            None => Ok(None),
+        .await;
+        // A statement refused at Parse never executes: recorded here.
+        if let Err(e) = &r {
+            Entry::begin(&self.shared.audit, &session, sql).failed(e);
         }
+        r
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        match stmt {
-            Prepared::Plan(plan) => pg_parameter_types(plan),
-            Prepared::Utility(_) => Ok(vec![]),
+        match &stmt.planned {
+            Planned::Plan(plan) | Planned::Copy(plan, _) => pg_parameter_types(plan),
+            Planned::Utility(_) => Ok(vec![]),
         }
     }
 
@@ -331,13 +511,14 @@ impl QueryParser for Parser {
         stmt: &Prepared,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        match stmt {
-            Prepared::Plan(plan) => result_fields(
+        match &stmt.planned {
+            Planned::Plan(plan) => result_fields(
                 plan.schema().as_arrow(),
                 column_format.unwrap_or(&Format::UnifiedText),
             ),
-            Prepared::Utility(Utility::Show(name)) => Ok(utility::show_fields(name)),
-            Prepared::Utility(_) => Ok(vec![]),
+            Planned::Utility(Utility::Show(name)) => Ok(utility::show_fields(name)),
+            // COPY describes no row (its columns come with CopyOutResponse).
+            Planned::Copy(..) | Planned::Utility(_) => Ok(vec![]),
         }
     }
 }
@@ -349,6 +530,54 @@ impl ExtendedQueryHandler for QueryHandler {
 
     fn query_parser(&self) -> Arc<Parser> {
         self.parser.clone()
+    }
+
+    /// Execute a whole portal (`max_rows` 0, what drivers send) by streaming its rows
+    /// to the client as they are produced. pgwire's default execute first collects
+    /// every row of the portal in memory, which holds a large result whole, delays
+    /// its first row until its last, and lets a cancel arrive only after the scan has
+    /// finished. Partial fetches (`max_rows` > 0, JDBC's fetch size) keep pgwire's
+    /// portal suspension.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(StoreEntry::Value(p)) => Some(p),
+            _ => None,
+        };
+        let streamable = match &portal {
+            Some(p) => {
+                message.max_rows == 0
+                    && matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+                    && matches!(p.statement.statement.planned, Planned::Plan(_))
+                    && matches!(*p.state().lock().await, PortalExecutionState::Initial)
+            }
+            None => false,
+        };
+        let Some(portal) = portal.filter(|_| streamable) else {
+            return self._on_execute(client, message).await;
+        };
+        let status = client.transaction_status();
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let result = async {
+            match ExtendedQueryHandler::do_query(self, client, portal.as_ref(), 0).await? {
+                Response::Query(rows) => send_query_response(client, rows, false).await,
+                // A plan always answers rows; anything else is pgwire's to send.
+                _ => Err(PgWireError::ApiError(
+                    "a query answered without rows".into(),
+                )),
+            }
+        }
+        .await;
+        *portal.state().lock().await = PortalExecutionState::Finished;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(status);
+        result
     }
 
     async fn do_query<C>(
@@ -364,27 +593,40 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session(client)?;
-        match &portal.statement.statement {
-            Prepared::Plan(plan) => {
+        let prepared = &portal.statement.statement;
+        let entry = Entry::begin(&self.parser.shared.audit, &session, &prepared.sql);
+        match &prepared.planned {
+            Planned::Plan(plan) => {
                 // pgwire does not keep the types it advertised; recompute them the
                 // same way so the bytes are read as the type the client was told.
                 let inferred = parameter_types(plan)?;
                 let server = pg_parameter_types(plan)?;
-                let params = deserialize_parameters_with_server_types(
+                let bound = deserialize_parameters_with_server_types(
                     portal,
                     &inferred.iter().map(Option::as_ref).collect::<Vec<_>>(),
                     &server.iter().map(Some).collect::<Vec<_>>(),
-                )?;
-                let bound = plan
-                    .as_ref()
-                    .clone()
-                    .with_param_values(params)
-                    .map_err(query_error)?;
+                )
+                .and_then(|params| {
+                    plan.as_ref()
+                        .clone()
+                        .with_param_values(params)
+                        .map_err(query_error)
+                });
+                let bound = match bound {
+                    Ok(b) => b,
+                    Err(e) => {
+                        entry.failed(&e);
+                        return Err(e);
+                    }
+                };
                 Ok(Response::Query(
-                    run_plan(&session, bound, &portal.result_column_format).await?,
+                    run_plan(&session, bound, &portal.result_column_format, entry).await?,
                 ))
             }
-            Prepared::Utility(u) => utility::execute(&session, u),
+            Planned::Copy(plan, format) => Ok(Response::CopyOut(
+                run_copy(&session, plan.as_ref().clone(), format.clone(), entry).await?,
+            )),
+            Planned::Utility(u) => audited(entry, utility::execute(&session, u)),
         }
     }
 }

@@ -11,8 +11,12 @@ use deltalake::datafusion::prelude::SessionContext;
 pub(crate) struct Session {
     /// The login name.
     pub(crate) user: String,
-    /// The user's role (grants arrive in a later slice).
+    /// The user's role (see [`crate::access`]).
     pub(crate) role: String,
+    /// The client's address, for the audit.
+    pub(crate) client: String,
+    /// Where a cancel request for this connection arrives.
+    pub(crate) cancel: Option<std::sync::Arc<pgwire::api::ConnectionHandle>>,
     /// This connection's own DataFusion session (see [`crate::catalog`]).
     pub(crate) ctx: SessionContext,
     settings: Mutex<Settings>,
@@ -44,6 +48,8 @@ impl Session {
     pub(crate) fn new(
         user: String,
         role: String,
+        client: String,
+        cancel: Option<std::sync::Arc<pgwire::api::ConnectionHandle>>,
         ctx: SessionContext,
         server_timeout: Option<Duration>,
         startup: &std::collections::HashMap<String, String>,
@@ -59,6 +65,8 @@ impl Session {
         Self {
             user,
             role,
+            client,
+            cancel,
             ctx,
             settings: Mutex::new(Settings {
                 values,

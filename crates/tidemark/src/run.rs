@@ -67,6 +67,11 @@ pub struct Args {
     /// unless given; bind a loopback address unless a scraper elsewhere needs it.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Also serve the PostgreSQL endpoint (`[server]` in the config) from this
+    /// process, as `tidemark serve` does; it picks up each commit within
+    /// `refresh_interval_ms`.
+    #[arg(long)]
+    pub serve: bool,
 }
 
 /// Run `tidemark run`.
@@ -80,6 +85,16 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     if let Some(addr) = &args.metrics_listen {
         crate::metrics::serve(addr, metrics.clone()).await?;
     }
+    let (serve_stop, serving) = if args.serve {
+        let server = crate::serve::bind(g, &config.server, &wh).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_until(async move {
+            let _ = rx.await;
+        }));
+        (Some(tx), Some(task))
+    } else {
+        (None, None)
+    };
     // Sources whose changes arrive through a stream are not read from the binlog.
     let (sources, streams): (Vec<String>, Vec<String>) = match args.source.as_deref() {
         Some(one) if config.streams.contains_key(one) => (Vec::new(), vec![one.to_string()]),
@@ -118,6 +133,13 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         futures::future::join_all(stream_runs),
     )
     .await;
+    // The endpoint stops with capture (statements answered so far reach the audit).
+    if let (Some(tx), Some(task)) = (serve_stop, serving) {
+        let _ = tx.send(());
+        if let Ok(Err(e)) = task.await {
+            error!(error = %format!("{e:#}"), "the PostgreSQL endpoint stopped with an error");
+        }
+    }
     let mut failed = Vec::new();
     for (name, r) in a.into_iter().chain(b) {
         if let Err(e) = r {

@@ -28,18 +28,29 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         server_config.listen = l;
     }
     let wh = warehouse(g, config.as_ref())?;
-    let engine = Arc::new(Engine::open(&wh).await?);
-    let server = Server::bind(engine, Options::from_config(&server_config)?).await?;
-    let addr = server.local_addr()?;
-    eprintln!(
-        "tidemark serve: PostgreSQL protocol on {addr} (environment {})",
-        g.environment
-    );
+    let server = bind(g, &server_config, &wh).await?;
     server
         .run_until(shutdown())
         .await
         .context("serving the PostgreSQL protocol")?;
     Ok(())
+}
+
+/// Open the warehouse's tables and bind the endpoint (`tidemark serve`, and
+/// `tidemark run --serve` beside change capture).
+pub async fn bind(
+    g: &GlobalArgs,
+    server_config: &tidemark_core::config::ServerConfig,
+    wh: &tidemark_lake::Warehouse,
+) -> Result<Server> {
+    let engine = Arc::new(Engine::open(wh).await?);
+    let server = Server::bind(engine, wh, Options::from_config(server_config)?).await?;
+    let addr = server.local_addr()?;
+    eprintln!(
+        "tidemark: PostgreSQL protocol on {addr} (environment {})",
+        g.environment
+    );
+    Ok(server)
 }
 
 async fn shutdown() {

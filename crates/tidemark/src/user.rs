@@ -45,9 +45,20 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
             password_env,
             users_file,
         } => {
+            let config = load_config(g, false)?;
+            // A user whose role the config does not define cannot log in (the
+            // server refuses to start): say so now, not at the next restart.
+            if let Some(c) = &config {
+                if role != tidemark_server::access::ADMIN && !c.server.roles.contains_key(&role) {
+                    bail!(
+                        "role {role:?} is not defined in [server.roles] (defined: {}); define it first, or pick one with --role",
+                        c.server.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
             let path = match users_file {
                 Some(p) => p,
-                None => load_config(g, false)?
+                None => config
                     .map(|c| c.server.users_file)
                     .unwrap_or_else(|| tidemark_core::config::ServerConfig::default().users_file),
             };

@@ -18,8 +18,7 @@ pub use scram::Verifier;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
-    /// The role whose grants apply (grants arrive in a later slice; today every role
-    /// reads every table).
+    /// The role whose grants apply (`[server.roles.<role>]`; `admin` is built in).
     pub role: String,
     /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
     pub verifier: String,
@@ -58,6 +57,13 @@ impl Users {
     /// The role and verifier of `name`.
     pub fn get(&self, name: &str) -> Option<&(String, Verifier)> {
         self.by_name.get(name)
+    }
+
+    /// Every user's name and role.
+    pub fn roles(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_name
+            .iter()
+            .map(|(n, (r, _))| (n.as_str(), r.as_str()))
     }
 
     /// How many users there are.

@@ -240,12 +240,22 @@ impl StartupHandler for ScramStartup {
                 let (handle, guard) = self.shared.connections.register(pid, key);
                 client
                     .session_extensions()
-                    .insert::<Arc<ConnectionHandle>>(handle);
+                    .insert::<Arc<ConnectionHandle>>(handle.clone());
                 client.session_extensions().insert::<ConnectionGuard>(guard);
-                let ctx = crate::catalog::session_context(&self.shared.base, &name);
+                // Checked at startup for every user; a users file edited since then is
+                // not re-read, so this is a guard.
+                let grants = self
+                    .shared
+                    .policy
+                    .role(&role)
+                    .ok_or_else(|| fatal("28000", format!("role {role} is not defined")))?;
+                let ctx = crate::catalog::session_context(&self.shared, &name, grants)
+                    .map_err(|e| fatal("XX000", e.to_string()))?;
                 let session = Session::new(
                     name.clone(),
                     role.clone(),
+                    client.socket_addr().to_string(),
+                    Some(handle),
                     ctx,
                     self.shared.statement_timeout,
                     client.metadata(),

@@ -3,8 +3,10 @@
 //! MariaDB or Kafka needed). Each test builds its own warehouse and server on a free
 //! port, so tests run in parallel.
 
+mod access;
 mod auth;
 mod psql;
+mod refresh;
 mod support;
 mod tls;
 mod tokio_pg;

@@ -159,3 +159,133 @@ async fn psql_session_statements_and_read_only() {
     assert!(!o.status.success() && out.contains("42501"), "{out}");
     s.stop().await;
 }
+
+/// psql's `\copy (query) to file` (COPY … TO STDOUT) and `\x`: the file holds what
+/// the query returns, in CSV with a header or in COPY's text format; a role's grants
+/// and masks hold for COPY too; COPY to a server file is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_copy_to_file_and_expanded_display() {
+    let s = TestServer::start().await;
+    let csv = s.path("invoices.csv");
+    let tsv = s.path("lines.tsv");
+    let query = "SELECT id, status, total, due_date FROM invoicing.invoices ORDER BY id LIMIT 50";
+    let o = s
+        .psql(
+            "",
+            PASSWORD,
+            &[
+                "-c",
+                &format!("\\copy ({query}) to '{}' with csv header", csv.display()),
+                "-c",
+                &format!("\\copy invoicing.invoice_lines to '{}'", tsv.display()),
+            ],
+        )
+        .await;
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("COPY 50"), "{out}");
+    // The same rows as a SELECT, in psql's own CSV output.
+    let o = s.psql("", PASSWORD, &["--csv", "-c", query]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let copied = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(
+        copied,
+        String::from_utf8_lossy(&o.stdout),
+        "COPY CSV vs SELECT"
+    );
+    assert!(copied.starts_with("id,status,total,due_date\n"), "{copied}");
+    // Text format: tab-separated, one line per row.
+    let lines = std::fs::read_to_string(&tsv).unwrap();
+    let o = s
+        .psql(
+            "",
+            PASSWORD,
+            &["-At", "-c", "SELECT count(*) FROM invoicing.invoice_lines"],
+        )
+        .await;
+    assert_eq!(
+        lines.lines().count().to_string(),
+        String::from_utf8_lossy(&o.stdout).trim()
+    );
+    // The 7 source columns and _ingest_ts, _source_ts, _op.
+    assert!(
+        lines.lines().all(|l| l.split('\t').count() == 10),
+        "{lines:.300}"
+    );
+
+    // \x: one "-[ RECORD n ]-" block per row.
+    let o = s
+        .psql(
+            "",
+            PASSWORD,
+            &[
+                "-c",
+                r"\x",
+                "-c",
+                "SELECT id, total FROM invoicing.invoices ORDER BY id LIMIT 2",
+            ],
+        )
+        .await;
+    let out = text(&o);
+    assert!(
+        out.contains("-[ RECORD 1 ]") && out.contains("-[ RECORD 2 ]"),
+        "{out}"
+    );
+
+    // Finance: COPY of a table outside the grants is refused, and the mask holds.
+    let o = s
+        .psql_as(
+            crate::support::FINANCE,
+            "",
+            PASSWORD,
+            &[
+                "-v",
+                "VERBOSITY=verbose",
+                "-c",
+                &format!(
+                    "\\copy invoicing.customers to '{}'",
+                    s.path("c.txt").display()
+                ),
+            ],
+        )
+        .await;
+    let out = text(&o);
+    assert!(!o.status.success() && out.contains("42501"), "{out}");
+    let masked = s.path("masked.csv");
+    let o = s
+        .psql_as(
+            crate::support::FINANCE,
+            "",
+            PASSWORD,
+            &[
+                "-c",
+                &format!(
+                    "\\copy (SELECT customer_id FROM invoicing.invoices) to '{}' with csv",
+                    masked.display()
+                ),
+            ],
+        )
+        .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let masked = std::fs::read_to_string(&masked).unwrap();
+    assert!(
+        !masked.is_empty() && masked.lines().all(str::is_empty),
+        "customer_id is masked to NULL for finance: {masked:.200}"
+    );
+    // COPY to a file on the server is not a client's to ask for.
+    let o = s
+        .psql(
+            "",
+            PASSWORD,
+            &[
+                "-v",
+                "VERBOSITY=verbose",
+                "-c",
+                "COPY invoicing.invoices TO '/tmp/x.csv'",
+            ],
+        )
+        .await;
+    let out = text(&o);
+    assert!(!o.status.success() && out.contains("42501"), "{out}");
+    s.stop().await;
+}

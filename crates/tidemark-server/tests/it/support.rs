@@ -12,6 +12,10 @@ use tidemark_server::auth::UsersFile;
 use tidemark_server::{Options, Server};
 
 pub const USER: &str = "alice";
+/// A user of role `finance` (same password).
+pub const FINANCE: &str = "fiona";
+/// A user of role `admin` (same password).
+pub const ADMIN: &str = "root";
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Land 30 simulated days of the demo workload (one commit per table per 5 days),
@@ -28,6 +32,30 @@ pub async fn demo_warehouse(dir: &Path) -> Warehouse {
         .await
         .unwrap();
     wh
+}
+
+/// The roles of the shipped example config (examples/tidemark.toml): `analyst` reads
+/// every source table, `finance` invoice data only, `admin` everything.
+pub fn roles() -> std::collections::BTreeMap<String, tidemark_core::config::RoleConfig> {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tidemark.toml"),
+    )
+    .unwrap();
+    let config: tidemark_core::config::Config = toml::from_str(&example).unwrap();
+    config.server.roles
+}
+
+/// Options for a test server: loopback, a free port, no TLS, the example's roles.
+pub fn options(users_file: PathBuf) -> Options {
+    Options::from_config(&tidemark_core::config::ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        users_file,
+        max_connections: 20,
+        audit_flush_ms: 100,
+        roles: roles(),
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 /// A running endpoint over its own demo warehouse.
@@ -50,17 +78,12 @@ impl TestServer {
         let wh = demo_warehouse(&dir.path().join("warehouse")).await;
         let users = dir.path().join("users.toml");
         UsersFile::add_user(&users, USER, "analyst", PASSWORD).unwrap();
-        let mut opts = Options {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            tls: None,
-            require_tls: false,
-            users_file: users,
-            statement_timeout: None,
-            max_connections: 20,
-        };
+        UsersFile::add_user(&users, FINANCE, "finance", PASSWORD).unwrap();
+        UsersFile::add_user(&users, ADMIN, "admin", PASSWORD).unwrap();
+        let mut opts = options(users);
         f(&mut opts);
         let engine = Arc::new(Engine::open(&wh).await.unwrap());
-        let server = Server::bind(engine, opts).await.unwrap();
+        let server = Server::bind(engine, &wh, opts).await.unwrap();
         let port = server.local_addr().unwrap().port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -93,8 +116,13 @@ impl TestServer {
 
     /// Connect with tokio-postgres (no TLS) and drive the connection in the background.
     pub async fn client(&self) -> tokio_postgres::Client {
+        self.client_as(USER).await
+    }
+
+    /// Connect as `user` (password [`PASSWORD`]).
+    pub async fn client_as(&self, user: &str) -> tokio_postgres::Client {
         let (client, conn) =
-            tokio_postgres::connect(&self.conninfo(USER, PASSWORD), tokio_postgres::NoTls)
+            tokio_postgres::connect(&self.conninfo(user, PASSWORD), tokio_postgres::NoTls)
                 .await
                 .expect("connect");
         tokio::spawn(async move {
@@ -105,8 +133,19 @@ impl TestServer {
 
     /// Run psql (in a blocking thread: the server runs on this test's runtime).
     pub async fn psql(&self, extra_conninfo: &str, password: &str, args: &[&str]) -> Output {
+        self.psql_as(USER, extra_conninfo, password, args).await
+    }
+
+    /// Run psql as `user`.
+    pub async fn psql_as(
+        &self,
+        user: &str,
+        extra_conninfo: &str,
+        password: &str,
+        args: &[&str],
+    ) -> Output {
         let conninfo = format!(
-            "host=127.0.0.1 port={} user={USER} dbname=tidemark connect_timeout=10 {extra_conninfo}",
+            "host=127.0.0.1 port={} user={user} dbname=tidemark connect_timeout=10 {extra_conninfo}",
             self.port
         );
         let password = password.to_string();

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use tidemark_query::Engine;
-use tidemark_server::{Options, Server};
+use tidemark_server::Server;
 
 use crate::support::{demo_warehouse, text, TestServer, PASSWORD};
 
@@ -94,15 +94,9 @@ async fn broken_certificate_is_a_startup_error() {
         (&missing, &key),
         (&cert, &cert),
     ] {
-        let opts = Options {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            tls: Some((c.clone(), k.clone())),
-            require_tls: false,
-            users_file: users.clone(),
-            statement_timeout: None,
-            max_connections: 4,
-        };
-        let err = Server::bind(engine.clone(), opts)
+        let mut opts = crate::support::options(users.clone());
+        opts.tls = Some((c.clone(), k.clone()));
+        let err = Server::bind(engine.clone(), &wh, opts)
             .await
             .expect_err("a broken certificate or key must stop the server");
         let msg = err.to_string();

@@ -146,3 +146,86 @@ async fn connections_over_the_limit_get_53300() {
     again.simple_query("SELECT 1").await.unwrap();
     s.stop().await;
 }
+
+/// A cancel request (what psql sends on Ctrl-C) stops a scan that is streaming rows,
+/// with 57014, and the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_streaming_scan() {
+    use futures::StreamExt;
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let lines: i64 = c
+        .query_one("SELECT count(*) FROM invoicing.invoice_lines", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let total = lines * lines * lines;
+    let params: [&str; 0] = [];
+    let rows = c
+        .query_raw(
+            "SELECT a.id, b.id, c.id FROM invoicing.invoice_lines a \
+             CROSS JOIN invoicing.invoice_lines b CROSS JOIN invoicing.invoice_lines c",
+            params,
+        )
+        .await
+        .unwrap();
+    futures::pin_mut!(rows);
+    let mut n: i64 = 0;
+    while n < 1000 {
+        rows.next().await.unwrap().unwrap();
+        n += 1;
+    }
+    c.cancel_token()
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    // What was in flight (socket buffers, one batch) still arrives; far less than
+    // the whole result.
+    let err = loop {
+        match rows.next().await {
+            Some(Ok(_)) if n > 5_000_000 => {
+                panic!("{n} of {total} rows arrived after the cancel: it did not stop the scan")
+            }
+            Some(Ok(_)) => n += 1,
+            Some(Err(e)) => break e,
+            None => panic!("the scan ran to its end ({n} of {total} rows) despite the cancel"),
+        }
+    };
+    assert_eq!(err.as_db_error().unwrap().code().code(), "57014", "{err:?}");
+    assert!(
+        err.as_db_error()
+            .unwrap()
+            .message()
+            .contains("user request"),
+        "{err:?}"
+    );
+    assert!(n < total);
+    let one: i64 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    s.stop().await;
+}
+
+/// A statement that needs more memory than `query_memory` allows fails with 53200
+/// naming the setting; the session and other statements carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_the_memory_limit_fails_cleanly() {
+    let s = TestServer::start_with(|o| o.query_memory = Some(64 * 1024)).await;
+    let c = s.client().await;
+    let err = c
+        .simple_query(
+            "SELECT a.id, count(*) FROM invoicing.invoice_lines a \
+             JOIN invoicing.invoice_lines b ON a.invoice_id = b.invoice_id GROUP BY a.id ORDER BY 2 DESC",
+        )
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "53200", "{err:?}");
+    assert!(db.message().contains("query_memory_mb"), "{}", db.message());
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM invoicing.payments", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n > 0);
+    s.stop().await;
+}

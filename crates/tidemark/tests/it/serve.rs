@@ -23,7 +23,7 @@ fn serve_with_config_users_and_psql() {
     std::fs::write(
         &cfg,
         format!(
-            "[environments.dev]\nwarehouse = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\nusers_file = \"users.toml\"\n",
+            "[environments.dev]\nwarehouse = \"{}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\nusers_file = \"users.toml\"\n\n[server.roles.analyst]\ngrants = [\"*\"]\n",
             wh.display()
         ),
     )
@@ -54,6 +54,21 @@ fn serve_with_config_users_and_psql() {
     assert!(
         users.contains("[users.bob]") && !users.contains("s3cret-bob"),
         "{users}"
+    );
+
+    // A role the config does not define is refused now, not at the next restart.
+    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "add", "dave", "--role", "finanse"])
+        .env("TIDEMARK_USER_PASSWORD", "s3cret-dave")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("role \"finanse\" is not defined in [server.roles]"),
+        "{}",
+        text(&out)
     );
 
     // ... or from stdin.
@@ -124,6 +139,11 @@ fn serve_with_config_users_and_psql() {
         text(&carol)
     );
     assert!(text(&wrong).contains("password authentication failed for user \"carol\""));
+    // Every statement is in the audit log line (and tidemark.audit).
+    assert!(
+        log.contains("tidemark::audit") && log.contains("SELECT current_user"),
+        "{log}"
+    );
     // Secrets never reach the log.
     for secret in ["s3cret-bob", "s3cret-carol"] {
         assert!(!log.contains(secret), "{log}");
@@ -165,4 +185,72 @@ fn serve_refuses_to_start_with_a_broken_certificate() {
     let out = tidemark(&cfg, &["serve"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("require_tls"), "{}", text(&out));
+}
+
+/// `tidemark run --serve`: change capture and the endpoint in one process; rows
+/// committed at the source become visible over the wire without a restart (the
+/// endpoint picks up new commits every `refresh_interval_ms`), in current and history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_what_it_lands() {
+    let db = crate::support::TestDb::new("runserve").await;
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await;
+    db.exec("INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+        .await;
+    let port = free_port();
+    let cfg = db.config(&format!(
+        "\n[server]\nlisten = \"127.0.0.1:{port}\"\nusers_file = \"users.toml\"\nrefresh_interval_ms = 200\n\n[server.roles.analyst]\ngrants = [\"*\"]\n"
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "add", "bob", "--role", "analyst"])
+        .env("TIDEMARK_USER_PASSWORD", "s3cret-bob")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let run = crate::support::spawn_run_with(&cfg, &["--serve"]);
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={port} user=bob dbname=tidemark connect_timeout=5"
+            ))
+            .args(["-X", "-At", "-c", sql])
+            .env("PGPASSWORD", "s3cret-bob")
+            .output()
+            .expect("psql (Debian postgresql-client)")
+    };
+    let wait_for = |sql: &str, want: &str| {
+        let start = Instant::now();
+        loop {
+            let out = psql(sql);
+            let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if got == want {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(90) {
+                let log =
+                    std::fs::read_to_string(cfg.with_file_name("run.log")).unwrap_or_default();
+                panic!(
+                    "{sql}: still {got:?} ({}), want {want}\nrun.log:\n{log}",
+                    text(&out)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let t = format!("{}.t", db.name);
+    // The snapshot, served.
+    wait_for(&format!("SELECT count(*) FROM {t}"), "3");
+    // Changes captured from the binlog reach the same server's sessions.
+    db.exec("INSERT INTO t VALUES (4, 'd'), (5, 'e')").await;
+    db.exec("UPDATE t SET v = 'z' WHERE id = 1").await;
+    wait_for(&format!("SELECT count(*) FROM {t}"), "5");
+    wait_for(&format!("SELECT v FROM {t} WHERE id = 1"), "z");
+    wait_for(
+        &format!("SELECT count(*) FROM {}_history.t WHERE id = 1", db.name),
+        "2",
+    );
+    crate::support::kill(run);
+    db.drop().await;
 }

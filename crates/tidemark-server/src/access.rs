@@ -1,0 +1,517 @@
+//! Roles, grants, column masks and row filters.
+//!
+//! Enforced where names become tables: each session plans on a catalog wrapper
+//! ([`AccessList`]) over the engine's catalog. It lists only what the role may read,
+//! so `\dt`, `information_schema` and `pg_catalog` (which are built from the catalog
+//! they are given) show nothing else; and when a query names a table outside the
+//! role's grants, looking the table up fails with "permission denied for table …"
+//! (SQLSTATE 42501), whichever way the query reached it: directly, in a join,
+//! subquery or CTE, or through time travel, whose rewrites read `db_history.t` and the
+//! engine's hidden registrations, all of which [`Engine::resolve`] maps back to their
+//! source table. The engine's own views (history) were planned when the warehouse was
+//! opened, so nothing inside them is looked up again.
+//!
+//! Masks and filters: a table the role reads with masks or a row filter is served as
+//! a view over the real one (`SELECT <masked columns> FROM t WHERE <filter>`), so the
+//! role's predicates, joins and aggregates only ever see masked values and filtered
+//! rows. The view is opaque to the optimizer (like PostgreSQL's `security_barrier`
+//! views): a user's predicate is evaluated on the view's output, never pushed below
+//! the mask or the filter.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
+};
+use deltalake::datafusion::common::{Column, DataFusionError};
+use deltalake::datafusion::datasource::TableType;
+use deltalake::datafusion::logical_expr::{cast, Expr, TableProviderFilterPushDown};
+use deltalake::datafusion::physical_plan::ExecutionPlan;
+use deltalake::datafusion::prelude::SessionContext;
+use tidemark_core::config::RoleConfig;
+use tidemark_query::{Engine, Form, Resolved, CATALOG};
+use tracing::warn;
+
+use crate::{Error, Result};
+
+type DfResult<T> = std::result::Result<T, DataFusionError>;
+
+/// The role every deployment has unless the config defines it otherwise.
+pub const ADMIN: &str = "admin";
+
+/// What a role may read, compiled from `[server.roles.<name>]`.
+#[derive(Debug, Clone)]
+pub struct Role {
+    name: String,
+    admin: bool,
+    grants: Vec<Grant>,
+    /// Per source table: (column, SQL expression) in config order.
+    masks: BTreeMap<(String, String), Vec<(String, String)>>,
+    /// Per source table: an SQL condition.
+    filters: BTreeMap<(String, String), String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Grant {
+    All,
+    Schema(String),
+    Table(String, String),
+}
+
+/// All roles.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    roles: BTreeMap<String, Arc<Role>>,
+}
+
+fn split_key(role: &str, what: &str, key: &str, parts: usize) -> Result<Vec<String>> {
+    let split: Vec<String> = key.split('.').map(str::to_string).collect();
+    if split.len() != parts || split.iter().any(String::is_empty) {
+        let form = if parts == 2 {
+            "db.table"
+        } else {
+            "db.table.column"
+        };
+        return Err(Error::Config {
+            message: format!("[server.roles.{role}] {what} key {key:?} is not {form}"),
+        });
+    }
+    Ok(split)
+}
+
+impl Role {
+    fn from_config(name: &str, c: &RoleConfig) -> Result<Self> {
+        let mut grants = Vec::new();
+        for g in &c.grants {
+            grants.push(match g.split_once('.') {
+                _ if g == "*" => Grant::All,
+                Some((s, "*")) if !s.is_empty() => Grant::Schema(s.to_string()),
+                Some((s, t)) if !s.is_empty() && !t.is_empty() && !t.contains('.') => {
+                    Grant::Table(s.to_string(), t.to_string())
+                }
+                _ => return Err(Error::Config {
+                    message: format!(
+                        "[server.roles.{name}] grant {g:?} is not \"db.table\", \"db.*\" or \"*\""
+                    ),
+                }),
+            });
+        }
+        let mut masks: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+        for (key, expr) in &c.masks {
+            let p = split_key(name, "masks", key, 3)?;
+            masks
+                .entry((p[0].clone(), p[1].clone()))
+                .or_default()
+                .push((p[2].clone(), expr.clone()));
+        }
+        let mut filters = BTreeMap::new();
+        for (key, cond) in &c.row_filters {
+            let p = split_key(name, "row_filters", key, 2)?;
+            filters.insert((p[0].clone(), p[1].clone()), cond.clone());
+        }
+        Ok(Self {
+            name: name.to_string(),
+            admin: c.admin,
+            grants,
+            masks,
+            filters,
+        })
+    }
+
+    /// The role's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it reads everything, tidemark's own tables included.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    fn grants(&self, schema: &str, table: &str) -> bool {
+        self.admin
+            || self.grants.iter().any(|g| match g {
+                Grant::All => true,
+                Grant::Schema(s) => s == schema,
+                Grant::Table(s, t) => s == schema && t == table,
+            })
+    }
+
+    /// Whether the catalog entry `schema.name` is listed for this role.
+    fn sees(&self, engine: &Engine, schema: &str, name: &str) -> bool {
+        match engine.resolve(schema, name) {
+            Some(Resolved::Source { schema, table, .. }) => self.grants(&schema, &table),
+            Some(Resolved::Own) | None => self.admin,
+        }
+    }
+
+    fn denied(&self, object: &str, why: &str) -> DataFusionError {
+        DataFusionError::External(Box::new(PermissionDenied(format!(
+            "permission denied for table {object}: {why}; an administrator can add it to the grants of [server.roles.{}]",
+            self.name
+        ))))
+    }
+
+    /// The table `schema.name` as this role reads it: refused outside its grants,
+    /// masked and filtered where the role says so.
+    async fn admit(
+        &self,
+        engine: &Engine,
+        policy_ctx: &SessionContext,
+        schema: &str,
+        name: &str,
+        provider: Arc<dyn TableProvider>,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        let no_grant = format!("role {} has no grant on it", self.name);
+        let (source, form) = match engine.resolve(schema, name) {
+            Some(Resolved::Source {
+                schema: s,
+                table: t,
+                form,
+            }) => ((s, t), form),
+            Some(Resolved::Own) | None if self.admin => return Ok(provider),
+            Some(Resolved::Own) => {
+                return Err(self.denied(
+                    &format!("{schema}.{name}"),
+                    &format!(
+                        "tidemark's own tables are for admin roles, and role {} is not one",
+                        self.name
+                    ),
+                ))
+            }
+            None => return Err(self.denied(&format!("{schema}.{name}"), &no_grant)),
+        };
+        // The name people wrote: history under its own schema; time-travel
+        // registrations under the table they travel over.
+        let object = match form {
+            Form::History => format!("{schema}.{name}"),
+            _ => format!("{}.{}", source.0, source.1),
+        };
+        if !self.grants(&source.0, &source.1) {
+            return Err(self.denied(&object, &no_grant));
+        }
+        let masks = self.masks.get(&source);
+        let filter = self.filters.get(&source);
+        if masks.is_none() && filter.is_none() {
+            return Ok(provider);
+        }
+        if form == Form::Log && filter.is_some() {
+            // The raw log has tombstones and the rows a change moved out of the
+            // filter; filtering it would show a change without its delete or invent
+            // inserts. History (AS OF) is filtered per version instead.
+            return Err(self.denied(
+                &format!("changes() over {object}"),
+                &format!(
+                    "role {} reads it through a row filter; use FOR SYSTEM_TIME AS OF or {}_history.{} instead",
+                    self.name, source.0, source.1
+                ),
+            ));
+        }
+        guarded(policy_ctx, provider, masks.map(Vec::as_slice), filter).map_err(|e| {
+            DataFusionError::Plan(format!(
+                "{object}: the mask or row filter of role {} does not apply: {e}",
+                self.name
+            ))
+        })
+    }
+}
+
+/// The view a masked or filtered table is served as; keeps the table's type so it is
+/// still listed as a table.
+fn guarded(
+    policy_ctx: &SessionContext,
+    provider: Arc<dyn TableProvider>,
+    masks: Option<&[(String, String)]>,
+    filter: Option<&String>,
+) -> DfResult<Arc<dyn TableProvider>> {
+    let table_type = provider.table_type();
+    let mut df = policy_ctx.read_table(provider)?;
+    if let Some(f) = filter {
+        let cond = df.parse_sql_expr(f)?;
+        df = df.filter(cond)?;
+    }
+    let masks = masks.unwrap_or_default();
+    let mut columns: Vec<Expr> = Vec::new();
+    for field in df.schema().fields() {
+        let name = field.name();
+        let column = Expr::Column(Column::new_unqualified(name));
+        columns.push(match masks.iter().find(|(c, _)| c == name) {
+            Some((_, sql)) => cast(df.parse_sql_expr(sql)?, field.data_type().clone()).alias(name),
+            None => column,
+        });
+    }
+    for (c, _) in masks {
+        if df.schema().fields().iter().all(|f| f.name() != c) {
+            return Err(DataFusionError::Plan(format!(
+                "masked column {c} does not exist"
+            )));
+        }
+    }
+    let view = df.select(columns)?.into_view();
+    Ok(Arc::new(Guarded { view, table_type }))
+}
+
+/// Why a lookup was refused; its text starts with PostgreSQL's words so clients and
+/// [`crate::error::sqlstate_for`] recognise it (42501).
+#[derive(Debug)]
+struct PermissionDenied(String);
+
+impl std::fmt::Display for PermissionDenied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PermissionDenied {}
+
+impl Policy {
+    /// Compile `[server.roles]`, adding the built-in `admin` role unless defined.
+    pub fn from_config(roles: &BTreeMap<String, RoleConfig>) -> Result<Self> {
+        let mut out = BTreeMap::new();
+        for (name, c) in roles {
+            out.insert(name.clone(), Arc::new(Role::from_config(name, c)?));
+        }
+        out.entry(ADMIN.to_string()).or_insert_with(|| {
+            Arc::new(Role {
+                name: ADMIN.into(),
+                admin: true,
+                grants: vec![],
+                masks: BTreeMap::new(),
+                filters: BTreeMap::new(),
+            })
+        });
+        Ok(Self { roles: out })
+    }
+
+    /// A role by name.
+    pub fn role(&self, name: &str) -> Option<Arc<Role>> {
+        self.roles.get(name).cloned()
+    }
+
+    /// Role names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.roles.keys().map(String::as_str)
+    }
+
+    /// Check every mask and filter against the tables that exist now, so a typo is
+    /// a startup error naming the role and the key rather than a failing query.
+    /// Rules for tables the warehouse does not have (yet) are only warned about.
+    pub async fn check(&self, engine: &Engine, base: &SessionContext) -> Result<()> {
+        let catalog = base
+            .catalog(CATALOG)
+            .ok_or_else(|| Error::Session("catalog missing".into()))?;
+        for role in self.roles.values() {
+            let tables: Vec<&(String, String)> =
+                role.masks.keys().chain(role.filters.keys()).collect();
+            for (s, t) in tables {
+                let provider = match catalog.schema(s) {
+                    Some(sp) => sp
+                        .table(t)
+                        .await
+                        .map_err(|e| Error::Session(e.to_string()))?,
+                    None => None,
+                };
+                let Some(provider) = provider else {
+                    warn!(role = %role.name, table = %format!("{s}.{t}"), "a mask or row filter names a table the warehouse does not have (yet)");
+                    continue;
+                };
+                role.admit(engine, base, s, t, provider)
+                    .await
+                    .map_err(|e| Error::Config {
+                        message: format!("[server.roles.{}] {e}", role.name),
+                    })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A masked or filtered table: the view's rows under the table's type.
+#[derive(Debug)]
+struct Guarded {
+    view: Arc<dyn TableProvider>,
+    table_type: TableType,
+}
+
+/// Opaque on purpose: no logical plan to inline and no filter pushed in, so the
+/// optimizer cannot move a user's predicate (or join key) below the mask or the
+/// row filter. Found the hard way: with the view inlined, `WHERE customer_id =
+/// (SELECT 1)` was decorrelated into a join on the unmasked column. The view's own
+/// filter is still pushed into the Delta scan inside.
+#[async_trait]
+impl TableProvider for Guarded {
+    fn schema(&self) -> SchemaRef {
+        self.view.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.table_type
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.view.scan(state, projection, &[], limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![
+            TableProviderFilterPushDown::Unsupported;
+            filters.len()
+        ])
+    }
+}
+
+/// What the wrappers share: the role and how to resolve names.
+struct Guard {
+    engine: Arc<Engine>,
+    role: Arc<Role>,
+    /// Parses mask and filter expressions (a plain context: only built-in functions).
+    policy_ctx: SessionContext,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("role", &self.role.name)
+            .finish()
+    }
+}
+
+/// A session's catalog list: the engine's catalog as the role may see it.
+#[derive(Debug)]
+pub(crate) struct AccessList {
+    catalog: Arc<AccessCatalog>,
+}
+
+impl AccessList {
+    /// The catalog list for a session of `role`, with `pg_catalog` (built over this
+    /// same filtered view, see [`crate::catalog`]) added by `pg_catalog`.
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        inner: Arc<dyn CatalogProvider>,
+        role: Arc<Role>,
+        policy_ctx: SessionContext,
+        pg_catalog: Option<Arc<dyn SchemaProvider>>,
+    ) -> Self {
+        Self {
+            catalog: Arc::new(AccessCatalog {
+                inner,
+                guard: Arc::new(Guard {
+                    engine,
+                    role,
+                    policy_ctx,
+                }),
+                pg_catalog,
+            }),
+        }
+    }
+}
+
+impl CatalogProviderList for AccessList {
+    fn register_catalog(
+        &self,
+        _name: String,
+        _catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        // Sessions are read-only; nothing registers catalogs on them.
+        None
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        vec![CATALOG.to_string()]
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        (name == CATALOG).then(|| self.catalog.clone() as Arc<dyn CatalogProvider>)
+    }
+}
+
+#[derive(Debug)]
+struct AccessCatalog {
+    inner: Arc<dyn CatalogProvider>,
+    guard: Arc<Guard>,
+    pg_catalog: Option<Arc<dyn SchemaProvider>>,
+}
+
+const PG_CATALOG: &str = "pg_catalog";
+
+impl CatalogProvider for AccessCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .schema_names()
+            .into_iter()
+            .filter(|s| s != PG_CATALOG && !Engine::is_hidden_schema(s))
+            .filter(|s| {
+                self.inner.schema(s).is_some_and(|sp| {
+                    sp.table_names()
+                        .iter()
+                        .any(|t| self.guard.role.sees(&self.guard.engine, s, t))
+                })
+            })
+            .collect();
+        if self.pg_catalog.is_some() {
+            names.push(PG_CATALOG.to_string());
+        }
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == PG_CATALOG {
+            return self.pg_catalog.clone();
+        }
+        let inner = self.inner.schema(name)?;
+        Some(Arc::new(AccessSchema {
+            schema: name.to_string(),
+            inner,
+            guard: self.guard.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct AccessSchema {
+    schema: String,
+    inner: Arc<dyn SchemaProvider>,
+    guard: Arc<Guard>,
+}
+
+#[async_trait]
+impl SchemaProvider for AccessSchema {
+    fn table_names(&self) -> Vec<String> {
+        if Engine::is_hidden_schema(&self.schema) {
+            return vec![];
+        }
+        self.inner
+            .table_names()
+            .into_iter()
+            .filter(|t| self.guard.role.sees(&self.guard.engine, &self.schema, t))
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let Some(provider) = self.inner.table(name).await? else {
+            return Ok(None);
+        };
+        let g = &self.guard;
+        g.role
+            .admit(&g.engine, &g.policy_ctx, &self.schema, name, provider)
+            .await
+            .map(Some)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name) && self.guard.role.sees(&self.guard.engine, &self.schema, name)
+    }
+}

@@ -1,0 +1,97 @@
+//! The endpoint serves what lands while it runs: commits made to the warehouse after
+//! startup reach open sessions within `refresh_interval_ms`, without a reconnect.
+
+use std::time::{Duration, Instant};
+
+use tidemark_core::names::Naming;
+use tidemark_lake::Warehouse;
+
+use crate::support::TestServer;
+
+async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_see_commits_landed_after_startup() {
+    let s = TestServer::start_with(|o| o.refresh = Some(Duration::from_millis(100))).await;
+    let c = s.client().await;
+    let history = "SELECT count(*) FROM invoicing_history.invoices";
+    let before = count(&c, history).await;
+    let newest = "SELECT CAST(max(_ingest_ts) AS VARCHAR) FROM invoicing.invoices";
+    let newest_before: String = c.query_one(newest, &[]).await.unwrap().get(0);
+
+    // More days of the workload land in the served warehouse (as `tidemark run`
+    // would land them), three commits per table.
+    let wh = Warehouse::new(s.path("warehouse").to_str().unwrap(), Default::default()).unwrap();
+    let mut w = tidemark_demo::Workload::new(tidemark_demo::WorkloadConfig {
+        scale: 0.2,
+        days: 3,
+        seed: 8,
+        ..Default::default()
+    });
+    let (_, landed) = tidemark_demo::land(&wh, Naming::SnakeCase, &mut w, 1)
+        .await
+        .unwrap();
+    assert!(landed > 0);
+
+    let start = Instant::now();
+    let after = loop {
+        let n = count(&c, history).await;
+        if n > before || start.elapsed() > Duration::from_secs(60) {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        after > before,
+        "history still {after} rows, as before the new commits"
+    );
+    // The current table and time travel moved too, on the same connection.
+    let newest_after: String = c.query_one(newest, &[]).await.unwrap().get(0);
+    assert!(
+        newest_after > newest_before,
+        "{newest_after} vs {newest_before}"
+    );
+    // changes() reads the new log, not the one registered at its first use.
+    let changes =
+        "SELECT count(*) FROM changes('invoicing.invoices', TIMESTAMP '1970-01-01 00:00:00')";
+    let n = count(&c, changes).await;
+    let logged = count(&c, "SELECT count(*) FROM invoicing_history.invoices").await;
+    assert!(n >= logged, "changes() {n} < history versions {logged}");
+    s.stop().await;
+}
+
+/// The engine's refresh itself: a no-op when nothing landed, the changed tables
+/// after new commits, and queries planned afterwards read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_refresh_swaps_in_new_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = crate::support::demo_warehouse(&dir.path().join("warehouse")).await;
+    let engine = tidemark_query::Engine::open(&wh).await.unwrap();
+    let before = history_rows(&engine).await;
+    assert_eq!(engine.refresh().await.unwrap(), 0, "nothing landed yet");
+    let mut w = tidemark_demo::Workload::new(tidemark_demo::WorkloadConfig {
+        scale: 0.2,
+        days: 2,
+        seed: 9,
+        ..Default::default()
+    });
+    tidemark_demo::land(&wh, Naming::SnakeCase, &mut w, 1)
+        .await
+        .unwrap();
+    let changed = engine.refresh().await.unwrap();
+    assert!(changed >= 3, "{changed} tables refreshed");
+    let after = history_rows(&engine).await;
+    assert_ne!(before, after);
+}
+
+async fn history_rows(e: &tidemark_query::Engine) -> String {
+    let b = e
+        .query("SELECT count(*) AS n FROM invoicing_history.invoices")
+        .await
+        .unwrap();
+    deltalake::arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string()
+}
