@@ -92,11 +92,13 @@ impl Role {
                 Some((s, t)) if !s.is_empty() && !t.is_empty() && !t.contains('.') => {
                     Grant::Table(s.to_string(), t.to_string())
                 }
-                _ => return Err(Error::Config {
-                    message: format!(
+                _ => {
+                    return Err(Error::Config {
+                        message: format!(
                         "[server.roles.{name}] grant {g:?} is not \"db.table\", \"db.*\" or \"*\""
                     ),
-                }),
+                    })
+                }
             });
         }
         let mut masks: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();

@@ -34,7 +34,7 @@ use crate::{Error, Result};
 const MAX_PENDING: usize = 100_000;
 
 enum Msg {
-    Record(AuditRecord),
+    Record(Box<AuditRecord>),
     Close(oneshot::Sender<()>),
 }
 
@@ -92,7 +92,7 @@ impl AuditLog {
             "statement"
         );
         // The writer ends only after Close, which comes last.
-        let _ = self.tx.send(Msg::Record(r));
+        let _ = self.tx.send(Msg::Record(Box::new(r)));
     }
 
     /// Commit what is pending and stop the writer (waits at most 10 s).
@@ -116,7 +116,7 @@ async fn writer(mut audit: Audit, mut rx: mpsc::UnboundedReceiver<Msg>, flush: D
                         pending.remove(0);
                         warn!(target: "tidemark::audit", "audit records pile up unwritten; the oldest is dropped from tidemark.audit (it is in the log)");
                     }
-                    pending.push(r);
+                    pending.push(*r);
                 }
                 Some(Msg::Close(done)) => {
                     commit(&mut audit, &mut pending).await;

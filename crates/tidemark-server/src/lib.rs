@@ -24,10 +24,14 @@
 //! What is ours: SCRAM-SHA-256 with PostgreSQL-format verifiers (the server keeps
 //! only StoredKey/ServerKey, see [`auth::scram`]), TLS that is a startup error when
 //! broken, the read-only rules (DDL/DML get SQLSTATE 25006), per-session settings,
-//! and the statement timeout that also covers streaming rows.
+//! the statement timeout and cancel that also cover streaming rows, roles with
+//! grants, masks and row filters ([`access`]), the audit (`tidemark.audit`),
+//! `COPY … TO STDOUT`, and the engine refresh that serves newly landed commits.
 //!
-//! Each connection plans on its own DataFusion `SessionContext` sharing the engine's
-//! catalog, so a session's `SET` or functions never reach another session.
+//! Each connection plans on its own DataFusion `SessionContext`: the engine's catalog
+//! seen through its role's grants (with a pg_catalog over that same view), its own
+//! settings and functions, its own memory pool. Nothing a session does reaches
+//! another.
 
 #![warn(missing_docs)]
 

@@ -164,6 +164,16 @@ impl TestServer {
         .unwrap()
     }
 
+    /// Run `sql` in psql as `user` with verbose errors; it must fail. The output.
+    pub async fn psql_error(&self, user: &str, sql: &str) -> String {
+        let o = self
+            .psql_as(user, "", PASSWORD, &["-v", "VERBOSITY=verbose", "-c", sql])
+            .await;
+        let out = text(&o);
+        assert!(!o.status.success(), "{sql} should fail:\n{out}");
+        out
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());

@@ -6,6 +6,29 @@ use std::time::{Duration, Instant};
 
 use crate::support::{ok, text, tidemark};
 
+/// `tidemark user add NAME --role ROLE` with the password in the environment.
+fn add_user(cfg: &std::path::Path, name: &str, role: &str, password: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("--config")
+        .arg(cfg)
+        .args(["user", "add", name, "--role", role])
+        .env("TIDEMARK_USER_PASSWORD", password)
+        .output()
+        .unwrap()
+}
+
+/// One statement through psql, unaligned and tuples only.
+fn psql_at(port: u16, user: &str, password: &str, sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={port} user={user} dbname=tidemark connect_timeout=5"
+        ))
+        .args(["-X", "-At", "-c", sql])
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("psql (Debian postgresql-client)")
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -42,13 +65,7 @@ fn serve_with_config_users_and_psql() {
     ));
 
     // The password comes from the environment, never the command line.
-    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["user", "add", "bob", "--role", "analyst"])
-        .env("TIDEMARK_USER_PASSWORD", "s3cret-bob")
-        .output()
-        .unwrap();
+    let out = add_user(&cfg, "bob", "analyst", "s3cret-bob");
     assert!(out.status.success(), "{}", text(&out));
     let users = std::fs::read_to_string(dir.path().join("users.toml")).unwrap();
     assert!(
@@ -57,13 +74,7 @@ fn serve_with_config_users_and_psql() {
     );
 
     // A role the config does not define is refused now, not at the next restart.
-    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["user", "add", "dave", "--role", "finanse"])
-        .env("TIDEMARK_USER_PASSWORD", "s3cret-dave")
-        .output()
-        .unwrap();
+    let out = add_user(&cfg, "dave", "finanse", "s3cret-dave");
     assert!(!out.status.success());
     assert!(
         text(&out).contains("role \"finanse\" is not defined in [server.roles]"),
@@ -103,16 +114,7 @@ fn serve_with_config_users_and_psql() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let psql = |user: &str, password: &str, sql: &str| {
-        Command::new("psql")
-            .arg(format!(
-                "host=127.0.0.1 port={port} user={user} dbname=tidemark connect_timeout=5"
-            ))
-            .args(["-X", "-At", "-c", sql])
-            .env("PGPASSWORD", password)
-            .output()
-            .expect("psql (Debian postgresql-client)")
-    };
+    let psql = |user: &str, password: &str, sql: &str| psql_at(port, user, password, sql);
     let start = Instant::now();
     let out = loop {
         let out = psql(
@@ -201,25 +203,10 @@ async fn run_serves_what_it_lands() {
     let cfg = db.config(&format!(
         "\n[server]\nlisten = \"127.0.0.1:{port}\"\nusers_file = \"users.toml\"\nrefresh_interval_ms = 200\n\n[server.roles.analyst]\ngrants = [\"*\"]\n"
     ));
-    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["user", "add", "bob", "--role", "analyst"])
-        .env("TIDEMARK_USER_PASSWORD", "s3cret-bob")
-        .output()
-        .unwrap();
+    let out = add_user(&cfg, "bob", "analyst", "s3cret-bob");
     assert!(out.status.success(), "{}", text(&out));
     let run = crate::support::spawn_run_with(&cfg, &["--serve"]);
-    let psql = |sql: &str| {
-        Command::new("psql")
-            .arg(format!(
-                "host=127.0.0.1 port={port} user=bob dbname=tidemark connect_timeout=5"
-            ))
-            .args(["-X", "-At", "-c", sql])
-            .env("PGPASSWORD", "s3cret-bob")
-            .output()
-            .expect("psql (Debian postgresql-client)")
-    };
+    let psql = |sql: &str| psql_at(port, "bob", "s3cret-bob", sql);
     let wait_for = |sql: &str, want: &str| {
         let start = Instant::now();
         loop {
