@@ -122,8 +122,8 @@ fn options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> PgWireResult<
 }
 
 /// The query a `COPY … TO STDOUT` reads and how to write it; `None` for other
-/// statements. COPY to a server file or program is refused (42501, as PostgreSQL
-/// refuses it to roles without pg_write_server_files).
+/// statements. COPY to a server file or program writes on the server: refused as a
+/// write (25006), as `tidemark sql` refuses it.
 pub(crate) fn classify(s: &Statement) -> PgWireResult<Option<(Statement, CopyFormat)>> {
     let Statement::Copy {
         source,
@@ -137,9 +137,8 @@ pub(crate) fn classify(s: &Statement) -> PgWireResult<Option<(Statement, CopyFor
         return Ok(None);
     };
     if !matches!(target, CopyTarget::Stdout) {
-        return Err(sql_error(
-            "42501",
-            "COPY to a file or program on the server is not allowed; use COPY … TO STDOUT (psql: \\copy (query) to 'file')",
+        return Err(crate::utility::refuse_write(
+            "COPY TO a server file (psql's \\copy (query) to 'file' writes on the client)",
         ));
     }
     let format = options(opts, legacy_options)?;

@@ -46,6 +46,7 @@ mod query;
 mod session;
 mod tls;
 mod utility;
+mod wire_fix;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -100,10 +100,7 @@ impl Parser {
                     .into_iter()
                     .map(|s| match s {
                         DFStatement::Statement(s) => Ok(self.compat.rewrite(*s)),
-                        other => Err(sql_error(
-                            "0A000",
-                            format!("{other} is not supported over the PostgreSQL protocol"),
-                        )),
+                        other => Err(crate::wire_fix::df_only_statement(&other)),
                     })
                     .collect(),
                 Err(_) => Err(sql_error("42601", e.to_string())),

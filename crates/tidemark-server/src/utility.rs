@@ -75,11 +75,11 @@ fn write_kind(s: &Statement) -> Option<&'static str> {
 }
 
 /// 25006, as PostgreSQL answers a write in a read-only transaction.
-fn refuse_write(kind: &str) -> pgwire::error::PgWireError {
+pub(crate) fn refuse_write(kind: &str) -> pgwire::error::PgWireError {
     sql_error(
         "25006",
         format!(
-            "cannot execute {kind} in a read-only transaction: tidemark serves a read-only copy of the source databases; change the data at the source"
+            "cannot execute {kind} in a read-only transaction: tidemark SQL is read-only (a copy of the source databases); change the data at the source"
         ),
     )
 }

@@ -1,12 +1,15 @@
 //! The PostgreSQL endpoint with real clients: psql (the Debian postgresql-client
 //! binary) and tokio-postgres, against a warehouse built by the demo generator (no
 //! MariaDB or Kafka needed). Each test builds its own warehouse and server on a free
-//! port, so tests run in parallel.
+//! port, so tests run in parallel. `slt_wire` instead serves tidemark-query's `.slt`
+//! warehouse and runs those files over the wire.
 
 mod access;
 mod auth;
 mod psql;
 mod refresh;
+mod slt_wire;
 mod support;
 mod tls;
 mod tokio_pg;
+mod wire_db;

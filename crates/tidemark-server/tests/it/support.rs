@@ -76,14 +76,24 @@ impl TestServer {
     pub async fn start_with(f: impl FnOnce(&mut Options)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let wh = demo_warehouse(&dir.path().join("warehouse")).await;
+        Self::serve(dir, &wh, f).await
+    }
+
+    /// Serve a warehouse built elsewhere; `dir` (kept until the server is dropped)
+    /// gets the users file.
+    pub async fn serve(
+        dir: tempfile::TempDir,
+        wh: &Warehouse,
+        f: impl FnOnce(&mut Options),
+    ) -> Self {
         let users = dir.path().join("users.toml");
         UsersFile::add_user(&users, USER, "analyst", PASSWORD).unwrap();
         UsersFile::add_user(&users, FINANCE, "finance", PASSWORD).unwrap();
         UsersFile::add_user(&users, ADMIN, "admin", PASSWORD).unwrap();
         let mut opts = options(users);
         f(&mut opts);
-        let engine = Arc::new(Engine::open(&wh).await.unwrap());
-        let server = Server::bind(engine, &wh, opts).await.unwrap();
+        let engine = Arc::new(Engine::open(wh).await.unwrap());
+        let server = Server::bind(engine, wh, opts).await.unwrap();
         let port = server.local_addr().unwrap().port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
