@@ -33,6 +33,7 @@
 
 pub mod auth;
 mod catalog;
+mod compat;
 mod error;
 mod handlers;
 mod query;
@@ -140,6 +141,7 @@ impl Server {
             warn!(users_file = %opts.users_file.display(), "no users: nobody can log in; add one with `tidemark user add NAME`");
         }
         let base = catalog::base_context(&engine)?;
+        compat::install(&base)?;
         let listener = TcpListener::bind(opts.listen)
             .await
             .map_err(|source| Error::Bind {
