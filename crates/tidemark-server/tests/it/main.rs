@@ -1,9 +1,10 @@
 //! The PostgreSQL endpoint with real clients: psql (the Debian postgresql-client
-//! binary) and tokio-postgres, against a warehouse built by the demo generator (no
-//! MariaDB or Kafka needed). Each test builds its own warehouse and server on a free
-//! port, so tests run in parallel.
+//! binary), tokio-postgres, psycopg, SQLAlchemy and pgjdbc, against a warehouse
+//! built by the demo generator (no MariaDB or Kafka needed). Each test builds its
+//! own warehouse and server on a free port, so tests run in parallel.
 
 mod auth;
+mod clients;
 mod psql;
 mod support;
 mod tls;
