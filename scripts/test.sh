@@ -14,6 +14,10 @@
 #    target/test-services/moto/venv if moto_server is not on PATH) on a free
 #    loopback port and exports TIDEMARK_TEST_S3_ENDPOINT plus dummy AWS_*
 #    credentials; it is stopped on exit,
+# 3c. makes a venv with psycopg and SQLAlchemy (target/test-services/pyclients/venv)
+#    and installs the PostgreSQL JDBC driver and a JDK if missing, for the
+#    endpoint's client-library tests: exports TIDEMARK_TEST_PYTHON and
+#    TIDEMARK_TEST_PGJDBC,
 # 4. runs `cargo fmt --check` and `cargo clippy -D warnings`,
 # 5. runs the tests: `cargo nextest run` if cargo-nextest is installed, else
 #    `cargo test`; both with --workspace --locked.
@@ -163,6 +167,33 @@ export TIDEMARK_TEST_S3_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3
 echo "TIDEMARK_TEST_S3_ENDPOINT=$TIDEMARK_TEST_S3_ENDPOINT (moto, pid $MOTO_PID, log $MOTO_DIR/moto.log)" >&2
+
+# ------------------------------------------------------------------ client libraries
+section "Client libraries for the endpoint tests (psycopg, SQLAlchemy, pgjdbc)"
+PYCLIENTS_DIR="$REPO/target/test-services/pyclients"
+PYCLIENTS_PY="$PYCLIENTS_DIR/venv/bin/python"
+if ! "$PYCLIENTS_PY" -c 'import psycopg, sqlalchemy' >/dev/null 2>&1; then
+    echo "psycopg/SQLAlchemy missing: pip install into $PYCLIENTS_DIR/venv" >&2
+    mkdir -p "$PYCLIENTS_DIR"
+    python3 -m venv "$PYCLIENTS_DIR/venv" >&2 || {
+        apt_install python3-venv
+        python3 -m venv "$PYCLIENTS_DIR/venv" >&2
+    }
+    "$PYCLIENTS_DIR/venv/bin/pip" install --quiet 'psycopg[binary]' sqlalchemy >&2
+fi
+export TIDEMARK_TEST_PYTHON="$PYCLIENTS_PY"
+TIDEMARK_TEST_PGJDBC=/usr/share/java/postgresql.jar
+if [ ! -f "$TIDEMARK_TEST_PGJDBC" ]; then
+    echo "pgjdbc missing: installing libpostgresql-jdbc-java" >&2
+    apt_install libpostgresql-jdbc-java
+fi
+export TIDEMARK_TEST_PGJDBC
+# `java File.java` compiles the test's client in memory: that needs a JDK, not a JRE.
+if ! command -v javac >/dev/null 2>&1; then
+    echo "javac missing: installing default-jdk-headless" >&2
+    apt_install default-jdk-headless
+fi
+echo "TIDEMARK_TEST_PYTHON=$TIDEMARK_TEST_PYTHON TIDEMARK_TEST_PGJDBC=$TIDEMARK_TEST_PGJDBC" >&2
 
 # ------------------------------------------------------------------ Kafka (tansu)
 section "Private Kafka-protocol broker (scripts/tansu.sh)"

@@ -96,15 +96,21 @@ pub(crate) fn session_context(
         shared.policy_ctx.clone(),
         None,
     ));
-    let pg_catalog =
-        PgCatalogSchemaProvider::try_new(listing, shared.pg_static.clone(), EmptyContextProvider)
-            .map_err(|e| Error::Session(e.to_string()))?;
+    let pg_catalog = PgCatalogSchemaProvider::try_new(
+        listing.clone(),
+        shared.pg_static.clone(),
+        EmptyContextProvider,
+    )
+    .map_err(|e| Error::Session(e.to_string()))?;
     let list = Arc::new(AccessList::new(
         shared.engine.clone(),
         inner,
         role,
         shared.policy_ctx.clone(),
-        Some(Arc::new(pg_catalog)),
+        Some(crate::compat::pg_catalog(
+            Arc::new(pg_catalog),
+            listing.clone(),
+        )),
     ));
     let mut state = SessionStateBuilder::new_from_existing(base.state()).with_catalog_list(list);
     if let Some(bytes) = shared.query_memory {

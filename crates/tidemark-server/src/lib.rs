@@ -39,6 +39,7 @@ pub mod access;
 mod audit;
 pub mod auth;
 mod catalog;
+mod compat;
 mod copy;
 mod error;
 mod handlers;
@@ -194,6 +195,7 @@ impl Server {
             }
         }
         let base = catalog::base_context(&engine)?;
+        compat::install(&base);
         let policy_ctx = deltalake::datafusion::prelude::SessionContext::new();
         opts.policy.check(&engine, &base).await?;
         let audit = audit::AuditLog::start(wh, &engine, &base, opts.audit_flush).await?;

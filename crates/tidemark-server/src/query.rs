@@ -92,14 +92,16 @@ impl Parser {
     /// Parse SQL into statements, with the client-compatibility rewrites applied.
     fn statements(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
         match self.compat.parse(sql) {
-            Ok(s) => Ok(s),
+            Ok(s) => Ok(s.into_iter().map(crate::compat::rewrite).collect()),
             // `FOR SYSTEM_TIME AS OF` is not PostgreSQL syntax: tidemark-query parses
             // it exactly as `tidemark sql` does.
             Err(e) => match tidemark_query::parse(sql) {
                 Ok(parsed) => parsed
                     .into_iter()
                     .map(|s| match s {
-                        DFStatement::Statement(s) => Ok(self.compat.rewrite(*s)),
+                        DFStatement::Statement(s) => {
+                            Ok(crate::compat::rewrite(self.compat.rewrite(*s)))
+                        }
                         other => Err(crate::wire_fix::df_only_statement(&other)),
                     })
                     .collect(),

@@ -191,7 +191,7 @@ pub(crate) fn classify(s: &Statement) -> PgWireResult<Option<Utility>> {
                 .collect::<Vec<_>>()
                 .join(" "),
         ),
-        _ => return Ok(None),
+        _ => return Ok(crate::compat::utility(s)),
     }))
 }
 

@@ -1,11 +1,13 @@
 //! The PostgreSQL endpoint with real clients: psql (the Debian postgresql-client
-//! binary) and tokio-postgres, against a warehouse built by the demo generator (no
-//! MariaDB or Kafka needed). Each test builds its own warehouse and server on a free
-//! port, so tests run in parallel. `slt_wire` instead serves tidemark-query's `.slt`
-//! warehouse and runs those files over the wire.
+//! binary), tokio-postgres, psycopg, SQLAlchemy and pgjdbc, against a warehouse
+//! built by the demo generator (no MariaDB or Kafka needed). Each test builds its
+//! own warehouse and server on a free port, so tests run in parallel. `slt_wire`
+//! instead serves tidemark-query's `.slt` warehouse and runs those files over the
+//! wire.
 
 mod access;
 mod auth;
+mod clients;
 mod psql;
 mod refresh;
 mod slt_wire;
