@@ -23,16 +23,7 @@ async fn slt_files() {
     let dir = tempfile::tempdir().unwrap();
     let wh = warehouse::build(dir.path()).await;
 
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
-    let filter = std::env::var("SLT").unwrap_or_default();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "slt"))
-        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(&filter))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no .slt files in {}", root.display());
+    let files = warehouse::slt_files(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt"));
 
     let mut failures = Vec::new();
     for file in &files {

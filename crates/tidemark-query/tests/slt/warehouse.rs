@@ -293,3 +293,18 @@ pub async fn build(dir: &std::path::Path) -> Warehouse {
     accounts(&wh).await;
     wh
 }
+
+/// The `.slt` files in `root` that both runners (in-process and over the wire) run,
+/// sorted; `SLT=<part of a file name>` picks some.
+pub fn slt_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let filter = std::env::var("SLT").unwrap_or_default();
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "slt"))
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(&filter))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files in {}", root.display());
+    files
+}
