@@ -248,13 +248,16 @@ impl Engine {
             self.tables.write().expect("tables lock").remove(&(s, t));
             changed += 1;
         }
-        // tidemark's own tables: the dead letters of event streams, once there are any.
-        if let Some(dl) = tidemark_lake::DeadLetters::existing(&self.wh).await? {
-            dl.update_datafusion_session(&self.ctx.state())?;
-            schema_provider(catalog.as_ref(), tidemark_lake::OWN_SCHEMA)?.register_table(
-                tidemark_lake::DEAD_LETTERS.into(),
-                dl.table_provider().await?,
-            )?;
+        // tidemark's own tables: the dead letters of event streams, once there are
+        // any; registered once, read at their newest version by each query.
+        if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::DEAD_LETTERS) {
+            if let Some(dl) = tidemark_lake::DeadLetters::existing(&self.wh).await? {
+                dl.update_datafusion_session(&self.ctx.state())?;
+                self.register_own(
+                    tidemark_lake::DEAD_LETTERS,
+                    Arc::new(crate::Latest::new(&dl).await?),
+                )?;
+            }
         }
         Ok(changed)
     }
@@ -337,8 +340,9 @@ impl Engine {
             table: t.to_string(),
             form,
         };
-        let keys = self.table_keys();
-        if keys.iter().any(|(s, t)| s == schema && t == name) {
+        let tables = self.tables.read().expect("tables lock");
+        let keys = tables.keys();
+        if tables.contains_key(&(schema.to_string(), name.to_string())) {
             return Some(source(schema, name, Form::Current));
         }
         if schema == tidemark_lake::OWN_SCHEMA {
@@ -348,7 +352,7 @@ impl Engine {
             // Hidden names are `schema.table` (logs) and `schema.table@version`:
             // matched against the known tables rather than split, so dots in names
             // cannot mislead.
-            keys.iter().find_map(|(s, t)| {
+            keys.clone().find_map(|(s, t)| {
                 let base = format!("{s}.{t}");
                 let hit = match form {
                     Form::Log => name == base,
@@ -362,7 +366,7 @@ impl Engine {
         match schema {
             VERSIONS_SCHEMA => hidden(Form::Version),
             LOGS_SCHEMA => hidden(Form::Log),
-            _ => keys.iter().find_map(|(s, t)| {
+            _ => keys.clone().find_map(|(s, t)| {
                 (t == name && history_schema(s) == schema).then(|| source(s, t, Form::History))
             }),
         }
@@ -398,6 +402,7 @@ impl Engine {
         self.register_hidden(VERSIONS_SCHEMA, v.hidden_name(), provider)
     }
 
+    /// Whether `schema.name` is registered in the engine's catalog.
     fn hidden_exists(&self, schema: &str, name: &str) -> bool {
         self.ctx
             .catalog(CATALOG)

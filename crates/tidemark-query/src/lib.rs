@@ -45,8 +45,10 @@ mod current;
 mod engine;
 mod error;
 mod format;
+mod latest;
 mod travel;
 
 pub use engine::{parse, Engine, Form, Resolved, CATALOG};
 pub use error::{Error, Result};
 pub use format::{format_batches, OutputFormat};
+pub use latest::Latest;

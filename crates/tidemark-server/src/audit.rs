@@ -11,15 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-use deltalake::arrow::datatypes::SchemaRef;
-use deltalake::datafusion::catalog::{Session, TableProvider};
-use deltalake::datafusion::common::DataFusionError;
-use deltalake::datafusion::datasource::TableType;
-use deltalake::datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::DeltaTable;
 use futures::Stream;
 use pgwire::error::{PgWireError, PgWireResult};
 use tidemark_lake::{Audit, AuditRecord, Warehouse, AUDIT, OWN_SCHEMA};
@@ -59,19 +51,11 @@ impl AuditLog {
         table
             .update_datafusion_session(&base.state())
             .map_err(|e| setup(e.to_string()))?;
-        let schema = table
-            .table_provider()
+        let latest = tidemark_query::Latest::new(&table)
             .await
-            .map_err(|e| setup(e.to_string()))?
-            .schema();
+            .map_err(|e| setup(e.to_string()))?;
         engine
-            .register_own(
-                AUDIT,
-                Arc::new(Latest {
-                    table: DeltaTable::new(table.log_store()),
-                    schema,
-                }),
-            )
+            .register_own(AUDIT, Arc::new(latest))
             .map_err(|e| setup(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer(audit, rx, flush));
@@ -143,52 +127,6 @@ async fn commit(audit: &mut Audit, pending: &mut Vec<AuditRecord>) {
         Err(e) => {
             warn!(target: "tidemark::audit", error = %e, records = pending.len(), "cannot write tidemark.audit; retrying")
         }
-    }
-}
-
-/// A Delta table read at its newest version on every scan (the engine's tables are
-/// read as of opening; the audit grows while the server runs).
-#[derive(Debug)]
-struct Latest {
-    table: DeltaTable,
-    schema: SchemaRef,
-}
-
-#[async_trait]
-impl TableProvider for Latest {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> std::result::Result<Arc<dyn ExecutionPlan>, DataFusionError> {
-        let mut table = self.table.clone();
-        table
-            .load()
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let provider = table
-            .table_provider()
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        provider.scan(state, projection, filters, limit).await
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> std::result::Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
-        // Applied again above the scan: the scan's provider is only known then.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 }
 
