@@ -34,22 +34,14 @@ pub(crate) const LOGS_SCHEMA: &str = "__tidemark_logs";
 #[derive(Debug, Clone)]
 pub(crate) struct Known {
     pub(crate) schema: TableSchema,
-    /// Unloaded handle on the current table, on the warehouse's store and options (a
-    /// bare URL would lose an S3 warehouse's storage options).
-    pub(crate) current: deltalake::DeltaTable,
     /// The raw history log as of the last refresh, the same snapshot the history
     /// view reads.
     log: Arc<dyn TableProvider>,
-    /// The loaded tables the providers were built from: their versions tell a
-    /// refresh whether anything changed, and they update incrementally.
+    /// The loaded tables the providers were built from (on the warehouse's store and
+    /// options, which a bare URL would lose on S3): their versions tell a refresh
+    /// whether anything changed, and a clone of them updates incrementally.
     cur_loaded: deltalake::DeltaTable,
     hist_loaded: deltalake::DeltaTable,
-    /// The versions the providers read (kept apart from the tables: updating a
-    /// clone of a loaded table may share its state).
-    versions: (
-        Option<deltalake::kernel::Version>,
-        Option<deltalake::kernel::Version>,
-    ),
 }
 
 /// What a name in the catalog reads, for access control: which source table (if
@@ -170,7 +162,9 @@ impl Engine {
                     let (mut cur, mut hist) = (k.cur_loaded.clone(), k.hist_loaded.clone());
                     cur.update_incremental(None).await?;
                     hist.update_incremental(None).await?;
-                    if (cur.version(), hist.version()) == k.versions {
+                    if (cur.version(), hist.version())
+                        == (k.cur_loaded.version(), k.hist_loaded.version())
+                    {
                         continue;
                     }
                     (cur, hist)
@@ -221,9 +215,7 @@ impl Engine {
                 key,
                 Known {
                     schema,
-                    current: deltalake::DeltaTable::new(cur.log_store()),
                     log,
-                    versions: (cur.version(), hist.version()),
                     cur_loaded: cur,
                     hist_loaded: hist,
                 },
@@ -391,7 +383,9 @@ impl Engine {
         let known = self
             .known(&v.schema, &v.table)
             .ok_or_else(|| Error::UnknownTable(format!("{}.{}", v.schema, v.table)))?;
-        let mut table = known.current.clone();
+        // A handle of its own: loading an old version must not move the one the
+        // providers were built from.
+        let mut table = deltalake::DeltaTable::new(known.cur_loaded.log_store());
         table.load_version(v.version).await.map_err(|e| {
             Error::Sql(format!(
                 "{}.{} VERSION AS OF {}: {e} (versions older than the last VACUUM or log retention are gone; FOR SYSTEM_TIME AS OF reads history instead)",
