@@ -85,15 +85,29 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     if let Some(addr) = &args.metrics_listen {
         crate::metrics::serve(addr, metrics.clone()).await?;
     }
-    let (serve_stop, serving) = if args.serve {
-        let server = crate::serve::bind(g, &config.server, &wh).await?;
+    // The endpoint runs on threads of its own. Queries are CPU-bound and run on the
+    // runtime that polls them: sharing capture's runtime, fifty busy sessions
+    // stretched capture commits from 10 ms to 8 s (bench/serve.sh). With a runtime
+    // each, the OS shares the cores between the two, and capture, idle most of the
+    // time, gets its turn as soon as it has work.
+    let (serve_stop, serving, _sql_runtime) = if args.serve {
+        let runtime = SqlRuntime::new()?;
+        let (environment, server_config, server_wh) =
+            (g.environment.clone(), config.server.clone(), wh.clone());
+        let server = runtime
+            .handle()
+            .spawn(
+                async move { crate::serve::bind(&environment, &server_config, &server_wh).await },
+            )
+            .await
+            .context("starting the PostgreSQL endpoint")??;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run_until(async move {
+        let task = runtime.handle().spawn(server.run_until(async move {
             let _ = rx.await;
         }));
-        (Some(tx), Some(task))
+        (Some(tx), Some(task), Some(runtime))
     } else {
-        (None, None)
+        (None, None, None)
     };
     // Sources whose changes arrive through a stream are not read from the binlog.
     let (sources, streams): (Vec<String>, Vec<String>) = match args.source.as_deref() {
@@ -1294,5 +1308,33 @@ mod tests {
         assert_eq!(ddl_tables("TRUNCATE TABLE x", "d"), vec![t("d", "x")]);
         // Not parseable by sqlparser: every word counts as a candidate.
         assert!(ddl_tables("ALTER ONLINE TABLE q FORCE", "d").contains(&t("d", "q")));
+    }
+}
+
+/// The endpoint's runtime under `tidemark run --serve` (see [`run`]). A runtime may
+/// not be dropped inside another one's async context, so it is shut down in the
+/// background when this goes, on every path out of [`run`].
+struct SqlRuntime(Option<tokio::runtime::Runtime>);
+
+impl SqlRuntime {
+    fn new() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("tidemark-sql")
+            .enable_all()
+            .build()
+            .context("starting the PostgreSQL endpoint's runtime")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("runtime until drop").handle()
+    }
+}
+
+impl Drop for SqlRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }

@@ -28,7 +28,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         server_config.listen = l;
     }
     let wh = warehouse(g, config.as_ref())?;
-    let server = bind(g, &server_config, &wh).await?;
+    let server = bind(&g.environment, &server_config, &wh).await?;
     server
         .run_until(shutdown())
         .await
@@ -39,17 +39,14 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
 /// Open the warehouse's tables and bind the endpoint (`tidemark serve`, and
 /// `tidemark run --serve` beside change capture).
 pub async fn bind(
-    g: &GlobalArgs,
+    environment: &str,
     server_config: &tidemark_core::config::ServerConfig,
     wh: &tidemark_lake::Warehouse,
 ) -> Result<Server> {
     let engine = Arc::new(Engine::open(wh).await?);
     let server = Server::bind(engine, wh, Options::from_config(server_config)?).await?;
     let addr = server.local_addr()?;
-    eprintln!(
-        "tidemark: PostgreSQL protocol on {addr} (environment {})",
-        g.environment
-    );
+    eprintln!("tidemark: PostgreSQL protocol on {addr} (environment {environment})");
     Ok(server)
 }
 
