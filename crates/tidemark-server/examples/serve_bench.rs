@@ -282,7 +282,8 @@ async fn concurrent(
             while Instant::now() < deadline {
                 i += 1;
                 let t = Instant::now();
-                let r = if i % 10 == 0 {
+                let live = i.is_multiple_of(10);
+                let r = if live {
                     client.query_one(live_sql.as_str(), &[]).await.map(|_| ())
                 } else {
                     let id = min_id + (next(&mut rng) % span) as i64;
@@ -290,7 +291,7 @@ async fn concurrent(
                 };
                 let d = t.elapsed();
                 match r {
-                    Ok(()) if i % 10 == 0 => tally.live.push(d),
+                    Ok(()) if live => tally.live.push(d),
                     Ok(()) => tally.lookups.push(d),
                     Err(e) => {
                         tally.errors += 1;

@@ -1237,6 +1237,34 @@ fn fallback_ddl_tables(sql: &str, default_db: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The endpoint's runtime under `tidemark run --serve` (see [`run`]). A runtime may
+/// not be dropped inside another one's async context, so it is shut down in the
+/// background when this goes, on every path out of [`run`].
+struct SqlRuntime(Option<tokio::runtime::Runtime>);
+
+impl SqlRuntime {
+    fn new() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("tidemark-sql")
+            .enable_all()
+            .build()
+            .context("starting the PostgreSQL endpoint's runtime")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("runtime until drop").handle()
+    }
+}
+
+impl Drop for SqlRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{ddl_renames, ddl_tables, default_text};
@@ -1308,33 +1336,5 @@ mod tests {
         assert_eq!(ddl_tables("TRUNCATE TABLE x", "d"), vec![t("d", "x")]);
         // Not parseable by sqlparser: every word counts as a candidate.
         assert!(ddl_tables("ALTER ONLINE TABLE q FORCE", "d").contains(&t("d", "q")));
-    }
-}
-
-/// The endpoint's runtime under `tidemark run --serve` (see [`run`]). A runtime may
-/// not be dropped inside another one's async context, so it is shut down in the
-/// background when this goes, on every path out of [`run`].
-struct SqlRuntime(Option<tokio::runtime::Runtime>);
-
-impl SqlRuntime {
-    fn new() -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_name("tidemark-sql")
-            .enable_all()
-            .build()
-            .context("starting the PostgreSQL endpoint's runtime")?;
-        Ok(Self(Some(runtime)))
-    }
-
-    fn handle(&self) -> &tokio::runtime::Handle {
-        self.0.as_ref().expect("runtime until drop").handle()
-    }
-}
-
-impl Drop for SqlRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
     }
 }
