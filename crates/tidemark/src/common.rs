@@ -47,8 +47,9 @@ pub fn init_logging(g: &GlobalArgs) {
     };
     let default = if tty { "warn" } else { "info" };
     // Targets match by crate name: delta-rs logs as `deltalake_core`. Its MERGE warns
-    // "Missing target skipped-file metric" on every merge (a metric it renamed, not a
-    // problem of the data), which would drown out tidemark's own warnings.
+    // "Missing target skipped-file metric; deriving from total-files minus
+    // scanned-files" on every merge (about its own metrics, not the data), which would
+    // drown out tidemark's own warnings.
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEMARK_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
             "{default},deltalake=warn,deltalake_core=warn,deltalake_core::operations::merge=error,datafusion=warn,buoyant_kernel=off"
