@@ -449,21 +449,6 @@ impl JsonBuildObject {
     }
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 impl ScalarUDFImpl for JsonBuildObject {
     fn name(&self) -> &str {
         "json_build_object"
@@ -496,11 +481,8 @@ impl ScalarUDFImpl for JsonBuildObject {
                         obj.push_str(", ");
                     }
                     let key = pair[0].as_string::<i32>();
-                    obj.push_str(&json_string(if key.is_null(row) {
-                        ""
-                    } else {
-                        key.value(row)
-                    }));
+                    let key = if key.is_null(row) { "" } else { key.value(row) };
+                    obj.push_str(&json_string(key));
                     obj.push_str(" : ");
                     let value = pair.get(1).filter(|v| !v.is_null(row));
                     match value {
@@ -522,6 +504,11 @@ impl ScalarUDFImpl for JsonBuildObject {
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
+}
+
+/// `s` as a JSON string literal, quotes and escapes included.
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
 }
 
 /// PostgreSQL's type modifier for a column type, where clients read one.
