@@ -13,11 +13,11 @@ use deltalake::checkpoints::create_checkpoint;
 use tracing::info;
 
 use crate::warehouse::TableKind;
-use crate::writer::{Compaction, TableWriter};
+use crate::writer::{carry_properties, read_committed, Compaction, TableWriter};
 use crate::{Error, Result};
 
 /// Target size of files written by OPTIMIZE.
-const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
+pub(crate) const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// What maintenance did to one source table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,8 +47,11 @@ impl TableWriter {
             };
             let mut table = self.delta(kind).clone();
             table.update_state().await.map_err(delta_err)?;
+            // Every maintenance commit repeats the state: see `carry_properties`.
+            let committed = read_committed(&table, &name).await?;
             let (t, m) = table
                 .optimize()
+                .with_commit_properties(carry_properties(&committed))
                 .with_target_size(NonZeroU64::new(TARGET_FILE_BYTES).expect("non-zero"))
                 .await
                 .map_err(delta_err)?;
@@ -61,6 +64,7 @@ impl TableWriter {
                     .vacuum()
                     .with_retention_period(r)
                     .with_enforce_retention_duration(false)
+                    .with_commit_properties(carry_properties(&committed))
                     .await
                     .map_err(delta_err)?;
                 out.files_vacuumed += vm.files_deleted.len();

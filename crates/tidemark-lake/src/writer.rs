@@ -446,8 +446,27 @@ pub async fn committed_state(table: &DeltaTable) -> Result<Committed> {
     read_committed(table, &name).await
 }
 
+/// Commit properties for a commit that moves no position (OPTIMIZE, VACUUM): it
+/// repeats the table's committed txn version and state in its commit info.
+///
+/// Why: the state lives in commit info, which Delta checkpoints do not keep, and
+/// Delta's expired-log cleanup deletes commit files older than the log retention
+/// behind a checkpoint. A table that only gets maintenance commits for that long (a
+/// parked, dropped or snapshot-only table) would lose the commit holding its state.
+/// Cleanup never deletes the newest commit, so when every commit tidemark makes carries
+/// the state, the newest one always has it. `read_committed` matches on the txn
+/// version, so a maintenance commit that raced a data commit and carries the older
+/// version is skipped, not believed.
+pub(crate) fn carry_properties(committed: &Committed) -> CommitProperties {
+    if committed.txn == 0 {
+        return CommitProperties::default();
+    }
+    let info = serde_json::json!({ "txn": committed.txn, "state": committed.state });
+    CommitProperties::default().with_metadata([(INFO_KEY.to_string(), info)])
+}
+
 /// The committed state of a table: its txn version and the state in that commit's info.
-async fn read_committed(table: &DeltaTable, name: &str) -> Result<Committed> {
+pub(crate) async fn read_committed(table: &DeltaTable, name: &str) -> Result<Committed> {
     let delta_err = |source| Error::Delta {
         table: name.to_string(),
         source,
@@ -455,8 +474,8 @@ async fn read_committed(table: &DeltaTable, name: &str) -> Result<Committed> {
     let Some(txn) = txn_version(table).await.map_err(delta_err)? else {
         return Ok(Committed::default());
     };
-    // Newest first; maintenance commits (optimize, vacuum) carry no tidemark info and
-    // are skipped. The state is nearly always in the last few commits, so look there
+    // Newest first; maintenance commits repeat the state (`carry_properties`), and
+    // other writers' commits (an external OPTIMIZE) carry none and are skipped. The state is nearly always in the last few commits, so look there
     // first: listing the whole log grows with the table's commit count.
     for limit in [Some(32), None] {
         let mut history = table.history(limit);
@@ -815,15 +834,22 @@ impl TableWriter {
     /// application transaction, which delta-rs treats as a conflict between two
     /// concurrent commits, so the table state is updated as by compare-and-swap and
     /// `_ingest_ts` still grows with each commit (which merge-on-read relies on).
-    pub async fn append_history_shared(
+    ///
+    /// `merge` may refuse the fresh state (`Err`): then nothing is committed and the
+    /// refusal is returned, so a writer that finds another one has taken over its
+    /// work (a partition landed by its new owner) never overwrites it.
+    pub async fn append_history_shared<E>(
         &mut self,
         batch: &ChangeBatch,
-        merge: impl Fn(SourceState) -> SourceState,
-    ) -> Result<i64> {
+        merge: impl Fn(SourceState) -> std::result::Result<SourceState, E>,
+    ) -> Result<std::result::Result<i64, E>> {
         let mut attempt = 0u32;
         loop {
             self.reload().await?;
-            let state = merge(self.history.committed.state.clone());
+            let state = match merge(self.history.committed.state.clone()) {
+                Ok(s) => s,
+                Err(refused) => return Ok(Err(refused)),
+            };
             match self.append_history(batch, state).await {
                 Err(e) if e.is_conflict() && attempt < 50 => {
                     attempt += 1;
@@ -835,7 +861,7 @@ impl TableWriter {
                     ))
                     .await;
                 }
-                r => return r,
+                r => return r.map(Ok),
             }
         }
     }
@@ -1141,7 +1167,7 @@ impl TableWriter {
     }
 
     /// Re-read one table after others (maintenance) committed to it; maintenance
-    /// commits carry no tidemark state, so the committed state stays the same.
+    /// commits repeat the committed state, so it stays the same.
     pub(crate) async fn refresh(&mut self, kind: TableKind) -> Result<()> {
         let t = self.target(kind);
         t.table.update_state().await.map_err(|e| t.delta_err(e))
