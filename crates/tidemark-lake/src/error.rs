@@ -73,4 +73,33 @@ impl Error {
             _ => false,
         }
     }
+
+    /// The failure may pass by itself (the object store or disk failed, the
+    /// network dropped): the same commit, tried again later, may succeed. Everything
+    /// else (a damaged log, a schema that no longer fits, another writer) is definite:
+    /// trying again gives the same answer.
+    pub fn is_transient(&self) -> bool {
+        use deltalake::kernel::transaction::TransactionError as T;
+        use deltalake::DeltaTableError as D;
+        match self {
+            Error::Delta { source, .. } => {
+                matches!(
+                    source,
+                    D::ObjectStore { .. }
+                        | D::Io { .. }
+                        | D::Transaction {
+                            source: T::ObjectStore { .. } | T::MaxCommitAttempts(_)
+                        }
+                ) || matches!(source, D::Parquet { source } if parquet_io(source))
+            }
+            Error::Warehouse { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// A Parquet error that is an I/O failure underneath (a full disk while writing).
+fn parquet_io(e: &deltalake::parquet::errors::ParquetError) -> bool {
+    use deltalake::parquet::errors::ParquetError as P;
+    matches!(e, P::External(inner) if inner.is::<std::io::Error>())
 }

@@ -11,14 +11,15 @@
 //! protocol would send it. One decoder per type keeps snapshot and stream rows
 //! identical, which the end-to-end tests compare column by column.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
+use mysql_async::binlog::EventType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Value};
 use tidemark_core::change::Op;
@@ -33,6 +34,20 @@ use crate::{Error, Result};
 /// MariaDB event types mysql_async does not decode.
 const MARIADB_GTID_EVENT: u8 = 162;
 const MARIADB_GTID_LIST_EVENT: u8 = 163;
+/// MariaDB's compressed events (`log_bin_compress=ON`): a query, and rows events v1
+/// and v2 (write, update, delete), each standing for the plain event type returned.
+fn mariadb_plain_type(compressed: u8) -> Option<EventType> {
+    Some(match compressed {
+        165 => EventType::QUERY_EVENT,
+        166 => EventType::WRITE_ROWS_EVENT_V1,
+        167 => EventType::UPDATE_ROWS_EVENT_V1,
+        168 => EventType::DELETE_ROWS_EVENT_V1,
+        169 => EventType::WRITE_ROWS_EVENT,
+        170 => EventType::UPDATE_ROWS_EVENT,
+        171 => EventType::DELETE_ROWS_EVENT,
+        _ => return None,
+    })
+}
 /// MariaDB GTID flag: the transaction is a single statement with no XID (DDL).
 const FL_STANDALONE: u8 = 1;
 /// `MARIA_SLAVE_CAPABILITY_GTID`: send GTID events as they are.
@@ -88,6 +103,245 @@ pub enum StreamItem {
     Idle,
 }
 
+/// What a Query event means to the transaction it is in, from its words as the SQL
+/// tokenizer sees them (comments and case do not matter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum QueryKind {
+    /// `BEGIN`, `START TRANSACTION`, `XA START`.
+    Begin,
+    /// `COMMIT` (non-transactional engines), `XA COMMIT`.
+    Commit,
+    /// `ROLLBACK`, `XA ROLLBACK`: the logged changes did not happen.
+    Rollback,
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `ROLLBACK [WORK] TO [SAVEPOINT] name`.
+    RollbackTo(String),
+    /// `RELEASE SAVEPOINT name`.
+    Release(String),
+    /// `XA END`: the transaction goes on to its prepare and commit.
+    XaEnd,
+    /// Anything else: DDL, or a statement tidemark does not need.
+    Other,
+}
+
+impl QueryKind {
+    fn of(sql: &str) -> Self {
+        use deltalake::datafusion::sql::sqlparser::dialect::MySqlDialect;
+        use deltalake::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+        // Only the first few words decide; DDL text can be long.
+        let head: String = sql.chars().take(256).collect();
+        let Ok(tokens) = Tokenizer::new(&MySqlDialect {}, &head).tokenize() else {
+            return Self::Other;
+        };
+        let words: Vec<(String, String)> = tokens
+            .into_iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .take(6)
+            .map(|t| match t {
+                Token::Word(w) => (w.value.to_ascii_uppercase(), w.value),
+                other => (other.to_string(), other.to_string()),
+            })
+            .collect();
+        let upper: Vec<&str> = words.iter().map(|(u, _)| u.as_str()).collect();
+        let name = |i: usize| words.get(i).map(|(_, v)| v.clone()).unwrap_or_default();
+        match upper.as_slice() {
+            ["BEGIN"] | ["BEGIN", "WORK"] | ["START", "TRANSACTION", ..] => Self::Begin,
+            ["XA", "START" | "BEGIN", ..] => Self::Begin,
+            ["COMMIT"] | ["COMMIT", "WORK"] | ["XA", "COMMIT", ..] => Self::Commit,
+            ["ROLLBACK", "WORK", "TO", "SAVEPOINT", _, ..] => Self::RollbackTo(name(4)),
+            ["ROLLBACK", "WORK", "TO", _, ..] | ["ROLLBACK", "TO", "SAVEPOINT", _, ..] => {
+                Self::RollbackTo(name(3))
+            }
+            ["ROLLBACK", "TO", _, ..] => Self::RollbackTo(name(2)),
+            ["ROLLBACK"] | ["ROLLBACK", "WORK"] | ["XA", "ROLLBACK", ..] => Self::Rollback,
+            ["SAVEPOINT", _, ..] => Self::Savepoint(name(1)),
+            ["RELEASE", "SAVEPOINT", _, ..] => Self::Release(name(2)),
+            ["XA", "END", ..] => Self::XaEnd,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The plain event a MariaDB compressed event stands for: the same header and
+/// post-header, the compressed part (a query's text, a rows event's rows) inflated.
+/// Layout: MariaDB's `binlog_buf_uncompress` — one byte `0x80 | lenlen` (bits 4–6:
+/// the algorithm, 0 = zlib), the uncompressed length in `lenlen` big-endian bytes,
+/// then a zlib stream.
+fn uncompress_mariadb(event: &Event, plain: EventType) -> std::result::Result<Event, String> {
+    use std::io::Read;
+    let fde = event.fde();
+    let data = event.data();
+    let post = fde.get_event_type_header_length(plain) as usize;
+    let short = || format!("truncated compressed {plain:?} event");
+    // Where the compressed part starts.
+    let start = match plain {
+        EventType::QUERY_EVENT => {
+            // thread id 4, exec time 4, db length 1, error code 2, status vars length 2
+            if data.len() < post.max(13) {
+                return Err(short());
+            }
+            let db_len = data[8] as usize;
+            let status_len = u16::from_le_bytes([data[11], data[12]]) as usize;
+            post + status_len + db_len + 1
+        }
+        _ => {
+            let mut at = post;
+            if matches!(
+                plain,
+                EventType::WRITE_ROWS_EVENT
+                    | EventType::UPDATE_ROWS_EVENT
+                    | EventType::DELETE_ROWS_EVENT
+            ) {
+                // v2: the post-header ends with the extra data's length (itself included).
+                if data.len() < post || post < 2 {
+                    return Err(short());
+                }
+                let extra = u16::from_le_bytes([data[post - 2], data[post - 1]]) as usize;
+                at += extra.saturating_sub(2);
+            }
+            let (columns, width) = lenenc(data.get(at..).ok_or_else(short)?).ok_or_else(short)?;
+            at += width;
+            let bitmap = (columns as usize).div_ceil(8);
+            let images = if matches!(
+                plain,
+                EventType::UPDATE_ROWS_EVENT_V1 | EventType::UPDATE_ROWS_EVENT
+            ) {
+                2
+            } else {
+                1
+            };
+            at + bitmap * images
+        }
+    };
+    let packed = data.get(start..).ok_or_else(short)?;
+    let Some(&first) = packed.first() else {
+        return Err(short());
+    };
+    if first & 0x80 == 0 || (first & 0x70) >> 4 != 0 {
+        return Err(format!(
+            "compressed {plain:?} event with an unknown compression header 0x{first:02x}"
+        ));
+    }
+    let lenlen = (first & 0x07) as usize;
+    if lenlen > 4 {
+        return Err(format!(
+            "compressed {plain:?} event with a {lenlen}-byte length (MariaDB writes at most 4)"
+        ));
+    }
+    let len_bytes = packed.get(1..1 + lenlen).ok_or_else(short)?;
+    let expected = len_bytes.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
+    // zlib cannot inflate more than about 1032 times: a larger claim is damage, and
+    // must not become an allocation.
+    let zipped = &packed[1 + lenlen..];
+    if expected > zipped.len() as u64 * 1100 + 64 {
+        return Err(format!(
+            "compressed {plain:?} event claims {expected} bytes from {} compressed ones",
+            zipped.len()
+        ));
+    }
+    let mut inflated = Vec::with_capacity(expected as usize);
+    flate2::read::ZlibDecoder::new(zipped)
+        .take(expected + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|e| format!("compressed {plain:?} event does not inflate: {e}"))?;
+    if inflated.len() as u64 != expected {
+        return Err(format!(
+            "compressed {plain:?} event inflates to {} bytes, its header says {expected}",
+            inflated.len()
+        ));
+    }
+    // The plain event: the same header with the plain type and the new size, no
+    // checksum (the compressed event's was checked when it was read).
+    let header = event.header();
+    let size = 19 + start + inflated.len();
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(&header.timestamp().to_le_bytes());
+    bytes.push(plain as u8);
+    bytes.extend_from_slice(&header.server_id().to_le_bytes());
+    bytes.extend_from_slice(&(size as u32).to_le_bytes());
+    bytes.extend_from_slice(&header.log_pos().to_le_bytes());
+    bytes.extend_from_slice(&header.flags_raw().to_le_bytes());
+    bytes.extend_from_slice(&data[..start]);
+    bytes.extend_from_slice(&inflated);
+    let mut footer = fde.footer();
+    footer.set_checksum_enabled(false);
+    let plain_fde = fde.clone().with_footer(footer);
+    Event::read(&plain_fde, &bytes[..]).map_err(|e| format!("inflated {plain:?} event: {e}"))
+}
+
+/// The events inside a MySQL `TRANSACTION_PAYLOAD_EVENT` (8.0.20+ with
+/// `binlog_transaction_compression=ON`): zstd-compressed, each a whole event with its
+/// header and no checksum (WL#3549).
+fn unpack_payload(
+    fde: &mysql_async::binlog::events::FormatDescriptionEvent<'_>,
+    payload: &mysql_async::binlog::events::TransactionPayloadEvent<'_>,
+) -> std::result::Result<Vec<Event>, String> {
+    use std::io::Read;
+    let mut reader = payload
+        .decompressed()
+        .map_err(|e| format!("transaction payload does not decompress: {e}"))?;
+    let mut footer = fde.footer();
+    footer.set_checksum_enabled(false);
+    let fde = fde.clone().with_footer(footer);
+    let mut out = Vec::new();
+    while reader
+        .has_data_left()
+        .map_err(|e| format!("transaction payload does not decompress: {e}"))?
+    {
+        // Read each event whole first: a truncated payload is an error, not a panic
+        // inside the event reader.
+        let mut header = [0u8; 19];
+        reader
+            .read_exact(&mut header)
+            .map_err(|e| format!("truncated event in a transaction payload: {e}"))?;
+        let size = u32::from_le_bytes(header[9..13].try_into().expect("4 bytes")) as usize;
+        if size < 19 {
+            return Err(format!(
+                "an event in a transaction payload claims {size} bytes"
+            ));
+        }
+        // Read what is there (never allocate what a damaged size claims).
+        let mut bytes = header.to_vec();
+        (&mut reader)
+            .take(size as u64 - 19)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("transaction payload does not decompress: {e}"))?;
+        if bytes.len() != size {
+            return Err(format!(
+                "truncated event in a transaction payload ({} of {size} bytes)",
+                bytes.len()
+            ));
+        }
+        out.push(
+            Event::read(&fde, &bytes[..])
+                .map_err(|e| format!("an event in a transaction payload: {e}"))?,
+        );
+    }
+    Ok(out)
+}
+
+/// A length-encoded integer and its width in bytes.
+fn lenenc(b: &[u8]) -> Option<(u64, usize)> {
+    let first = *b.first()?;
+    let n = |k: usize| -> Option<u64> {
+        let bytes = b.get(1..1 + k)?;
+        Some(
+            bytes
+                .iter()
+                .rev()
+                .fold(0u64, |acc, x| (acc << 8) | u64::from(*x)),
+        )
+    };
+    match first {
+        0..=0xfa => Some((u64::from(first), 1)),
+        0xfc => Some((n(2)?, 3)),
+        0xfd => Some((n(3)?, 4)),
+        0xfe => Some((n(8)?, 9)),
+        _ => None,
+    }
+}
+
 /// Tables to capture, keyed by (database, table) as spelled at the source.
 pub type Tracked = HashMap<(String, String), Arc<TableSchema>>;
 
@@ -105,6 +359,15 @@ pub struct BinlogReader {
     pending: Vec<RowChange>,
     failures: Vec<(Arc<TableSchema>, Error)>,
     in_tx: bool,
+    /// Savepoints of the open transaction, oldest first: name and how many changes
+    /// (and failures) came before it. `ROLLBACK TO` in the binlog means the changes
+    /// after it did not happen (they are logged when a non-transactional table was
+    /// also written since the savepoint).
+    savepoints: Vec<(String, usize, usize)>,
+    /// Events unpacked from a MySQL `TRANSACTION_PAYLOAD_EVENT`
+    /// (`binlog_transaction_compression=ON`), with the payload's end position, read
+    /// before the stream's next event.
+    unpacked: VecDeque<(Event, u32)>,
     pending_gtid: Option<(u32, u32, u64)>,
     /// The server checksums events (CRC32) and no format description event has told
     /// the decoder so yet: the first (artificial) ROTATE event still carries its
@@ -191,6 +454,8 @@ impl BinlogReader {
             pending: Vec::new(),
             failures: Vec::new(),
             in_tx: false,
+            savepoints: Vec::new(),
+            unpacked: VecDeque::new(),
             pending_gtid: None,
             strip_rotate_checksum,
         })
@@ -240,47 +505,35 @@ impl BinlogReader {
     pub async fn next(&mut self, idle: Duration) -> Result<StreamItem> {
         let mut deadline = tokio::time::Instant::now() + idle;
         loop {
-            let event = match tokio::time::timeout_at(deadline, self.stream.next()).await {
-                // Mid-transaction is not idle: its commit is on the way.
-                Err(_) if self.in_tx => {
-                    deadline = tokio::time::Instant::now() + idle;
-                    continue;
-                }
-                Err(_) => return Ok(StreamItem::Idle),
-                Ok(None) => {
-                    return Err(self.err(
-                        &self.file.to_string(),
-                        "the server closed the replication stream",
-                    ))
-                }
-                Ok(Some(Err(e))) => {
-                    let at = self.file.to_string();
-                    return Err(match &e {
-                        mysql_async::Error::Server(s) if s.code == 1236 => {
-                            self.err(&at, format!("{} (the binlog this stream needs is gone: it was purged or the server was replaced; resnapshot the source's tables with `tidemark snapshot --resnapshot`)", s.message))
-                        }
-                        _ => self.err(&at, e.to_string()),
-                    });
-                }
-                Ok(Some(Ok(ev))) => ev,
+            let (event, unpacked_at) = if let Some((ev, end)) = self.unpacked.pop_front() {
+                (Some(ev), Some(end))
+            } else {
+                (self.next_event(&mut deadline, idle).await?, None)
+            };
+            let Some(event) = event else {
+                return Ok(StreamItem::Idle);
             };
             let header = event.header();
-            let log_pos = header.log_pos();
-            let ts_us = header.timestamp() as i64 * 1_000_000;
+            // Events unpacked from a transaction payload end where the payload ends.
+            let log_pos = unpacked_at.unwrap_or(header.log_pos());
             let at = || format!("{}:{}", self.file, log_pos);
+            let event = match mariadb_plain_type(header.event_type_raw()) {
+                Some(plain) => uncompress_mariadb(&event, plain)
+                    .map_err(|e| self.err(&at(), format!("{e} (a compressed event of MariaDB's log_bin_compress); `SET GLOBAL log_bin_compress = OFF` at the source stops new ones")))?,
+                None => event,
+            };
+            let header = event.header();
+            let ts_us = header.timestamp() as i64 * 1_000_000;
             match header.event_type_raw() {
                 MARIADB_GTID_EVENT => {
-                    let d = event.data();
-                    if d.len() < 13 {
+                    let Some((seq, domain, flags)) = parse_mariadb_gtid(event.data()) else {
                         return Err(self.err(&at(), "truncated MariaDB GTID event"));
-                    }
-                    let seq = u64::from_le_bytes(d[0..8].try_into().expect("8 bytes"));
-                    let domain = u32::from_le_bytes(d[8..12].try_into().expect("4 bytes"));
-                    let flags = d[12];
+                    };
                     self.pending_gtid = Some((domain, header.server_id(), seq));
                     // A standalone GTID (DDL) is followed by one statement and no XID.
                     self.in_tx = flags & FL_STANDALONE == 0;
                     self.pending.clear();
+                    self.savepoints.clear();
                     continue;
                 }
                 MARIADB_GTID_LIST_EVENT => {
@@ -310,29 +563,87 @@ impl BinlogReader {
                 }
                 EventData::QueryEvent(q) => {
                     let sql = q.query().trim().to_string();
-                    let upper = sql.to_ascii_uppercase();
-                    if upper == "BEGIN" || upper.starts_with("XA START") {
-                        self.in_tx = true;
-                        self.pending.clear();
-                    } else if upper == "COMMIT" || upper.starts_with("XA COMMIT") {
+                    match QueryKind::of(&sql) {
+                        QueryKind::Begin => {
+                            self.in_tx = true;
+                            self.pending.clear();
+                            self.savepoints.clear();
+                        }
                         // Non-transactional engines commit with a query, not an XID.
-                        return Ok(StreamItem::Commit(self.commit(log_pos, ts_us)));
-                    } else if upper == "ROLLBACK" {
-                        self.in_tx = false;
-                        self.pending.clear();
-                    } else {
-                        // Any other statement in a ROW-format binlog is DDL (or a
-                        // statement tidemark does not need, like GRANT): it commits on
-                        // its own.
-                        self.apply_gtid();
-                        let end = self.position(log_pos);
-                        self.in_tx = false;
-                        return Ok(StreamItem::Ddl {
-                            db: q.schema().into_owned(),
-                            sql,
-                            end,
-                            ts_us,
-                        });
+                        QueryKind::Commit => {
+                            return Ok(StreamItem::Commit(self.commit(log_pos, ts_us)));
+                        }
+                        QueryKind::Rollback => {
+                            self.in_tx = false;
+                            self.pending.clear();
+                            self.failures.clear();
+                            self.savepoints.clear();
+                        }
+                        // Savepoints are part of the open transaction, never its end:
+                        // a position is only committed after the transaction's commit.
+                        QueryKind::Savepoint(name) if self.in_tx => {
+                            self.savepoints
+                                .retain(|(n, _, _)| !n.eq_ignore_ascii_case(&name));
+                            self.savepoints
+                                .push((name, self.pending.len(), self.failures.len()));
+                        }
+                        QueryKind::RollbackTo(name) if self.in_tx => {
+                            let Some(i) = self
+                                .savepoints
+                                .iter()
+                                .rposition(|(n, _, _)| n.eq_ignore_ascii_case(&name))
+                            else {
+                                // A replica stops here too (error 1305): the changes
+                                // this undoes cannot be told apart.
+                                return Err(self.err(
+                                    &at(),
+                                    format!("ROLLBACK TO SAVEPOINT {name} names a savepoint the binlog did not set in this transaction; tidemark cannot tell which changes it undoes. Resnapshot the source's tables from a later position with `tidemark snapshot --resnapshot`"),
+                                ));
+                            };
+                            let (_, changes, failures) = self.savepoints[i];
+                            self.pending.truncate(changes);
+                            self.failures.truncate(failures);
+                            // Later savepoints go; this one stays (MySQL semantics).
+                            self.savepoints.truncate(i + 1);
+                        }
+                        QueryKind::Release(name) if self.in_tx => {
+                            if let Some(i) = self
+                                .savepoints
+                                .iter()
+                                .rposition(|(n, _, _)| n.eq_ignore_ascii_case(&name))
+                            {
+                                self.savepoints.truncate(i);
+                            }
+                        }
+                        QueryKind::Savepoint(_)
+                        | QueryKind::RollbackTo(_)
+                        | QueryKind::Release(_)
+                        | QueryKind::XaEnd => {
+                            // Outside a transaction they change nothing.
+                        }
+                        QueryKind::Other => {
+                            if self.in_tx {
+                                // In ROW format a statement inside a transaction is a
+                                // savepoint or DDL's implicit commit; the latter is
+                                // logged after the transaction's own commit, so
+                                // anything else here would split a transaction.
+                                return Err(self.err(
+                                    &at(),
+                                    format!("a statement inside an open transaction that tidemark does not recognise: {sql}; nothing of the transaction was landed. Report it, with the server version"),
+                                ));
+                            }
+                            // Any other statement in a ROW-format binlog is DDL (or a
+                            // statement tidemark does not need, like GRANT): it commits
+                            // on its own.
+                            self.apply_gtid();
+                            let end = self.position(log_pos);
+                            return Ok(StreamItem::Ddl {
+                                db: q.schema().into_owned(),
+                                sql,
+                                end,
+                                ts_us,
+                            });
+                        }
                     }
                 }
                 EventData::XidEvent(_) => {
@@ -379,9 +690,48 @@ impl BinlogReader {
                 | EventData::IntvarEvent(_)
                 | EventData::RandEvent(_)
                 | EventData::UserVarEvent(_) => {}
-                EventData::TransactionPayloadEvent(_) => {}
+                EventData::TransactionPayloadEvent(payload) => {
+                    let inner = unpack_payload(event.fde(), &payload).map_err(|e| {
+                        self.err(&at(), format!("{e} (a compressed transaction of MySQL's binlog_transaction_compression); `SET GLOBAL binlog_transaction_compression = OFF` at the source stops new ones"))
+                    })?;
+                    self.unpacked
+                        .extend(inner.into_iter().map(|ev| (ev, log_pos)));
+                }
                 _ => {}
             }
+        }
+    }
+
+    /// The stream's next event, or `None` once the idle deadline passed outside a
+    /// transaction.
+    async fn next_event(
+        &mut self,
+        deadline: &mut tokio::time::Instant,
+        idle: Duration,
+    ) -> Result<Option<Event>> {
+        loop {
+            return match tokio::time::timeout_at(*deadline, self.stream.next()).await {
+                // Mid-transaction is not idle: its commit is on the way.
+                Err(_) if self.in_tx => {
+                    *deadline = tokio::time::Instant::now() + idle;
+                    continue;
+                }
+                Err(_) => Ok(None),
+                Ok(None) => Err(self.err(
+                    &self.file.to_string(),
+                    "the server closed the replication stream",
+                )),
+                Ok(Some(Err(e))) => {
+                    let at = self.file.to_string();
+                    Err(match &e {
+                        mysql_async::Error::Server(s) if s.code == 1236 => {
+                            self.err(&at, format!("{} (the binlog this stream needs is gone: it was purged or the server was replaced; resnapshot the source's tables with `tidemark snapshot --resnapshot`)", s.message))
+                        }
+                        _ => self.err(&at, e.to_string()),
+                    })
+                }
+                Ok(Some(Ok(ev))) => Ok(Some(ev)),
+            };
         }
     }
 
@@ -396,6 +746,7 @@ impl BinlogReader {
     fn commit(&mut self, log_pos: u32, ts_us: i64) -> Transaction {
         self.apply_gtid();
         self.in_tx = false;
+        self.savepoints.clear();
         Transaction {
             end: self.position(log_pos),
             ts_us,
@@ -521,6 +872,13 @@ fn decode_rows(
 pub fn seq_base(file: &str, log_pos: u32) -> i64 {
     let n = tidemark_core::position::file_number(file) % 2048;
     ((n as i64) << 52) | ((log_pos as i64) << 20)
+}
+
+/// A MariaDB GTID event's sequence number, domain and flags.
+fn parse_mariadb_gtid(d: &[u8]) -> Option<(u64, u32, u8)> {
+    let seq = u64::from_le_bytes(d.get(0..8)?.try_into().ok()?);
+    let domain = u32::from_le_bytes(d.get(8..12)?.try_into().ok()?);
+    Some((seq, domain, *d.get(12)?))
 }
 
 fn parse_gtid_list(d: &[u8]) -> Option<MariaGtidList> {
@@ -723,6 +1081,46 @@ fn labels(lower: &str, original: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// Issue 14, item 4: the statements MariaDB and MySQL write inside a transaction
+    /// (as the binlog spells them: `SAVEPOINT \`a\``, `ROLLBACK TO \`b\``) are told apart
+    /// from DDL, whatever comments or case they carry.
+    #[test]
+    fn query_events_are_classified_from_their_words() {
+        use QueryKind::*;
+        let n = |s: &str| s.to_string();
+        for (sql, kind) in [
+            ("BEGIN", Begin),
+            ("START TRANSACTION", Begin),
+            ("XA START X'01',X'',1", Begin),
+            ("COMMIT", Commit),
+            ("XA COMMIT X'01',X'',1", Commit),
+            ("ROLLBACK", Rollback),
+            ("XA ROLLBACK X'01'", Rollback),
+            ("XA END X'01',X'',1", XaEnd),
+            ("SAVEPOINT `a`", Savepoint(n("a"))),
+            ("savepoint sp_1", Savepoint(n("sp_1"))),
+            ("ROLLBACK TO `b`", RollbackTo(n("b"))),
+            ("ROLLBACK TO SAVEPOINT `b`", RollbackTo(n("b"))),
+            ("ROLLBACK WORK TO SAVEPOINT c", RollbackTo(n("c"))),
+            ("RELEASE SAVEPOINT `a`", Release(n("a"))),
+            ("/* app */ SAVEPOINT `x`", Savepoint(n("x"))),
+            ("/* app */ TRUNCATE TABLE t", Other),
+            ("ALTER TABLE t ADD COLUMN c INT", Other),
+            ("DROP TABLE `t` /* generated by server */", Other),
+        ] {
+            assert_eq!(QueryKind::of(sql), kind, "{sql}");
+        }
+    }
+
+    #[test]
+    fn length_encoded_integers() {
+        assert_eq!(lenenc(&[5]), Some((5, 1)));
+        assert_eq!(lenenc(&[0xfc, 0x01, 0x02]), Some((0x0201, 3)));
+        assert_eq!(lenenc(&[0xfd, 1, 0, 0]), Some((1, 4)));
+        assert_eq!(lenenc(&[0xfc, 1]), None);
+        assert_eq!(lenenc(&[]), None);
+    }
+
     #[test]
     fn enum_and_set_labels_unescape() {
         let ct = "enum('a','b''c','d,e')";
@@ -758,5 +1156,176 @@ mod tests {
         }
         assert_eq!(parse_gtid_list(&d).unwrap().to_string(), "0-1-42,3-2-7");
         assert!(parse_gtid_list(&d[..10]).is_none());
+    }
+
+    /// A binlog event as the server writes it: the 19-byte header, then `data`, no
+    /// checksum (events inside a transaction payload carry none).
+    fn raw_event(ty: u8, data: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(0u32.to_le_bytes()); // timestamp
+        b.push(ty);
+        b.extend(1u32.to_le_bytes()); // server id
+        b.extend(((19 + data.len()) as u32).to_le_bytes());
+        b.extend(0u32.to_le_bytes()); // log pos
+        b.extend(0u16.to_le_bytes()); // flags
+        b.extend_from_slice(data);
+        b
+    }
+
+    /// A Query event's data: thread id, exec time, db length, error code, no status
+    /// variables, the database, NUL, the statement (MySQL's Query_log_event layout).
+    fn query_data(db: &str, sql: &str) -> Vec<u8> {
+        let mut d = Vec::new();
+        d.extend(7u32.to_le_bytes());
+        d.extend(0u32.to_le_bytes());
+        d.push(db.len() as u8);
+        d.extend(0u16.to_le_bytes());
+        d.extend(0u16.to_le_bytes());
+        d.extend_from_slice(db.as_bytes());
+        d.push(0);
+        d.extend_from_slice(sql.as_bytes());
+        d
+    }
+
+    fn plain_fde() -> mysql_async::binlog::events::FormatDescriptionEvent<'static> {
+        mysql_async::binlog::events::FormatDescriptionEvent::new(
+            mysql_async::binlog::BinlogVersion::Version4,
+        )
+    }
+
+    /// Issue 14, item 11 (MySQL 8 without a server): a transaction payload, written
+    /// from MySQL's documented layout (WL#3549: whole events, no checksums), unpacks
+    /// into the events of its transaction in order.
+    #[test]
+    fn a_transaction_payload_unpacks_into_its_events() {
+        let mut inner = raw_event(2, &query_data("shop", "BEGIN"));
+        inner.extend(raw_event(16, &42u64.to_le_bytes()));
+        let payload = mysql_async::binlog::events::TransactionPayloadEvent::new(
+            inner.len() as u64,
+            mysql_async::binlog::TransactionPayloadCompressionType::NONE,
+            inner.len() as u64,
+            inner.clone(),
+        );
+        let events = unpack_payload(&plain_fde(), &payload).unwrap();
+        assert_eq!(events.len(), 2);
+        match events[0].read_data().unwrap() {
+            Some(EventData::QueryEvent(q)) => {
+                assert_eq!(q.query(), "BEGIN");
+                assert_eq!(q.schema(), "shop");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            events[1].read_data().unwrap(),
+            Some(EventData::XidEvent(_))
+        ));
+        // A payload cut short is an error naming it, not a panic.
+        let cut = mysql_async::binlog::events::TransactionPayloadEvent::new(
+            (inner.len() - 3) as u64,
+            mysql_async::binlog::TransactionPayloadCompressionType::NONE,
+            (inner.len() - 3) as u64,
+            inner[..inner.len() - 3].to_vec(),
+        );
+        let e = unpack_payload(&plain_fde(), &cut).unwrap_err();
+        assert!(
+            e.contains("truncated event in a transaction payload"),
+            "{e}"
+        );
+    }
+
+    /// MariaDB's compressed query event (`log_bin_compress`), written from MariaDB's
+    /// layout: the statement after the database is `0x80|lenlen`, the length, zlib.
+    #[test]
+    fn a_compressed_query_event_inflates() {
+        use std::io::Write;
+        let sql = "ALTER TABLE t ADD COLUMN c INT NULL, ADD COLUMN d INT NULL";
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(sql.as_bytes()).unwrap();
+        let zipped = z.finish().unwrap();
+        let mut data = query_data("shop", "");
+        data.push(0x81);
+        data.push(sql.len() as u8);
+        data.extend(zipped);
+        let bytes = raw_event(165, &data);
+        let event = Event::read(&plain_fde(), &bytes[..]).unwrap();
+        let plain = uncompress_mariadb(&event, EventType::QUERY_EVENT).unwrap();
+        match plain.read_data().unwrap() {
+            Some(EventData::QueryEvent(q)) => assert_eq!(q.query(), sql),
+            other => panic!("{other:?}"),
+        }
+        // A length that zlib could never produce is refused before any allocation.
+        let mut bomb = query_data("shop", "");
+        bomb.extend([0x84, 0x7f, 0xff, 0xff, 0xff, 0x78, 0x9c]);
+        let event = Event::read(&plain_fde(), &raw_event(165, &bomb)[..]).unwrap();
+        let e = uncompress_mariadb(&event, EventType::QUERY_EVENT).unwrap_err();
+        assert!(e.contains("claims"), "{e}");
+    }
+
+    /// Issue 14, item 10: the binlog decoders of outside bytes under the fuzzer.
+    #[test]
+    fn fuzz_mariadb_gtid() {
+        let mut list = vec![2, 0, 0, 0];
+        for (dom, srv, seq) in [(0u32, 1u32, 42u64), (3, 2, 7)] {
+            list.extend(dom.to_le_bytes());
+            list.extend(srv.to_le_bytes());
+            list.extend(seq.to_le_bytes());
+        }
+        let mut gtid = 42u64.to_le_bytes().to_vec();
+        gtid.extend(0u32.to_le_bytes());
+        gtid.push(1);
+        tidemark_fuzz::fuzz("mariadb_gtid", &[list, gtid], |input| {
+            let _ = parse_gtid_list(input).map(|l| l.to_string());
+            let _ = parse_mariadb_gtid(input);
+        });
+    }
+
+    #[test]
+    fn fuzz_mariadb_compressed() {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(b"INSERT INTO t VALUES (1)").unwrap();
+        let zipped = z.finish().unwrap();
+        let mut seed = vec![165u8];
+        seed.extend(query_data("shop", ""));
+        seed.extend([0x81, 24]);
+        seed.extend(&zipped);
+        // A rows event (v1): table id 6, flags 2, 2 columns, one bitmap, then rows.
+        let mut rows = vec![166u8, 1, 0, 0, 0, 0, 0, 1, 0, 2, 0b11, 0x81, 24];
+        rows.extend(&zipped);
+        tidemark_fuzz::fuzz("mariadb_compressed", &[seed, rows], |input| {
+            // The first byte picks the compressed type; the rest is the event's data.
+            let Some((&ty, data)) = input.split_first() else {
+                return;
+            };
+            let ty = 165 + ty % 7;
+            let Some(plain) = mariadb_plain_type(ty) else {
+                return;
+            };
+            let Ok(event) = Event::read(&plain_fde(), &raw_event(ty, data)[..]) else {
+                return;
+            };
+            if let Ok(e) = uncompress_mariadb(&event, plain) {
+                let _ = e.read_data();
+            }
+        });
+    }
+
+    #[test]
+    fn fuzz_transaction_payload() {
+        let mut inner = raw_event(2, &query_data("shop", "BEGIN"));
+        inner.extend(raw_event(16, &42u64.to_le_bytes()));
+        tidemark_fuzz::fuzz("transaction_payload", &[inner], |input| {
+            let payload = mysql_async::binlog::events::TransactionPayloadEvent::new(
+                input.len() as u64,
+                mysql_async::binlog::TransactionPayloadCompressionType::NONE,
+                input.len() as u64,
+                input.to_vec(),
+            );
+            if let Ok(events) = unpack_payload(&plain_fde(), &payload) {
+                for e in events {
+                    let _ = e.read_data();
+                }
+            }
+        });
     }
 }

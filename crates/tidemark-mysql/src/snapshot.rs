@@ -313,7 +313,9 @@ pub async fn snapshot_table(
         if let Some(k) = &behind_key {
             filter = format!("{} AND {filter}", key_after(&schema, k));
         }
-        let how = ReadAs::snapshot(&schema, ahead.started_at_us);
+        // A new read (not the other table's read view): its rows are stamped with the
+        // instant of this read, never earlier (see the read view below).
+        let how = ReadAs::snapshot(&schema, now_us());
         let chunk = read_chunk(source, &mut conn, &schema, Some(filter), None, &how).await?;
         warn!(table = %name, rows = chunk.rows, behind = behind.dir(), "repairing a chunk committed to only one of current/history by an interrupted run");
         writer
@@ -323,7 +325,13 @@ pub async fn snapshot_table(
     let mut progress = if cur.rows >= hist.rows { cur } else { hist };
     bar.set_position(progress.rows);
 
-    // One read view for the rest of the table.
+    // One read view for the rest of the table. Its rows are stamped with an instant
+    // taken before the view opens: a resumed snapshot reads values as of now, and
+    // stamping them with the first run's start would put later values into the past
+    // (AS OF between the two runs would show them). Taken before, not after: a change
+    // committed between the stamp and the view is then in the rows and replayed just
+    // after them, never replayed *before* older values.
+    let view_ts = now_us();
     let low_now = binlog_position(source, &mut conn).await?;
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .await
@@ -339,7 +347,7 @@ pub async fn snapshot_table(
         binlog_position(source, &mut conn).await?
     };
     if progress.started_at_us == 0 {
-        progress.started_at_us = now_us();
+        progress.started_at_us = view_ts;
     }
     if progress.low.is_none() {
         // On MariaDB the read view's own position is exact; elsewhere the position
@@ -360,7 +368,7 @@ pub async fn snapshot_table(
         let source = source.clone();
         let schema = schema.clone();
         let mut last = progress.last_key.clone();
-        let ts = progress.started_at_us;
+        let ts = view_ts;
         tokio::spawn(async move {
             let how = ReadAs::snapshot(&schema, ts);
             loop {

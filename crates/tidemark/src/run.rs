@@ -238,16 +238,66 @@ impl Table {
             last_source_ts_us: source_ts,
             ..committed
         };
-        let ingest = self
-            .writer
-            .append_history(&batch, state)
-            .await
-            .with_context(|| format!("table {}", self.schema.name.source()))?;
+        let ingest = self.commit_retrying(&batch, state).await?;
         self.pos = end;
         self.tail_rows += rows as u64;
         self.last_commit = Instant::now();
         Ok((rows, source_ts, ingest))
     }
+}
+
+impl Table {
+    /// One history commit of `batch` carrying `state`. A transient failure (the
+    /// object store, the disk, the network) is tried again with exponential backoff,
+    /// for about two minutes; a definite one is returned at once. A commit whose
+    /// answer was lost may have landed all the same: the table's committed state says
+    /// so, and then it is not made twice.
+    async fn commit_retrying(
+        &mut self,
+        batch: &tidemark_core::change::ChangeBatch,
+        state: tidemark_core::position::SourceState,
+    ) -> Result<i64> {
+        use backon::BackoffBuilder;
+        let table = self.schema.name.source();
+        let before = self.writer.committed(TableKind::History).txn;
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(20))
+            .with_max_times(10)
+            .with_jitter()
+            .build();
+        loop {
+            let e = match self.writer.append_history(batch, state.clone()).await {
+                Ok(ingest) => return Ok(ingest),
+                Err(e) => e,
+            };
+            if !e.is_transient() {
+                return Err(anyhow::Error::new(e).context(format!("table {table}")));
+            }
+            let Some(delay) = delays.next() else {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "table {table}: the commit kept failing for about two minutes; nothing of it is in the lake, and a restart resumes from the committed position"
+                )));
+            };
+            warn!(table = %table, error = %e, retry_in_ms = delay.as_millis() as u64, "commit failed; trying again");
+            tokio::time::sleep(delay).await;
+            // Did the failed commit land after all (its answer lost)?
+            if self.writer.reload().await.is_ok() {
+                let now = self.writer.committed(TableKind::History);
+                if now.txn == before + 1 && now.state.binlog == state.binlog {
+                    let ingest = now.state.last_ingest_us.unwrap_or_default();
+                    return Ok(ingest);
+                }
+            }
+        }
+    }
+}
+
+/// A lake error that trying again would repeat (see `tidemark_lake::Error::is_transient`).
+fn is_definite(e: &anyhow::Error) -> bool {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<tidemark_lake::Error>())
+        .is_some_and(|l| !l.is_transient())
 }
 
 fn now_us() -> i64 {
@@ -326,12 +376,12 @@ impl Stream {
         &mut self,
         source: &Source,
         reader: &mut BinlogReader,
-        db: &str,
-        table: &str,
+        target: &DdlTarget,
         sql: &str,
         end: &BinlogPosition,
         ts_us: i64,
     ) -> Result<()> {
+        let (db, table) = (target.db.as_str(), target.table.as_str());
         let key = format!("{db}.{table}");
         let position = format!("{}:{}", end.file, end.pos);
         let schema_changed = |message: String| {
@@ -365,11 +415,10 @@ impl Stream {
         if !end.is_after(&t.pos) {
             return Ok(()); // applied before a restart
         }
-        let statement = sql.trim_start().to_ascii_uppercase();
-        let truncate = statement.starts_with("TRUNCATE");
+        let truncate = target.kind == DdlKind::Truncate;
         // A DROP closes the table even when the server has a table of that name again
         // (re-created since): the CREATE that follows in the stream captures that one.
-        let dropped = statement.starts_with("DROP TABLE");
+        let dropped = target.kind == DdlKind::Drop;
         let state_at_end = |t: &Table| tidemark_core::position::SourceState {
             binlog: Some(end.clone()),
             last_source_ts_us: Some(ts_us),
@@ -539,13 +588,19 @@ impl Stream {
                 parked: Some(why),
                 ..t.writer.committed(TableKind::History).state.clone()
             };
-            t.writer
+            // A table parked because its commits fail may fail this one too: it stays
+            // parked in this run, and a restart finds out again.
+            if let Err(e) = t
+                .writer
                 .append_history(
                     &ChangeBatchBuilder::new(t.schema.clone(), 0).finish()?,
                     state,
                 )
                 .await
-                .with_context(|| format!("recording that {} is parked", t.schema.name.source()))?;
+            {
+                warn!(source = %self.source, table = %t.schema.name.source(), error = %e,
+                    "could not record in the lake that the table is parked; it stays parked in this run");
+            }
         }
         let started = Instant::now();
         let to = self.stream_end.clone();
@@ -572,10 +627,20 @@ impl Stream {
             .collect()
             .await;
         let mut rows = 0;
+        let mut failed = Vec::new();
         {
             let mut m = self.metrics.lock().expect("metrics lock");
             for (table, r) in results {
-                let (n, source_ts, ingest) = r?;
+                let (n, source_ts, ingest) = match r {
+                    Ok(landed) => landed,
+                    Err(e) if is_definite(&e) => {
+                        // This table stops; the others keep flowing. Its position
+                        // stays before the rows that did not land.
+                        failed.push((table, format!("{e:#}")));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 rows += n;
                 let tm = m.table(&self.source, &table);
                 tm.changes += n as u64;
@@ -585,6 +650,13 @@ impl Stream {
                 }
             }
             m.committed(&self.source, started.elapsed().as_secs_f64());
+        }
+        for (table, why) in failed {
+            self.park(
+                None,
+                &table,
+                format!("its commit failed with an error that trying again would repeat: {why}"),
+            );
         }
         let lag_ms = (now_us() - self.last_source_ts_us) / 1000;
         info!(source = %self.source, rows, tables, position = %to,
@@ -709,15 +781,27 @@ async fn run_source(
     // events written before a schema change that happened while tidemark was stopped
     // still have that shape, and the change itself parks the table when the stream
     // reaches it.
+    // A landed table that cannot be read (a damaged log, an unreachable prefix) is
+    // parked for this run; the source's other tables go on.
+    let mut unreadable = Vec::new();
     for d in &mut discovered {
-        if let Some(landed) = landed_schema(wh, d).await? {
-            if !landed.same_definition(&d.schema) {
-                info!(source = %name, table = %d.schema.name.source(), "the source definition differs from the landed one; streaming with the landed one up to the schema change");
+        match landed_schema(wh, d).await {
+            Ok(Some(landed)) => {
+                if !landed.same_definition(&d.schema) {
+                    info!(source = %name, table = %d.schema.name.source(), "the source definition differs from the landed one; streaming with the landed one up to the schema change");
+                }
+                d.schema = Arc::new(landed);
             }
-            d.schema = Arc::new(landed);
+            Ok(None) => {}
+            Err(e) => unreadable.push((
+                d.schema.name.source(),
+                format!("its landed tables cannot be read: {e:#}"),
+            )),
         }
     }
-    let snapshot_failures = snapshot_missing(&source, wh, &discovered, &stop).await;
+    discovered.retain(|d| !unreadable.iter().any(|(t, _)| *t == d.schema.name.source()));
+    let mut snapshot_failures = snapshot_missing(&source, wh, &discovered, &stop).await;
+    snapshot_failures.extend(unreadable);
     // Tables landed from this source that the server no longer has were dropped or
     // renamed while tidemark was not reading: they are captured up to that statement,
     // which then closes their rows.
@@ -847,9 +931,9 @@ async fn run_source(
                 stream.flush(false).await?;
                 stream.maybe_compact(true).await;
                 stream.stream_end = end.clone();
-                for (tdb, tname) in ddl_tables(&sql, &db) {
+                for target in ddl_tables(&sql, &db) {
                     stream
-                        .ddl(&source, &mut reader, &tdb, &tname, &sql, &end, ts_us)
+                        .ddl(&source, &mut reader, &target, &sql, &end, ts_us)
                         .await?;
                 }
             }
@@ -943,7 +1027,16 @@ async fn vanished_tables(
         let Some(schema) = exists.then(|| stored_schema(&table)).flatten() else {
             continue;
         };
-        let state = tidemark_lake::committed_state(&table).await?.state;
+        // One landed table whose state cannot be read must not stop the source's
+        // other tables: it is left out of this run, with the reason.
+        let state = match tidemark_lake::committed_state(&table).await {
+            Ok(c) => c.state,
+            Err(e) => {
+                warn!(source = %name, table = %schema.name.sql(), error = %e,
+                    "a landed table that the source no longer has cannot be checked; it is left out of this run (see `tidemark status`)");
+                continue;
+            }
+        };
         let n = &schema.name;
         let selected = selects(source, &n.source_db, &n.source_table)?;
         if state.source == name
@@ -1005,24 +1098,46 @@ async fn open_table(wh: &Warehouse, d: &DiscoveredTable) -> Result<Table> {
     })
 }
 
-/// The tables a DDL statement touches, as `(db, table)` at the source; unqualified
-/// names are in `default_db`. Statements that cannot be parsed touch every table
-/// named in them that tidemark can recognise, so an unusual spelling errs towards
-/// checking a table, never towards missing one.
-pub fn ddl_tables(sql: &str, default_db: &str) -> Vec<(String, String)> {
-    use deltalake::datafusion::sql::sqlparser::ast::{ObjectName, Statement};
+/// What a DDL statement does to one table it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DdlKind {
+    /// `TRUNCATE [TABLE]`: every row goes, the table stays.
+    Truncate,
+    /// `DROP TABLE`: the table goes (its rows are closed in history).
+    Drop,
+    /// Anything else (ALTER, CREATE, RENAME, …): compare the definition before and
+    /// after.
+    Other,
+}
+
+/// One table a DDL statement touches: `(db, table)` as spelled at the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DdlTarget {
+    pub db: String,
+    pub table: String,
+    pub kind: DdlKind,
+}
+
+/// The tables a DDL statement touches, with what it does to each; unqualified names
+/// are in `default_db`. The kind comes from the parsed statement, never from its
+/// text (`/* app */ TRUNCATE t` is a TRUNCATE). Statements that cannot be parsed
+/// touch every table named in them that tidemark can recognise, so an unusual
+/// spelling errs towards checking a table, never towards missing one.
+pub fn ddl_tables(sql: &str, default_db: &str) -> Vec<DdlTarget> {
+    use deltalake::datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement};
     use deltalake::datafusion::sql::sqlparser::dialect::MySqlDialect;
     use deltalake::datafusion::sql::sqlparser::parser::Parser;
-    let split = |n: &ObjectName| -> (String, String) {
+    let split = |n: &ObjectName, kind: DdlKind| -> DdlTarget {
         let parts: Vec<String> =
             n.0.iter()
                 .map(|p| p.as_ident().map(|i| i.value.clone()).unwrap_or_default())
                 .collect();
-        match parts.as_slice() {
+        let (db, table) = match parts.as_slice() {
             [db, t] => (db.clone(), t.clone()),
             [t] => (default_db.to_string(), t.clone()),
             _ => (String::new(), parts.last().cloned().unwrap_or_default()),
-        }
+        };
+        DdlTarget { db, table, kind }
     };
     let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, sql) else {
         return fallback_ddl_tables(sql, default_db);
@@ -1030,16 +1145,29 @@ pub fn ddl_tables(sql: &str, default_db: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for s in statements {
         match s {
-            Statement::AlterTable(a) => out.push(split(&a.name)),
-            Statement::Drop { names, .. } => out.extend(names.iter().map(split)),
-            Statement::Truncate(t) => out.extend(t.table_names.iter().map(|t| split(&t.name))),
+            Statement::AlterTable(a) => out.push(split(&a.name, DdlKind::Other)),
+            Statement::Drop {
+                names, object_type, ..
+            } => {
+                let kind = if object_type == ObjectType::Table {
+                    DdlKind::Drop
+                } else {
+                    DdlKind::Other
+                };
+                out.extend(names.iter().map(|n| split(n, kind)))
+            }
+            Statement::Truncate(t) => out.extend(
+                t.table_names
+                    .iter()
+                    .map(|t| split(&t.name, DdlKind::Truncate)),
+            ),
             Statement::RenameTable(r) => {
                 for r in r {
-                    out.push(split(&r.old_name));
-                    out.push(split(&r.new_name));
+                    out.push(split(&r.old_name, DdlKind::Other));
+                    out.push(split(&r.new_name, DdlKind::Other));
                 }
             }
-            Statement::CreateTable(c) => out.push(split(&c.name)),
+            Statement::CreateTable(c) => out.push(split(&c.name, DdlKind::Other)),
             _ => {}
         }
     }
@@ -1223,16 +1351,37 @@ fn default_text(
 }
 
 /// Table names from a statement the parser did not understand: every
-/// identifier-looking word, in the default database and qualified.
-fn fallback_ddl_tables(sql: &str, default_db: &str) -> Vec<(String, String)> {
+/// identifier-looking word, in the default database and qualified. Its kind comes
+/// from its first words as the SQL tokenizer sees them (comments skipped).
+fn fallback_ddl_tables(sql: &str, default_db: &str) -> Vec<DdlTarget> {
+    use deltalake::datafusion::sql::sqlparser::dialect::MySqlDialect;
+    use deltalake::datafusion::sql::sqlparser::keywords::Keyword;
+    use deltalake::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let words: Vec<Keyword> = Tokenizer::new(&MySqlDialect {}, sql)
+        .tokenize()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .take(2)
+        .map(|t| match t {
+            Token::Word(w) => w.keyword,
+            _ => Keyword::NoKeyword,
+        })
+        .collect();
+    let kind = match words.as_slice() {
+        [Keyword::TRUNCATE, ..] => DdlKind::Truncate,
+        [Keyword::DROP, Keyword::TABLE] => DdlKind::Drop,
+        _ => DdlKind::Other,
+    };
     let mut out = Vec::new();
     for word in sql.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ';') {
         let w = word.replace('`', "");
-        match w.split_once('.') {
-            Some((db, t)) => out.push((db.to_string(), t.to_string())),
-            None if !w.is_empty() => out.push((default_db.to_string(), w)),
-            None => {}
-        }
+        let (db, table) = match w.split_once('.') {
+            Some((db, t)) => (db.to_string(), t.to_string()),
+            None if !w.is_empty() => (default_db.to_string(), w),
+            None => continue,
+        };
+        out.push(DdlTarget { db, table, kind });
     }
     out
 }
@@ -1267,7 +1416,7 @@ impl Drop for SqlRuntime {
 
 #[cfg(test)]
 mod tests {
-    use super::{ddl_renames, ddl_tables, default_text};
+    use super::{ddl_renames, ddl_tables, default_text, DdlKind, DdlTarget};
 
     #[test]
     fn renames_come_from_the_statement() {
@@ -1315,26 +1464,62 @@ mod tests {
         .is_err());
     }
 
-    fn t(db: &str, t: &str) -> (String, String) {
-        (db.to_string(), t.to_string())
+    fn t(db: &str, table: &str, kind: DdlKind) -> DdlTarget {
+        DdlTarget {
+            db: db.into(),
+            table: table.into(),
+            kind,
+        }
     }
 
     #[test]
     fn ddl_names_the_tables_it_touches() {
+        use DdlKind::*;
         assert_eq!(
             ddl_tables("ALTER TABLE invoices ADD COLUMN note TEXT", "shop"),
-            vec![t("shop", "invoices")]
+            vec![t("shop", "invoices", Other)]
         );
         assert_eq!(
             ddl_tables("DROP TABLE `a`.`b`, c", "shop"),
-            vec![t("a", "b"), t("shop", "c")]
+            vec![t("a", "b", Drop), t("shop", "c", Drop)]
         );
         assert_eq!(
             ddl_tables("RENAME TABLE x TO y", "d"),
-            vec![t("d", "x"), t("d", "y")]
+            vec![t("d", "x", Other), t("d", "y", Other)]
         );
-        assert_eq!(ddl_tables("TRUNCATE TABLE x", "d"), vec![t("d", "x")]);
+        assert_eq!(
+            ddl_tables("TRUNCATE TABLE x", "d"),
+            vec![t("d", "x", Truncate)]
+        );
         // Not parseable by sqlparser: every word counts as a candidate.
-        assert!(ddl_tables("ALTER ONLINE TABLE q FORCE", "d").contains(&t("d", "q")));
+        assert!(ddl_tables("ALTER ONLINE TABLE q FORCE", "d").contains(&t("d", "q", Other)));
+    }
+
+    /// Issue 14, item 4: the kind comes from the parsed statement, not its first
+    /// characters, so a comment an application (or an ORM) puts first changes nothing.
+    #[test]
+    fn ddl_kind_comes_from_the_parsed_statement() {
+        use DdlKind::*;
+        assert_eq!(
+            ddl_tables("/* app:billing */ TRUNCATE TABLE m", "d"),
+            vec![t("d", "m", Truncate)]
+        );
+        assert_eq!(
+            ddl_tables("-- nightly\nTRUNCATE m", "d"),
+            vec![t("d", "m", Truncate)]
+        );
+        assert_eq!(
+            ddl_tables(
+                "DROP TABLE IF EXISTS `d`.`m` /* generated by server */",
+                "e"
+            ),
+            vec![t("d", "m", Drop)]
+        );
+        assert_eq!(ddl_tables("DROP VIEW v", "d"), vec![t("d", "v", Other)]);
+        // Unparseable, with a comment first: still a TRUNCATE.
+        assert!(
+            ddl_tables("/* x */ TRUNCATE TABLE q PARTITION (p0) WAIT 5", "d")
+                .contains(&t("d", "q", Truncate))
+        );
     }
 }

@@ -4,10 +4,12 @@
 //! Each test gets its own database and warehouse directory, so tests run in parallel.
 //! The `serve` tests need no MariaDB: their warehouse comes from `tidemark demo`.
 
+mod binlog_forms;
 mod cdc;
 mod chinook;
 mod demo;
 mod errors;
+mod own_tables;
 mod pull;
 mod resume;
 mod serve;
