@@ -69,11 +69,15 @@ async fn killed_snapshot_resumes_exactly() {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        if let Ok(None) = child.try_wait() {
+            crate::support::record_fault("sigkill", "tidemark snapshot");
+        }
         let _ = child.kill(); // SIGKILL: no chance to finish the commit in flight
         let _ = child.wait();
     }
     let out = ok(db.tidemark(&config, &["snapshot"]));
     assert!(out.contains("complete"), "{out}");
+    crate::support::record_checked((ROWS + 30_000) as usize, "snapshot rows after kills");
 
     let s = db.name.to_lowercase();
     for (table, n) in [("big", ROWS), ("pairs", 30_000)] {
@@ -227,5 +231,83 @@ async fn string_keys_with_quotes_and_backslashes_resume() {
             .await,
         2000
     );
+    db.drop().await;
+}
+
+/// Issue 14, item 5: a snapshot resumed later reads the rest of the table as of the
+/// resume, so those rows are stamped with the resume's instant, not the first run's
+/// start: a value changed between the two runs never appears in history before the
+/// change was made.
+#[tokio::test]
+async fn a_resumed_snapshot_stamps_rows_with_its_own_read_instant() {
+    const N: i64 = 30_000;
+    let db = TestDb::new("resume_ts").await;
+    db.exec("CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(40))")
+        .await;
+    db.exec(&format!(
+        "INSERT INTO big SELECT seq, CONCAT('before ', seq) FROM seq_1_to_{N}"
+    ))
+    .await;
+    let config = db.config("snapshot_chunk_rows = 1000");
+    let log = db
+        .warehouse()
+        .join(db.name.to_lowercase())
+        .join("big")
+        .join("history")
+        .join("_delta_log");
+    // A first run, killed after a few chunks.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("--config")
+        .arg(&config)
+        .arg("snapshot")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while commits(&log) < 4 && start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let s = db.name.to_lowercase();
+    let landed = db
+        .sql_i64(&format!("SELECT COUNT(*) FROM {s}_history.big"))
+        .await;
+    assert!(
+        landed > 0 && landed < N - 5_000,
+        "the first run must stop part-way (landed {landed} of {N})"
+    );
+
+    // The source changes a row the first run had not reached, after it stopped.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let changed_at_us = chrono::Utc::now().timestamp_micros();
+    db.exec(&format!("UPDATE big SET v = 'after' WHERE id = {N}"))
+        .await;
+    ok(db.tidemark(&config, &["snapshot"]));
+
+    assert_eq!(
+        db.sql_i64(&format!("SELECT COUNT(*) FROM {s}_history.big"))
+            .await,
+        N
+    );
+    // The version that holds 'after' starts no earlier than the change.
+    let early = db
+        .sql_i64(&format!(
+            "SELECT COUNT(*) FROM {s}_history.big WHERE id = {N} AND v = 'after' \
+             AND CAST(_valid_from AS BIGINT) < {changed_at_us}"
+        ))
+        .await;
+    assert_eq!(
+        early, 0,
+        "a value from after the change is stamped before it"
+    );
+    // Rows the first run read keep its (earlier) instant.
+    let first = db
+        .sql_i64(&format!(
+            "SELECT COUNT(*) FROM {s}_history.big WHERE CAST(_valid_from AS BIGINT) < {changed_at_us}"
+        ))
+        .await;
+    assert_eq!(first, landed, "rows of the first run keep its read instant");
     db.drop().await;
 }
