@@ -145,14 +145,146 @@ pub struct PartitionProgress {
     /// `(binlog file, position, row)` of the newest streamed change landed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binlog: Option<(String, u64, u64)>,
+    /// The server whose binlog `binlog` is in (`source.server_id`). Positions of two
+    /// servers cannot be compared: after a failover the new primary numbers its
+    /// binlog files from its own start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<u64>,
+    /// Per GTID source (a MySQL server UUID with its tag, a MariaDB domain), the
+    /// highest transaction number landed from this partition. GTIDs keep their
+    /// numbers across a failover, so they order changes whichever server sent them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub gtids: std::collections::BTreeMap<String, u64>,
+    /// The newest landed change's transaction (GTID) and its place in it
+    /// (`total_order`), where the connector sends transaction metadata: orders the
+    /// rest of that transaction when another server sends it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_order: Option<(String, u64)>,
+}
+
+/// Whether a streamed change was landed already (see [`PartitionProgress::judge`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// Not landed yet.
+    New,
+    /// Landed already: the connector sent it again.
+    Replay,
+    /// Cannot be ordered against what landed (another server's binlog, no GTIDs):
+    /// the reason, naming both positions.
+    Unordered(String),
+}
+
+/// A GTID's source and transaction number: MySQL `uuid[:tag]:n` → (`uuid[:tag]`, n),
+/// MariaDB `domain-server-seq` → (`domain d`, seq; the sequence runs on across a
+/// failover within the domain).
+pub fn gtid_number(gtid: &str) -> Option<(String, u64)> {
+    let parts: Vec<&str> = gtid.split('-').collect();
+    if parts.len() == 3 && parts.iter().all(|p| p.parse::<u64>().is_ok()) {
+        return Some((format!("domain {}", parts[0]), parts[2].parse().ok()?));
+    }
+    let (source, n) = gtid.rsplit_once(':')?;
+    Some((source.to_ascii_lowercase(), n.parse().ok()?))
 }
 
 impl PartitionProgress {
-    /// Is the change at `(file, pos, row)` at or before what landed already?
+    /// Is the change at `(file, pos, row)` at or before what landed already? Only
+    /// meaningful within one server's binlog; [`PartitionProgress::judge`] decides
+    /// across servers.
     pub fn has_binlog(&self, file: &str, pos: u64, row: u64) -> bool {
         self.binlog
             .as_ref()
             .is_some_and(|(f, p, r)| (file_number(file), pos, row) <= (file_number(f), *p, *r))
+    }
+
+    /// Was the streamed change from `server_id` at `(file, pos, row)` in transaction
+    /// `gtid` landed already? GTIDs decide where both sides have them; binlog
+    /// positions decide only within one server. Anything else cannot be ordered and
+    /// says so, never guesses: a guess either skips new changes (silent loss) or lands
+    /// re-sent ones twice.
+    pub fn judge(
+        &self,
+        server_id: Option<u64>,
+        gtid: Option<&str>,
+        order: Option<u64>,
+        file: &str,
+        pos: u64,
+        row: u64,
+    ) -> Seen {
+        let same_server = match (self.server_id, server_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        let unordered = |why: &str| {
+            let (f, p, r) = self.binlog.clone().unwrap_or_default();
+            Seen::Unordered(format!(
+                "the change at server {} binlog {file}:{pos}:{row}{} cannot be ordered against the newest change landed from this partition, at server {} binlog {f}:{p}:{r} ({why})",
+                server_id.map_or("?".into(), |s| s.to_string()),
+                gtid.map(|g| format!(" (GTID {g})")).unwrap_or_default(),
+                self.server_id.map_or("?".into(), |s| s.to_string()),
+            ))
+        };
+        if let Some((source, n)) = gtid.and_then(gtid_number) {
+            if !self.gtids.is_empty() || self.binlog.is_none() {
+                return match self.gtids.get(&source) {
+                    Some(&max) if n < max => Seen::Replay,
+                    // The newest landed transaction again: its rows differ only in
+                    // their binlog position, which orders them on one server only.
+                    Some(&max) if n == max => {
+                        let landed_order = self
+                            .txn_order
+                            .as_ref()
+                            .filter(|(g, _)| Some(g.as_str()) == gtid)
+                            .map(|(_, o)| *o);
+                        if let (Some(o), Some(landed)) = (order, landed_order) {
+                            if o <= landed {
+                                Seen::Replay
+                            } else {
+                                Seen::New
+                            }
+                        } else if !same_server {
+                            unordered("the same transaction from another server, without transaction metadata to order its changes")
+                        } else if self.has_binlog(file, pos, row) {
+                            Seen::Replay
+                        } else {
+                            Seen::New
+                        }
+                    }
+                    _ => Seen::New,
+                };
+            }
+        }
+        if self.binlog.is_none() {
+            return Seen::New;
+        }
+        if !same_server {
+            return unordered("another server, and no GTIDs to order by");
+        }
+        if self.has_binlog(file, pos, row) {
+            Seen::Replay
+        } else {
+            Seen::New
+        }
+    }
+
+    /// Record a landed change (see [`PartitionProgress::judge`]).
+    pub fn record(
+        &mut self,
+        server_id: Option<u64>,
+        gtid: Option<&str>,
+        order: Option<u64>,
+        file: &str,
+        pos: u64,
+        row: u64,
+    ) {
+        self.binlog = Some((file.to_string(), pos, row));
+        self.txn_order = gtid.zip(order).map(|(g, o)| (g.to_string(), o));
+        if server_id.is_some() {
+            self.server_id = server_id;
+        }
+        if let Some((source, n)) = gtid.and_then(gtid_number) {
+            let max = self.gtids.entry(source).or_insert(n);
+            *max = (*max).max(n);
+        }
     }
 }
 
@@ -332,6 +464,114 @@ impl std::fmt::Display for MysqlGtidSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14, item 3: after a failover to a server that numbers its binlog lower,
+    /// changes are ordered by GTID (re-sent ones skipped, new ones landed), and
+    /// without GTIDs a change of server is an error naming both positions, never a
+    /// silent skip.
+    #[test]
+    fn replays_are_judged_across_a_failover() {
+        use super::{PartitionProgress, Seen};
+        let uuid1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let uuid2 = "4f22fa47-71ca-11e1-9e33-c80aa9429562";
+        let mut p = PartitionProgress::default();
+        p.record(
+            Some(1),
+            Some(&format!("{uuid1}:10")),
+            None,
+            "mysql-bin.000042",
+            900,
+            0,
+        );
+        // The old primary's transactions, re-sent by the new primary at its own
+        // (lower) coordinates: replays.
+        let g9 = format!("{uuid1}:9");
+        assert_eq!(
+            p.judge(Some(2), Some(&g9), None, "mysql-bin.000003", 50, 0),
+            Seen::Replay
+        );
+        // New transactions of the new primary: new, although its binlog is "earlier".
+        let g = format!("{uuid2}:1");
+        assert_eq!(
+            p.judge(Some(2), Some(&g), None, "mysql-bin.000003", 120, 0),
+            Seen::New
+        );
+        p.record(Some(2), Some(&g), None, "mysql-bin.000003", 120, 0);
+        assert_eq!(
+            p.judge(Some(2), Some(&g), None, "mysql-bin.000003", 120, 0),
+            Seen::Replay
+        );
+        assert_eq!(
+            p.judge(Some(2), Some(&g), None, "mysql-bin.000003", 120, 1),
+            Seen::New
+        );
+        // The newest transaction sent again by another server: with transaction
+        // metadata its changes are ordered by their place in it; without, they
+        // cannot be.
+        let mut t = PartitionProgress::default();
+        let g13 = format!("{uuid1}:13");
+        t.record(Some(1), Some(&g13), Some(2), "mysql-bin.000042", 103, 0);
+        assert_eq!(
+            t.judge(Some(2), Some(&g13), Some(1), "mysql-bin.000002", 50, 0),
+            Seen::Replay
+        );
+        assert_eq!(
+            t.judge(Some(2), Some(&g13), Some(2), "mysql-bin.000002", 50, 1),
+            Seen::Replay
+        );
+        assert_eq!(
+            t.judge(Some(2), Some(&g13), Some(3), "mysql-bin.000002", 60, 0),
+            Seen::New
+        );
+        assert!(matches!(
+            t.judge(Some(2), Some(&g13), None, "mysql-bin.000002", 50, 0),
+            Seen::Unordered(_)
+        ));
+        // MariaDB: the domain's sequence runs on across servers.
+        let mut m = PartitionProgress::default();
+        m.record(Some(1), Some("0-1-500"), None, "mariadb-bin.000020", 400, 0);
+        assert_eq!(
+            m.judge(Some(2), Some("0-2-499"), None, "mariadb-bin.000001", 4, 0),
+            Seen::Replay
+        );
+        assert_eq!(
+            m.judge(Some(2), Some("0-2-501"), None, "mariadb-bin.000001", 9, 0),
+            Seen::New
+        );
+        // No GTIDs: the same server orders by position; another server cannot be
+        // ordered at all.
+        let mut n = PartitionProgress::default();
+        n.record(Some(1), None, None, "mysql-bin.000042", 900, 0);
+        assert_eq!(
+            n.judge(Some(1), None, None, "mysql-bin.000042", 800, 0),
+            Seen::Replay
+        );
+        assert_eq!(
+            n.judge(Some(1), None, None, "mysql-bin.000043", 4, 0),
+            Seen::New
+        );
+        match n.judge(Some(2), None, None, "mysql-bin.000003", 50, 0) {
+            Seen::Unordered(why) => {
+                assert!(
+                    why.contains("server 2 binlog mysql-bin.000003:50:0"),
+                    "{why}"
+                );
+                assert!(
+                    why.contains("server 1 binlog mysql-bin.000042:900:0"),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // State written by an older tidemark (no server id) still orders by position.
+        let old: PartitionProgress =
+            serde_json::from_str(r#"{"next_offset": 7, "binlog": ["mysql-bin.000042", 900, 0]}"#)
+                .unwrap();
+        assert_eq!(
+            old.judge(Some(2), None, None, "mysql-bin.000042", 100, 0),
+            Seen::Replay
+        );
+    }
 
     #[test]
     fn mysql_gtid_sets() {

@@ -13,8 +13,8 @@ use tidemark_core::change::Op;
 use crate::codec;
 use crate::error::DecodeError;
 use crate::event::{
-    ChangeEvent, Datum, DebeziumOptions, Decoded, Encoding, Row, SchemaChange, TransactionBoundary,
-    Truncate,
+    BinlogOrigin, ChangeEvent, Datum, DebeziumOptions, Decoded, Encoding, Row, SchemaChange,
+    TransactionBoundary, Truncate,
 };
 use crate::json::{self, Json};
 
@@ -179,6 +179,7 @@ struct Source<'a> {
     pos: i64,
     row: i64,
     gtid: Option<&'a str>,
+    server_id: i64,
 }
 
 impl Source<'_> {
@@ -200,6 +201,7 @@ impl Source<'_> {
             pos: n("pos"),
             row: n("row"),
             gtid: s("gtid"),
+            server_id: n("server_id"),
         }
     }
 
@@ -350,6 +352,18 @@ fn change(
         }
         _ => {}
     }
+    let snapshot = snapshot_flag || op == Op::Read;
+    let origin = match src.file {
+        Some(file) if !snapshot => Some(BinlogOrigin {
+            server_id: u64::try_from(src.server_id).ok().filter(|s| *s != 0),
+            gtid: src.gtid.map(str::to_string),
+            file: file.to_string(),
+            pos: u64::try_from(src.pos).unwrap_or(0),
+            row: u64::try_from(src.row).unwrap_or(0),
+            txn_order: total_order.and_then(|n| u64::try_from(n).ok()),
+        }),
+        _ => None,
+    };
     Ok(Decoded::Change(ChangeEvent {
         db: db.to_string(),
         table: table.to_string(),
@@ -360,8 +374,9 @@ fn change(
         source_pos,
         message_pos: position.to_string(),
         txn_id,
-        snapshot: snapshot_flag || op == Op::Read,
+        snapshot,
         dedup_key,
+        origin,
         encoding: Encoding::debezium(options, typed),
     }))
 }

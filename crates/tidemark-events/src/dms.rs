@@ -180,6 +180,8 @@ pub(crate) fn decode_json(doc: &Json, position: &str) -> Result<Decoded, DecodeE
         txn_id,
         snapshot: op == Op::Read,
         dedup_key,
+        // DMS records carry no binlog coordinates: Kafka offsets dedupe them.
+        origin: None,
         encoding: Encoding::DMS,
     }))
 }

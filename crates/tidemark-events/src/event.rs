@@ -86,8 +86,32 @@ pub struct ChangeEvent {
     pub snapshot: bool,
     /// See [`ChangeEvent::dedup_position`].
     pub dedup_key: String,
+    /// Where a streamed change sits in its server's binlog (Debezium's `source`
+    /// block), for telling a change the connector sent again from a new one; `None`
+    /// for snapshot reads and for formats without binlog coordinates (DMS).
+    pub origin: Option<BinlogOrigin>,
     /// How to read values the message did not type.
     pub encoding: Encoding,
+}
+
+/// A change's place in the source server's binlog, as the connector reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinlogOrigin {
+    /// The server that wrote the binlog (`source.server_id`); `None` when absent or 0.
+    pub server_id: Option<u64>,
+    /// The transaction's GTID (`source.gtid`): MySQL `uuid[:tag]:n`, MariaDB
+    /// `domain-server-seq`.
+    pub gtid: Option<String>,
+    /// Binlog file.
+    pub file: String,
+    /// The row event's offset in the file.
+    pub pos: u64,
+    /// The row within the event.
+    pub row: u64,
+    /// The change's place in its transaction (`transaction.total_order`, with the
+    /// connector's `provide.transaction.metadata`): orders the changes of one
+    /// transaction whichever server sent them.
+    pub txn_order: Option<u64>,
 }
 
 impl ChangeEvent {

@@ -46,8 +46,9 @@ pub use debezium::{decode_debezium, decode_debezium_with};
 pub use dms::decode_dms;
 pub use error::DecodeError;
 pub use event::{
-    BinaryHandling, ChangeEvent, Control, Datum, DebeziumOptions, DecimalHandling, Decoded,
-    Encoding, Format, Producer, Row, SchemaChange, TimePrecision, TransactionBoundary, Truncate,
+    BinaryHandling, BinlogOrigin, ChangeEvent, Control, Datum, DebeziumOptions, DecimalHandling,
+    Decoded, Encoding, Format, Producer, Row, SchemaChange, TimePrecision, TransactionBoundary,
+    Truncate,
 };
 pub use file::{decode_line, read_jsonl, read_jsonl_named, JsonLines};
 

@@ -118,6 +118,14 @@ impl Input {
         }
     }
 
+    /// Read `topic`/`partition` again from `offset` (Kafka; a partition this worker
+    /// no longer has is left alone: its owner reads it).
+    pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Input::Kafka(k) = self {
+            k.seek(topic, partition, offset);
+        }
+    }
+
     /// Every message up to `next_offsets` (partition → next offset) is in the lake.
     pub fn landed(&mut self, next_offsets: &BTreeMap<(String, i32), i64>) {
         if let Input::Kafka(k) = self {
@@ -359,6 +367,23 @@ impl KafkaInput {
             Subscription::Name(n) => n == topic,
             Subscription::Pattern(r) => r.is_match(topic),
         })
+    }
+
+    fn seek(&mut self, topic: &str, partition: i32, offset: i64) {
+        match self.consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(10),
+        ) {
+            Ok(()) => {
+                info!(stream = %self.stream, topic, partition, offset, "reading the partition again from what the lake has")
+            }
+            // Not assigned here any more: its owner reads it from the lake's position.
+            Err(e) => {
+                info!(stream = %self.stream, topic, partition, error = %e, "partition not re-read here (no longer this worker's)")
+            }
+        }
     }
 
     fn commit(&mut self, next_offsets: &BTreeMap<(String, i32), i64>) {

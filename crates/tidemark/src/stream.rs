@@ -43,7 +43,7 @@ use futures::StreamExt;
 use tidemark_core::change::ChangeBatchBuilder;
 use tidemark_core::config::{Config, EventFormat, StreamConfig};
 use tidemark_core::names::TableName;
-use tidemark_core::position::{PartitionProgress, SnapshotProgress, SourceState};
+use tidemark_core::position::{PartitionProgress, Seen, SnapshotProgress, SourceState};
 use tidemark_core::schema::TableSchema;
 use tidemark_events::{
     decode, decode_line, push_event, ChangeEvent, DecodeError, Decoded, Format, Truncate,
@@ -68,6 +68,10 @@ struct Table {
     /// Partitions whose progress moved since the last commit (rows, or replays
     /// skipped): the commit records theirs and keeps the other writers' as they are.
     moved: BTreeSet<String>,
+    /// Per partition, the next offset the table had committed when this worker last
+    /// read or wrote it. A commit finding another value there knows another worker
+    /// landed the partition meanwhile (see [`Table::flush`]).
+    landed: BTreeMap<String, i64>,
     /// Latest snapshot-read instant: a streamed change is never stamped before the
     /// snapshot row it follows.
     snapshot_ts_us: i64,
@@ -77,46 +81,102 @@ struct Table {
     tail_rows: u64,
 }
 
+/// What one table's flush did: rows landed, and the partitions this worker was fenced
+/// from with the next offset the table has for them.
+type Flushed = (usize, Vec<(String, i64)>);
+
 impl Table {
-    /// Land what is pending in one history commit; returns the rows.
-    async fn flush(&mut self) -> Result<usize> {
-        let parts = std::mem::take(&mut self.pending)
-            .into_values()
-            .map(|mut b| b.finish())
-            .collect::<Result<Vec<_>, _>>()?;
-        let batch = tidemark_lake::concat(&self.schema, &parts)?;
-        let rows = batch.data.num_rows();
-        let mine: Vec<(String, PartitionProgress)> = std::mem::take(&mut self.moved)
-            .into_iter()
-            .filter_map(|p| self.progress.get(&p).map(|pp| (p, pp.clone())))
-            .collect();
-        let (snap_ts, snap_rows, last_ts) = (
-            self.snapshot_ts_us,
-            self.snapshot_rows,
-            self.last_source_ts_us,
-        );
-        // Other workers of the group may commit to this table too: the commit takes
-        // the table's newest state and sets only this worker's partitions.
-        let merge = |mut st: SourceState| {
-            for (p, pp) in &mine {
-                st.partitions.insert(p.clone(), pp.clone());
+    /// Land what is pending in one history commit; returns the rows, and the
+    /// partitions this worker was fenced from with the next offset the table has for
+    /// them.
+    ///
+    /// Fencing: a worker whose group session expired before it heard of the revoke
+    /// (a long pause, a network partition) still holds rows of partitions that
+    /// another worker now owns and may have landed. Before committing, each of this
+    /// worker's partitions must still have, in the table, the next offset this worker
+    /// last saw there; a partition where it moved was landed by someone else, so its
+    /// rows here are dropped and its committed progress adopted. The check runs
+    /// inside the compare-and-swap, so no partition is ever landed twice and no
+    /// committed offset ever moves back, whichever worker commits first.
+    async fn flush(&mut self) -> Result<Flushed> {
+        let mut parts: BTreeMap<String, tidemark_core::change::ChangeBatch> =
+            std::mem::take(&mut self.pending)
+                .into_iter()
+                .map(|(p, mut b)| b.finish().map(|b| (p, b)))
+                .collect::<Result<_, _>>()?;
+        let mut fenced_all = Vec::new();
+        loop {
+            let batches: Vec<_> = parts.values().cloned().collect();
+            let batch = tidemark_lake::concat(&self.schema, &batches)?;
+            let rows = batch.data.num_rows();
+            let mine: Vec<(String, PartitionProgress)> = self
+                .moved
+                .iter()
+                .filter_map(|p| self.progress.get(p).map(|pp| (p.clone(), pp.clone())))
+                .collect();
+            let (snap_ts, snap_rows, last_ts) = (
+                self.snapshot_ts_us,
+                self.snapshot_rows,
+                self.last_source_ts_us,
+            );
+            let landed = &self.landed;
+            // Other workers of the group may commit to this table too: the commit takes
+            // the table's newest state and sets only this worker's partitions.
+            let merge = |mut st: SourceState| {
+                let fenced: Vec<String> = mine
+                    .iter()
+                    .filter(|(p, _)| {
+                        st.partitions.get(p).map_or(0, |pp| pp.next_offset)
+                            != landed.get(p).copied().unwrap_or(0)
+                    })
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                if !fenced.is_empty() {
+                    return Err(fenced);
+                }
+                for (p, pp) in &mine {
+                    st.partitions.insert(p.clone(), pp.clone());
+                }
+                st.last_source_ts_us = st.last_source_ts_us.max(last_ts);
+                if snap_rows > 0 {
+                    let s = st.snapshot.get_or_insert_with(SnapshotProgress::default);
+                    s.rows += snap_rows;
+                    s.started_at_us = s.started_at_us.max(snap_ts);
+                    s.done = true;
+                }
+                Ok(st)
+            };
+            let outcome = self
+                .writer
+                .append_history_shared(&batch, merge)
+                .await
+                .with_context(|| format!("table {}", self.schema.name.source()))?;
+            match outcome {
+                Ok(_) => {
+                    for (p, pp) in mine {
+                        self.landed.insert(p, pp.next_offset);
+                    }
+                    self.moved.clear();
+                    self.snapshot_rows = 0;
+                    self.tail_rows += rows as u64;
+                    return Ok((rows, fenced_all));
+                }
+                Err(fenced) => {
+                    let committed = self.writer.committed(TableKind::History).state.clone();
+                    for p in fenced {
+                        let theirs = committed.partitions.get(&p).cloned().unwrap_or_default();
+                        let dropped = parts.remove(&p).map_or(0, |b| b.data.num_rows());
+                        warn!(table = %self.schema.name.source(), partition = %p,
+                            ours = self.landed.get(&p).copied().unwrap_or(0), theirs = theirs.next_offset, dropped,
+                            "another worker landed this partition meanwhile (this worker's group session had expired); its rows here are dropped and its progress adopted");
+                        self.moved.remove(&p);
+                        self.landed.insert(p.clone(), theirs.next_offset);
+                        fenced_all.push((p.clone(), theirs.next_offset));
+                        self.progress.insert(p, theirs);
+                    }
+                }
             }
-            st.last_source_ts_us = st.last_source_ts_us.max(last_ts);
-            if snap_rows > 0 {
-                let s = st.snapshot.get_or_insert_with(SnapshotProgress::default);
-                s.rows += snap_rows;
-                s.started_at_us = s.started_at_us.max(snap_ts);
-                s.done = true;
-            }
-            st
-        };
-        self.writer
-            .append_history_shared(&batch, merge)
-            .await
-            .with_context(|| format!("table {}", self.schema.name.source()))?;
-        self.snapshot_rows = 0;
-        self.tail_rows += rows as u64;
-        Ok(rows)
+        }
     }
 
     fn dirty(&self) -> bool {
@@ -164,15 +224,6 @@ async fn settle_fill(writer: &mut TableWriter) -> tidemark_lake::Result<u64> {
     }
 }
 
-/// `(binlog file, position, row)` of a streamed Debezium change (`binlog:f:p:r`).
-fn binlog_of(ev: &ChangeEvent) -> Option<(String, u64, u64)> {
-    let rest = ev.dedup_position().strip_prefix("binlog:")?;
-    let mut it = rest.rsplitn(3, ':');
-    let row = it.next()?.parse().ok()?;
-    let pos = it.next()?.parse().ok()?;
-    Some((it.next()?.to_string(), pos, row))
-}
-
 /// The decoder a stream's config asks for.
 fn format_of(name: &str, cfg: &StreamConfig) -> Result<Format> {
     Ok(match cfg.format {
@@ -215,6 +266,10 @@ struct Landing {
     letters_from: HashMap<String, i64>,
     /// Next offset per Kafka partition read so far.
     consumed: BTreeMap<(String, i32), i64>,
+    /// Partitions another worker landed while this one held rows of them (see
+    /// `Table::flush`), with the lowest next offset a table has for them: the input
+    /// reads them again from there if they are still this worker's.
+    fenced: BTreeMap<String, i64>,
     pending_rows: usize,
     oldest_pending: Option<Instant>,
     replayed: u64,
@@ -315,6 +370,11 @@ impl Landing {
             pending: BTreeMap::new(),
             schema,
             writer,
+            landed: st
+                .partitions
+                .iter()
+                .map(|(p, pp)| (p.clone(), pp.next_offset))
+                .collect(),
             progress: st.partitions,
             moved: BTreeSet::new(),
             snapshot_ts_us: snapshot.started_at_us,
@@ -408,15 +468,34 @@ impl Landing {
         if msg.offset < prog.next_offset {
             return Ok(()); // landed before (or pending)
         }
-        let binlog = (!ev.snapshot).then(|| binlog_of(&ev)).flatten();
-        if binlog
-            .as_ref()
-            .is_some_and(|(f, p, r)| prog.has_binlog(f, *p, *r))
-        {
-            prog.next_offset = msg.offset + 1;
-            t.moved.insert(part);
-            self.replayed += 1;
-            return Ok(());
+        let origin = ev.origin.clone();
+        if let Some(o) = &origin {
+            match prog.judge(
+                o.server_id,
+                o.gtid.as_deref(),
+                o.txn_order,
+                &o.file,
+                o.pos,
+                o.row,
+            ) {
+                Seen::New => {}
+                Seen::Replay => {
+                    prog.next_offset = msg.offset + 1;
+                    t.moved.insert(part);
+                    self.replayed += 1;
+                    return Ok(());
+                }
+                // Neither skipped nor landed: either could be wrong. The stream stops
+                // here, before this message, and resumes here once resolved.
+                Seen::Unordered(why) => {
+                    anyhow::bail!(
+                        "stream {}, partition {part}, message {}: table {}: {why}. Nothing from this message on was landed. Turn on GTIDs at the source (gtid_mode=ON, or MariaDB's GTIDs in the connector) so changes can be ordered across servers, or land the table again from a new connector snapshot (`tidemark snapshot --resnapshot`)",
+                        self.name,
+                        msg.position(),
+                        ev.source_table()
+                    );
+                }
+            }
         }
         if ev.snapshot {
             t.snapshot_ts_us = t.snapshot_ts_us.max(ev.source_ts_us);
@@ -454,8 +533,15 @@ impl Landing {
         prog.next_offset = msg.offset + 1;
         if ev.snapshot {
             t.snapshot_rows += 1;
-        } else if binlog.is_some() {
-            prog.binlog = binlog;
+        } else if let Some(o) = &origin {
+            prog.record(
+                o.server_id,
+                o.gtid.as_deref(),
+                o.txn_order,
+                &o.file,
+                o.pos,
+                o.row,
+            );
         }
         t.moved.insert(part);
         // The newest, not the last: partitions interleave, and a schema change stamps
@@ -623,6 +709,23 @@ impl Landing {
         Ok(())
     }
 
+    /// Tell the input what is in the lake after a flush: partitions this worker was
+    /// fenced from are read again from what the lake has (if they are still its own,
+    /// the messages it dropped are needed), and their consumer offsets are not
+    /// committed from here.
+    fn settle(&mut self, input: &mut Input) {
+        for (part, next) in std::mem::take(&mut self.fenced) {
+            if let Some((topic, p)) = part
+                .rsplit_once('/')
+                .and_then(|(t, p)| Some((t.to_string(), p.parse::<i32>().ok()?)))
+            {
+                self.consumed.remove(&(topic.clone(), p));
+                input.seek(&topic, p, next);
+            }
+        }
+        input.landed(&self.consumed);
+    }
+
     /// Commit the dead letters, then every table with something pending; the caller then tells
     /// the input what is in the lake.
     async fn flush(&mut self) -> Result<()> {
@@ -646,7 +749,7 @@ impl Landing {
         }
         let due: Vec<&mut Table> = self.tables.values_mut().filter(|t| t.dirty()).collect();
         let tables = due.len();
-        let results: Vec<(String, Result<usize>)> = futures::stream::iter(due)
+        let results: Vec<(String, Result<Flushed>)> = futures::stream::iter(due)
             .map(|t| async move { (t.schema.name.source(), t.flush().await) })
             .buffer_unordered(4)
             .collect()
@@ -655,7 +758,11 @@ impl Landing {
         {
             let mut m = self.metrics.lock().expect("metrics lock");
             for (table, r) in results {
-                let n = r?;
+                let (n, fenced) = r?;
+                for (part, next) in fenced {
+                    let at = self.fenced.entry(part).or_insert(next);
+                    *at = (*at).min(next);
+                }
                 rows += n;
                 let t = &self.tables[&table];
                 let tm = m.table(&self.name, &table);
@@ -759,6 +866,7 @@ pub async fn run_stream(
         dead_letters: None,
         letters_from: HashMap::new(),
         consumed: BTreeMap::new(),
+        fenced: BTreeMap::new(),
         pending_rows: 0,
         oldest_pending: None,
         replayed: 0,
@@ -770,7 +878,7 @@ pub async fn run_stream(
     loop {
         if stop.load(Ordering::SeqCst) {
             landing.flush().await?;
-            input.landed(&landing.consumed);
+            landing.settle(&mut input);
             info!(stream = %name, "stopped cleanly");
             break;
         }
@@ -792,7 +900,7 @@ pub async fn run_stream(
             // at its next message, so partitions that came from another worker start
             // from what that worker committed.
             landing.flush().await?;
-            input.landed(&landing.consumed);
+            landing.settle(&mut input);
             landing.tables.clear();
             landing.letters_from.clear();
         }
@@ -803,7 +911,7 @@ pub async fn run_stream(
                 && input.caught_up(&landing.consumed)? =>
             {
                 landing.flush().await?;
-                input.landed(&landing.consumed);
+                landing.settle(&mut input);
                 info!(stream = %name, "caught up");
                 break;
             }
@@ -814,7 +922,7 @@ pub async fn run_stream(
             .is_some_and(|t| t.elapsed() >= interval);
         if landing.pending_rows >= flush_rows || due {
             landing.flush().await?;
-            input.landed(&landing.consumed);
+            landing.settle(&mut input);
         }
     }
     if let Some(c) = landing.compaction.take() {

@@ -517,6 +517,7 @@ async fn check_landed_with(
         ))
         .await;
     assert_eq!(doubled, 0, "no version landed twice");
+    crate::support::record_checked(got.len() + versions as usize, "Kafka rows and versions");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1079,5 +1080,268 @@ async fn dms_events_land_like_debezium_ones() {
         );
     }
     twin.drop().await;
+    db.drop().await;
+}
+
+/// A Debezium envelope from `server_id` at binlog `file:pos`, in transaction `gtid`.
+#[allow(clippy::too_many_arguments)]
+fn envelope_from(
+    db: &str,
+    op: &str,
+    before: Option<String>,
+    after: Option<String>,
+    server_id: u64,
+    gtid: Option<&str>,
+    file: &str,
+    pos: u64,
+    ts_ms: i64,
+) -> String {
+    let snapshot = if op == "r" { "true" } else { "false" };
+    let gtid = gtid.map_or("null".to_string(), |g| format!("\"{g}\""));
+    format!(
+        r#"{{"before": {}, "after": {}, "source": {{"version": "2.7.0.Final", "connector": "mysql", "name": "shop", "ts_ms": {ts_ms}, "snapshot": "{snapshot}", "db": "{db}", "table": "invoices", "server_id": {server_id}, "gtid": {gtid}, "file": "{file}", "pos": {pos}, "row": 0}}, "op": "{op}", "ts_ms": {ts_ms}}}"#,
+        before.as_deref().unwrap_or("null"),
+        after.as_deref().unwrap_or("null"),
+    )
+}
+
+/// Issue 14, item 3: Debezium follows a failover to a new primary (Aurora, RDS) whose
+/// binlog files are numbered lower than the old one's. With GTIDs the re-sent change
+/// is skipped and every new one lands; without GTIDs the run stops with an error
+/// naming the partition and both positions, and lands nothing it cannot order.
+#[tokio::test]
+async fn a_failover_to_a_server_with_lower_binlog_numbers_loses_nothing() {
+    let uuid1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    let uuid2 = "4f22fa47-71ca-11e1-9e33-c80aa9429562";
+    let row = |id: i64, total: &str| Row {
+        customer: format!("c{id}"),
+        total: total.into(),
+        issued: 20_000,
+        note: None,
+    };
+    // (server, gtid, file, pos, id, old total, new total); id 0: a snapshot read.
+    let lines = |db: &str, gtids: bool| {
+        let mut out = Vec::new();
+        for id in 1..=5 {
+            out.push(envelope_from(
+                db,
+                "r",
+                None,
+                Some(image(id, &row(id, "1.00"))),
+                1,
+                None,
+                "mysql-bin.000042",
+                4,
+                1_767_225_600_000,
+            ));
+        }
+        let changes: [(u64, String, &str, u64, i64, &str, &str); 6] = [
+            (
+                1,
+                format!("{uuid1}:11"),
+                "mysql-bin.000042",
+                101,
+                1,
+                "1.00",
+                "2.00",
+            ),
+            (
+                1,
+                format!("{uuid1}:12"),
+                "mysql-bin.000042",
+                102,
+                2,
+                "1.00",
+                "2.00",
+            ),
+            (
+                1,
+                format!("{uuid1}:13"),
+                "mysql-bin.000042",
+                103,
+                3,
+                "1.00",
+                "2.00",
+            ),
+            // The failover: the new primary re-sends a transaction it had from the
+            // old one (the connector's offset lagged)…
+            (
+                2,
+                format!("{uuid1}:12"),
+                "mysql-bin.000002",
+                50,
+                2,
+                "1.00",
+                "2.00",
+            ),
+            // …then its own.
+            (
+                2,
+                format!("{uuid2}:1"),
+                "mysql-bin.000002",
+                60,
+                4,
+                "1.00",
+                "3.00",
+            ),
+            (
+                2,
+                format!("{uuid2}:2"),
+                "mysql-bin.000002",
+                70,
+                5,
+                "1.00",
+                "3.00",
+            ),
+        ];
+        for (i, (server, gtid, file, pos, id, old, new)) in changes.into_iter().enumerate() {
+            out.push(envelope_from(
+                db,
+                "u",
+                Some(image(id, &row(id, old))),
+                Some(image(id, &row(id, new))),
+                server,
+                gtids.then_some(gtid.as_str()),
+                file,
+                pos,
+                1_767_225_601_000 + i as i64,
+            ));
+        }
+        out.join("\n") + "\n"
+    };
+
+    // With GTIDs.
+    let db = invoices_db("failover").await;
+    let dir = db.dir.path().join("events");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("0001.jsonl"), lines(&db.name, true)).unwrap();
+    let config = files_config(&db, "cdc", "debezium", &dir.display().to_string(), "");
+    ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+    let s = &db.name;
+    assert_eq!(
+        db.sql_i64(&format!("SELECT count(*) FROM {s}_history.invoices"))
+            .await,
+        10,
+        "5 snapshot reads and 5 changes; the re-sent one once"
+    );
+    assert_eq!(
+        db.sql_i64(&format!(
+            "SELECT count(*) FROM {s}.invoices WHERE total = 3.00"
+        ))
+        .await,
+        2,
+        "the new primary's changes landed"
+    );
+    db.drop().await;
+
+    // Without GTIDs: positions of two servers cannot be compared.
+    let db = invoices_db("failover_nogtid").await;
+    let dir = db.dir.path().join("events");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("0001.jsonl"), lines(&db.name, false)).unwrap();
+    let config = files_config(&db, "cdc", "debezium", &dir.display().to_string(), "");
+    let out = db.tidemark(&config, &["run", "--until-caught-up"]);
+    let text = crate::support::text(&out);
+    assert!(
+        !out.status.success(),
+        "must not finish as if all landed:\n{text}"
+    );
+    for want in [
+        "partition 0001.jsonl",
+        "server 2 binlog mysql-bin.000002:50:0",
+        "server 1 binlog mysql-bin.000042:103:0",
+        "gtid_mode=ON",
+        "another server, and no GTIDs to order by",
+    ] {
+        assert!(text.contains(want), "the error names {want}:\n{text}");
+    }
+    // Nothing from the unorderable change on landed (what came before may have, or
+    // lands when the run is resumed: it is not lost either way).
+    let s = &db.name;
+    assert_eq!(
+        db.sql_i64(&format!(
+            "SELECT count(*) FROM {s}.invoices WHERE total = 3.00"
+        ))
+        .await,
+        0
+    );
+    db.drop().await;
+}
+
+/// Issue 14, item 2: a worker frozen (SIGSTOP) past its group session while holding
+/// rows of its partitions, whose partitions another worker takes and lands, must not
+/// land those rows again, nor move a partition's committed offset back, when it
+/// wakes up (SIGCONT) before it hears of the revoke.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_frozen_past_its_session_is_fenced() {
+    let db = invoices_db("fenced").await;
+    let s = db.name.clone();
+    let topic = format!("shop.{s}.invoices");
+    create_topic(&topic, 2).await;
+    let config = kafka_config(&db);
+    // Worker a holds what it reads for 8 s before landing it: it is frozen with rows
+    // pending. Its config and log live in a directory of their own.
+    let a_dir = db.dir.path().join("a");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    let a_config = a_dir.join("tidemark.toml");
+    std::fs::write(
+        &a_config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("flush_interval_ms = 100", "flush_interval_ms = 8000")
+            .replace("flush_rows = 300", "flush_rows = 1000000"),
+    )
+    .unwrap();
+    let mut rng = Lcg(u64::from(std::process::id()) ^ 0xfe9ce);
+    let mut w = Workload::new(&s, 2);
+    w.snapshot(&mut rng, 100);
+    let first = std::mem::take(&mut w.msgs);
+    let landed_first = w.versions;
+    w.changes(&mut rng, 300, None);
+    let second = w.msgs.clone();
+
+    let producer = producer();
+    let wait = Duration::from_secs(120);
+    let a = spawn_run_with(&a_config, &[]);
+    wait_for_log(
+        &a_config,
+        "\"partitions assigned\",\"partitions\":2",
+        1,
+        wait,
+    );
+    produce(&producer, &topic, &first).await;
+    wait_for_history(&db, landed_first, wait).await;
+    // a reads the second lot and holds it (its flush is 8 s away); freeze it.
+    produce(&producer, &topic, &second).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let signal = |sig: &str, pid: u32| {
+        let st = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP", a.id());
+    crate::support::record_fault("sigstop", "Kafka worker past its session");
+    // b joins; once a's session (6 s) expires, the group gives b both partitions and
+    // b lands the second lot from the group's offsets.
+    let b = spawn_run_with(&config, &[]);
+    wait_for_history(&db, w.versions, wait).await;
+    // a wakes up with its rows, its flush long due.
+    signal("-CONT", a.id());
+    wait_for_log(
+        &a_config,
+        "another worker landed this partition meanwhile",
+        1,
+        Duration::from_secs(60),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    kill(a);
+    kill(b);
+    // Nothing doubled, nothing lost, and a fresh group finds nothing left to land.
+    let drain = kafka_config_in(&db, &format!("{s}_drain"));
+    ok(db.tidemark(&drain, &["run", "--until-caught-up"]));
+    let all: Messages = first.iter().chain(&second).cloned().collect();
+    check_landed_with(&db, &w.model, w.versions, false, &all).await;
     db.drop().await;
 }
