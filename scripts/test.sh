@@ -215,6 +215,11 @@ fi
 
 # ------------------------------------------------------------------ tests
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+# The fault-injection tests and the fuzzers append what they did here; it is totalled
+# at the end (issue 14: the counts are part of the run's output).
+export TIDEMARK_FAULT_LOG="$REPO/target/test-services/faults.log"
+mkdir -p "$(dirname "$TIDEMARK_FAULT_LOG")"
+: > "$TIDEMARK_FAULT_LOG"
 common=(--workspace --locked)
 if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then common+=(--no-fail-fast); fi
 
@@ -234,6 +239,23 @@ else
     section "cargo test ${common[*]} -- $*"
     cargo test "${common[@]}" -- "$@" || rc=$?
 fi
+
+section "Faults injected, fuzzing, rows checked after faults"
+awk '
+    $1 == "fault" { faults[$2]++; nfaults++ }
+    $1 == "fuzz" {
+        targets++
+        split($3, a, "="); inputs += a[2]
+        split($4, b, "="); secs += b[2]
+        split($5, c, "="); crashes += c[2]
+    }
+    $1 == "checked" { rows += $2 }
+    END {
+        printf "faults injected: %d", nfaults
+        for (k in faults) printf " (%s: %d)", k, faults[k]
+        printf "\nfuzzing: %d targets, %d inputs in %.0f s, %d crashes\n", targets, inputs, secs, crashes
+        printf "rows checked after faults: %d\n", rows
+    }' "$TIDEMARK_FAULT_LOG" >&2
 
 if [ "$rc" -eq 0 ]; then
     section "All tests passed"

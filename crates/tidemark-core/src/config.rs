@@ -73,6 +73,11 @@ pub struct ServerConfig {
     /// How long audit records may wait before they are committed to `tidemark.audit`.
     #[serde(default = "default_audit_flush_ms")]
     pub audit_flush_ms: u64,
+    /// Days of `tidemark.audit` that maintenance keeps; older records are deleted.
+    /// 0 (the default) keeps every record: the audit is a security record, and
+    /// deleting it is the operator's decision.
+    #[serde(default)]
+    pub audit_retention_days: u32,
     /// Roles by name: what their users may read. A user whose role is not here
     /// cannot log in, except role `admin`, which is built in (everything, including
     /// `tidemark.audit`) unless defined here.
@@ -117,6 +122,7 @@ impl Default for ServerConfig {
             max_connections: default_max_connections(),
             query_memory_mb: default_query_memory_mb(),
             audit_flush_ms: default_audit_flush_ms(),
+            audit_retention_days: 0,
             refresh_interval_ms: default_refresh_ms(),
             roles: BTreeMap::new(),
         }
@@ -666,6 +672,22 @@ impl TableFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14, item 10: the config parser under the fuzzer, seeded with the shipped
+    /// example config. Any text gets a config or an error, never a panic.
+    #[test]
+    fn fuzz_config() {
+        let example = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tidemark.toml"),
+        )
+        .unwrap();
+        tidemark_fuzz::fuzz("config", &[example, GOOD.as_bytes().to_vec()], |input| {
+            let text = String::from_utf8_lossy(input);
+            if let Err(e) = Config::parse(&text, Path::new("fuzz.toml")) {
+                let _ = e.to_string();
+            }
+        });
+    }
 
     const GOOD: &str = r#"
 [environments.dev]

@@ -86,6 +86,20 @@ impl Audit {
         Ok(Self { table })
     }
 
+    /// Maintain the audit table (see `own::maintain`): records older than
+    /// `keep_days` are deleted (0 keeps every record), small files bin-packed, a
+    /// checkpoint written, files older than `retention` vacuumed. `None` when the
+    /// warehouse has no audit table.
+    pub async fn maintain(
+        wh: &Warehouse,
+        retention: Option<chrono::Duration>,
+        keep_days: u32,
+    ) -> Result<Option<own::OwnMaintenance>> {
+        let expire =
+            (keep_days > 0).then(|| ("started_at", chrono::Duration::days(i64::from(keep_days))));
+        own::maintain(wh, AUDIT, retention, expire).await
+    }
+
     /// The table as last written (for reading: callers update a clone).
     pub fn table(&self) -> &DeltaTable {
         &self.table

@@ -57,7 +57,7 @@ pub use dead_letters::{DeadLetter, DeadLetters, DEAD_LETTERS};
 pub use diff::quote;
 pub use error::{Error, Result};
 pub use maintain::Maintenance;
-pub use own::OWN_SCHEMA;
+pub use own::{OwnMaintenance, OWN_SCHEMA};
 pub use rows::{collapse_by_key, concat, current_rows, history_rows};
 pub use warehouse::{TableKind, TableLocation, Warehouse};
 pub use writer::{

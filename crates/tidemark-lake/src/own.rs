@@ -74,3 +74,73 @@ pub(crate) async fn existing(wh: &Warehouse, name: &str) -> Result<Option<DeltaT
     let (table, exists) = wh.delta_table(&url).await?;
     Ok(exists.then_some(table))
 }
+
+/// What maintenance did to one of tidemark's own tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnMaintenance {
+    /// Rows deleted for being older than the table's retention.
+    pub rows_expired: u64,
+    /// Small files bin-packed into bigger ones (removed, added).
+    pub files_optimized: (u64, u64),
+    /// Files VACUUM deleted.
+    pub files_vacuumed: usize,
+}
+
+/// Maintain own table `name` as source tables are maintained: delete rows whose
+/// `expire.0` column is older than `expire.1` (the audit's retention), bin-pack small
+/// files, write a checkpoint, and VACUUM files older than `retention`. The audit gets
+/// a commit each second while the endpoint serves, so without this its log and file
+/// count grow without bound. `None` when the table does not exist.
+pub(crate) async fn maintain(
+    wh: &Warehouse,
+    name: &str,
+    retention: Option<chrono::Duration>,
+    expire: Option<(&str, chrono::Duration)>,
+) -> Result<Option<OwnMaintenance>> {
+    use deltalake::datafusion::logical_expr::{col, lit};
+    use deltalake::datafusion::scalar::ScalarValue;
+    let full = format!("{OWN_SCHEMA}.{name}");
+    let delta_err = |source| Error::Delta {
+        table: full.clone(),
+        source,
+    };
+    let Some(mut table) = existing(wh, name).await? else {
+        return Ok(None);
+    };
+    table.update_state().await.map_err(delta_err)?;
+    let mut out = OwnMaintenance::default();
+    if let Some((column, keep)) = expire {
+        let cutoff = (chrono::Utc::now() - keep).timestamp_micros();
+        let (t, m) = table
+            .delete()
+            .with_predicate(col(column).lt(lit(ScalarValue::TimestampMicrosecond(
+                Some(cutoff),
+                Some("UTC".into()),
+            ))))
+            .await
+            .map_err(delta_err)?;
+        out.rows_expired = m.num_deleted_rows.unwrap_or(0) as u64;
+        table = t;
+    }
+    let (t, m) = table
+        .optimize()
+        .with_target_size(
+            std::num::NonZeroU64::new(crate::maintain::TARGET_FILE_BYTES).expect("non-zero"),
+        )
+        .await
+        .map_err(delta_err)?;
+    out.files_optimized = (m.num_files_removed, m.num_files_added);
+    deltalake::checkpoints::create_checkpoint(&t, None)
+        .await
+        .map_err(delta_err)?;
+    if let Some(r) = retention {
+        let (_, vm) = t
+            .vacuum()
+            .with_retention_period(r)
+            .with_enforce_retention_duration(false)
+            .await
+            .map_err(delta_err)?;
+        out.files_vacuumed = vm.files_deleted.len();
+    }
+    Ok(Some(out))
+}

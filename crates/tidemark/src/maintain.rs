@@ -54,6 +54,26 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         );
         done += 1;
     }
+    // tidemark's own tables: the audit (a commit each second while the endpoint
+    // serves) and the dead letters.
+    let keep_days = config.as_ref().map_or(0, |c| c.server.audit_retention_days);
+    for name in ["tidemark.audit", "tidemark.dead_letters"] {
+        if !args.tables.is_empty() && !args.tables.iter().any(|t| t == name) {
+            continue;
+        }
+        let m = if name == "tidemark.audit" {
+            tidemark_lake::Audit::maintain(&wh, retention, keep_days).await
+        } else {
+            tidemark_lake::DeadLetters::maintain(&wh, retention).await
+        };
+        if let Some(m) = m.with_context(|| format!("table {name}"))? {
+            println!(
+                "{name:<40} expired rows {}; files bin-packed {} -> {}; files vacuumed {}",
+                m.rows_expired, m.files_optimized.0, m.files_optimized.1, m.files_vacuumed
+            );
+            done += 1;
+        }
+    }
     if done == 0 && !args.tables.is_empty() {
         anyhow::bail!("no table named {} in the warehouse", args.tables.join(", "));
     }

@@ -42,7 +42,15 @@ pub struct Users {
 impl Users {
     /// Load and check a users file; a bad verifier names the user, never its value.
     pub fn load(path: &Path) -> Result<Self> {
-        let file = UsersFile::read(path)?;
+        Self::from_file(UsersFile::read(path)?, path)
+    }
+
+    /// Parse and check users file text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        Self::from_file(UsersFile::parse(text, path)?, path)
+    }
+
+    fn from_file(file: UsersFile, path: &Path) -> Result<Self> {
         let mut by_name = BTreeMap::new();
         for (name, u) in file.users {
             let v: Verifier = u.verifier.parse().map_err(|e| Error::Users {
@@ -84,9 +92,14 @@ impl UsersFile {
             path: path.to_path_buf(),
             message: format!("cannot read it ({e}); create users with `tidemark user add NAME`"),
         })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse users file text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
         // As for the config file: the line number and message only, since toml's
         // Display quotes the line (a verifier is not a password, but keep the habit).
-        toml::from_str(&text).map_err(|e| Error::Users {
+        toml::from_str(text).map_err(|e| Error::Users {
             path: path.to_path_buf(),
             message: e.message().to_string(),
         })

@@ -247,6 +247,31 @@ pub fn b64(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// Issue 14, item 10: what a client sends before it is authenticated, and the
+    /// users file, under the fuzzer: any bytes get a value or an error, never a panic.
+    #[test]
+    fn fuzz_scram_messages() {
+        let seeds = [
+            b"n,,n=,r=rOprNGfwEbeRWgbNEkqO".to_vec(),
+            b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=".to_vec(),
+        ];
+        tidemark_fuzz::fuzz("scram", &seeds, |input| {
+            let text = String::from_utf8_lossy(input);
+            let _ = ClientFirst::parse(&text);
+            let _ = ClientFinal::parse(&text);
+            let _ = text.parse::<Verifier>();
+        });
+    }
+
+    #[test]
+    fn fuzz_users_file() {
+        let seed = format!("[users.ana]\nrole = \"analyst\"\nverifier = \"{EXPECTED_PENCIL}\"\n");
+        tidemark_fuzz::fuzz("users", &[seed.into_bytes()], |input| {
+            let text = String::from_utf8_lossy(input);
+            let _ = crate::auth::Users::parse(&text, std::path::Path::new("fuzz-users.toml"));
+        });
+    }
+
     /// The verifier PostgreSQL would store for password `pencil` with this salt,
     /// computed independently (Python hashlib: pbkdf2_hmac, hmac, sha256, as
     /// PostgreSQL's `scram_build_secret` does) into testdata/pencil.verifier.

@@ -206,8 +206,36 @@ pub fn spawn_run_with(config: &std::path::Path, extra: &[&str]) -> Child {
 
 /// SIGKILL a background run (no chance to finish anything) and wait for it to go.
 pub fn kill(mut child: Child) {
+    if let Ok(None) = child.try_wait() {
+        record_fault("sigkill", "tidemark run");
+    }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Append a line to `$TIDEMARK_FAULT_LOG` (set by scripts/test.sh, which totals the
+/// faults injected and the rows checked after them at the end of the run).
+fn fault_log(line: &str) {
+    use std::io::Write;
+    if let Ok(path) = std::env::var("TIDEMARK_FAULT_LOG") {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// A fault injected into a running process (`kind`: sigkill, sigstop, restart, …).
+pub fn record_fault(kind: &str, what: &str) {
+    fault_log(&format!("fault {kind} {what}"));
+}
+
+/// Rows compared against the source (or a model) after faults.
+pub fn record_checked(rows: usize, what: &str) {
+    fault_log(&format!("checked {rows} {what}"));
 }
 
 /// Wait until the background runs' `run.log` beside `config` has `count` lines
