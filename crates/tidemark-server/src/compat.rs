@@ -732,7 +732,33 @@ impl PartitionStream for Attributes {
 
 #[cfg(test)]
 mod tests {
-    use super::like_escape;
+    use super::{like_escape, reads_catalog};
+    use deltalake::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use deltalake::datafusion::sql::sqlparser::parser::Parser;
+
+    fn catalog(sql: &str) -> bool {
+        let s = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+        reads_catalog(&s[0])
+    }
+
+    #[test]
+    fn catalog_statements_are_told_by_the_relations_they_read() {
+        assert!(catalog("SELECT relname FROM pg_catalog.pg_class"));
+        assert!(catalog("SELECT relname FROM pg_class"));
+        assert!(catalog("SELECT * FROM tidemark.information_schema.tables"));
+        assert!(catalog(
+            "SELECT id FROM shop.t WHERE id IN (SELECT oid FROM PG_CATALOG.pg_namespace)"
+        ));
+        assert!(catalog(
+            "WITH n AS (SELECT * FROM information_schema.columns) SELECT count(*) FROM n"
+        ));
+        assert!(!catalog("SELECT 'pg_class', pg_catalog.version()"));
+        assert!(!catalog("SELECT pg_class FROM shop.pg_class"));
+        assert!(!catalog("SELECT * FROM \"PG_CATALOG\".pg_class"));
+        assert!(!catalog(
+            "SELECT CASE WHEN v > 0 THEN (SELECT x.m FROM (SELECT max(v) m FROM t) x) END FROM t"
+        ));
+    }
 
     #[test]
     fn like_patterns_get_backslash_escapes() {
