@@ -460,5 +460,15 @@ async fn privilege_functions_answer_from_the_grants() {
             assert_eq!(extended, *want, "{user}: {sql} (extended protocol)");
         }
     }
+    // As tools ask: per row of the catalogs, by name and by oid.
+    let fin = s.client_as(FINANCE).await;
+    for sql in [
+        "SELECT bool_and(has_table_privilege(table_schema || '.' || table_name, 'SELECT')) \
+         FROM information_schema.tables WHERE table_schema LIKE 'invoicing%'",
+        "SELECT bool_and(has_table_privilege(c.oid, 'SELECT')) FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'invoicing'",
+    ] {
+        assert_eq!(one(&fin, sql).await, "t", "{sql}");
+    }
     s.stop().await;
 }
