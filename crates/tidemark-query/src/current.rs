@@ -2,9 +2,16 @@
 //! table fed by a change stream — its compacted base with the history tail applied on
 //! read (merge-on-read; the reasons and the invariant are in `tidemark_lake::mor`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use deltalake::datafusion::catalog::TableProvider;
+use async_trait::async_trait;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::catalog::{Session, TableProvider};
+use deltalake::datafusion::datasource::TableType;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown};
+use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use tidemark_core::schema::TableSchema;
@@ -25,5 +32,47 @@ pub(crate) async fn provider(
         return Ok(base);
     };
     let df = tidemark_lake::mor::plan_current(ctx, schema, base, log, mark, None).await?;
-    Ok(df.into_view())
+    Ok(Arc::new(Merged(df.into_view())))
+}
+
+/// A merge-on-read current table: the view DataFusion makes of the merge plan, shown
+/// as the table it stands for. Clients list tables by type (information_schema's
+/// BASE TABLE, pg_class's relkind `r`, psql's `\dt`, SQLAlchemy's
+/// `get_table_names()`), and a source's current table is a table to them however
+/// it is stored; a view would vanish from those lists once `tidemark run` streams it.
+/// Everything else is the view's: its plan is still inlined into queries, so
+/// filters reach the base and the tail as before.
+#[derive(Debug)]
+struct Merged(Arc<dyn TableProvider>);
+
+#[async_trait]
+impl TableProvider for Merged {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
+        self.0.get_logical_plan()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> std::result::Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
+        self.0.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> std::result::Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        self.0.scan(state, projection, filters, limit).await
+    }
 }

@@ -150,6 +150,39 @@ impl Role {
         }
     }
 
+    /// Whether the role reads the table `schema.table` of `catalog` (the engine's):
+    /// it exists and is listed for the role. Hidden registrations are never named
+    /// by users, so they are not read by name either.
+    pub(crate) fn reads(
+        &self,
+        engine: &Engine,
+        catalog: &dyn CatalogProvider,
+        schema: &str,
+        table: &str,
+    ) -> bool {
+        !Engine::is_hidden_schema(schema)
+            && schema != PG_CATALOG
+            && catalog.schema(schema).is_some_and(|s| s.table_exist(table))
+            && self.sees(engine, schema, table)
+    }
+
+    /// Whether the schema `schema` of `catalog` is listed for the role: it has a
+    /// table the role sees.
+    pub(crate) fn uses_schema(
+        &self,
+        engine: &Engine,
+        catalog: &dyn CatalogProvider,
+        schema: &str,
+    ) -> bool {
+        !Engine::is_hidden_schema(schema)
+            && schema != PG_CATALOG
+            && catalog.schema(schema).is_some_and(|sp| {
+                sp.table_names()
+                    .iter()
+                    .any(|t| self.sees(engine, schema, t))
+            })
+    }
+
     fn denied(&self, object: &str, why: &str) -> DataFusionError {
         DataFusionError::External(Box::new(PermissionDenied(format!(
             "permission denied for table {object}: {why}; an administrator can add it to the grants of [server.roles.{}]",
@@ -454,13 +487,10 @@ impl CatalogProvider for AccessCatalog {
             .inner
             .schema_names()
             .into_iter()
-            .filter(|s| s != PG_CATALOG && !Engine::is_hidden_schema(s))
             .filter(|s| {
-                self.inner.schema(s).is_some_and(|sp| {
-                    sp.table_names()
-                        .iter()
-                        .any(|t| self.guard.role.sees(&self.guard.engine, s, t))
-                })
+                self.guard
+                    .role
+                    .uses_schema(&self.guard.engine, self.inner.as_ref(), s)
             })
             .collect();
         if self.pg_catalog.is_some() {

@@ -104,8 +104,8 @@ pub(crate) fn session_context(
     .map_err(|e| Error::Session(e.to_string()))?;
     let list = Arc::new(AccessList::new(
         shared.engine.clone(),
-        inner,
-        role,
+        inner.clone(),
+        role.clone(),
         shared.policy_ctx.clone(),
         Some(crate::compat::pg_catalog(
             Arc::new(pg_catalog),
@@ -125,6 +125,12 @@ pub(crate) fn session_context(
         state = state.with_runtime_env(runtime);
     }
     let ctx = SessionContext::new_with_state(state.build());
+    let roles = shared
+        .users
+        .roles()
+        .filter_map(|(u, r)| Some((u.to_string(), shared.policy.role(r)?)))
+        .collect();
+    crate::privileges::install(&ctx, shared.engine.clone(), inner, user, role, roles);
     // pg_catalog's session_user() always says "postgres"; clients show it.
     for name in ["session_user", "current_user"] {
         ctx.register_udf(constant_text_udf(

@@ -19,7 +19,9 @@
 //!   collation details. The warehouse has neither (attidentity is '' and
 //!   attcollation 0), so the first is always NULL and the second true; the third
 //!   builds a real JSON object.
-//! * A correlated scalar subquery inside CASE becomes NULL unless it aggregates:
+//! * In statements that read the catalogs (see [`reads_catalog`]; an analyst's
+//!   query keeps the answer `tidemark sql` gives it), a correlated scalar subquery
+//!   inside CASE becomes NULL unless it aggregates:
 //!   DataFusion plans a correlated scalar subquery only when it is aggregated, and
 //!   SQLAlchemy's column reflection has three of them, guarded by CASE on
 //!   `atthasdef`, `attidentity != ''` and `attcollation != 0`. pg_attribute has no
@@ -36,6 +38,12 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
+use datafusion_pg_catalog::sql::rules::{
+    CurrentUserVariableToSessionUserFunctionCall, FixArrayLiteral, FixVersionColumnName,
+    PrependUnqualifiedPgTableName, RewritePgCatalogOperator, RewriteRegCastToSubquery,
+    SqlStatementRewriteRule, StripCallableQualifier, StripCollate,
+};
 use deltalake::arrow::array::{Array, AsArray, Int32Array, RecordBatch, StringArray, StructArray};
 use deltalake::arrow::compute::{cast, concat_batches};
 use deltalake::arrow::datatypes::{DataType, Field, Fields, Int32Type, SchemaRef};
@@ -52,9 +60,9 @@ use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, AccessExpr, Expr, Function, FunctionArg,
-    FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, ObjectName,
-    Query, SetExpr, Statement, TableFactor, Value,
+    visit_expressions, visit_expressions_mut, visit_relations, AccessExpr, Expr, Function,
+    FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, GroupByExpr, Ident,
+    ObjectName, Query, SetExpr, Statement, TableAlias, TableFactor, Value,
 };
 use pgwire::api::Type;
 
@@ -99,8 +107,70 @@ pub(crate) fn pg_catalog(
     Arc::new(PgCatalog { inner, catalogs })
 }
 
-/// Rewrite a parsed client statement into one DataFusion plans: see the module docs.
-pub(crate) fn rewrite(mut s: Statement) -> Statement {
+/// Whether a statement reads the catalogs: names, anywhere in it (FROM, joins,
+/// subqueries, CTEs, set operations), a relation of schema `pg_catalog` or
+/// `information_schema` (however qualified), or an unqualified pg_catalog table,
+/// which PostgreSQL finds through its search path (pg_catalog comes first) and
+/// datafusion-pg-catalog qualifies. Decided on the parsed names, never on the text,
+/// so a string or a column that merely says "pg_class" does not count.
+///
+/// The rewrites that can change the answer of a statement DataFusion would plan
+/// as it is (a subquery replaced by NULL, `LIMIT 1` added to a scalar subquery,
+/// unqualified columns qualified by the wildcard's table, duplicated columns
+/// renamed, `= ANY` turned into `array_contains`) exist for the catalog queries
+/// clients send; applied to an analyst's query they make the wire answer
+/// differently from `tidemark sql`. So only statements that read the catalogs get
+/// them.
+pub(crate) fn reads_catalog(s: &Statement) -> bool {
+    let mut found = false;
+    let _ = visit_relations(s, |name| {
+        found |= is_catalog_relation(name);
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+fn is_catalog_relation(name: &ObjectName) -> bool {
+    // As SQL reads names: unquoted parts fold to lower case.
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(i) if i.quote_style.is_none() => i.value.to_ascii_lowercase(),
+            Some(i) => i.value.clone(),
+            None => String::new(),
+        })
+        .collect();
+    match parts.as_slice() {
+        [.., schema, _] => schema == "pg_catalog" || schema == "information_schema",
+        [table] => PG_CATALOG_TABLES.contains(&table.as_str()),
+        [] => false,
+    }
+}
+
+/// datafusion-pg-catalog's rewrites that only make statements DataFusion refuses
+/// plannable (qualified function names, `current_user` without parentheses,
+/// COLLATE, `OPERATOR(pg_catalog.~)`, `'x'::regclass`, `'{a,b}'::text[]`, the
+/// column name of `version()`): applied to every statement. Its other rules (see
+/// [`reads_catalog`]) run, with its whole-query substitutions, only on catalog
+/// statements.
+pub(crate) fn general_rules() -> Vec<Arc<dyn SqlStatementRewriteRule>> {
+    vec![
+        Arc::new(PrependUnqualifiedPgTableName),
+        Arc::new(StripCallableQualifier),
+        Arc::new(FixArrayLiteral),
+        Arc::new(CurrentUserVariableToSessionUserFunctionCall),
+        Arc::new(StripCollate),
+        Arc::new(RewritePgCatalogOperator),
+        Arc::new(RewriteRegCastToSubquery::new()),
+        Arc::new(FixVersionColumnName),
+    ]
+}
+
+/// Rewrite a parsed client statement into one DataFusion plans: see the module
+/// docs. `catalog`: whether it reads the catalogs ([`reads_catalog`]); only then
+/// are subqueries inside CASE replaced by NULL.
+pub(crate) fn rewrite(mut s: Statement, catalog: bool) -> Statement {
     let _ = visit_expressions_mut(&mut s, |e| {
         match e {
             Expr::Case {
@@ -108,7 +178,7 @@ pub(crate) fn rewrite(mut s: Statement) -> Statement {
                 conditions,
                 else_result,
                 ..
-            } => {
+            } if catalog => {
                 let branches = operand
                     .iter_mut()
                     .map(|b| b.as_mut())
@@ -230,14 +300,22 @@ fn is_correlated(q: &Query) -> bool {
     let mut local: Vec<String> = Vec::new();
     for t in &select.from {
         for f in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
-            if let TableFactor::Table { name, alias, .. } = f {
-                let full = name.to_string().to_ascii_lowercase();
-                if let Some(last) = full.rsplit('.').next() {
-                    local.push(last.to_string());
+            match f {
+                TableFactor::Table { name, alias, .. } => {
+                    let full = name.to_string().to_ascii_lowercase();
+                    if let Some(last) = full.rsplit('.').next() {
+                        local.push(last.to_string());
+                    }
+                    local.push(full);
+                    if let Some(a) = alias {
+                        local.push(a.name.value.to_ascii_lowercase());
+                    }
                 }
-                local.push(full);
-                if let Some(a) = alias {
-                    local.push(a.name.value.to_ascii_lowercase());
+                // A derived table, UNNEST, a table function: named by its alias.
+                _ => {
+                    if let Some(a) = table_factor_alias(f) {
+                        local.push(a.name.value.to_ascii_lowercase());
+                    }
                 }
             }
         }
@@ -257,6 +335,17 @@ fn is_correlated(q: &Query) -> bool {
         ControlFlow::<()>::Continue(())
     });
     correlated
+}
+
+fn table_factor_alias(f: &TableFactor) -> Option<&TableAlias> {
+    match f {
+        TableFactor::Derived { alias, .. }
+        | TableFactor::TableFunction { alias, .. }
+        | TableFactor::Function { alias, .. }
+        | TableFactor::UNNEST { alias, .. }
+        | TableFactor::NestedJoin { alias, .. } => alias.as_ref(),
+        _ => None,
+    }
 }
 
 /// A LIKE pattern written with escape character `escape` (empty: none), as the
@@ -643,7 +732,33 @@ impl PartitionStream for Attributes {
 
 #[cfg(test)]
 mod tests {
-    use super::like_escape;
+    use super::{like_escape, reads_catalog};
+    use deltalake::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use deltalake::datafusion::sql::sqlparser::parser::Parser;
+
+    fn catalog(sql: &str) -> bool {
+        let s = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
+        reads_catalog(&s[0])
+    }
+
+    #[test]
+    fn catalog_statements_are_told_by_the_relations_they_read() {
+        assert!(catalog("SELECT relname FROM pg_catalog.pg_class"));
+        assert!(catalog("SELECT relname FROM pg_class"));
+        assert!(catalog("SELECT * FROM tidemark.information_schema.tables"));
+        assert!(catalog(
+            "SELECT id FROM shop.t WHERE id IN (SELECT oid FROM PG_CATALOG.pg_namespace)"
+        ));
+        assert!(catalog(
+            "WITH n AS (SELECT * FROM information_schema.columns) SELECT count(*) FROM n"
+        ));
+        assert!(!catalog("SELECT 'pg_class', pg_catalog.version()"));
+        assert!(!catalog("SELECT pg_class FROM shop.pg_class"));
+        assert!(!catalog("SELECT * FROM \"PG_CATALOG\".pg_class"));
+        assert!(!catalog(
+            "SELECT CASE WHEN v > 0 THEN (SELECT x.m FROM (SELECT max(v) m FROM t) x) END FROM t"
+        ));
+    }
 
     #[test]
     fn like_patterns_get_backslash_escapes() {

@@ -43,6 +43,7 @@ mod compat;
 mod copy;
 mod error;
 mod handlers;
+mod privileges;
 mod query;
 mod session;
 mod tls;

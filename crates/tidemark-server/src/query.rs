@@ -9,12 +9,15 @@ use std::time::Duration;
 use arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
+use datafusion_pg_catalog::sql::rules::SqlStatementRewriteRule;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use deltalake::arrow::datatypes::{DataType, Schema};
+use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::sql::parser::Statement as DFStatement;
 use deltalake::datafusion::sql::sqlparser::ast::Statement;
+use deltalake::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use deltalake::datafusion::sql::sqlparser::parser::Parser as SqlParser;
 use futures::{stream, Sink, Stream, StreamExt};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::send_query_response;
@@ -32,6 +35,7 @@ use pgwire::messages::PgWireBackendMessage;
 use tracing::debug;
 
 use crate::audit::Entry;
+use crate::compat;
 use crate::copy::{self, CopyFormat};
 use crate::error::{fatal, query_error, sql_error};
 use crate::session::Session;
@@ -39,11 +43,47 @@ use crate::utility::{self, Utility};
 use crate::Shared;
 
 /// A parsed statement, kept by pgwire between Parse and Execute.
+///
+/// It keeps the statement, not its plan: a plan holds the tables (providers) as
+/// they were at Parse, and drivers keep statements prepared for the life of a
+/// pooled connection (pgjdbc server-prepares after a few executions), so a kept
+/// plan would stop seeing new commits and hold old snapshots in memory. Each
+/// Execute plans the statement again against the catalog as it is then (grants
+/// checked again on the way), binding the parameters as the types told at Parse.
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared {
     /// The SQL as the client sent it, for the audit.
     sql: Arc<str>,
-    planned: Planned,
+    /// The statement as parsed and rewritten.
+    statement: Statement,
+    described: Described,
+}
+
+/// What a prepared statement told the client at Parse and Describe.
+#[derive(Debug, Clone)]
+enum Described {
+    /// A query: its parameter types (see [`parameter_types`]) and result columns.
+    Query {
+        parameters: Vec<Option<DataType>>,
+        columns: SchemaRef,
+    },
+    /// `COPY (query) TO STDOUT` and how to write its rows.
+    Copy(CopyFormat),
+    /// Answered without the engine.
+    Utility(Utility),
+}
+
+impl Described {
+    fn new(planned: Planned) -> PgWireResult<Self> {
+        Ok(match planned {
+            Planned::Plan(plan) => Described::Query {
+                parameters: parameter_types(&plan)?,
+                columns: Arc::new(plan.schema().as_arrow().clone()),
+            },
+            Planned::Copy(_, format) => Described::Copy(format),
+            Planned::Utility(u) => Described::Utility(u),
+        })
+    }
 }
 
 /// What a statement became.
@@ -66,6 +106,8 @@ pub(crate) struct QueryHandler {
 pub(crate) struct Parser {
     shared: Arc<Shared>,
     compat: PostgresCompatibilityParser,
+    /// datafusion-pg-catalog's rewrites that every statement gets.
+    general: Vec<Arc<dyn SqlStatementRewriteRule>>,
 }
 
 impl QueryHandler {
@@ -74,6 +116,7 @@ impl QueryHandler {
             parser: Arc::new(Parser {
                 shared,
                 compat: PostgresCompatibilityParser::new(),
+                general: compat::general_rules(),
             }),
         }
     }
@@ -89,25 +132,83 @@ fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
 }
 
 impl Parser {
-    /// Parse SQL into statements, with the client-compatibility rewrites applied.
+    /// Parse SQL into statements, with the client-compatibility rewrites applied:
+    /// every statement gets those that only make it plannable, and statements that
+    /// read the catalogs also those that exist for the catalog queries clients send
+    /// (see [`compat::reads_catalog`]), so an analyst's query answers over the wire
+    /// what it answers in `tidemark sql`.
     fn statements(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
-        match self.compat.parse(sql) {
-            Ok(s) => Ok(s.into_iter().map(crate::compat::rewrite).collect()),
-            // `FOR SYSTEM_TIME AS OF` is not PostgreSQL syntax: tidemark-query parses
-            // it exactly as `tidemark sql` does.
-            Err(e) => match tidemark_query::parse(sql) {
-                Ok(parsed) => parsed
-                    .into_iter()
-                    .map(|s| match s {
-                        DFStatement::Statement(s) => {
-                            Ok(crate::compat::rewrite(self.compat.rewrite(*s)))
-                        }
-                        other => Err(crate::wire_fix::df_only_statement(&other)),
-                    })
-                    .collect(),
-                Err(_) => Err(sql_error("42601", e.to_string())),
-            },
+        let plain = match SqlParser::parse_sql(&PostgreSqlDialect {}, sql) {
+            Ok(plain) => plain,
+            Err(e) => return self.unusual_statements(sql, e.to_string()),
+        };
+        if !plain.iter().any(compat::reads_catalog) {
+            return Ok(plain.into_iter().map(|s| self.general(s)).collect());
         }
+        // datafusion-pg-catalog's own parse, for its substitutions of whole client
+        // queries (which are all catalog queries).
+        let whole = self
+            .compat
+            .parse(sql)
+            .ok()
+            .filter(|w| w.len() == plain.len());
+        Ok(match whole {
+            Some(whole) => plain
+                .into_iter()
+                .zip(whole)
+                .map(|(p, w)| {
+                    if compat::reads_catalog(&p) {
+                        compat::rewrite(w, true)
+                    } else {
+                        self.general(p)
+                    }
+                })
+                .collect(),
+            None => plain.into_iter().map(|s| self.rewrite(s)).collect(),
+        })
+    }
+
+    /// Statements the PostgreSQL grammar does not read as they are: `ABORT` and the
+    /// client queries datafusion-pg-catalog substitutes whole, and `FOR SYSTEM_TIME
+    /// AS OF` (not PostgreSQL syntax), which tidemark-query parses exactly as
+    /// `tidemark sql` does. `error`: the PostgreSQL grammar's complaint.
+    fn unusual_statements(&self, sql: &str, error: String) -> PgWireResult<Vec<Statement>> {
+        if let Ok(s) = self.compat.parse(sql) {
+            return Ok(s
+                .into_iter()
+                .map(|s| {
+                    let catalog = compat::reads_catalog(&s);
+                    compat::rewrite(s, catalog)
+                })
+                .collect());
+        }
+        match tidemark_query::parse(sql) {
+            Ok(parsed) => parsed
+                .into_iter()
+                .map(|s| match s {
+                    DFStatement::Statement(s) => Ok(self.rewrite(*s)),
+                    other => Err(crate::wire_fix::df_only_statement(&other)),
+                })
+                .collect(),
+            Err(_) => Err(sql_error("42601", error)),
+        }
+    }
+
+    /// One statement's rewrites, chosen by whether it reads the catalogs.
+    fn rewrite(&self, s: Statement) -> Statement {
+        if compat::reads_catalog(&s) {
+            compat::rewrite(self.compat.rewrite(s), true)
+        } else {
+            self.general(s)
+        }
+    }
+
+    /// The rewrites every statement gets (see [`compat::general_rules`]).
+    fn general(&self, mut s: Statement) -> Statement {
+        for rule in &self.general {
+            s = rule.rewrite(s);
+        }
+        compat::rewrite(s, false)
     }
 
     async fn prepare(&self, session: &Session, statement: Statement) -> PgWireResult<Planned> {
@@ -159,14 +260,50 @@ fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
     Ok(out)
 }
 
-fn pg_parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Type>> {
-    parameter_types(plan)?
+fn pg_parameter_types(types: &[Option<DataType>]) -> Vec<Type> {
+    types
         .iter()
         .map(|t| match t {
-            Some(t) => into_pg_type(t).or(Ok(Type::TEXT)),
-            None => Ok(Type::TEXT),
+            Some(t) => into_pg_type(t).unwrap_or(Type::TEXT),
+            None => Type::TEXT,
         })
         .collect()
+}
+
+/// Bind a portal's parameters to a fresh plan of its statement, decoded as the
+/// types the client was told at Parse (`types`): pgwire does not keep them.
+fn bind(
+    portal: &Portal<Prepared>,
+    types: &[Option<DataType>],
+    plan: LogicalPlan,
+) -> PgWireResult<LogicalPlan> {
+    let server = pg_parameter_types(types);
+    let params = deserialize_parameters_with_server_types(
+        portal,
+        &types.iter().map(Option::as_ref).collect::<Vec<_>>(),
+        &server.iter().map(Some).collect::<Vec<_>>(),
+    )?;
+    plan.with_param_values(params).map_err(query_error)
+}
+
+/// Whether a fresh plan answers the columns described at Parse. PostgreSQL refuses
+/// a prepared statement whose tables changed shape the same way, and drivers
+/// (pgjdbc) know to prepare it again on this message.
+fn same_columns(described: &Schema, fresh: &Schema) -> PgWireResult<()> {
+    let shape = |s: &Schema| {
+        s.fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect::<Vec<_>>()
+    };
+    if shape(described) == shape(fresh) {
+        Ok(())
+    } else {
+        Err(sql_error(
+            "0A000",
+            "cached plan must not change result type",
+        ))
+    }
 }
 
 /// Result columns as PostgreSQL describes them. arrow-pg leaves the type modifier
@@ -483,10 +620,16 @@ impl QueryParser for Parser {
                 ));
             }
             match statements.pop() {
-                Some(s) => Ok(Some(Prepared {
-                    sql: sql.into(),
-                    planned: self.prepare(&session, s).await?,
-                })),
+                Some(s) => {
+                    // Planned now for the parameter types and result columns (and
+                    // to refuse what cannot run); executions plan it again.
+                    let planned = self.prepare(&session, s.clone()).await?;
+                    Ok(Some(Prepared {
+                        sql: sql.into(),
+                        statement: s,
+                        described: Described::new(planned)?,
+                    }))
+                }
                 None => Ok(None),
             }
         }
@@ -499,9 +642,9 @@ impl QueryParser for Parser {
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        match &stmt.planned {
-            Planned::Plan(plan) | Planned::Copy(plan, _) => pg_parameter_types(plan),
-            Planned::Utility(_) => Ok(vec![]),
+        match &stmt.described {
+            Described::Query { parameters, .. } => Ok(pg_parameter_types(parameters)),
+            Described::Copy(_) | Described::Utility(_) => Ok(vec![]),
         }
     }
 
@@ -510,14 +653,13 @@ impl QueryParser for Parser {
         stmt: &Prepared,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        match &stmt.planned {
-            Planned::Plan(plan) => result_fields(
-                plan.schema().as_arrow(),
-                column_format.unwrap_or(&Format::UnifiedText),
-            ),
-            Planned::Utility(Utility::Show(name)) => Ok(utility::show_fields(name)),
+        match &stmt.described {
+            Described::Query { columns, .. } => {
+                result_fields(columns, column_format.unwrap_or(&Format::UnifiedText))
+            }
+            Described::Utility(Utility::Show(name)) => Ok(utility::show_fields(name)),
             // COPY describes no row (its columns come with CopyOutResponse).
-            Planned::Copy(..) | Planned::Utility(_) => Ok(vec![]),
+            Described::Copy(_) | Described::Utility(_) => Ok(vec![]),
         }
     }
 }
@@ -553,7 +695,7 @@ impl ExtendedQueryHandler for QueryHandler {
             Some(p) => {
                 message.max_rows == 0
                     && matches!(client.state(), PgWireConnectionState::ReadyForQuery)
-                    && matches!(p.statement.statement.planned, Planned::Plan(_))
+                    && matches!(p.statement.statement.described, Described::Query { .. })
                     && matches!(*p.state().lock().await, PortalExecutionState::Initial)
             }
             None => false,
@@ -594,23 +736,31 @@ impl ExtendedQueryHandler for QueryHandler {
         let session = session(client)?;
         let prepared = &portal.statement.statement;
         let entry = Entry::begin(&self.parser.shared.audit, &session, &prepared.sql);
-        match &prepared.planned {
-            Planned::Plan(plan) => {
-                // pgwire does not keep the types it advertised; recompute them the
-                // same way so the bytes are read as the type the client was told.
-                let inferred = parameter_types(plan)?;
-                let server = pg_parameter_types(plan)?;
-                let bound = deserialize_parameters_with_server_types(
-                    portal,
-                    &inferred.iter().map(Option::as_ref).collect::<Vec<_>>(),
-                    &server.iter().map(Some).collect::<Vec<_>>(),
-                )
-                .and_then(|params| {
-                    plan.as_ref()
-                        .clone()
-                        .with_param_values(params)
-                        .map_err(query_error)
-                });
+        if let Described::Utility(u) = &prepared.described {
+            return audited(entry, utility::execute(&session, u));
+        }
+        // Planned again: the tables as they are now (see [`Prepared`]).
+        let planned = match self
+            .parser
+            .prepare(&session, prepared.statement.clone())
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                entry.failed(&e);
+                return Err(e);
+            }
+        };
+        match (planned, &prepared.described) {
+            (
+                Planned::Plan(plan),
+                Described::Query {
+                    parameters,
+                    columns,
+                },
+            ) => {
+                let bound = same_columns(columns, plan.schema().as_arrow())
+                    .and_then(|()| bind(portal, parameters, *plan));
                 let bound = match bound {
                     Ok(b) => b,
                     Err(e) => {
@@ -622,10 +772,15 @@ impl ExtendedQueryHandler for QueryHandler {
                     run_plan(&session, bound, &portal.result_column_format, entry).await?,
                 ))
             }
-            Planned::Copy(plan, format) => Ok(Response::CopyOut(
-                run_copy(&session, plan.as_ref().clone(), format.clone(), entry).await?,
+            (Planned::Copy(plan, _), Described::Copy(format)) => Ok(Response::CopyOut(
+                run_copy(&session, *plan, format.clone(), entry).await?,
             )),
-            Planned::Utility(u) => audited(entry, utility::execute(&session, u)),
+            // The same text classifies the same way; a guard, not a path.
+            _ => {
+                let e = PgWireError::ApiError("a prepared statement changed its kind".into());
+                entry.failed(&e);
+                Err(e)
+            }
         }
     }
 }

@@ -355,3 +355,120 @@ async fn finance_reads_invoice_data_and_nothing_else() {
     assert_eq!(ok, "1", "a successful statement with its row count");
     s.stop().await;
 }
+
+/// `has_table_privilege` and its kin answer from the role's grants, over both
+/// protocols (tools such as DBeaver and pgAdmin ask them before they show a table).
+/// The warehouse is read-only, so only SELECT (and USAGE on a schema) is ever held;
+/// a table the role may not read answers false, whether it exists or not, so the
+/// answer names nothing the catalogs hide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privilege_functions_answer_from_the_grants() {
+    let s = TestServer::start().await;
+    let cases: &[(&str, &[(&str, bool)])] = &[
+        (
+            FINANCE,
+            &[
+                ("has_table_privilege('invoicing.invoices', 'SELECT')", true),
+                ("has_table_privilege('invoicing.payments', 'select')", true),
+                (
+                    "has_table_privilege('invoicing.customers', 'SELECT')",
+                    false,
+                ),
+                ("has_table_privilege('invoicing.products', 'SELECT')", false),
+                (
+                    "has_table_privilege('invoicing_history.invoices', 'SELECT')",
+                    true,
+                ),
+                (
+                    "has_table_privilege('invoicing_history.customers', 'SELECT')",
+                    false,
+                ),
+                ("has_table_privilege('tidemark.audit', 'SELECT')", false),
+                (
+                    "has_table_privilege('invoicing.no_such_table', 'SELECT')",
+                    false,
+                ),
+                ("has_table_privilege('invoicing.invoices', 'INSERT')", false),
+                (
+                    "has_table_privilege('invoicing.invoices', 'INSERT, SELECT')",
+                    true,
+                ),
+                ("has_table_privilege('pg_catalog.pg_class', 'SELECT')", true),
+                (
+                    "has_table_privilege('fiona', 'invoicing.customers', 'SELECT')",
+                    false,
+                ),
+                (
+                    "has_table_privilege('alice', 'invoicing.customers', 'SELECT')",
+                    true,
+                ),
+                (
+                    "has_any_column_privilege('invoicing.customers', 'SELECT')",
+                    false,
+                ),
+                (
+                    "has_any_column_privilege('invoicing.invoice_lines', 'SELECT')",
+                    true,
+                ),
+                ("has_schema_privilege('invoicing', 'USAGE')", true),
+                ("has_schema_privilege('invoicing_history', 'USAGE')", true),
+                ("has_schema_privilege('tidemark', 'USAGE')", false),
+                ("has_schema_privilege('invoicing', 'CREATE')", false),
+                ("has_schema_privilege('pg_catalog', 'USAGE')", true),
+            ],
+        ),
+        (
+            USER,
+            &[
+                ("has_table_privilege('invoicing.customers', 'SELECT')", true),
+                ("has_table_privilege('tidemark.audit', 'SELECT')", false),
+                (
+                    "has_table_privilege('fiona', 'invoicing.customers', 'SELECT')",
+                    false,
+                ),
+                ("has_schema_privilege('tidemark', 'USAGE')", false),
+            ],
+        ),
+        (
+            ADMIN,
+            &[
+                ("has_table_privilege('invoicing.customers', 'SELECT')", true),
+                ("has_table_privilege('tidemark.audit', 'SELECT')", true),
+                ("has_schema_privilege('tidemark', 'USAGE')", true),
+                (
+                    "has_table_privilege('invoicing.customers', 'UPDATE')",
+                    false,
+                ),
+            ],
+        ),
+    ];
+    for (user, checks) in cases {
+        let c = s.client_as(user).await;
+        for (call, want) in checks.iter() {
+            let sql = format!("SELECT {call}");
+            let simple = one(&c, &sql).await;
+            assert_eq!(
+                simple,
+                if *want { "t" } else { "f" },
+                "{user}: {sql} (simple protocol)"
+            );
+            let extended: bool = c
+                .query_one(sql.as_str(), &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+                .get(0);
+            assert_eq!(extended, *want, "{user}: {sql} (extended protocol)");
+        }
+    }
+    // As tools ask: per row of the catalogs, by name and by oid.
+    let fin = s.client_as(FINANCE).await;
+    for sql in [
+        "SELECT bool_and(has_table_privilege(table_schema || '.' || table_name, 'SELECT')) \
+         FROM information_schema.tables WHERE table_schema LIKE 'invoicing%'",
+        "SELECT bool_and(has_table_privilege(c.oid, 'SELECT')) FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'invoicing'",
+    ] {
+        assert_eq!(one(&fin, sql).await, "t", "{sql}");
+    }
+    s.stop().await;
+}

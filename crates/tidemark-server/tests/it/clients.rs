@@ -7,8 +7,10 @@
 //! venv with psycopg and SQLAlchemy) and TIDEMARK_TEST_PGJDBC (postgresql.jar). The
 //! password reaches the programs by environment, never on a command line.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use crate::support::{text, TestServer, PASSWORD, USER};
 
@@ -40,6 +42,21 @@ fn client_program(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A client program's command, with the endpoint's address and credentials in its
+/// environment.
+fn client_command(program: &str, args: &[String], port: &str) -> Command {
+    let mut c = Command::new(program);
+    c.args(args)
+        .env("TIDEMARK_PG_PORT", port)
+        .env("TIDEMARK_PG_USER", USER)
+        .env("TIDEMARK_PG_PASSWORD", PASSWORD)
+        // libpq would otherwise take these over the conninfo's defaults.
+        .env_remove("PGSSLMODE")
+        .env_remove("PGPASSWORD")
+        .env_remove("PGSERVICE");
+    c
+}
+
 /// Run a client program against `s` (in a blocking thread: the server runs on this
 /// test's runtime) and return its output, checked for success and `ok_line`.
 async fn run_client(s: &TestServer, program: &str, args: Vec<String>, ok_line: &str) -> String {
@@ -47,15 +64,7 @@ async fn run_client(s: &TestServer, program: &str, args: Vec<String>, ok_line: &
     let program = program.to_string();
     let shown = format!("{program} {}", args.join(" "));
     let o: Output = tokio::task::spawn_blocking(move || {
-        Command::new(&program)
-            .args(&args)
-            .env("TIDEMARK_PG_PORT", port)
-            .env("TIDEMARK_PG_USER", USER)
-            .env("TIDEMARK_PG_PASSWORD", PASSWORD)
-            // libpq would otherwise take these over the conninfo's defaults.
-            .env_remove("PGSSLMODE")
-            .env_remove("PGPASSWORD")
-            .env_remove("PGSERVICE")
+        client_command(&program, &args, &port)
             .output()
             .unwrap_or_else(|e| {
                 panic!("cannot run {program} ({e}): run the tests with scripts/test.sh, which installs it")
@@ -114,6 +123,77 @@ async fn jdbc_metadata_and_prepared_statements() {
         "OK jdbc",
     )
     .await;
+    println!("{out}");
+    s.stop().await;
+}
+
+/// pgjdbc with `prepareThreshold=1` keeps a server-prepared statement; executed again
+/// after new commits landed (and the endpoint refreshed), it reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_server_prepared_statement_reads_new_commits() {
+    let s = TestServer::start_with(|o| o.refresh = Some(Duration::from_millis(100))).await;
+    let program = client_program("JdbcPrepared.java").display().to_string();
+    let args = vec!["-cp".to_string(), pgjdbc(), program];
+    let mut child = client_command("java", &args, &s.port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("java runs (scripts/test.sh installs a JDK)");
+    let stdout = child.stdout.take().expect("piped");
+    // The program's first line, "before N", once it has executed the statement.
+    let (mut reader, seen, before) = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                return (reader, seen, None);
+            }
+            seen.push_str(&line);
+            if let Some(n) = line.trim().strip_prefix("before ") {
+                let n = n.parse::<i64>().ok();
+                return (reader, seen, n);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let Some(before) = before else {
+        let mut err = String::new();
+        let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+        let _ = child.kill();
+        panic!("JdbcPrepared.java did not report its first count:\n{seen}{err}");
+    };
+
+    crate::refresh::land_more(&s, 8).await;
+    let admin = s.client_as(crate::support::ADMIN).await;
+    crate::refresh::wait_for_more(
+        &admin,
+        "SELECT count(*) FROM invoicing_history.invoices",
+        before,
+    )
+    .await;
+
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(b"landed\n").unwrap();
+    drop(stdin);
+    let (rest, status, err) = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            e.read_to_string(&mut err).unwrap();
+        }
+        (rest, child.wait().unwrap(), err)
+    })
+    .await
+    .unwrap();
+    let out = format!("{seen}{rest}{err}");
+    assert!(
+        status.success() && rest.lines().any(|l| l == "OK jdbc prepared"),
+        "JdbcPrepared.java failed ({status}):\n{out}"
+    );
     println!("{out}");
     s.stop().await;
 }

@@ -8,6 +8,7 @@
 mod access;
 mod auth;
 mod clients;
+mod corpus;
 mod psql;
 mod refresh;
 mod slt_wire;

@@ -261,3 +261,68 @@ async fn psql_copy_to_file_and_expanded_display() {
     assert!(out.contains("25006") && out.contains("read-only"), "{out}");
     s.stop().await;
 }
+
+/// A source's current table is a table to every client however it is stored: once
+/// `tidemark run` streams it, it is a merge-on-read base plus the history tail, and
+/// still lists as a BASE TABLE (information_schema), relkind `r` (pg_class) and in
+/// psql's `\dt`, where SQL tools look for tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_tables_are_listed_as_tables() {
+    use tidemark_lake::{stored_schema, TableKind, TableWriter};
+
+    let dir = tempfile::tempdir().unwrap();
+    let wh = crate::support::demo_warehouse(&dir.path().join("warehouse")).await;
+    // What `tidemark run` does before it streams a table.
+    let url = wh.table_url("invoicing", "invoices", TableKind::History);
+    let (hist, _) = wh.delta_table(&url).await.unwrap();
+    let schema = std::sync::Arc::new(stored_schema(&hist).expect("a tidemark table"));
+    let mut writer = TableWriter::open(&wh, schema).await.unwrap();
+    writer.start_merge_on_read().await.unwrap();
+
+    // In-process, as `tidemark sql` lists it.
+    let engine = tidemark_query::Engine::open(&wh).await.unwrap();
+    let b = engine
+        .query(
+            "SELECT table_type FROM information_schema.tables \
+             WHERE table_schema = 'invoicing' AND table_name = 'invoices'",
+        )
+        .await
+        .unwrap();
+    let shown = deltalake::arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string();
+    assert!(shown.contains("BASE TABLE"), "tidemark sql:\n{shown}");
+
+    let s = TestServer::serve(dir, &wh, |_| {}).await;
+    for user in [USER, crate::support::FINANCE] {
+        let c = s.client_as(user).await;
+        let row = c
+            .query_one(
+                "SELECT table_type FROM information_schema.tables \
+                 WHERE table_schema = 'invoicing' AND table_name = 'invoices'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "BASE TABLE", "{user}");
+        let row = c
+            .query_one(
+                "SELECT c.relkind FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'invoicing' AND c.relname = 'invoices'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "r", "{user}");
+    }
+    let o = s.psql("", PASSWORD, &["-c", r"\dt invoicing.*"]).await;
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" invoices ") && l.contains(" table ")),
+        "\\dt should list the streamed table invoices:\n{out}"
+    );
+    s.stop().await;
+}

@@ -97,3 +97,80 @@ async fn history_rows(e: &tidemark_query::Engine) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Land three more days of the demo workload in the warehouse `s` serves, as
+/// `tidemark run` would while the endpoint runs.
+pub(crate) async fn land_more(s: &TestServer, seed: u64) {
+    let wh = Warehouse::new(s.path("warehouse").to_str().unwrap(), Default::default()).unwrap();
+    let mut w = tidemark_demo::Workload::new(tidemark_demo::WorkloadConfig {
+        scale: 0.2,
+        days: 3,
+        seed,
+        ..Default::default()
+    });
+    let (_, landed) = tidemark_demo::land(&wh, Naming::SnakeCase, &mut w, 1)
+        .await
+        .unwrap();
+    assert!(landed > 0);
+}
+
+/// Wait until a fresh statement on `c` sees more than `before` rows from `sql`.
+pub(crate) async fn wait_for_more(c: &tokio_postgres::Client, sql: &str, before: i64) -> i64 {
+    let start = Instant::now();
+    loop {
+        let n = count(c, sql).await;
+        if n > before || start.elapsed() > Duration::from_secs(60) {
+            assert!(
+                n > before,
+                "{sql}: still {n} rows, as before the new commits"
+            );
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A prepared statement reads the tables as they are when it is executed, not as
+/// they were when it was prepared: drivers keep statements prepared for the life of
+/// a pooled connection (pgjdbc server-prepares after a few executions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_read_commits_landed_after_parse() {
+    let s = TestServer::start_with(|o| o.refresh = Some(Duration::from_millis(100))).await;
+    let c = s.client().await;
+    let history = "SELECT count(*) FROM invoicing_history.invoices WHERE status <> $1";
+    let current = "SELECT CAST(max(_ingest_ts) AS VARCHAR) FROM invoicing.invoices";
+    let history_stmt = c.prepare(history).await.unwrap();
+    let current_stmt = c.prepare(current).await.unwrap();
+    let before: i64 = c
+        .query_one(&history_stmt, &[&"no such status"])
+        .await
+        .unwrap()
+        .get(0);
+    let newest_before: String = c.query_one(&current_stmt, &[]).await.unwrap().get(0);
+
+    land_more(&s, 8).await;
+    // A statement parsed now sees the new commits once the endpoint refreshed...
+    let landed = wait_for_more(
+        &c,
+        "SELECT count(*) FROM invoicing_history.invoices",
+        before,
+    )
+    .await;
+
+    // ... and so does the one prepared before them, executed again.
+    let after: i64 = c
+        .query_one(&history_stmt, &[&"no such status"])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        after >= landed,
+        "the prepared statement still reads {after} rows (before the commits: {before}, a new statement: {landed})"
+    );
+    let newest_after: String = c.query_one(&current_stmt, &[]).await.unwrap().get(0);
+    assert!(
+        newest_after > newest_before,
+        "the prepared statement's current table did not move: {newest_after} vs {newest_before}"
+    );
+    s.stop().await;
+}
