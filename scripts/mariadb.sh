@@ -13,6 +13,7 @@
 #
 # Environment:
 #   TIDEMARK_MARIADB_PORT      preferred port (default 33306; next free one is used if taken)
+#   TIDEMARK_MARIADB_BASE      directory of the instance (default target/test-services/mariadb)
 #   TIDEMARK_MARIADB_TIMEOUT   seconds to wait for start/stop (default 60)
 #
 # Diagnostics go to stderr; `start` and `url` print only the URL on stdout, so
@@ -20,7 +21,9 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-BASE="$REPO/target/test-services/mariadb"
+# TIDEMARK_MARIADB_BASE: another directory for a second, independent instance (the
+# fault tests restart one of their own, never the shared one).
+BASE="${TIDEMARK_MARIADB_BASE:-$REPO/target/test-services/mariadb}"
 DATADIR="$BASE/data"
 TMPDIR_DB="$BASE/tmp"
 PIDFILE="$BASE/mariadbd.pid"
@@ -32,7 +35,7 @@ TIMEOUT="${TIDEMARK_MARIADB_TIMEOUT:-60}"
 # Unix socket paths are limited to 107 bytes; fall back to /tmp for deep checkouts.
 SOCKET="$BASE/mariadbd.sock"
 if [ "${#SOCKET}" -gt 100 ]; then
-    SOCKET="/tmp/tidemark-mariadb-$(printf '%s' "$REPO" | cksum | cut -d' ' -f1).sock"
+    SOCKET="/tmp/tidemark-mariadb-$(printf '%s' "$BASE" | cksum | cut -d' ' -f1).sock"
 fi
 
 log() { printf '[mariadb.sh] %s\n' "$*" >&2; }

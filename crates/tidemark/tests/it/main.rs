@@ -9,6 +9,7 @@ mod cdc;
 mod chinook;
 mod demo;
 mod errors;
+mod faults;
 mod own_tables;
 mod pull;
 mod resume;

@@ -20,16 +20,23 @@ pub struct TestDb {
     pub name: String,
     pub dir: tempfile::TempDir,
     pool: mysql_async::Pool,
+    url: String,
 }
 
 impl TestDb {
     pub async fn new(test: &str) -> Self {
+        Self::new_on(&server_url(), test).await
+    }
+
+    /// A database on the server at `url` (a test's own instance).
+    pub async fn new_on(url: &str, test: &str) -> Self {
         let name = format!("tm_{test}_{}", std::process::id());
-        let pool = mysql_async::Pool::new(server_url().as_str());
+        let pool = mysql_async::Pool::new(url);
         let db = Self {
             name,
             dir: tempfile::tempdir().expect("tempdir"),
             pool,
+            url: url.to_string(),
         };
         db.exec(&format!("DROP DATABASE IF EXISTS `{}`", db.name))
             .await;
@@ -77,7 +84,7 @@ impl TestDb {
 
     /// Write a config selecting this database, with extra TOML appended.
     pub fn config(&self, extra: &str) -> PathBuf {
-        self.config_with_url(&server_url(), extra)
+        self.config_with_url(&self.url, extra)
     }
 
     pub fn config_with_url(&self, url: &str, extra: &str) -> PathBuf {

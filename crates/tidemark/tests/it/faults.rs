@@ -1,0 +1,208 @@
+//! Faults outside tidemark (issue 14, item 10): the source server restarted while
+//! `run` streams, and the warehouse's disk full while it commits. After each, every
+//! change is in the lake once, and nothing was committed by half.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::{kill, record_checked, record_fault, spawn_run_with, wait_for_log, TestDb};
+
+fn mariadb_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mariadb.sh")
+}
+
+/// A MariaDB of this test's own (binlog on, ROW), so restarting it disturbs no other
+/// test: `scripts/mariadb.sh` with its own directory and port.
+struct OwnMariaDb {
+    base: PathBuf,
+    port: u16,
+}
+
+impl OwnMariaDb {
+    fn run(&self, verb: &str) -> String {
+        let out = std::process::Command::new("bash")
+            .arg(mariadb_script())
+            .arg(verb)
+            .env("TIDEMARK_MARIADB_BASE", &self.base)
+            .env("TIDEMARK_MARIADB_PORT", self.port.to_string())
+            .output()
+            .expect("scripts/mariadb.sh");
+        assert!(
+            out.status.success(),
+            "scripts/mariadb.sh {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn start(base: PathBuf) -> (Self, String) {
+        // A port well away from the shared instance's, different per process.
+        let port = 35_000 + (std::process::id() % 2_000) as u16;
+        let db = Self { base, port };
+        let url = db.run("start");
+        (db, url)
+    }
+}
+
+impl Drop for OwnMariaDb {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(mariadb_script())
+            .arg("stop")
+            .env("TIDEMARK_MARIADB_BASE", &self.base)
+            .status();
+    }
+}
+
+/// Rows and duplicate versions of `db.t` in the lake.
+async fn landed(db: &TestDb, table: &str) -> (i64, i64, i64) {
+    let s = db.name.to_lowercase();
+    let current = db
+        .sql_i64(&format!("SELECT count(*) FROM {s}.{table}"))
+        .await;
+    let history = db
+        .sql_i64(&format!("SELECT count(*) FROM {s}_history.{table}"))
+        .await;
+    let doubled = db
+        .sql_i64(&format!(
+            "SELECT count(*) FROM (SELECT id, _valid_from FROM {s}_history.{table} \
+             GROUP BY id, _valid_from HAVING count(*) > 1) d"
+        ))
+        .await;
+    (current, history, doubled)
+}
+
+async fn wait_landed(db: &TestDb, table: &str, rows: i64, config: &Path) {
+    let start = Instant::now();
+    loop {
+        let (current, history, doubled) = landed(db, table).await;
+        assert_eq!(doubled, 0, "a version landed twice");
+        if current == rows && history == rows {
+            record_checked(rows as usize, "rows after a fault");
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{table}: {current} current rows, {history} versions, want {rows}; run.log:\n{}",
+            std::fs::read_to_string(config.with_file_name("run.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn capture_goes_on_across_a_source_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = OwnMariaDb::start(dir.path().join("mariadb"));
+    let db = TestDb::new_on(&url, "restart").await;
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await;
+    db.exec("INSERT INTO t SELECT seq, 'before' FROM seq_1_to_50")
+        .await;
+    let config = db.config("flush_interval_ms = 200");
+    let child = spawn_run_with(&config, &[]);
+    wait_for_log(&config, "\"streaming\"", 1, Duration::from_secs(60));
+    db.exec("INSERT INTO t SELECT seq, 'streamed' FROM seq_51_to_100")
+        .await;
+    wait_landed(&db, "t", 100, &config).await;
+    // The server goes away mid-stream (a clean shutdown, as a failover or an upgrade
+    // does) and comes back.
+    record_fault("restart", "MariaDB mid-stream");
+    server.run("stop");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.run("start");
+    db.exec("INSERT INTO t SELECT seq, 'after' FROM seq_101_to_150")
+        .await;
+    wait_landed(&db, "t", 150, &config).await;
+    wait_for_log(
+        &config,
+        "binlog stream lost; reconnecting",
+        1,
+        Duration::from_secs(5),
+    );
+    kill(child);
+    db.drop().await;
+    drop(server);
+}
+
+/// A tmpfs mounted on the warehouse directory, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("mount");
+        assert!(
+            st.success(),
+            "mounting a tmpfs on {} failed: the full-disk test needs root (scripts/test.sh runs as root in CI)",
+            at.display()
+        );
+        Self(at.to_path_buf())
+    }
+
+    /// Fill it: one file as large as what is left.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 1 << 16];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.flush();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_stops_commits_cleanly_and_they_resume_when_space_returns() {
+    let db = TestDb::new("fulldisk").await;
+    let disk = SmallDisk::mount(&db.warehouse(), "48m");
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(200))")
+        .await;
+    db.exec("INSERT INTO t SELECT seq, REPEAT('x', 150) FROM seq_1_to_100")
+        .await;
+    let config = db.config(&format!(
+        "flush_interval_ms = 200\nserver_id = {}",
+        300_000 + std::process::id() % 10_000
+    ));
+    let child = spawn_run_with(&config, &[]);
+    wait_for_log(&config, "\"streaming\"", 1, Duration::from_secs(60));
+    let filler = disk.fill();
+    record_fault("disk-full", "warehouse");
+    db.exec("INSERT INTO t SELECT seq, REPEAT('y', 150) FROM seq_101_to_400")
+        .await;
+    // Commits fail, and say why, and are tried again.
+    wait_for_log(
+        &config,
+        "commit failed; trying again",
+        1,
+        Duration::from_secs(60),
+    );
+    let log = std::fs::read_to_string(config.with_file_name("run.log")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("commit failed; trying again"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("{}.t", db.name)) && line.contains("No space left"),
+        "the warning names the table and the cause: {line}"
+    );
+    // Space returns: the same changes land, once.
+    std::fs::remove_file(filler).unwrap();
+    wait_landed(&db, "t", 400, &config).await;
+    kill(child);
+    drop(disk);
+    db.drop().await;
+}
