@@ -667,20 +667,7 @@ impl BinlogReader {
                 // executed set with it.
                 EventData::GtidEvent(g) => {
                     if let Some(set) = self.mysql_gtid.as_mut() {
-                        let sid = g.sid();
-                        let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-                        let mut key = format!(
-                            "{}-{}-{}-{}-{}",
-                            &hex[0..8],
-                            &hex[8..12],
-                            &hex[12..16],
-                            &hex[16..20],
-                            &hex[20..32]
-                        );
-                        if let Some(tag) = g.tag() {
-                            key = format!("{key}:{}", tag.as_str());
-                        }
-                        set.add(&key, g.gno());
+                        add_mysql_gtid(set, &g);
                     }
                 }
                 EventData::RowsQueryEvent(_)
@@ -766,6 +753,18 @@ impl BinlogReader {
         let Some(schema) = self.tracked.get(&key).cloned() else {
             return Ok(());
         };
+        // MySQL's partial JSON updates carry a diff, not the after image: landing them
+        // as rows would write the diff as the value. `tidemark check` fails the source
+        // when the setting is on; a stream that meets one anyway stops here.
+        if matches!(rows, RowsEventData::PartialUpdateRowsEvent(_)) {
+            return Err(self.err(
+                at,
+                format!(
+                    "table {}.{}: a partial JSON update (binlog_row_value_options = PARTIAL_JSON) carries a diff, not the row; SET GLOBAL binlog_row_value_options = '' at the source and land the table again with `tidemark snapshot --resnapshot`",
+                    key.0, key.1
+                ),
+            ));
+        }
         // The table already failed in this transaction: its rows here are not used.
         if self.failures.iter().any(|(s, _)| Arc::ptr_eq(s, &schema)) {
             return Ok(());
@@ -872,6 +871,28 @@ fn decode_rows(
 pub fn seq_base(file: &str, log_pos: u32) -> i64 {
     let n = tidemark_core::position::file_number(file) % 2048;
     ((n as i64) << 52) | ((log_pos as i64) << 20)
+}
+
+/// Add a MySQL GTID event's `uuid[:tag]:gno` to the executed set the stream's
+/// positions carry (MySQL 8.4 tags: `GTID_TAGGED_LOG_EVENT`).
+fn add_mysql_gtid(
+    set: &mut tidemark_core::position::MysqlGtidSet,
+    g: &mysql_async::binlog::events::GtidEvent,
+) {
+    let sid = g.sid();
+    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+    let mut key = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    if let Some(tag) = g.tag() {
+        key = format!("{key}:{}", tag.as_str());
+    }
+    set.add(&key, g.gno());
 }
 
 /// A MariaDB GTID event's sequence number, domain and flags.
@@ -1219,6 +1240,16 @@ mod tests {
             events[1].read_data().unwrap(),
             Some(EventData::XidEvent(_))
         ));
+        // Compressed as MySQL compresses it (zstd), the same events come out.
+        let zipped = zstd::encode_all(&inner[..], 3).unwrap();
+        let payload = mysql_async::binlog::events::TransactionPayloadEvent::new(
+            zipped.len() as u64,
+            mysql_async::binlog::TransactionPayloadCompressionType::ZSTD,
+            inner.len() as u64,
+            zipped,
+        );
+        let events = unpack_payload(&plain_fde(), &payload).unwrap();
+        assert_eq!(events.len(), 2);
         // A payload cut short is an error naming it, not a panic.
         let cut = mysql_async::binlog::events::TransactionPayloadEvent::new(
             (inner.len() - 3) as u64,
@@ -1327,5 +1358,41 @@ mod tests {
                 }
             }
         });
+    }
+
+    /// Issue 14, item 11 (MySQL 8 without a server): GTID events as MySQL 8.0 writes
+    /// them (`GTID_EVENT`) and as 8.4 writes tagged ones (`GTID_TAGGED_LOG_EVENT`),
+    /// serialised by mysql_common from MySQL's layouts, read back as the stream reads
+    /// them and added to the executed set the positions carry.
+    #[test]
+    fn mysql_gtid_events_with_and_without_tags_extend_the_executed_set() {
+        use mysql_common::proto::MySerialize;
+        let sid: [u8; 16] = [
+            0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42,
+            0x95, 0x62,
+        ];
+        let mut set = tidemark_core::position::MysqlGtidSet::parse(
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-6",
+        )
+        .unwrap();
+        let untagged = mysql_common::binlog::events::GtidEvent::new(sid, 7);
+        let tagged = mysql_common::binlog::events::GtidEvent::new_tagged(
+            sid,
+            mysql_common::packets::Tag::new("batch").unwrap(),
+            9,
+        );
+        for (ev, ty) in [(untagged, 0x21u8), (tagged, 0x2a)] {
+            let mut data = Vec::new();
+            ev.serialize(&mut data);
+            let event = Event::read(&plain_fde(), &raw_event(ty, &data)[..]).unwrap();
+            match event.read_data().unwrap() {
+                Some(EventData::GtidEvent(g)) => add_mysql_gtid(&mut set, &g),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            set.to_string(),
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-7,3e11fa47-71ca-11e1-9e33-c80aa9429562:batch:9"
+        );
     }
 }
