@@ -843,7 +843,15 @@ impl TableWriter {
         batch: &ChangeBatch,
         merge: impl Fn(SourceState) -> std::result::Result<SourceState, E>,
     ) -> Result<std::result::Result<i64, E>> {
-        let mut attempt = 0u32;
+        use backon::BackoffBuilder;
+        // Competing writers back off with jitter, so they spread out rather than
+        // collide again: 10 ms doubling to 200 ms, 50 times.
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(10))
+            .with_max_delay(std::time::Duration::from_millis(200))
+            .with_max_times(50)
+            .with_jitter()
+            .build();
         loop {
             self.reload().await?;
             let state = match merge(self.history.committed.state.clone()) {
@@ -851,16 +859,13 @@ impl TableWriter {
                 Err(refused) => return Ok(Err(refused)),
             };
             match self.append_history(batch, state).await {
-                Err(e) if e.is_conflict() && attempt < 50 => {
-                    attempt += 1;
-                    debug!(table = %self.history.name, attempt, "concurrent commit; retrying on the fresh state");
-                    // Spread the retries of competing writers.
-                    let jitter = u64::from(chrono::Utc::now().timestamp_subsec_micros() % 50);
-                    tokio::time::sleep(std::time::Duration::from_millis(
-                        10 * u64::from(attempt.min(10)) + jitter,
-                    ))
-                    .await;
-                }
+                Err(e) if e.is_conflict() => match backoff.next() {
+                    Some(pause) => {
+                        debug!(table = %self.history.name, "concurrent commit; retrying on the fresh state");
+                        tokio::time::sleep(pause).await;
+                    }
+                    None => return Err(e),
+                },
                 r => return r.map(Ok),
             }
         }

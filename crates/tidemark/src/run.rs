@@ -866,6 +866,17 @@ async fn run_source(
     let server_id = source.config.replica_server_id(name);
     let mut reader = BinlogReader::open(&source, &start, server_id, stream.tracked()).await?;
     let mut failures = 0u32;
+    // 2 s doubling to 32 s, with jitter, MAX_RECONNECTS times (about five minutes).
+    let reconnects = || {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(2))
+            .with_max_delay(Duration::from_secs(32))
+            .with_max_times(MAX_RECONNECTS as usize)
+            .with_jitter()
+            .build()
+    };
+    let mut backoff = reconnects();
     info!(source = %name, tables = stream.tables.len(), parked = stream.parked.len(), position = %start, "streaming");
 
     let interval = Duration::from_millis(source.config.flush_interval_ms.max(10));
@@ -884,6 +895,7 @@ async fn run_source(
         let item = match reader.next(wait.max(Duration::from_millis(1))).await {
             Ok(item) => {
                 failures = 0;
+                backoff = reconnects();
                 item
             }
             // The server went away or the connection broke: land what is complete,
@@ -892,9 +904,11 @@ async fn run_source(
             Err(
                 e @ (tidemark_mysql::Error::Binlog { .. }
                 | tidemark_mysql::Error::Unreachable { .. }),
-            ) if failures < MAX_RECONNECTS => {
+            ) => {
+                let Some(pause) = backoff.next() else {
+                    return Err(e.into());
+                };
                 failures += 1;
-                let pause = Duration::from_secs(1 << failures.min(5));
                 warn!(source = %name, error = %e, attempt = failures, pause_s = pause.as_secs(), "binlog stream lost; reconnecting");
                 stream.flush(true).await?;
                 tokio::time::sleep(pause).await;

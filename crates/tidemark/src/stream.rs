@@ -337,17 +337,18 @@ impl Landing {
             },
         };
         // Another worker of the group may be creating or opening the same table.
-        let mut attempt = 0;
-        let (mut writer, mark) = loop {
-            match open_writer(&self.wh, &schema).await {
-                Ok(w) => break w,
-                Err(e) if attempt < 5 => {
-                    attempt += 1;
-                    warn!(stream = %self.name, table = %schema.name.source(), error = %e, attempt, "opening the table failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let (mut writer, mark) = {
+            use backon::Retryable;
+            (|| open_writer(&self.wh, &schema))
+                .retry(
+                    backon::ExponentialBuilder::default()
+                        .with_min_delay(Duration::from_millis(200))
+                        .with_max_times(5),
+                )
+                .notify(|e, pause| {
+                    warn!(stream = %self.name, table = %schema.name.source(), error = %e, pause_ms = pause.as_millis() as u64, "opening the table failed; trying again");
+                })
+                .await?
         };
         settle_fill(&mut writer).await.with_context(|| {
             format!("table {db}.{table}: writing the defaults of added columns")
