@@ -19,6 +19,11 @@ pub struct BinlogPosition {
     /// GTID set executed up to here, if GTIDs are in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid: Option<String>,
+    /// `@@server_id` of the server whose binlog this is: coordinates of two servers
+    /// cannot be compared, so a stream refuses to resume on another one. `None` in
+    /// positions written before tidemark recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<u32>,
 }
 
 impl std::fmt::Display for BinlogPosition {
@@ -602,6 +607,7 @@ mod tests {
 
     fn at(file: &str, pos: u64) -> BinlogPosition {
         BinlogPosition {
+            server_id: None,
             file: file.into(),
             pos,
             gtid: None,

@@ -359,6 +359,8 @@ pub struct BinlogReader {
     pending: Vec<RowChange>,
     failures: Vec<(Arc<TableSchema>, Error)>,
     in_tx: bool,
+    /// `@@server_id` of the server streamed from, stamped on every position.
+    server_id: Option<u32>,
     /// Savepoints of the open transaction, oldest first: name and how many changes
     /// (and failures) came before it. `ROLLBACK TO` in the binlog means the changes
     /// after it did not happen (they are logged when a non-transactional table was
@@ -415,6 +417,19 @@ impl BinlogReader {
             });
         }
         let mut conn = source.conn().await?;
+        // Coordinates of another server's binlog mean nothing here (a failover, a
+        // restore): refuse before reading anything.
+        let now_server = crate::discover::server_id(source, &mut conn).await?;
+        if let (Some(committed), Some(now)) = (start.server_id, now_server) {
+            if committed != now {
+                return Err(Error::ServerChanged {
+                    source_name: source.name.clone(),
+                    position: start.to_string(),
+                    committed_server: committed,
+                    now_server: now,
+                });
+            }
+        }
         let checksum: Option<String> = conn
             .query_first("SELECT @@global.binlog_checksum")
             .await
@@ -454,6 +469,7 @@ impl BinlogReader {
             pending: Vec::new(),
             failures: Vec::new(),
             in_tx: false,
+            server_id: now_server,
             savepoints: Vec::new(),
             unpacked: VecDeque::new(),
             pending_gtid: None,
@@ -463,6 +479,7 @@ impl BinlogReader {
 
     fn position(&self, log_pos: u32) -> BinlogPosition {
         BinlogPosition {
+            server_id: self.server_id,
             file: self.file.clone(),
             pos: log_pos as u64,
             gtid: self

@@ -176,7 +176,19 @@ pub async fn binlog_position(
             .map(|g| g.replace('\n', ""))
             .filter(|g| !g.is_empty())
     };
-    Ok(Some(BinlogPosition { file, pos, gtid }))
+    Ok(Some(BinlogPosition {
+        file,
+        pos,
+        gtid,
+        server_id: server_id(source, conn).await?,
+    }))
+}
+
+/// `@@server_id` of the server `conn` reaches.
+pub async fn server_id(source: &Source, conn: &mut mysql_async::Conn) -> Result<Option<u32>> {
+    conn.query_first::<u32, _>("SELECT @@server_id")
+        .await
+        .map_err(|e| source.query_error("-", e))
 }
 
 /// MariaDB: the GTID position matching a binlog file/offset.

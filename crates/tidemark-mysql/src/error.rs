@@ -66,6 +66,19 @@ pub enum Error {
         /// What the server has instead.
         oldest: String,
     },
+    /// The server behind the source's address is not the one whose binlog the
+    /// committed positions are in (a failover, a restore, a re-pointed address).
+    #[error("MySQL source {source_name}: change capture must resume at binlog {position} of server {committed_server} (server_id), but the source's address now reaches server {now_server}; binlog coordinates of two servers cannot be compared, so nothing was read. Point the source back at server {committed_server}, or land its tables again from this server with `tidemark snapshot --resnapshot --source {source_name}`")]
+    ServerChanged {
+        /// Source name.
+        source_name: String,
+        /// The committed position.
+        position: String,
+        /// The server id the position was committed on.
+        committed_server: u32,
+        /// The server id reached now.
+        now_server: u32,
+    },
     /// A table's shape in the binlog differs from the one tidemark landed.
     #[error("MySQL source {source_name}, table {table}, binlog at {position}: the table's definition changed ({message}); the table is parked and the other tables keep flowing. Land it again with `tidemark snapshot --resnapshot --table {table}`")]
     SchemaChanged {

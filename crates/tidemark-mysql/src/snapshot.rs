@@ -444,5 +444,11 @@ async fn mariadb_snapshot_position(
     }
     let pos: u64 = pos.parse().unwrap_or(0);
     let gtid = gtid_at(source, conn, &file, pos).await?;
-    Ok(Some(BinlogPosition { file, pos, gtid }))
+    let server_id = crate::discover::server_id(source, conn).await?;
+    Ok(Some(BinlogPosition {
+        file,
+        pos,
+        gtid,
+        server_id,
+    }))
 }

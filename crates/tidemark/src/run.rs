@@ -821,6 +821,7 @@ async fn run_source(
         tables: HashMap::new(),
         parked: HashMap::new(),
         stream_end: BinlogPosition {
+            server_id: None,
             file: String::new(),
             pos: 0,
             gtid: None,
@@ -917,6 +918,8 @@ async fn run_source(
                 };
                 match BinlogReader::open(&source, &from, server_id, stream.tracked()).await {
                     Ok(r) => reader = r,
+                    // The address now reaches another server: no retry helps.
+                    Err(e @ tidemark_mysql::Error::ServerChanged { .. }) => return Err(e.into()),
                     Err(e) => warn!(source = %name, error = %e, "reconnect failed; trying again"),
                 }
                 continue;

@@ -206,3 +206,37 @@ async fn a_full_disk_stops_commits_cleanly_and_they_resume_when_space_returns() 
     drop(disk);
     db.drop().await;
 }
+
+/// Issue 14, item 3, the binlog reader's side: after a failover (or a restore, or an
+/// address pointed elsewhere) the source's address reaches another server, whose
+/// binlog coordinates mean nothing for the committed positions. `run` refuses to
+/// read, naming both servers, instead of resuming at a file and offset of the wrong
+/// binlog.
+#[tokio::test]
+async fn capture_refuses_to_resume_on_another_server() {
+    use crate::support::{ok, text};
+    let dir = tempfile::tempdir().unwrap();
+    let (server, url) = OwnMariaDb::start(dir.path().join("mariadb"));
+    let db = TestDb::new_on(&url, "otherserver").await;
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
+    db.exec("INSERT INTO t VALUES (1, 1), (2, 2)").await;
+    let config = db.config("");
+    ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+    // The same address, another server (as a failover to a replica looks).
+    db.exec("SET GLOBAL server_id = 2").await;
+    db.exec("INSERT INTO t VALUES (3, 3)").await;
+    let out = db.tidemark(&config, &["run", "--until-caught-up"]);
+    let t = text(&out);
+    assert!(
+        !out.status.success(),
+        "must not resume on another server:\n{t}"
+    );
+    assert!(
+        t.contains("of server 1 (server_id)")
+            && t.contains("now reaches server 2")
+            && t.contains("cannot be compared"),
+        "{t}"
+    );
+    db.drop().await;
+    drop(server);
+}
