@@ -112,6 +112,9 @@ async fn savepoints_and_partial_rollbacks_land_what_the_source_committed() {
         // A comment before TRUNCATE (ORMs and proxies add them): every row goes.
         "/* app:cleanup */ TRUNCATE TABLE k",
         "INSERT INTO k VALUES (9, 9)",
+        // CREATE TABLE … SELECT: MariaDB logs the CREATE inside the transaction that
+        // holds the new table's rows.
+        "CREATE TABLE ctas (PRIMARY KEY (id)) SELECT id, v FROM t",
     ] {
         c.query_drop(sql)
             .await
@@ -121,7 +124,7 @@ async fn savepoints_and_partial_rollbacks_land_what_the_source_committed() {
     let out = ok(db.tidemark(&config, &["run", "--until-caught-up"]));
 
     let s = &db.name;
-    for table in ["t", "m", "k"] {
+    for table in ["t", "m", "k", "ctas"] {
         let src = source_lines(&db, &format!("SELECT id, v FROM {table}")).await;
         let lake = lake_lines(&db, &format!("SELECT id, v FROM {s}.{table}")).await;
         assert_eq!(lake, src, "current {table} equals the source\n{out}");
