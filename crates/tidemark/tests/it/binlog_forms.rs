@@ -6,7 +6,7 @@
 
 use mysql_async::prelude::Queryable;
 
-use crate::support::{ok, TestDb};
+use crate::support::{ok, rows_of, source_rows, TestDb};
 
 /// A config with its own replica server id (the server disconnects a replica when
 /// another connects with the same id, and tests run at once).
@@ -17,50 +17,14 @@ fn config(db: &TestDb, salt: u32) -> std::path::PathBuf {
     ))
 }
 
-/// `sql` at the source and in the lake, as sorted `a|b|…` lines.
+/// `sql` at the source, as sorted `a|b|…` lines.
 async fn source_lines(db: &TestDb, sql: &str) -> Vec<String> {
-    let mut c = db.conn().await;
-    let rows: Vec<mysql_async::Row> = c.query(sql).await.expect(sql);
-    let mut out: Vec<String> = rows
-        .into_iter()
-        .map(|r| {
-            (0..r.len())
-                .map(|i| match r.as_ref(i).unwrap() {
-                    mysql_async::Value::NULL => "NULL".to_string(),
-                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-                    mysql_async::Value::Int(i) => i.to_string(),
-                    mysql_async::Value::UInt(u) => u.to_string(),
-                    v => format!("{v:?}"),
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
-    out.sort();
-    out
+    source_rows(&mut db.conn().await, sql).await
 }
 
+/// `sql` in the lake, as sorted `a|b|…` lines.
 async fn lake_lines(db: &TestDb, sql: &str) -> Vec<String> {
-    use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
-    let opts = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for b in db.sql(sql).await {
-        let fmts: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
-            .collect();
-        for r in 0..b.num_rows() {
-            out.push(
-                fmts.iter()
-                    .map(|f| f.value(r).to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
-        }
-    }
-    out.sort();
-    out
+    rows_of(&db.sql(sql).await)
 }
 
 #[tokio::test]

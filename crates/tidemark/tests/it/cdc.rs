@@ -8,30 +8,9 @@ use std::collections::BTreeMap;
 use std::process::Child;
 use std::time::Duration;
 
-use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use mysql_async::prelude::Queryable;
 
-use crate::support::{kill, ok, spawn_run_with, text, Lcg, TestDb};
-
-/// Rows of a result, each as its cells' text, sorted.
-fn rows_of(batches: &[RecordBatch]) -> Vec<String> {
-    let opts = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for b in batches {
-        let fmts: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
-            .collect();
-        for r in 0..b.num_rows() {
-            let cells: Vec<String> = fmts.iter().map(|f| f.value(r).to_string()).collect();
-            out.push(cells.join("|"));
-        }
-    }
-    out.sort();
-    out
-}
+use crate::support::{kill, ok, rows_of, source_rows, spawn_run_with, text, Lcg, TestDb};
 
 /// Equal row sets, or a failure showing only the rows that differ.
 fn assert_same(what: &str, lake: Vec<String>, source: Vec<String>) {
@@ -54,28 +33,6 @@ fn assert_same(what: &str, lake: Vec<String>, source: Vec<String>) {
         lake.len(),
         source.len()
     );
-}
-
-/// The same projection at the source, as text.
-async fn source_rows(conn: &mut mysql_async::Conn, sql: &str) -> Vec<String> {
-    let rows: Vec<mysql_async::Row> = conn.query(sql).await.expect(sql);
-    let mut out: Vec<String> = rows
-        .into_iter()
-        .map(|r| {
-            (0..r.len())
-                .map(|i| match r.as_ref(i).unwrap() {
-                    mysql_async::Value::NULL => "NULL".to_string(),
-                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-                    mysql_async::Value::Int(i) => i.to_string(),
-                    mysql_async::Value::UInt(u) => u.to_string(),
-                    v => format!("{v:?}"),
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// Columns compared on both sides, spelled so both print the same text.

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use mysql_async::prelude::Queryable;
 use tidemark_lake::Warehouse;
 use tidemark_query::Engine;
@@ -285,4 +286,45 @@ pub fn create_bucket(endpoint: &str, bucket: &str) {
         status == "200" || status == "409",
         "creating bucket {bucket}: {response}"
     );
+}
+
+/// Rows of a result, each as its cells' text, sorted.
+pub fn rows_of(batches: &[RecordBatch]) -> Vec<String> {
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let fmts: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = fmts.iter().map(|f| f.value(r).to_string()).collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The same projection at the source, as text.
+pub async fn source_rows(conn: &mut mysql_async::Conn, sql: &str) -> Vec<String> {
+    let rows: Vec<mysql_async::Row> = conn.query(sql).await.expect(sql);
+    let mut out: Vec<String> = rows
+        .into_iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| match r.as_ref(i).unwrap() {
+                    mysql_async::Value::NULL => "NULL".to_string(),
+                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                    mysql_async::Value::Int(i) => i.to_string(),
+                    mysql_async::Value::UInt(u) => u.to_string(),
+                    v => format!("{v:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    out.sort();
+    out
 }
