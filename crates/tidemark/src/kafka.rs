@@ -126,6 +126,19 @@ impl Input {
         }
     }
 
+    /// Where `topic`/`partition`'s log ends now (Kafka; `None` for files, or when the
+    /// broker does not answer).
+    pub fn high_watermark(&mut self, topic: &str, partition: i32) -> Option<i64> {
+        match self {
+            Input::Kafka(k) => k
+                .consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .map(|(_, high)| high)
+                .ok(),
+            Input::Files(_) => None,
+        }
+    }
+
     /// Every message up to `next_offsets` (partition → next offset) is in the lake.
     pub fn landed(&mut self, next_offsets: &BTreeMap<(String, i32), i64>) {
         if let Input::Kafka(k) = self {

@@ -266,6 +266,10 @@ struct Landing {
     letters_from: HashMap<String, i64>,
     /// Next offset per Kafka partition read so far.
     consumed: BTreeMap<(String, i32), i64>,
+    /// Per Kafka partition assigned to this worker, where its log ended at the
+    /// assignment (high watermark): a table position beyond it means the offsets
+    /// were reused (a recreated topic), never that a message was landed before.
+    high_water: HashMap<String, i64>,
     /// Partitions another worker landed while this one held rows of them (see
     /// `Table::flush`), with the lowest next offset a table has for them: the input
     /// reads them again from there if they are still this worker's.
@@ -460,6 +464,8 @@ impl Landing {
     /// Land one change; `evolved`: its table was just evolved for it (once only).
     async fn change_once(&mut self, msg: &Msg, mut ev: ChangeEvent, evolved: bool) -> Result<()> {
         let part = msg.partition_name();
+        let high = self.high_water.get(&part).copied();
+        let stream_name = self.name.clone();
         let t = match self.table(&ev.db, &ev.table).await? {
             Ok(None) => return Ok(()),
             Err(why) => return self.dead(msg, Some(ev.source_table()), why).await,
@@ -467,7 +473,20 @@ impl Landing {
         };
         let prog = t.progress.entry(part.clone()).or_default();
         if msg.offset < prog.next_offset {
-            return Ok(()); // landed before (or pending)
+            // Landed before (or pending) — unless the partition's log no longer
+            // reaches that far: then offsets were reused.
+            if let Some(high) = high {
+                if high < prog.next_offset {
+                    anyhow::bail!(
+                        "stream {}, partition {part}: table {} has landed this partition up to offset {}, but the broker's partition now ends at offset {high}: the topic was deleted and created again, or the broker lost messages. Its offsets start again, so new messages would be taken for ones already landed; nothing was read from it. If the topic was recreated on purpose, land the table again (`tidemark snapshot --resnapshot --table {}`) and reset the stream's group",
+                        stream_name,
+                        ev.source_table(),
+                        prog.next_offset,
+                        ev.source_table()
+                    );
+                }
+            }
+            return Ok(());
         }
         let origin = ev.origin.clone();
         if let Some(o) = &origin {
@@ -868,6 +887,7 @@ pub async fn run_stream(
         letters_from: HashMap::new(),
         consumed: BTreeMap::new(),
         fenced: BTreeMap::new(),
+        high_water: HashMap::new(),
         pending_rows: 0,
         oldest_pending: None,
         replayed: 0,
@@ -893,8 +913,15 @@ pub async fn run_stream(
         let rebalanced = input.rebalanced();
         if !rebalanced.is_empty() {
             for r in &rebalanced {
-                if let Rebalanced::Revoked(parts) = r {
-                    landing.revoke(parts);
+                match r {
+                    Rebalanced::Revoked(parts) => landing.revoke(parts),
+                    Rebalanced::Assigned(parts) => {
+                        for (topic, p) in parts {
+                            if let Some(high) = input.high_watermark(topic, *p) {
+                                landing.high_water.insert(format!("{topic}/{p}"), high);
+                            }
+                        }
+                    }
                 }
             }
             // What is left is this worker's to land; then every table is read again

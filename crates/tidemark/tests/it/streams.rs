@@ -1345,3 +1345,57 @@ async fn a_worker_frozen_past_its_session_is_fenced() {
     check_landed_with(&db, &w.model, w.versions, false, &all).await;
     db.drop().await;
 }
+
+/// A topic deleted and created again (or a broker that lost messages) starts its
+/// offsets again: the lake's positions must not take its new messages for ones
+/// already landed. The stream stops, naming the partition and both offsets.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recreated_topic_is_not_taken_for_landed_messages() {
+    let db = invoices_db("recreated").await;
+    let s = db.name.clone();
+    let topic = format!("shop.{s}.invoices");
+    create_topic(&topic, 1).await;
+    let config = kafka_config(&db);
+    let mut rng = Lcg(u64::from(std::process::id()) ^ 0x7e5e7);
+    let mut w = Workload::new(&s, 1);
+    w.snapshot(&mut rng, 20);
+    let producer = producer();
+    produce(&producer, &topic, &w.msgs).await;
+    ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+    assert_eq!(
+        db.sql_i64(&format!("SELECT count(*) FROM {s}.invoices"))
+            .await,
+        20
+    );
+    // The topic goes and comes back; its first messages get offsets 0, 1, 2 again.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .unwrap();
+    for r in admin
+        .delete_topics(&[topic.as_str()], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.unwrap_or_else(|(t, e)| panic!("delete topic {t}: {e}"));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    create_topic(&topic, 1).await;
+    w.msgs.clear();
+    w.changes(&mut rng, 3, None);
+    produce(&producer, &topic, &w.msgs).await;
+    let out = db.tidemark(&config, &["run", "--until-caught-up"]);
+    let t = crate::support::text(&out);
+    assert!(
+        !out.status.success(),
+        "must not finish as if caught up:\n{t}"
+    );
+    assert!(
+        t.contains(&format!("partition {topic}/0"))
+            && t.contains("has landed this partition up to offset 20")
+            && t.contains("now ends at offset")
+            && t.contains("deleted and created again"),
+        "{t}"
+    );
+    db.drop().await;
+}
