@@ -126,15 +126,10 @@ impl Input {
         }
     }
 
-    /// Where `topic`/`partition`'s log ends now (Kafka; `None` for files, or when the
-    /// broker does not answer).
-    pub fn high_watermark(&mut self, topic: &str, partition: i32) -> Option<i64> {
+    /// Asks the broker where a partition's log ends now (Kafka; `None` for files).
+    pub fn watermarks(&self) -> Option<Watermarks> {
         match self {
-            Input::Kafka(k) => k
-                .consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .map(|(_, high)| high)
-                .ok(),
+            Input::Kafka(k) => Some(Watermarks(k.consumer.clone())),
             Input::Files(_) => None,
         }
     }
@@ -144,6 +139,22 @@ impl Input {
         if let Input::Kafka(k) = self {
             k.commit(next_offsets);
         }
+    }
+}
+
+/// Where partitions' logs end, asked of the broker when needed.
+#[derive(Clone)]
+pub struct Watermarks(Arc<StreamConsumer<GroupContext>>);
+
+impl Watermarks {
+    /// The high watermark (the next offset to be written) of `topic`/`partition`, or
+    /// `None` when the broker does not answer within 10 s. Blocking: asked only when a
+    /// table's position is beyond what the log was last known to hold.
+    pub fn high(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.0
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map(|(_, high)| high)
+            .ok()
     }
 }
 
@@ -193,7 +204,7 @@ impl ConsumerContext for GroupContext {
 
 /// Kafka topics read by one member of a consumer group.
 pub struct KafkaInput {
-    consumer: StreamConsumer<GroupContext>,
+    consumer: Arc<StreamConsumer<GroupContext>>,
     stream: String,
     topics: Vec<Subscription>,
     /// When `caught_up` last said which partitions it waits for.
@@ -259,7 +270,7 @@ impl KafkaInput {
             })
             .collect::<Result<_>>()?;
         Ok(Self {
-            consumer,
+            consumer: Arc::new(consumer),
             stream: name.to_string(),
             topics,
             waiting_said: None,

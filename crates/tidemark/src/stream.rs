@@ -266,9 +266,13 @@ struct Landing {
     letters_from: HashMap<String, i64>,
     /// Next offset per Kafka partition read so far.
     consumed: BTreeMap<(String, i32), i64>,
-    /// Per Kafka partition assigned to this worker, where its log ended at the
-    /// assignment (high watermark): a table position beyond it means the offsets
-    /// were reused (a recreated topic), never that a message was landed before.
+    /// Asks the broker where a partition's log ends (Kafka): a table position beyond
+    /// it means the offsets were reused (a recreated topic), never that a message was
+    /// landed before.
+    watermarks: Option<crate::kafka::Watermarks>,
+    /// Per partition, the highest end of its log the broker reported: asked again
+    /// only when a table's position is beyond it (another worker may have landed
+    /// messages written since).
     high_water: HashMap<String, i64>,
     /// Partitions another worker landed while this one held rows of them (see
     /// `Table::flush`), with the lowest next offset a table has for them: the input
@@ -464,7 +468,6 @@ impl Landing {
     /// Land one change; `evolved`: its table was just evolved for it (once only).
     async fn change_once(&mut self, msg: &Msg, mut ev: ChangeEvent, evolved: bool) -> Result<()> {
         let part = msg.partition_name();
-        let high = self.high_water.get(&part).copied();
         let stream_name = self.name.clone();
         let t = match self.table(&ev.db, &ev.table).await? {
             Ok(None) => return Ok(()),
@@ -474,7 +477,31 @@ impl Landing {
         let prog = t.progress.entry(part.clone()).or_default();
         if msg.offset < prog.next_offset {
             // Landed before (or pending) — unless the partition's log no longer
-            // reaches that far: then offsets were reused.
+            // reaches that far: then offsets were reused. The broker is asked only
+            // when what it said last is below the table's position.
+            let next = prog.next_offset;
+            let known = self.high_water.get(&part).copied().unwrap_or(-1);
+            let high = match (&self.watermarks, known < next) {
+                (Some(w), true) => {
+                    let (topic, p) = (msg.topic.clone(), msg.partition);
+                    let w = w.clone();
+                    let fresh = tokio::task::spawn_blocking(move || w.high(&topic, p))
+                        .await
+                        .ok()
+                        .flatten();
+                    if let Some(h) = fresh {
+                        self.high_water.insert(part.clone(), h);
+                    }
+                    fresh
+                }
+                _ => None,
+            };
+            // Re-borrow: asking the broker needed `self`.
+            let t = self
+                .tables
+                .get_mut(&ev.source_table())
+                .expect("opened above");
+            let prog = t.progress.entry(part.clone()).or_default();
             if let Some(high) = high {
                 if high < prog.next_offset {
                     anyhow::bail!(
@@ -887,6 +914,7 @@ pub async fn run_stream(
         letters_from: HashMap::new(),
         consumed: BTreeMap::new(),
         fenced: BTreeMap::new(),
+        watermarks: input.watermarks(),
         high_water: HashMap::new(),
         pending_rows: 0,
         oldest_pending: None,
@@ -913,15 +941,8 @@ pub async fn run_stream(
         let rebalanced = input.rebalanced();
         if !rebalanced.is_empty() {
             for r in &rebalanced {
-                match r {
-                    Rebalanced::Revoked(parts) => landing.revoke(parts),
-                    Rebalanced::Assigned(parts) => {
-                        for (topic, p) in parts {
-                            if let Some(high) = input.high_watermark(topic, *p) {
-                                landing.high_water.insert(format!("{topic}/{p}"), high);
-                            }
-                        }
-                    }
+                if let Rebalanced::Revoked(parts) = r {
+                    landing.revoke(parts);
                 }
             }
             // What is left is this worker's to land; then every table is read again
