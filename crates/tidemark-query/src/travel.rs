@@ -392,7 +392,7 @@ impl Rewriter<'_> {
                     }
                 }
                 other => {
-                    return Err(Error::Sql(format!(
+                    return Err(Error::Unsupported(format!(
                         "{other} is not supported; use FOR SYSTEM_TIME AS OF TIMESTAMP '…' or VERSION AS OF n"
                     )))
                 }

@@ -184,10 +184,13 @@ impl Role {
     }
 
     fn denied(&self, object: &str, why: &str) -> DataFusionError {
-        DataFusionError::External(Box::new(PermissionDenied(format!(
+        // Raised as tidemark's own error kind, so it reaches the client as 42501
+        // whatever DataFusion wraps it in.
+        tidemark_query::Error::PermissionDenied(format!(
             "permission denied for table {object}: {why}; an administrator can add it to the grants of [server.roles.{}]",
             self.name
-        ))))
+        ))
+        .into()
     }
 
     /// The table `schema.name` as this role reads it: refused outside its grants,
@@ -288,19 +291,6 @@ fn guarded(
     let view = df.select(columns)?.into_view();
     Ok(Arc::new(Guarded { view, table_type }))
 }
-
-/// Why a lookup was refused; its text starts with PostgreSQL's words so clients and
-/// [`crate::error::sqlstate_for`] recognise it (42501).
-#[derive(Debug)]
-struct PermissionDenied(String);
-
-impl std::fmt::Display for PermissionDenied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for PermissionDenied {}
 
 impl Policy {
     /// Compile `[server.roles]`, adding the built-in `admin` role unless defined.
