@@ -307,7 +307,7 @@ impl Engine {
         mut statement: DFStatement,
     ) -> Result<LogicalPlan> {
         if let DFStatement::Statement(s) = &mut statement {
-            let needs = travel::rewrite(s, self)?;
+            let needs = travel::rewrite(s, self, &|schema, table| visible(ctx, schema, table))?;
             for v in needs.versions {
                 self.register_version(&v).await?;
             }
@@ -447,6 +447,14 @@ impl Engine {
         schema_provider(catalog.as_ref(), schema)?.register_table(name, provider)?;
         Ok(())
     }
+}
+
+/// Whether `schema.table` is listed in `ctx`'s catalog: for the endpoint's sessions,
+/// whether the role may read it (their catalog lists nothing else).
+fn visible(ctx: &SessionContext, schema: &str, table: &str) -> bool {
+    ctx.catalog(CATALOG)
+        .and_then(|c| c.schema(schema))
+        .is_some_and(|s| s.table_exist(table))
 }
 
 /// The first of `references` that names no table (as written), if any. Asked only

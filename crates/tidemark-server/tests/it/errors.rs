@@ -3,9 +3,17 @@
 //! table outside the caller's grants; EXPLAIN shows nothing a mask or row filter
 //! hides.
 
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tidemark_core::change::{ChangeBatchBuilder, Op, Value};
+use tidemark_core::names::{Naming, TableName};
+use tidemark_core::position::SourceState;
+use tidemark_core::schema::{ColumnSchema, TableSchema};
+use tidemark_lake::{TableKind, TableWriter, Warehouse};
 use tokio_postgres::Client;
 
-use crate::support::{TestServer, FINANCE, USER};
+use crate::support::{demo_warehouse, TestServer, ADMIN, FINANCE, USER};
 
 /// The error `sql` fails with (simple protocol): SQLSTATE and message.
 async fn failure(c: &Client, sql: &str) -> (String, String) {
@@ -18,6 +26,19 @@ async fn failure(c: &Client, sql: &str) -> (String, String) {
         .as_db_error()
         .unwrap_or_else(|| panic!("{sql}: {err:?}"));
     (db.code().code().to_string(), db.message().to_string())
+}
+
+/// The single value of a query that must succeed, as text.
+async fn one(c: &Client, sql: &str) -> String {
+    c.simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("NULL").into()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,6 +105,130 @@ async fn each_error_kind_has_its_sqlstate() {
     assert!(
         m.starts_with("table invoicing.nosuch does not exist"),
         "{m}"
+    );
+    s.stop().await;
+}
+
+fn col(name: &str) -> ColumnSchema {
+    ColumnSchema {
+        source_name: name.into(),
+        name: String::new(),
+        column_type: if name == "id" {
+            "int(11)"
+        } else {
+            "varchar(20)"
+        }
+        .into(),
+        data_type: if name == "id" { "int" } else { "varchar" }.into(),
+        precision: None,
+        scale: None,
+        stored: Vec::new(),
+    }
+}
+
+/// Land a one-row table `db.name (id, name)`, so the demo's table names exist in a
+/// second schema.
+async fn land_small(wh: &Warehouse, db: &str, name: &str) {
+    let schema = Arc::new(
+        TableSchema::new(
+            TableName::new(db, name, Naming::SnakeCase),
+            vec![col("id"), col("name")],
+            &["id".to_string()],
+            Naming::SnakeCase,
+        )
+        .unwrap(),
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let mut b = ChangeBatchBuilder::new(schema.clone(), 1);
+    b.push_values(
+        &[Value::Int(1), Value::Text("x".into())],
+        Op::Read,
+        now - 86_400_000_000,
+        "pos:0",
+        0,
+    )
+    .unwrap();
+    let batch = b.finish().unwrap();
+    let state = SourceState {
+        source: "test".into(),
+        source_table: schema.name.source(),
+        stream_offset: Some(1),
+        ..Default::default()
+    };
+    let mut w = TableWriter::open(wh, schema).await.unwrap();
+    w.apply(TableKind::History, &batch, now, state.clone())
+        .await
+        .unwrap();
+    w.apply(TableKind::Current, &batch, now, state)
+        .await
+        .unwrap();
+}
+
+/// For a role, a time-travel name that is unknown or ambiguous among the tables it
+/// may read fails exactly as a name that exists nowhere (42P01, naming only what was
+/// typed), and a name unique among its tables resolves to that table, whatever else
+/// the warehouse holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_travel_names_resolve_within_the_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = demo_warehouse(&dir.path().join("warehouse")).await;
+    // hr.customers makes `customers` ambiguous (both hidden from finance), and
+    // hr.invoices makes `invoices` ambiguous warehouse-wide but unique for finance.
+    land_small(&wh, "hr", "customers").await;
+    land_small(&wh, "hr", "invoices").await;
+    let s = TestServer::serve(dir, &wh, |_| {}).await;
+    let fin = s.client_as(FINANCE).await;
+
+    let forms = [
+        "SELECT count(*) FROM as_of('{}', now())",
+        "SELECT count(*) FROM changes('{}', now() - INTERVAL '30 days')",
+        "SELECT count(*) FROM {} FOR SYSTEM_TIME AS OF now()",
+    ];
+    for form in forms {
+        let absent = failure(&fin, &form.replace("{}", "nosuch")).await;
+        assert_eq!(absent.0, "42P01", "{form}: {}", absent.1);
+        // `products` is unique warehouse-wide but outside finance's grants;
+        // `customers` is ambiguous, in two schemas finance cannot read.
+        for hidden in ["products", "customers"] {
+            let sql = form.replace("{}", hidden);
+            let (code, message) = failure(&fin, &sql).await;
+            let as_absent = absent.1.replace("nosuch", hidden);
+            assert_eq!(
+                (code.as_str(), message.as_str()),
+                ("42P01", as_absent.as_str()),
+                "{sql}"
+            );
+            assert!(!message.contains("hr."), "{sql}: {message}");
+        }
+    }
+    // A qualified name outside the grants is refused as in `FROM` (which names it
+    // the same way): nothing is revealed that `SELECT * FROM invoicing.products`
+    // does not already say.
+    let (code, _) = failure(
+        &fin,
+        "SELECT count(*) FROM as_of('invoicing.products', now())",
+    )
+    .await;
+    assert_eq!(code, "42501");
+    // Unique among finance's tables: resolves (the history of a filtered table).
+    let n = one(
+        &fin,
+        "SELECT count(*) FROM as_of('invoices', now() + INTERVAL '1 day')",
+    )
+    .await;
+    assert_eq!(
+        n,
+        one(&fin, "SELECT count(*) FROM invoicing.invoices").await
+    );
+    // An admin sees both, so the name is ambiguous for them.
+    let admin = s.client_as(ADMIN).await;
+    let (code, message) = failure(&admin, "SELECT count(*) FROM as_of('invoices', now())").await;
+    assert!(
+        message.contains("hr.invoices") && message.contains("invoicing.invoices"),
+        "{code}: {message}"
     );
     s.stop().await;
 }
