@@ -232,6 +232,10 @@ impl Parser {
             .plan(&session.ctx, DFStatement::Statement(Box::new(statement)))
             .await
             .map_err(query_error)?;
+        if let Some(role) = self.shared.policy.role(&session.role) {
+            role.check_explain(engine, &session.ctx, &plan)
+                .map_err(query_error)?;
+        }
         Ok(plan)
     }
 }
