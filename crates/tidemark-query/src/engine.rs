@@ -307,7 +307,7 @@ impl Engine {
         mut statement: DFStatement,
     ) -> Result<LogicalPlan> {
         if let DFStatement::Statement(s) = &mut statement {
-            let needs = travel::rewrite(s, self)?;
+            let needs = travel::rewrite(s, self, &|schema, table| visible(ctx, schema, table))?;
             for v in needs.versions {
                 self.register_version(&v).await?;
             }
@@ -315,12 +315,27 @@ impl Engine {
                 self.register_log(&l)?;
             }
         }
-        let plan = ctx.state().statement_to_plan(statement).await?;
-        SQLOptions::new()
+        let state = ctx.state();
+        // The tables the statement names, for telling "no such table" apart from other
+        // planning errors: DataFusion says it only in the text of a `Plan` error.
+        let references = state.resolve_table_references(&statement)?;
+        let plan = match state.statement_to_plan(statement).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                return Err(match missing_table(&state, references).await {
+                    Some(name) => Error::UnknownTable(name),
+                    None => e.into(),
+                })
+            }
+        };
+        if SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .verify_plan(&plan)
-            .map_err(|e| Error::ReadOnly(e.to_string().replace("Error during planning: ", "")))?;
+            .is_err()
+        {
+            return Err(Error::ReadOnly(statement_kind(&plan)));
+        }
         Ok(plan)
     }
 
@@ -434,6 +449,45 @@ impl Engine {
     }
 }
 
+/// Whether `schema.table` is listed in `ctx`'s catalog: for the endpoint's sessions,
+/// whether the role may read it (their catalog lists nothing else).
+fn visible(ctx: &SessionContext, schema: &str, table: &str) -> bool {
+    ctx.catalog(CATALOG)
+        .and_then(|c| c.schema(schema))
+        .is_some_and(|s| s.table_exist(table))
+}
+
+/// The first of `references` that names no table (as written), if any. Asked only
+/// after planning failed: a statement naming a missing table fails at that name, so
+/// this tells "no such table" apart from other planning errors without reading the
+/// error's text. A table the catalog refuses (its lookup fails) exists.
+async fn missing_table(
+    state: &deltalake::datafusion::execution::session_state::SessionState,
+    references: Vec<deltalake::datafusion::common::TableReference>,
+) -> Option<String> {
+    for r in references {
+        let found = match state.schema_for_ref(r.clone()) {
+            Ok(schema) => !matches!(schema.table(r.table()).await, Ok(None)),
+            Err(_) => false,
+        };
+        if !found {
+            return Some(r.to_string());
+        }
+    }
+    None
+}
+
+/// What kind of statement a plan refused as a write is, in SQL's words.
+fn statement_kind(plan: &LogicalPlan) -> String {
+    match plan {
+        LogicalPlan::Ddl(d) => d.name().to_string(),
+        LogicalPlan::Dml(d) => d.op.to_string(),
+        LogicalPlan::Copy(_) => "COPY".to_string(),
+        LogicalPlan::Statement(s) => s.name().to_string(),
+        other => other.display().to_string(),
+    }
+}
+
 fn schema_provider(catalog: &dyn CatalogProvider, name: &str) -> Result<Arc<dyn SchemaProvider>> {
     if let Some(s) = catalog.schema(name) {
         return Ok(s);
@@ -502,9 +556,8 @@ pub fn parse(sql: &str) -> Result<VecDeque<DFStatement>> {
     match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
         Ok(s) => Ok(s),
         Err(e) if sql.to_ascii_uppercase().contains(" AS OF") => {
-            DFParser::parse_sql_with_dialect(sql, &SnowflakeDialect {})
-                .map_err(|_| Error::Sql(e.to_string()))
+            DFParser::parse_sql_with_dialect(sql, &SnowflakeDialect {}).map_err(|_| e.into())
         }
-        Err(e) => Err(Error::Sql(e.to_string())),
+        Err(e) => Err(e.into()),
     }
 }

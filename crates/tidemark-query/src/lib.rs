@@ -49,6 +49,6 @@ mod latest;
 mod travel;
 
 pub use engine::{parse, Engine, Form, Resolved, CATALOG};
-pub use error::{Error, Result};
+pub use error::{arrow_sqlstate, message as error_message, sqlstate, Error, Result};
 pub use format::{format_batches, OutputFormat};
 pub use latest::Latest;

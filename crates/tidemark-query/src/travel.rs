@@ -69,16 +69,29 @@ pub(crate) struct Needs {
     pub(crate) logs: Vec<LogRef>,
 }
 
+/// Whether the caller sees `schema.table` (see [`rewrite`]).
+pub(crate) type Visible<'a> = &'a dyn Fn(&str, &str) -> bool;
+
 struct Rewriter<'a> {
     engine: &'a Engine,
+    visible: Visible<'a>,
     needs: Needs,
     error: Option<Error>,
 }
 
 /// Rewrite time travel in place; returns what must be registered first.
-pub(crate) fn rewrite(statement: &mut Statement, engine: &Engine) -> Result<Needs> {
+///
+/// `visible` says which tables the caller sees: a bare table name is looked for among
+/// those only, so resolving it never names (nor reaches) a table outside the caller's
+/// grants; a name unknown or ambiguous among them fails as a name that exists nowhere.
+pub(crate) fn rewrite(
+    statement: &mut Statement,
+    engine: &Engine,
+    visible: Visible<'_>,
+) -> Result<Needs> {
     let mut r = Rewriter {
         engine,
+        visible,
         needs: Needs::default(),
         error: None,
     };
@@ -141,7 +154,10 @@ fn check_instant(what: &str, instant: &Expr) -> Result<()> {
 }
 
 impl Rewriter<'_> {
-    /// `[catalog.]schema.table` or a table name unique across schemas.
+    /// `[catalog.]schema.table`, or a table name unique across the schemas the caller
+    /// sees. A qualified name outside the grants resolves (the catalog then refuses
+    /// it with 42501, as it does in `FROM`); a bare name never resolves to one, and
+    /// its errors list only tables the caller sees.
     fn resolve(&self, parts: &[String]) -> Result<(String, String)> {
         let shown = parts.join(".");
         match parts {
@@ -154,7 +170,10 @@ impl Rewriter<'_> {
             }
             [t] => {
                 let keys = self.engine.table_keys();
-                let hits: Vec<_> = keys.iter().filter(|(_, n)| n == t).collect();
+                let hits: Vec<_> = keys
+                    .iter()
+                    .filter(|(s, n)| n == t && (self.visible)(s, n))
+                    .collect();
                 match hits.as_slice() {
                     [(s, n)] => Ok((s.clone(), n.clone())),
                     [] => Err(Error::UnknownTable(shown)),
@@ -392,7 +411,7 @@ impl Rewriter<'_> {
                     }
                 }
                 other => {
-                    return Err(Error::Sql(format!(
+                    return Err(Error::Unsupported(format!(
                         "{other} is not supported; use FOR SYSTEM_TIME AS OF TIMESTAMP '…' or VERSION AS OF n"
                     )))
                 }

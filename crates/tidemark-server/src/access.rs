@@ -26,9 +26,10 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::{
     CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
 };
+use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
 use deltalake::datafusion::common::{Column, DataFusionError};
 use deltalake::datafusion::datasource::TableType;
-use deltalake::datafusion::logical_expr::{cast, Expr, TableProviderFilterPushDown};
+use deltalake::datafusion::logical_expr::{cast, Expr, LogicalPlan, TableProviderFilterPushDown};
 use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use tidemark_core::config::RoleConfig;
@@ -184,10 +185,64 @@ impl Role {
     }
 
     fn denied(&self, object: &str, why: &str) -> DataFusionError {
-        DataFusionError::External(Box::new(PermissionDenied(format!(
+        // Raised as tidemark's own error kind, so it reaches the client as 42501
+        // whatever DataFusion wraps it in.
+        tidemark_query::Error::PermissionDenied(format!(
             "permission denied for table {object}: {why}; an administrator can add it to the grants of [server.roles.{}]",
             self.name
-        ))))
+        ))
+        .into()
+    }
+
+    /// Refuse `EXPLAIN` (plain or `ANALYZE`) of a plan that reads a table through
+    /// this role's mask or row filter: the guarded table's plan would print the
+    /// filter predicate and the mask expressions, and `EXPLAIN ANALYZE` the scan's
+    /// row and row-group counts before the filter, that is how many rows it hides.
+    ///
+    /// Refused rather than rendered opaquely: the scan's metrics (rows, files and row
+    /// groups read and pruned, bytes) all describe the unfiltered table, so an opaque
+    /// node would have to drop every one of them and show a plan with the interesting
+    /// part missing without saying so. A refusal is plain about it; the query itself
+    /// still runs, and an administrator can explain it for the role. Other plans,
+    /// and roles without masks or filters, explain as usual.
+    pub(crate) fn check_explain(
+        &self,
+        engine: &Engine,
+        ctx: &SessionContext,
+        plan: &LogicalPlan,
+    ) -> DfResult<()> {
+        if !matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_))
+            || self.masks.is_empty() && self.filters.is_empty()
+        {
+            return Ok(());
+        }
+        let state = ctx.state();
+        let defaults = &state.config().options().catalog;
+        let mut guarded = None;
+        plan.apply_with_subqueries(|p| {
+            if let LogicalPlan::TableScan(scan) = p {
+                let name = &scan.table_name;
+                let schema = name.schema().unwrap_or(&defaults.default_schema);
+                if let Some(Resolved::Source { schema, table, .. }) =
+                    engine.resolve(schema, name.table())
+                {
+                    let key = (schema, table);
+                    if self.masks.contains_key(&key) || self.filters.contains_key(&key) {
+                        guarded = Some(key);
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        match guarded {
+            Some((s, t)) => Err(tidemark_query::Error::PermissionDenied(format!(
+                "permission denied to EXPLAIN a query over table {s}.{t}: role {} reads it through a mask or row filter, which EXPLAIN would show; run the query itself, or ask an administrator to explain it",
+                self.name
+            ))
+            .into()),
+            None => Ok(()),
+        }
     }
 
     /// The table `schema.name` as this role reads it: refused outside its grants,
@@ -288,19 +343,6 @@ fn guarded(
     let view = df.select(columns)?.into_view();
     Ok(Arc::new(Guarded { view, table_type }))
 }
-
-/// Why a lookup was refused; its text starts with PostgreSQL's words so clients and
-/// [`crate::error::sqlstate_for`] recognise it (42501).
-#[derive(Debug)]
-struct PermissionDenied(String);
-
-impl std::fmt::Display for PermissionDenied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for PermissionDenied {}
 
 impl Policy {
     /// Compile `[server.roles]`, adding the built-in `admin` role unless defined.

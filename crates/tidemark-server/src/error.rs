@@ -74,58 +74,33 @@ pub(crate) fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
     )))
 }
 
-/// SQLSTATE for a query error from the engine or DataFusion. DataFusion errors reach
-/// us as text (tidemark-query flattens them), so this reads the text: the class
-/// matters to clients (42P01 makes tools say "table not found"), the message to
-/// people.
-pub(crate) fn sqlstate_for(message: &str) -> &'static str {
-    let m = message.to_ascii_lowercase();
-    if m.starts_with("permission denied for") {
-        "42501"
-    } else if m.contains("read-only") {
-        "25006"
-    } else if m.contains("does not exist") && m.contains("table")
-        || m.contains("table '") && m.contains("not found")
-    {
-        "42P01"
-    } else if m.contains("no field named") || m.contains("column") && m.contains("not found") {
-        "42703"
-    } else if m.contains("sql parser error") || m.contains("syntax error") {
-        "42601"
-    } else if m.contains("invalid function") || m.contains("function") && m.contains("not found") {
-        "42883"
-    } else if m.contains("resources exhausted") {
-        "53200"
-    } else if m.contains("not implemented")
-        || m.contains("unsupported")
-        || m.contains("not supported")
-    {
-        "0A000"
-    } else if m.contains("cast") || m.contains("cannot coerce") {
-        "22023"
-    } else {
-        "XX000"
-    }
-}
-
-/// A query error as clients see it: DataFusion's wrapping ("External error: ",
-/// "Error during planning: ") dropped, so the message starts with what happened.
-pub(crate) fn query_error(e: impl std::fmt::Display) -> PgWireError {
+/// A query error as clients see it: the SQLSTATE its kind has (see
+/// [`tidemark_query::Error::sqlstate`]), and a message that starts with what happened.
+pub(crate) fn query_error(e: impl Into<tidemark_query::Error>) -> PgWireError {
+    let e = e.into();
+    let code = e.sqlstate();
     let mut message = e.to_string();
-    for prefix in [
-        "External error: ",
-        "Error during planning: ",
-        "External error: ",
-    ] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            message = rest.to_string();
-        }
-    }
-    let code = sqlstate_for(&message);
     if code == "53200" {
         message.push_str(
             " (each statement may use server.query_memory_mb; aggregate or filter more, or ask an administrator to raise it)",
         );
     }
     sql_error(code, message)
+}
+
+/// An error a library hands pgwire (arrow-pg encoding, DataFusion while streaming):
+/// its kind's SQLSTATE where it is one we know, else XX000.
+pub(crate) fn library_error(e: &(dyn std::error::Error + Send + Sync + 'static)) -> PgWireError {
+    use deltalake::arrow::error::ArrowError;
+    use deltalake::datafusion::error::DataFusionError;
+    if let Some(d) = e.downcast_ref::<DataFusionError>() {
+        sql_error(
+            tidemark_query::sqlstate(d),
+            tidemark_query::error_message(d),
+        )
+    } else if let Some(a) = e.downcast_ref::<ArrowError>() {
+        sql_error(tidemark_query::arrow_sqlstate(a), a.to_string())
+    } else {
+        sql_error("XX000", e.to_string())
+    }
 }

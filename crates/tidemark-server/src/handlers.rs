@@ -9,7 +9,7 @@ use pgwire::api::{ClientInfo, ErrorHandler, PgWireServerHandlers};
 use pgwire::error::PgWireError;
 
 use crate::auth::startup::ScramStartup;
-use crate::error::query_error;
+use crate::error::library_error;
 use crate::query::QueryHandler;
 use crate::Shared;
 
@@ -70,13 +70,13 @@ impl PgWireServerHandlers for Handlers {
 }
 
 /// Gives errors from libraries (arrow-pg encoding, DataFusion while streaming) a
-/// SQLSTATE instead of pgwire's catch-all XX000 where the message tells us better.
+/// SQLSTATE instead of pgwire's catch-all XX000 where the error's kind tells us better.
 struct Errors;
 
 impl ErrorHandler for Errors {
     fn on_error<C: ClientInfo>(&self, _client: &C, error: &mut PgWireError) {
         if let PgWireError::ApiError(e) = error {
-            *error = query_error(e);
+            *error = library_error(e.as_ref());
         }
     }
 }

@@ -225,13 +225,18 @@ impl Parser {
     }
 
     async fn plan(&self, session: &Session, statement: Statement) -> PgWireResult<LogicalPlan> {
-        self.shared
-            .engine
+        let engine = &self.shared.engine;
+        // A write that got past the statement check (the plan check in the engine)
+        // is `Error::ReadOnly`, and so gets 25006.
+        let plan = engine
             .plan(&session.ctx, DFStatement::Statement(Box::new(statement)))
             .await
-            // A write that got past the statement check (the plan check in the
-            // engine) says "read-only" and so gets 25006.
-            .map_err(query_error)
+            .map_err(query_error)?;
+        if let Some(role) = self.shared.policy.role(&session.role) {
+            role.check_explain(engine, &session.ctx, &plan)
+                .map_err(query_error)?;
+        }
+        Ok(plan)
     }
 }
 

@@ -9,6 +9,7 @@ mod access;
 mod auth;
 mod clients;
 mod corpus;
+mod errors;
 mod psql;
 mod refresh;
 mod slt_wire;
