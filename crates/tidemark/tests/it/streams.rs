@@ -25,8 +25,13 @@ pub fn broker() -> String {
 }
 
 pub async fn create_topic(topic: &str, partitions: i32) {
+    create_topic_on(&broker(), topic, partitions).await
+}
+
+/// [`create_topic`] on the broker at `bootstrap`.
+pub async fn create_topic_on(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker())
+        .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
     let r = admin
@@ -51,8 +56,13 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 /// what it does not need). `scripts/kafka-order-check.py` shows it. Batches of one
 /// make every offset a batch start, so the tests see tidemark, not that fault.
 pub fn producer() -> FutureProducer {
+    producer_on(&broker())
+}
+
+/// [`producer`] for the broker at `bootstrap`.
+pub fn producer_on(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
-        .set("bootstrap.servers", broker())
+        .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("batch.num.messages", "1")
         .set("message.timeout.ms", "30000")
@@ -299,9 +309,14 @@ fn kafka_config(db: &TestDb) -> std::path::PathBuf {
 
 /// [`kafka_config`] with consumer group `group`.
 fn kafka_config_in(db: &TestDb, group: &str) -> std::path::PathBuf {
+    kafka_config_on(db, group, &broker())
+}
+
+/// [`kafka_config`] with consumer group `group`, on the broker at `bootstrap`.
+fn kafka_config_on(db: &TestDb, group: &str, bootstrap: &str) -> std::path::PathBuf {
     db.config(&format!(
         "capture = \"none\"\n\n[streams.events]\nkind = \"kafka\"\nformat = \"debezium\"\nschema_from = \"main\"\nbrokers = \"{}\"\ntopics = [\"^shop\\\\.{}\\\\..*\"]\ngroup_id = \"{}\"\ndecimal_handling = \"string\"\nflush_interval_ms = 100\nflush_rows = 300\n\n[streams.events.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\"max.poll.interval.ms\" = \"10000\"\n",
-        broker(),
+        bootstrap,
         db.name,
         group
     ))
@@ -1435,17 +1450,26 @@ async fn two_workers_owning_one_partition_are_fenced_from_each_other() {
     std::fs::copy(&a_cfg, &a_config).unwrap();
     let b_config = kafka_config_in(&db, &format!("{s}_b"));
     let wait = Duration::from_secs(120);
+    // The table exists before both start, so both open it at their first message and
+    // hold rows of the same partitions at once (otherwise the one that opens late
+    // finds everything landed and has nothing to be fenced from).
+    let producer = producer();
+    let (head, rest) = w.msgs.split_at(2);
+    produce(&producer, &topic, head).await;
+    let seed = kafka_config_in(&db, &format!("{s}_seed"));
+    ok(db.tidemark(&seed, &["run", "--until-caught-up"]));
     let a = spawn_run_with(&a_config, &[]);
     let b = spawn_run_with(&b_config, &[]);
     wait_for_log(&a_config, "\"partitions assigned\"", 1, wait);
     wait_for_log(&b_config, "\"partitions assigned\"", 1, wait);
-    let producer = producer();
-    produce(&producer, &topic, &w.msgs).await;
+    produce(&producer, &topic, rest).await;
     wait_for_history(&db, w.versions, wait).await;
     // Let both settle: a late double landing would show here.
     tokio::time::sleep(Duration::from_secs(3)).await;
     kill(a);
     kill(b);
+    // Exactly once is the promise; on the old code both workers landed every change.
+    check_landed_with(&db, &w.model, w.versions, false, &w.msgs).await;
     let logs = [a_config.clone(), b_config.clone()]
         .iter()
         .map(|c| std::fs::read_to_string(c.with_file_name("run.log")).unwrap_or_default())
@@ -1453,8 +1477,127 @@ async fn two_workers_owning_one_partition_are_fenced_from_each_other() {
         .join("\n");
     assert!(
         logs.contains("another worker landed this partition meanwhile"),
-        "neither worker was fenced:\n{logs}"
+        "neither worker was fenced (both held rows of the same partitions):\n{logs}"
     );
-    check_landed_with(&db, &w.model, w.versions, false, &w.msgs).await;
+    db.drop().await;
+}
+
+/// A Kafka-protocol broker of this test's own whose log outlives it (tansu on S3
+/// storage in the test S3 server), so it can be restarted mid-stream.
+struct OwnBroker {
+    port: u16,
+    storage: String,
+    endpoint: String,
+    child: Option<std::process::Child>,
+}
+
+impl OwnBroker {
+    fn tansu() -> std::path::PathBuf {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let installed = std::path::Path::new(&home).join(".cargo/bin/tansu");
+        if installed.exists() {
+            return installed;
+        }
+        std::path::PathBuf::from("tansu")
+    }
+
+    fn new(bucket: &str) -> Self {
+        let endpoint = std::env::var("TIDEMARK_TEST_S3_ENDPOINT").expect(
+            "TIDEMARK_TEST_S3_ENDPOINT is not set: run the tests with scripts/test.sh (the restarted broker keeps its log in the test S3 server)",
+        );
+        crate::support::create_bucket(&endpoint, bucket);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut b = Self {
+            port,
+            storage: format!("s3://{bucket}/"),
+            endpoint,
+            child: None,
+        };
+        b.start();
+        b
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = std::process::Command::new(Self::tansu())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", &self.storage])
+            .env("AWS_ENDPOINT", &self.endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tansu (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(self.address()).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tansu did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Issue 14, item 10: the broker restarts mid-stream (its log kept). The worker
+/// rides it out and every change lands once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restart_mid_stream_loses_nothing() {
+    let db = invoices_db("brokerrestart").await;
+    let s = db.name.clone();
+    let mut broker = OwnBroker::new(&format!("tansu-{}", std::process::id()));
+    let topic = format!("shop.{s}.invoices");
+    create_topic_on(&broker.address(), &topic, 2).await;
+    let config = kafka_config_on(&db, &s, &broker.address());
+    let mut rng = Lcg(u64::from(std::process::id()) ^ 0xb40c);
+    let mut w = Workload::new(&s, 2);
+    w.snapshot(&mut rng, 100);
+    w.changes(&mut rng, 300, None);
+    let first = std::mem::take(&mut w.msgs);
+    let landed_first = w.versions;
+    w.changes(&mut rng, 300, None);
+    let second = w.msgs.clone();
+    let wait = Duration::from_secs(120);
+    let run = spawn_run_with(&config, &[]);
+    wait_for_log(&config, "\"partitions assigned\"", 1, wait);
+    produce(&producer_on(&broker.address()), &topic, &first).await;
+    wait_for_history(&db, landed_first, wait).await;
+    crate::support::record_fault("restart", "Kafka broker mid-stream");
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    broker.start();
+    produce(&producer_on(&broker.address()), &topic, &second).await;
+    wait_for_history(&db, w.versions, wait).await;
+    kill(run);
+    let all: Messages = first.iter().chain(&second).cloned().collect();
+    check_landed_with(&db, &w.model, w.versions, false, &all).await;
     db.drop().await;
 }
