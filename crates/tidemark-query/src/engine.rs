@@ -319,12 +319,16 @@ impl Engine {
         // The tables the statement names, for telling "no such table" apart from other
         // planning errors: DataFusion says it only in the text of a `Plan` error.
         let references = state.resolve_table_references(&statement)?;
+        let functions = called_functions(&statement);
         let plan = match state.statement_to_plan(statement).await {
             Ok(plan) => plan,
             Err(e) => {
                 return Err(match missing_table(&state, references).await {
                     Some(name) => Error::UnknownTable(name),
-                    None => e.into(),
+                    None => match missing_function(&state, functions) {
+                        Some(name) => Error::UnknownFunction(name),
+                        None => e.into(),
+                    },
                 })
             }
         };
@@ -475,6 +479,43 @@ async fn missing_table(
         }
     }
     None
+}
+
+/// The names of the functions a statement calls (as written), for telling "no such
+/// function" apart from other planning errors, as [`missing_table`] does for tables.
+fn called_functions(statement: &DFStatement) -> Vec<String> {
+    use deltalake::datafusion::sql::sqlparser::ast::{visit_expressions, Expr};
+    let DFStatement::Statement(s) = statement else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let _ = visit_expressions(s.as_ref(), |e| {
+        if let Expr::Function(f) = e {
+            // Qualified names (`pg_catalog.now`) are looked up by their last part.
+            if let Some(last) = f.name.0.last().and_then(|p| p.as_ident()) {
+                out.push(if last.quote_style.is_some() {
+                    last.value.clone()
+                } else {
+                    last.value.to_ascii_lowercase()
+                });
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+/// The first of `names` that is no function the session knows (scalar, aggregate or
+/// window, aliases included). Asked only after planning failed.
+fn missing_function(
+    state: &deltalake::datafusion::execution::session_state::SessionState,
+    names: Vec<String>,
+) -> Option<String> {
+    names.into_iter().find(|n| {
+        !state.scalar_functions().contains_key(n)
+            && !state.aggregate_functions().contains_key(n)
+            && !state.window_functions().contains_key(n)
+    })
 }
 
 /// What kind of statement a plan refused as a write is, in SQL's words.

@@ -28,6 +28,9 @@ pub enum Error {
         "table {0} does not exist; `SELECT * FROM information_schema.tables` lists the tables"
     )]
     UnknownTable(String),
+    /// A function the statement calls does not exist.
+    #[error("function {0} does not exist")]
+    UnknownFunction(String),
     /// A statement that would change data.
     #[error("tidemark SQL is read-only: {0} statements are not allowed")]
     ReadOnly(String),
@@ -53,6 +56,7 @@ impl Error {
             Error::Sql(_) => "22023",
             Error::Unsupported(_) => "0A000",
             Error::UnknownTable(_) => "42P01",
+            Error::UnknownFunction(_) => "42883",
             Error::ReadOnly(_) => "25006",
             Error::PermissionDenied(_) => "42501",
             Error::DataFusion(e) => sqlstate(e),

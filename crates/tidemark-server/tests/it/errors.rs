@@ -61,6 +61,12 @@ async fn each_error_kind_has_its_sqlstate() {
             "SELECT count(*) FROM invoicing.invoices WHERE nosuch = 1",
             "42703",
         ),
+        (&analyst, "SELECT nosuch_function(1)", "42883"),
+        (
+            &analyst,
+            "SELECT status, nosuch_aggregate(total) FROM invoicing.invoices GROUP BY status",
+            "42883",
+        ),
         (&analyst, "SELECT 1/0", "22012"),
         (&analyst, "SELECT CAST('x' AS INT)", "22P02"),
         (
