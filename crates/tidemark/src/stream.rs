@@ -741,9 +741,21 @@ impl Landing {
         }
         self.flush().await?;
         let t = self.tables.get_mut(&name).expect("opened above");
-        t.progress.entry(part.clone()).or_default().next_offset = msg.offset + 1;
         t.writer.reload().await?;
         let mut state = t.writer.committed(TableKind::History).state.clone();
+        // Fenced as a flush is (see `Table::flush`): another worker that landed this
+        // partition past the truncate applied it already.
+        let theirs = state.partitions.get(&part).cloned().unwrap_or_default();
+        if theirs.next_offset > msg.offset {
+            warn!(stream = %self.name, table = %name, partition = %part, theirs = theirs.next_offset,
+                "another worker landed this partition meanwhile, the truncate included; its progress is adopted");
+            t.landed.insert(part.clone(), theirs.next_offset);
+            t.progress.insert(part.clone(), theirs.clone());
+            let at = self.fenced.entry(part).or_insert(theirs.next_offset);
+            *at = (*at).min(theirs.next_offset);
+            return Ok(());
+        }
+        t.progress.entry(part.clone()).or_default().next_offset = msg.offset + 1;
         state
             .partitions
             .insert(part.clone(), t.progress[&part].clone());
@@ -752,6 +764,8 @@ impl Landing {
             .delete_all(tr.source_ts_us, &tr.source_pos, msg.offset, state)
             .await
             .with_context(|| format!("truncating {name}"))?;
+        // What this worker last saw committed for the partition, for its next flush.
+        t.landed.insert(part.clone(), msg.offset + 1);
         info!(stream = %self.name, table = %name, rows = closed, position = %msg.position(), "table truncated at the source");
         Ok(())
     }

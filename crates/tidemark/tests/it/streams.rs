@@ -1601,3 +1601,64 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     check_landed_with(&db, &w.model, w.versions, false, &all).await;
     db.drop().await;
 }
+
+/// A Debezium truncate (`op = t`) in a stream closes every row once, however often
+/// the stream is read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_truncate_closes_every_row_once() {
+    let db = invoices_db("streamtrunc").await;
+    let dir = db.dir.path().join("events");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = files_config(&db, "backfill", "debezium", &dir.display().to_string(), "");
+    let row = |id: i64| Row {
+        customer: format!("c{id}"),
+        total: "1.00".into(),
+        issued: 20_000,
+        note: None,
+    };
+    let mut lines: Vec<String> = (1..=5)
+        .map(|id| {
+            envelope(
+                &db.name,
+                "r",
+                None,
+                Some(image(id, &row(id))),
+                4,
+                1_767_225_600_000,
+            )
+        })
+        .collect();
+    lines.push(envelope(&db.name, "t", None, None, 200, 1_767_225_601_000));
+    lines.push(envelope(
+        &db.name,
+        "c",
+        None,
+        Some(image(9, &row(9))),
+        300,
+        1_767_225_602_000,
+    ));
+    std::fs::write(dir.join("0001.jsonl"), lines.join("\n") + "\n").unwrap();
+    let s = &db.name;
+    for _ in 0..2 {
+        ok(db.tidemark(&config, &["run", "--until-caught-up"]));
+        assert_eq!(
+            db.sql_i64(&format!("SELECT count(*) FROM {s}.invoices"))
+                .await,
+            1
+        );
+        assert_eq!(
+            db.sql_i64(&format!(
+                "SELECT count(*) FROM {s}_history.invoices WHERE _valid_to IS NOT NULL"
+            ))
+            .await,
+            5,
+            "the five rows are closed, once"
+        );
+        assert_eq!(
+            db.sql_i64(&format!("SELECT count(*) FROM {s}_history.invoices"))
+                .await,
+            6
+        );
+    }
+    db.drop().await;
+}
