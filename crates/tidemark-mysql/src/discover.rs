@@ -37,16 +37,35 @@ type ColumnRow = (
 /// Discover the selected tables. Tables with an unmappable type or no key are errors
 /// that name the table and say how to exclude it or name its key.
 pub async fn discover(source: &Source) -> Result<Vec<DiscoveredTable>> {
+    let (tables, unusable) = discover_each(source).await?;
+    match unusable.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(tables),
+    }
+}
+
+/// [`discover`], with the selected tables that cannot be captured (no primary key and
+/// none configured, a column tidemark cannot map) apart, each with why: a long-running
+/// capture parks those and goes on with the others.
+pub async fn discover_each(
+    source: &Source,
+) -> Result<(Vec<DiscoveredTable>, Vec<(String, crate::Error)>)> {
     discover_in(source, None).await
 }
 
 /// One selected table's definition as the server has it now; `None` when it does
 /// not exist (any more) or is not selected. Errors concern that table only.
 pub async fn describe(source: &Source, db: &str, table: &str) -> Result<Option<DiscoveredTable>> {
-    Ok(discover_in(source, Some((db, table))).await?.pop())
+    let (mut tables, unusable) = discover_in(source, Some((db, table))).await?;
+    match unusable.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(tables.pop()),
+    }
 }
 
-async fn discover_in(source: &Source, only: Option<(&str, &str)>) -> Result<Vec<DiscoveredTable>> {
+type Discovered = (Vec<DiscoveredTable>, Vec<(String, crate::Error)>);
+
+async fn discover_in(source: &Source, only: Option<(&str, &str)>) -> Result<Discovered> {
     let cfg = &source.config;
     let filter = cfg.table_filter()?;
     let mut conn = source.conn().await?;
@@ -117,6 +136,7 @@ async fn discover_in(source: &Source, only: Option<(&str, &str)>) -> Result<Vec<
     }
 
     let mut out = Vec::new();
+    let mut unusable = Vec::new();
     for (db, t, rows) in selected {
         let id = (db.clone(), t.clone());
         let opts = cfg.table_options(&db, &t);
@@ -126,14 +146,16 @@ async fn discover_in(source: &Source, only: Option<(&str, &str)>) -> Result<Vec<
             .or_else(|| key_by_table.get(&id).cloned())
             .unwrap_or_default();
         let cols = by_table.remove(&id).unwrap_or_default();
-        let schema = TableSchema::new(TableName::new(&db, &t, cfg.naming), cols, &key, cfg.naming)?;
-        out.push(DiscoveredTable {
-            schema: Arc::new(schema),
-            estimated_rows: rows.unwrap_or(0),
-        });
+        match TableSchema::new(TableName::new(&db, &t, cfg.naming), cols, &key, cfg.naming) {
+            Ok(schema) => out.push(DiscoveredTable {
+                schema: Arc::new(schema),
+                estimated_rows: rows.unwrap_or(0),
+            }),
+            Err(e) => unusable.push((format!("{db}.{t}"), e.into())),
+        }
     }
     check_table_collisions(out.iter().map(|t| &t.schema.name))?;
-    Ok(out)
+    Ok((out, unusable))
 }
 
 /// Where the binlog is now, or `None` when binary logging is off or the user may not

@@ -30,7 +30,7 @@ use tidemark_core::schema::TableSchema;
 use tidemark_lake::{stored_schema, Compaction, TableKind, TableWriter, Warehouse};
 use tidemark_mysql::binlog::{BinlogReader, StreamItem, Tracked, Transaction};
 use tidemark_mysql::connect::Source;
-use tidemark_mysql::discover::{describe, discover, DiscoveredTable};
+use tidemark_mysql::discover::{describe, discover_each, DiscoveredTable};
 use tidemark_mysql::preflight::{preflight, Outcome};
 use tidemark_mysql::snapshot::snapshot_table;
 use tracing::{error, info, warn};
@@ -773,8 +773,9 @@ async fn run_source(
             failed.join("\n  ")
         );
     }
-    let mut discovered = discover(&source).await?;
-    if discovered.is_empty() {
+    // A selected table that cannot be captured (no key, say) parks; the others go on.
+    let (mut discovered, uncapturable) = discover_each(&source).await?;
+    if discovered.is_empty() && uncapturable.is_empty() {
         bail!("no tables selected; check databases/include/exclude in [sources.{name}]");
     }
     // A table already landed streams with the definition it was landed with: binlog
@@ -802,6 +803,7 @@ async fn run_source(
     discovered.retain(|d| !unreadable.iter().any(|(t, _)| *t == d.schema.name.source()));
     let mut snapshot_failures = snapshot_missing(&source, wh, &discovered, &stop).await;
     snapshot_failures.extend(unreadable);
+    snapshot_failures.extend(uncapturable.into_iter().map(|(t, e)| (t, e.to_string())));
     // Tables landed from this source that the server no longer has were dropped or
     // renamed while tidemark was not reading: they are captured up to that statement,
     // which then closes their rows.

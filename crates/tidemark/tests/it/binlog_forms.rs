@@ -304,3 +304,33 @@ async fn a_table_whose_commits_fail_is_parked_and_the_others_flow() {
     );
     db.drop().await;
 }
+
+/// A selected table that cannot be captured (no primary key, none configured) parks
+/// with the reason; it does not stop its source: the other tables land and stream.
+#[tokio::test]
+async fn a_table_without_a_key_parks_and_the_others_flow() {
+    let db = TestDb::new("nokey").await;
+    db.exec("CREATE TABLE keyed (id INT PRIMARY KEY, v INT)")
+        .await;
+    db.exec("CREATE TABLE scratch (v INT)").await;
+    db.exec("INSERT INTO keyed VALUES (1, 1), (2, 2)").await;
+    let config = config(&db, 4);
+    let out = db.tidemark(&config, &["run", "--until-caught-up"]);
+    let t = crate::support::text(&out);
+    // --until-caught-up says which tables are parked, and why.
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("caught up, but 1 table(s) are parked")
+            && t.contains(&format!("{}.scratch", db.name))
+            && t.contains("primary key"),
+        "{t}"
+    );
+    db.exec("INSERT INTO keyed VALUES (3, 3)").await;
+    let _ = db.tidemark(&config, &["run", "--until-caught-up"]);
+    let s = &db.name;
+    assert_eq!(
+        lake_lines(&db, &format!("SELECT id FROM {s}.keyed")).await,
+        ["1", "2", "3"]
+    );
+    db.drop().await;
+}
