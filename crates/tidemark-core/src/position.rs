@@ -167,6 +167,26 @@ pub struct PartitionProgress {
     pub txn_order: Option<(String, u64)>,
 }
 
+/// A change's place in the source server's binlog, as the connector reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinlogOrigin {
+    /// The server that wrote the binlog (`source.server_id`); `None` when absent or 0.
+    pub server_id: Option<u64>,
+    /// The transaction's GTID (`source.gtid`): MySQL `uuid[:tag]:n`, MariaDB
+    /// `domain-server-seq`.
+    pub gtid: Option<String>,
+    /// Binlog file.
+    pub file: String,
+    /// The row event's offset in the file.
+    pub pos: u64,
+    /// The row within the event.
+    pub row: u64,
+    /// The change's place in its transaction (`transaction.total_order`, with the
+    /// connector's `provide.transaction.metadata`): orders the changes of one
+    /// transaction whichever server sent them.
+    pub txn_order: Option<u64>,
+}
+
 /// Whether a streamed change was landed already (see [`PartitionProgress::judge`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
@@ -201,20 +221,20 @@ impl PartitionProgress {
             .is_some_and(|(f, p, r)| (file_number(file), pos, row) <= (file_number(f), *p, *r))
     }
 
-    /// Was the streamed change from `server_id` at `(file, pos, row)` in transaction
-    /// `gtid` landed already? GTIDs decide where both sides have them; binlog
+    /// Was the streamed change from `origin` (its server, binlog `(file, pos, row)`,
+    /// transaction GTID and place in it) landed already? GTIDs decide where both sides have them; binlog
     /// positions decide only within one server. Anything else cannot be ordered and
     /// says so, never guesses: a guess either skips new changes (silent loss) or lands
     /// re-sent ones twice.
-    pub fn judge(
-        &self,
-        server_id: Option<u64>,
-        gtid: Option<&str>,
-        order: Option<u64>,
-        file: &str,
-        pos: u64,
-        row: u64,
-    ) -> Seen {
+    pub fn judge(&self, origin: &BinlogOrigin) -> Seen {
+        let (server_id, gtid, order, file, pos, row) = (
+            origin.server_id,
+            origin.gtid.as_deref(),
+            origin.txn_order,
+            origin.file.as_str(),
+            origin.pos,
+            origin.row,
+        );
         let same_server = match (self.server_id, server_id) {
             (Some(a), Some(b)) => a == b,
             _ => true,
@@ -272,15 +292,15 @@ impl PartitionProgress {
     }
 
     /// Record a landed change (see [`PartitionProgress::judge`]).
-    pub fn record(
-        &mut self,
-        server_id: Option<u64>,
-        gtid: Option<&str>,
-        order: Option<u64>,
-        file: &str,
-        pos: u64,
-        row: u64,
-    ) {
+    pub fn record(&mut self, origin: &BinlogOrigin) {
+        let (server_id, gtid, order, file, pos, row) = (
+            origin.server_id,
+            origin.gtid.as_deref(),
+            origin.txn_order,
+            origin.file.as_str(),
+            origin.pos,
+            origin.row,
+        );
         self.binlog = Some((file.to_string(), pos, row));
         self.txn_order = gtid.zip(order).map(|(g, o)| (g.to_string(), o));
         if server_id.is_some() {
@@ -476,38 +496,45 @@ mod tests {
     /// silent skip.
     #[test]
     fn replays_are_judged_across_a_failover() {
-        use super::{PartitionProgress, Seen};
+        use super::{BinlogOrigin, PartitionProgress, Seen};
+        let o = |server: Option<u64>,
+                 gtid: Option<&str>,
+                 order: Option<u64>,
+                 file: &str,
+                 pos: u64,
+                 row: u64| BinlogOrigin {
+            server_id: server,
+            gtid: gtid.map(str::to_string),
+            file: file.to_string(),
+            pos,
+            row,
+            txn_order: order,
+        };
         let uuid1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
         let uuid2 = "4f22fa47-71ca-11e1-9e33-c80aa9429562";
         let mut p = PartitionProgress::default();
-        p.record(
-            Some(1),
-            Some(&format!("{uuid1}:10")),
-            None,
-            "mysql-bin.000042",
-            900,
-            0,
-        );
+        let g10 = format!("{uuid1}:10");
+        p.record(&o(Some(1), Some(&g10), None, "mysql-bin.000042", 900, 0));
         // The old primary's transactions, re-sent by the new primary at its own
         // (lower) coordinates: replays.
         let g9 = format!("{uuid1}:9");
         assert_eq!(
-            p.judge(Some(2), Some(&g9), None, "mysql-bin.000003", 50, 0),
+            p.judge(&o(Some(2), Some(&g9), None, "mysql-bin.000003", 50, 0)),
             Seen::Replay
         );
         // New transactions of the new primary: new, although its binlog is "earlier".
         let g = format!("{uuid2}:1");
         assert_eq!(
-            p.judge(Some(2), Some(&g), None, "mysql-bin.000003", 120, 0),
+            p.judge(&o(Some(2), Some(&g), None, "mysql-bin.000003", 120, 0)),
             Seen::New
         );
-        p.record(Some(2), Some(&g), None, "mysql-bin.000003", 120, 0);
+        p.record(&o(Some(2), Some(&g), None, "mysql-bin.000003", 120, 0));
         assert_eq!(
-            p.judge(Some(2), Some(&g), None, "mysql-bin.000003", 120, 0),
+            p.judge(&o(Some(2), Some(&g), None, "mysql-bin.000003", 120, 0)),
             Seen::Replay
         );
         assert_eq!(
-            p.judge(Some(2), Some(&g), None, "mysql-bin.000003", 120, 1),
+            p.judge(&o(Some(2), Some(&g), None, "mysql-bin.000003", 120, 1)),
             Seen::New
         );
         // The newest transaction sent again by another server: with transaction
@@ -515,47 +542,68 @@ mod tests {
         // cannot be.
         let mut t = PartitionProgress::default();
         let g13 = format!("{uuid1}:13");
-        t.record(Some(1), Some(&g13), Some(2), "mysql-bin.000042", 103, 0);
+        t.record(&o(Some(1), Some(&g13), Some(2), "mysql-bin.000042", 103, 0));
         assert_eq!(
-            t.judge(Some(2), Some(&g13), Some(1), "mysql-bin.000002", 50, 0),
+            t.judge(&o(Some(2), Some(&g13), Some(1), "mysql-bin.000002", 50, 0)),
             Seen::Replay
         );
         assert_eq!(
-            t.judge(Some(2), Some(&g13), Some(2), "mysql-bin.000002", 50, 1),
+            t.judge(&o(Some(2), Some(&g13), Some(2), "mysql-bin.000002", 50, 1)),
             Seen::Replay
         );
         assert_eq!(
-            t.judge(Some(2), Some(&g13), Some(3), "mysql-bin.000002", 60, 0),
+            t.judge(&o(Some(2), Some(&g13), Some(3), "mysql-bin.000002", 60, 0)),
             Seen::New
         );
         assert!(matches!(
-            t.judge(Some(2), Some(&g13), None, "mysql-bin.000002", 50, 0),
+            t.judge(&o(Some(2), Some(&g13), None, "mysql-bin.000002", 50, 0)),
             Seen::Unordered(_)
         ));
         // MariaDB: the domain's sequence runs on across servers.
         let mut m = PartitionProgress::default();
-        m.record(Some(1), Some("0-1-500"), None, "mariadb-bin.000020", 400, 0);
+        m.record(&o(
+            Some(1),
+            Some("0-1-500"),
+            None,
+            "mariadb-bin.000020",
+            400,
+            0,
+        ));
         assert_eq!(
-            m.judge(Some(2), Some("0-2-499"), None, "mariadb-bin.000001", 4, 0),
+            m.judge(&o(
+                Some(2),
+                Some("0-2-499"),
+                None,
+                "mariadb-bin.000001",
+                4,
+                0
+            )),
             Seen::Replay
         );
         assert_eq!(
-            m.judge(Some(2), Some("0-2-501"), None, "mariadb-bin.000001", 9, 0),
+            m.judge(&o(
+                Some(2),
+                Some("0-2-501"),
+                None,
+                "mariadb-bin.000001",
+                9,
+                0
+            )),
             Seen::New
         );
         // No GTIDs: the same server orders by position; another server cannot be
         // ordered at all.
         let mut n = PartitionProgress::default();
-        n.record(Some(1), None, None, "mysql-bin.000042", 900, 0);
+        n.record(&o(Some(1), None, None, "mysql-bin.000042", 900, 0));
         assert_eq!(
-            n.judge(Some(1), None, None, "mysql-bin.000042", 800, 0),
+            n.judge(&o(Some(1), None, None, "mysql-bin.000042", 800, 0)),
             Seen::Replay
         );
         assert_eq!(
-            n.judge(Some(1), None, None, "mysql-bin.000043", 4, 0),
+            n.judge(&o(Some(1), None, None, "mysql-bin.000043", 4, 0)),
             Seen::New
         );
-        match n.judge(Some(2), None, None, "mysql-bin.000003", 50, 0) {
+        match n.judge(&o(Some(2), None, None, "mysql-bin.000003", 50, 0)) {
             Seen::Unordered(why) => {
                 assert!(
                     why.contains("server 2 binlog mysql-bin.000003:50:0"),
@@ -573,7 +621,7 @@ mod tests {
             serde_json::from_str(r#"{"next_offset": 7, "binlog": ["mysql-bin.000042", 900, 0]}"#)
                 .unwrap();
         assert_eq!(
-            old.judge(Some(2), None, None, "mysql-bin.000042", 100, 0),
+            old.judge(&o(Some(2), None, None, "mysql-bin.000042", 100, 0)),
             Seen::Replay
         );
     }

@@ -94,25 +94,8 @@ pub struct ChangeEvent {
     pub encoding: Encoding,
 }
 
-/// A change's place in the source server's binlog, as the connector reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BinlogOrigin {
-    /// The server that wrote the binlog (`source.server_id`); `None` when absent or 0.
-    pub server_id: Option<u64>,
-    /// The transaction's GTID (`source.gtid`): MySQL `uuid[:tag]:n`, MariaDB
-    /// `domain-server-seq`.
-    pub gtid: Option<String>,
-    /// Binlog file.
-    pub file: String,
-    /// The row event's offset in the file.
-    pub pos: u64,
-    /// The row within the event.
-    pub row: u64,
-    /// The change's place in its transaction (`transaction.total_order`, with the
-    /// connector's `provide.transaction.metadata`): orders the changes of one
-    /// transaction whichever server sent them.
-    pub txn_order: Option<u64>,
-}
+/// Where a streamed change came from (defined with the positions that judge it).
+pub use tidemark_core::position::BinlogOrigin;
 
 impl ChangeEvent {
     /// `db.table` as spelled at the source.

@@ -517,14 +517,7 @@ impl Landing {
         }
         let origin = ev.origin.clone();
         if let Some(o) = &origin {
-            match prog.judge(
-                o.server_id,
-                o.gtid.as_deref(),
-                o.txn_order,
-                &o.file,
-                o.pos,
-                o.row,
-            ) {
+            match prog.judge(o) {
                 Seen::New => {}
                 Seen::Replay => {
                     prog.next_offset = msg.offset + 1;
@@ -581,14 +574,7 @@ impl Landing {
         if ev.snapshot {
             t.snapshot_rows += 1;
         } else if let Some(o) = &origin {
-            prog.record(
-                o.server_id,
-                o.gtid.as_deref(),
-                o.txn_order,
-                &o.file,
-                o.pos,
-                o.row,
-            );
+            prog.record(o);
         }
         t.moved.insert(part);
         // The newest, not the last: partitions interleave, and a schema change stamps
