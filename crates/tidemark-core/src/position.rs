@@ -128,6 +128,16 @@ pub struct SourceState {
     /// rows are closed in history and capture of it has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<String>,
+    /// Closed history table only: it holds every version closed by the compactions
+    /// up to this current-table mark (micros), with `_closed_mark` at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_through_us: Option<i64>,
+    /// Closed history table only: the mark of the compaction that last rebuilt it
+    /// from the whole log (a migration, or the first compaction after a schema
+    /// change). A current table whose mark is older was compacted against another
+    /// generation of the closed table, so readers take the log instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_since_us: Option<i64>,
     /// Event streams (Kafka topics, files of events): per partition (`topic/partition`,
     /// or a file's name), how far this table has landed. See [`PartitionProgress`].
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]

@@ -26,10 +26,21 @@ pub const IS_CURRENT: &str = "_is_current";
 pub const SOURCE_POS: &str = "_source_pos";
 /// Order of changes to one key within one source instant (stored, not shown).
 pub const SEQ: &str = "_seq";
+/// Closed history only: the merge-on-read mark of the compaction that closed the
+/// version (readers ignore versions closed past the current table's mark).
+pub const CLOSED_MARK: &str = "_closed_mark";
 
 /// Column names tidemark adds; a source column may not take one of them.
-pub const RESERVED: [&str; 8] = [
-    INGEST_TS, SOURCE_TS, OP, VALID_FROM, VALID_TO, IS_CURRENT, SOURCE_POS, SEQ,
+pub const RESERVED: [&str; 9] = [
+    INGEST_TS,
+    SOURCE_TS,
+    OP,
+    VALID_FROM,
+    VALID_TO,
+    IS_CURRENT,
+    SOURCE_POS,
+    SEQ,
+    CLOSED_MARK,
 ];
 
 /// One source column.
@@ -233,12 +244,18 @@ impl TableSchema {
         Arc::new(Schema::new(f))
     }
 
-    /// Stored current table: source columns, `_ingest_ts`, `_source_ts`, `_op`.
+    /// Stored current table: source columns, `_ingest_ts`, `_source_ts`, `_op`,
+    /// `_source_pos`, `_seq`. The last two are not shown by SQL's `schema.table`; a
+    /// compaction needs them when it closes the row into the closed history (the
+    /// row's `_valid_from` is its `_source_ts`). Tables landed before they existed
+    /// lack them until their first compaction.
     pub fn current_schema(&self) -> SchemaRef {
         let mut f = self.source_fields();
         f.push(Field::new(INGEST_TS, timestamp_type(), true));
         f.push(Field::new(SOURCE_TS, timestamp_type(), true));
         f.push(Field::new(OP, DataType::Utf8, true));
+        f.push(Field::new(SOURCE_POS, DataType::Utf8, true));
+        f.push(Field::new(SEQ, DataType::Int64, true));
         Arc::new(Schema::new(f))
     }
 

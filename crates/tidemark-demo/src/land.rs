@@ -6,7 +6,10 @@ use std::sync::Arc;
 use tidemark_core::names::Naming;
 use tidemark_core::position::SourceState;
 use tidemark_core::schema::TableSchema;
-use tidemark_lake::{TableKind, TableWriter, Warehouse};
+use tidemark_lake::{TableWriter, Warehouse};
+
+/// The smallest tail compaction folds in (as `tidemark run`).
+const COMPACT_AT: usize = 100_000;
 
 use crate::{schemas, to_change_batches, Workload};
 
@@ -31,9 +34,19 @@ pub async fn land(
     days_per_batch: u32,
 ) -> Result<(Vec<Arc<TableSchema>>, usize), LandError> {
     let schemas = schemas(naming);
+    // The path change capture takes: each batch is one append to the history log,
+    // the current table is its base plus that tail (merge-on-read), and compaction
+    // folds the tail in when it reaches a fifth of the base (as `tidemark run`
+    // does), writing the versions it closes to the closed history.
     let mut writers = Vec::new();
+    let mut tails = Vec::new();
+    let mut bases = Vec::new();
     for s in &schemas {
-        writers.push(TableWriter::open(wh, s.clone()).await?);
+        let mut w = TableWriter::open(wh, s.clone()).await?;
+        w.start_merge_on_read().await?;
+        writers.push(w);
+        tails.push(0usize);
+        bases.push(0usize);
     }
     let (mut offset, mut days, mut landed) = (0u64, 0u32, 0usize);
     let mut pending = Vec::new();
@@ -49,7 +62,6 @@ pub async fn land(
             offset += pending.len() as u64;
             landed += pending.len();
             pending.clear();
-            let now = chrono::Utc::now().timestamp_micros();
             for b in batches {
                 let i = schemas
                     .iter()
@@ -61,13 +73,22 @@ pub async fn land(
                     stream_offset: Some(offset),
                     ..Default::default()
                 };
-                writers[i]
-                    .apply(TableKind::History, &b, now, state.clone())
-                    .await?;
-                writers[i].apply(TableKind::Current, &b, now, state).await?;
+                tails[i] += b.data.num_rows();
+                writers[i].append_history(&b, state).await?;
+                if tails[i] >= COMPACT_AT.max(bases[i] / 5) {
+                    if let Some(c) = writers[i].compact_current().await? {
+                        bases[i] = c.rows as usize;
+                    }
+                    tails[i] = 0;
+                }
             }
         }
         if end {
+            // Everything compacted: external engines read the whole demo in the
+            // current and closed tables.
+            for w in &mut writers {
+                w.compact_current().await?;
+            }
             return Ok((schemas, landed));
         }
     }

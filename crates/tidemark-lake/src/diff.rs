@@ -58,7 +58,7 @@ impl TableWriter {
             .collect::<Vec<_>>()
             .join(", ");
         let latest = match kind {
-            TableKind::Current => "SELECT * FROM stored".to_string(),
+            TableKind::Current | TableKind::Closed => "SELECT * FROM stored".to_string(),
             TableKind::History => format!(
                 "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {vf} DESC, {seq} DESC) AS __rn FROM stored) WHERE __rn = 1 AND {op} <> 'd'",
                 vf = quote(VALID_FROM),

@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+pub mod closed;
 mod dead_letters;
 mod diff;
 mod error;

@@ -39,7 +39,7 @@ impl TableWriter {
             compaction: self.compact_current().await?,
             ..Default::default()
         };
-        for kind in [TableKind::History, TableKind::Current] {
+        for kind in [TableKind::History, TableKind::Current, TableKind::Closed] {
             let name = format!("{}/{}", self.schema().name.sql(), kind.dir());
             let delta_err = |source| Error::Delta {
                 table: name.clone(),

@@ -46,6 +46,8 @@ pub fn current_rows(batch: &ChangeBatch, ingest_ts_us: i64) -> Result<RecordBatc
     cols.push(ingest_array(ingest_ts_us, d.num_rows()));
     cols.push(d.column(n + 1).clone());
     cols.push(d.column(n).clone());
+    cols.push(d.column(n + 2).clone()); // _source_pos
+    cols.push(d.column(n + 3).clone()); // _seq
     RecordBatch::try_new(batch.table.current_schema(), cols).map_err(|e| batch_err(batch, e))
 }
 

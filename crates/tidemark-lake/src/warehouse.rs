@@ -18,6 +18,8 @@ pub enum TableKind {
     Current,
     /// Append-only log of every version.
     History,
+    /// Versions closed by compaction, with `_valid_to` stored (see `closed.rs`).
+    Closed,
 }
 
 impl TableKind {
@@ -26,6 +28,7 @@ impl TableKind {
         match self {
             TableKind::Current => "current",
             TableKind::History => "history",
+            TableKind::Closed => "closed",
         }
     }
 }

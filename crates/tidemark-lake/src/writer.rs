@@ -22,6 +22,7 @@ use tidemark_core::schema::TableSchema;
 use tracing::debug;
 use url::Url;
 
+use crate::diff::quote;
 use crate::rows::{collapse_by_key, current_rows, history_rows};
 use crate::warehouse::{TableKind, Warehouse};
 use crate::{Error, Result};
@@ -34,6 +35,32 @@ const INFO_KEY: &str = "tidemark";
 pub const SCHEMA_KEY: &str = "tidemark.schema";
 /// Hidden flag column in the merge source.
 const DELETE_FLAG: &str = "__tidemark_delete";
+/// Delta's table property naming the columns files keep statistics for.
+const STATS_COLUMNS: &str = "delta.dataSkippingStatsColumns";
+/// Columns of the stored current table that tables landed by earlier versions lack.
+const LATER_CURRENT: [&str; 2] = [
+    tidemark_core::schema::SOURCE_POS,
+    tidemark_core::schema::SEQ,
+];
+
+/// The columns one of the tables keeps file statistics for (keys and time columns,
+/// wherever they sit among the columns).
+fn stats_for(ts: &TableSchema, kind: TableKind) -> Option<String> {
+    use tidemark_core::schema::{INGEST_TS, SOURCE_TS, VALID_FROM};
+    match kind {
+        TableKind::Closed => crate::closed::closed_stats(ts),
+        TableKind::History => {
+            let mut c = ts.key_names();
+            c.extend([INGEST_TS, SOURCE_TS, VALID_FROM]);
+            crate::closed::stats_columns(c)
+        }
+        TableKind::Current => {
+            let mut c = ts.key_names();
+            c.extend([INGEST_TS, SOURCE_TS]);
+            crate::closed::stats_columns(c)
+        }
+    }
+}
 
 /// What a table has committed: its transaction version and source state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,7 +87,7 @@ struct Target {
 /// Stored column → table column, for the columns whose storage moved.
 fn stored_from(ts: &TableSchema, kind: TableKind) -> std::collections::HashMap<String, String> {
     match kind {
-        TableKind::Current => Default::default(),
+        TableKind::Current | TableKind::Closed => Default::default(),
         TableKind::History => ts
             .columns
             .iter()
@@ -132,13 +159,17 @@ impl Target {
                 // The source shape (MySQL types, key) travels with the table, so readers
                 // (the query layer's history view, later the binlog decoder) need no
                 // connection to the source. Unknown keys are allowed by Delta readers.
-                .with_configuration([(
-                    SCHEMA_KEY,
-                    Some(serde_json::to_string(schema).map_err(|e| Error::Batch {
-                        table: name.clone(),
-                        message: e.to_string(),
-                    })?),
-                )])
+                .with_configuration(
+                    [(
+                        SCHEMA_KEY.to_string(),
+                        Some(serde_json::to_string(schema).map_err(|e| Error::Batch {
+                            table: name.clone(),
+                            message: e.to_string(),
+                        })?),
+                    )]
+                    .into_iter()
+                    .chain(stats_for(schema, kind).map(|c| (STATS_COLUMNS.to_string(), Some(c)))),
+                )
                 .with_raise_if_key_not_exists(false)
                 .with_comment(format!(
                     "tidemark {} table of source table {}",
@@ -328,27 +359,32 @@ impl Target {
         Ok(())
     }
 
-    /// Replace the table's rows with the output of `plan` (streamed, not collected), in
-    /// one commit carrying `state`; returns the rows written.
-    async fn overwrite(
+    /// Write the output of `plan` (streamed, not collected) in one commit carrying
+    /// `state`: replacing the table's rows (`Overwrite`, taking the plan's columns as
+    /// the table's) or adding to them (`Append`). Returns the rows written.
+    async fn write_plan(
         &mut self,
         plan: deltalake::datafusion::logical_expr::LogicalPlan,
         state: SourceState,
+        mode: SaveMode,
+        props: WriterProperties,
     ) -> Result<u64> {
         self.check_fresh().await?;
-        let (props, next) = self.commit_properties(&state);
-        let table = self
+        let (commit, next) = self.commit_properties(&state);
+        let mut write = self
             .table
             .clone()
             .write(Vec::new())
             // delta-rs plans the write in its own session (it needs its planner
             // extensions); the plan carries its table providers with it.
             .with_input_plan(plan)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_writer_properties(writer_properties(&self.schema))
-            .with_commit_properties(props)
-            .await
-            .map_err(|e| self.delta_err(e))?;
+            .with_save_mode(mode)
+            .with_writer_properties(props)
+            .with_commit_properties(commit);
+        if mode == SaveMode::Overwrite {
+            write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite);
+        }
+        let table = write.await.map_err(|e| self.delta_err(e))?;
         // The row count is in the commit's operation metrics; it is only reported.
         let mut last = table.history(Some(1));
         let rows = match last.try_next().await {
@@ -361,10 +397,28 @@ impl Target {
             _ => 0,
         };
         drop(last);
+        self.schema = delta_arrow(&table, &self.name)?;
         self.table = table;
-        debug!(table = %self.name, rows, txn = next, "overwritten");
+        debug!(table = %self.name, rows, txn = next, "written");
         self.committed = Committed { txn: next, state };
         Ok(rows)
+    }
+
+    /// Delete the rows matching `predicate` in one commit carrying `state`.
+    async fn delete_where(&mut self, predicate: Expr, state: SourceState) -> Result<()> {
+        self.check_fresh().await?;
+        let (commit, next) = self.commit_properties(&state);
+        let (table, _) = self
+            .table
+            .clone()
+            .delete()
+            .with_predicate(predicate)
+            .with_commit_properties(commit)
+            .await
+            .map_err(|e| self.delta_err(e))?;
+        self.table = table;
+        self.committed = Committed { txn: next, state };
+        Ok(())
     }
 
     async fn merge(
@@ -525,8 +579,21 @@ fn check_schema(
     // A history log's columns are added in the order schema changes came, after
     // tidemark's; only their presence matters.
     let matches = match kind {
-        TableKind::History => w.iter().all(|c| h.contains(c)),
-        TableKind::Current => h == w,
+        TableKind::History | TableKind::Closed => w.iter().all(|c| h.contains(c)),
+        // Current tables landed before `_source_pos` and `_seq` were kept lack them
+        // until their first compaction (writes leave them out meanwhile).
+        TableKind::Current => {
+            h == w
+                || h == w
+                    .iter()
+                    .filter(|c| {
+                        !LATER_CURRENT
+                            .iter()
+                            .any(|n| c.starts_with(&format!("{n} ")))
+                    })
+                    .cloned()
+                    .collect::<Vec<_>>()
+        }
     };
     if !matches {
         let added: Vec<_> = w.iter().filter(|c| !h.contains(c)).cloned().collect();
@@ -560,6 +627,8 @@ pub struct TableWriter {
     schema: Arc<TableSchema>,
     current: Target,
     history: Target,
+    /// The closed history (see `closed.rs`), written by compaction only.
+    closed: Target,
     current_stale: bool,
     ctx: SessionContext,
 }
@@ -594,6 +663,8 @@ impl TableWriter {
             false,
         )
         .await?;
+        let closed =
+            Target::open(wh, &schema, TableKind::Closed, closed_arrow(&schema), false).await?;
         // The current table is derived from history. A crash between the two commits
         // of a schema change leaves it with the old shape while history has the new
         // one; `current_stale` tells, and `evolve_current` mends it.
@@ -612,6 +683,7 @@ impl TableWriter {
             schema,
             current,
             history,
+            closed,
             current_stale,
             ctx: SessionContext::new(),
         })
@@ -696,6 +768,7 @@ impl TableWriter {
         match kind {
             TableKind::Current => &self.current.committed,
             TableKind::History => &self.history.committed,
+            TableKind::Closed => &self.closed.committed,
         }
     }
 
@@ -704,6 +777,7 @@ impl TableWriter {
         match kind {
             TableKind::Current => &self.current.url,
             TableKind::History => &self.history.url,
+            TableKind::Closed => &self.closed.url,
         }
     }
 
@@ -711,6 +785,7 @@ impl TableWriter {
         match kind {
             TableKind::Current => &mut self.current,
             TableKind::History => &mut self.history,
+            TableKind::Closed => &mut self.closed,
         }
     }
 
@@ -763,6 +838,7 @@ impl TableWriter {
                 let keys = self.schema.key_names();
                 self.current.merge(&self.ctx, rows, &keys, state).await
             }
+            TableKind::Closed => Err(closed_by_compaction(&self.closed.name)),
         }
     }
 
@@ -1071,20 +1147,26 @@ impl TableWriter {
     }
 
     /// Fold the history tail into a new current base and move the mark (a Delta
-    /// overwrite of the current table; earlier bases stay readable as older Delta
-    /// versions until VACUUM). `None` when the table is not merge-on-read or the tail
-    /// is empty.
+    /// overwrite of the current table, sorted by key; earlier bases stay readable as
+    /// older Delta versions until VACUUM). First the versions the tail closes are
+    /// appended to the closed history (see `closed.rs`), or, when the closed history
+    /// cannot be extended at this mark, it is rebuilt from the whole log. `None` when
+    /// the table is not merge-on-read, or its tail is empty and its closed history
+    /// serves it already.
     pub async fn compact_current(&mut self) -> Result<Option<Compaction>> {
+        use deltalake::datafusion::functions_aggregate::expr_fn::{count, max};
+        use deltalake::datafusion::logical_expr::lit;
+        use tidemark_core::schema::{CLOSED_MARK, INGEST_TS};
+
         let Some(mark) = self.merged_through() else {
             return Ok(None);
         };
         let name = self.current.name.clone();
         let df_err = batch_err(&name);
-        self.history
-            .table
-            .update_state()
-            .await
-            .map_err(|e| self.history.delta_err(e))?;
+        for t in [&mut self.history, &mut self.closed] {
+            t.table.update_state().await.map_err(|e| t.delta_err(e))?;
+            t.committed = read_committed(&t.table, &t.name).await?;
+        }
         let ctx = SessionContext::new();
         let log = crate::mor::logical_log(
             &ctx,
@@ -1092,25 +1174,14 @@ impl TableWriter {
             self.history.table.table_provider().await.map_err(df_err)?,
         )
         .map_err(df_err)?;
-        let tail = crate::mor::tail(ctx.read_table(log.clone()).map_err(df_err)?, mark, None)
-            .map_err(df_err)?;
-        let stats = tail
-            .aggregate(
-                vec![],
-                vec![
-                    deltalake::datafusion::functions_aggregate::expr_fn::max(col(
-                        tidemark_core::schema::INGEST_TS,
-                    )),
-                    deltalake::datafusion::functions_aggregate::expr_fn::count(
-                        deltalake::datafusion::logical_expr::lit(1),
-                    ),
-                ],
-            )
+        let stats = crate::mor::tail(ctx.read_table(log.clone()).map_err(df_err)?, mark, None)
+            .map_err(df_err)?
+            .aggregate(vec![], vec![max(col(INGEST_TS)), count(lit(1))])
             .map_err(df_err)?
             .collect()
             .await
             .map_err(df_err)?;
-        let (upto, tail_rows) = match stats.first() {
+        let (tail_max, tail_rows) = match stats.first() {
             Some(b) if b.num_rows() == 1 => {
                 let max = b
                     .column(0)
@@ -1127,23 +1198,130 @@ impl TableWriter {
             }
             _ => (None, 0),
         };
-        let Some(upto) = upto else {
-            return Ok(None);
+        // The closed history extends at this mark only if it holds exactly what was
+        // closed up to it and the base has the columns a closure needs. A table whose
+        // history still shows a dropped column keeps none: its base does not hold the
+        // old values of those columns, so readers take the log window for it.
+        let base_complete = LATER_CURRENT
+            .iter()
+            .all(|c| self.current.schema.field_with_name(c).is_ok());
+        let layout = crate::closed::layout_applies(&self.schema);
+        let extend =
+            layout && base_complete && crate::closed::serves(&self.closed.committed, Some(mark));
+        // The new base from the old one and the tail, or from the whole log.
+        let incremental = if layout {
+            extend
+        } else {
+            base_complete && mark != i64::MIN
+        };
+        let upto = match tail_max {
+            Some(u) => u,
+            None if !layout || extend || mark == i64::MIN => return Ok(None),
+            // A base compacted before the closed history existed: migrate it.
+            None => mark,
         };
         let base = self.current.table.table_provider().await.map_err(df_err)?;
-        let df = crate::mor::plan_current(&ctx, &self.schema, base, log, mark, Some(upto))
+        let (tail_from, since) = if incremental {
+            (
+                mark,
+                self.closed.committed.state.closed_since_us.unwrap_or(mark),
+            )
+        } else {
+            (i64::MIN, upto)
+        };
+        let tail = crate::mor::tail(ctx.read_table(log).map_err(df_err)?, tail_from, Some(upto))
+            .map_err(df_err)?;
+        ctx.register_table("__tidemark_tail", tail.into_view())
+            .map_err(df_err)?;
+        if incremental {
+            let b = ctx
+                .read_table(base.clone())
+                .and_then(|d| d.select(crate::closed::base_version_exprs(&self.schema)))
+                .map_err(df_err)?;
+            ctx.register_table("__tidemark_base", b.into_view())
+                .map_err(df_err)?;
+            ctx.register_table("__tidemark_base_raw", base)
+                .map_err(df_err)?;
+        }
+        let mut closed_rows = 0;
+        if extend && self.closed.committed.state.closed_through_us > Some(mark) {
+            // Closures of a compaction that crashed before its base was committed.
+            let keep = SourceState {
+                closed_through_us: Some(mark),
+                ..self.closed.committed.state.clone()
+            };
+            self.closed
+                .delete_where(
+                    col(CLOSED_MARK).gt(lit(crate::mor::ingest_literal(mark))),
+                    keep,
+                )
+                .await?;
+        }
+        if layout {
+            // Closed rows: in the order readers prune by, `_valid_from` within each
+            // week of `_valid_to` (one compaction closes a few days' versions).
+            let closures = ctx
+                .sql(&format!(
+                    "SELECT * FROM ({body}) ORDER BY date_trunc('week', {vt}), {vf}",
+                    body = crate::closed::closures_sql(
+                        &self.schema,
+                        extend.then_some("__tidemark_base"),
+                        "__tidemark_tail"
+                    ),
+                    vt = quote(tidemark_core::schema::VALID_TO),
+                    vf = quote(tidemark_core::schema::VALID_FROM),
+                ))
+                .await
+                .and_then(|df| df.with_column(CLOSED_MARK, lit(crate::mor::ingest_literal(upto))))
+                .map_err(df_err)?;
+            let want = closed_arrow(&self.schema);
+            let closures = conform_plan(closures, &want).map_err(df_err)?;
+            let closed_state = SourceState {
+                closed_through_us: Some(upto),
+                closed_since_us: Some(since),
+                ..self.closed.committed.state.clone()
+            };
+            let mode = if extend {
+                SaveMode::Append
+            } else {
+                SaveMode::Overwrite
+            };
+            closed_rows = self
+                .closed
+                .write_plan(
+                    closures.logical_plan().clone(),
+                    closed_state,
+                    mode,
+                    closed_writer_properties(&want),
+                )
+                .await?;
+        }
+        let new_base = ctx
+            .sql(&crate::closed::base_sql(
+                &self.schema,
+                incremental.then_some("__tidemark_base_raw"),
+                "__tidemark_tail",
+            ))
             .await
             .map_err(df_err)?;
+        let new_base = conform_plan(new_base, &self.schema.current_schema()).map_err(df_err)?;
         let state = SourceState {
             merged_through_us: Some(upto),
             binlog: self.history.committed.state.binlog.clone(),
             last_source_ts_us: self.history.committed.state.last_source_ts_us,
             ..self.current.committed.state.clone()
         };
+        let props = writer_properties(&self.schema.current_schema());
         let rows = self
             .current
-            .overwrite(df.logical_plan().clone(), state)
+            .write_plan(
+                new_base.logical_plan().clone(),
+                state,
+                SaveMode::Overwrite,
+                props,
+            )
             .await?;
+        debug!(table = %name, closed_rows, rebuilt = !extend, "compacted");
         Ok(Some(Compaction {
             tail_rows: tail_rows as u64,
             rows,
@@ -1183,6 +1361,7 @@ impl TableWriter {
         match kind {
             TableKind::Current => &self.current.table,
             TableKind::History => &self.history.table,
+            TableKind::Closed => &self.closed.table,
         }
     }
 }
@@ -1211,8 +1390,74 @@ fn stored_rows(
         .map(|b| match kind {
             TableKind::Current => current_rows(b, ingest_ts_us),
             TableKind::History => history_rows(b, ingest_ts_us),
+            TableKind::Closed => Err(closed_by_compaction(&b.table.name.sql())),
         })
         .collect()
+}
+
+/// `df` with exactly the columns of `want`, cast to their types (reads hand out
+/// view types and SQL literals have their own), in that order.
+fn conform_plan(
+    df: deltalake::datafusion::prelude::DataFrame,
+    want: &Schema,
+) -> deltalake::datafusion::error::Result<deltalake::datafusion::prelude::DataFrame> {
+    let exprs: Vec<Expr> = want
+        .fields()
+        .iter()
+        .map(|f| {
+            deltalake::datafusion::logical_expr::cast(
+                col(Column::new_unqualified(f.name())),
+                f.data_type().clone(),
+            )
+            .alias(f.name())
+        })
+        .collect();
+    df.select(exprs)
+}
+
+/// Parquet settings for the closed history: smaller row groups than the default
+/// (a million rows), so row-group statistics on `_valid_from` skip more of a file
+/// whose `_valid_to` range an instant needs.
+fn closed_writer_properties(schema: &Schema) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(128 * 1024));
+    for f in schema.fields() {
+        if matches!(f.data_type(), DataType::Utf8) {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
+        }
+    }
+    b.build()
+}
+
+/// Rows reach the closed history only through compaction.
+fn closed_by_compaction(table: &str) -> Error {
+    Error::Batch {
+        table: table.to_string(),
+        message: "the closed history is written by compaction only".into(),
+    }
+}
+
+/// The closed history's columns: every version's (see `closed::version_columns`),
+/// then `_valid_to` and `_closed_mark`.
+fn closed_arrow(ts: &TableSchema) -> SchemaRef {
+    use tidemark_core::schema::{CLOSED_MARK, VALID_TO};
+    let mut f: Vec<Field> = ts
+        .columns
+        .iter()
+        .chain(ts.shown_dropped())
+        .map(|c| Field::new(&c.name, c.mysql_type().arrow_type(), true))
+        .collect();
+    f.extend(
+        ts.history_schema().fields()[ts.columns.len()..]
+            .iter()
+            .map(|f| f.as_ref().clone()),
+    );
+    let ty = tidemark_core::types::timestamp_type();
+    f.push(Field::new(VALID_TO, ty.clone(), true));
+    f.push(Field::new(CLOSED_MARK, ty, true));
+    Arc::new(Schema::new(f))
 }
 
 /// The source table's schema stored in a Delta table tidemark created; `None` if

@@ -14,7 +14,7 @@ use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilter
 use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
-use tidemark_core::schema::TableSchema;
+use tidemark_core::schema::{TableSchema, INGEST_TS, OP, SOURCE_TS};
 use tidemark_lake::committed_state;
 
 use crate::Result;
@@ -29,7 +29,20 @@ pub(crate) async fn provider(
 ) -> Result<Arc<dyn TableProvider>> {
     let base = cur.table_provider().await?;
     let Some(mark) = committed_state(cur).await?.state.merged_through_us else {
-        return Ok(base);
+        // The stored table keeps `_source_pos` and `_seq` for compaction; SQL shows
+        // the table's columns and `_ingest_ts`, `_source_ts`, `_op`.
+        let shown: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .chain([INGEST_TS, SOURCE_TS, OP].map(str::to_string))
+            .collect();
+        if base.schema().fields().len() == shown.len() {
+            return Ok(base);
+        }
+        let cols: Vec<&str> = shown.iter().map(String::as_str).collect();
+        let df = ctx.read_table(base)?.select_columns(&cols)?;
+        return Ok(Arc::new(Merged(df.into_view())));
     };
     let df = tidemark_lake::mor::plan_current(ctx, schema, base, log, mark, None).await?;
     Ok(Arc::new(Merged(df.into_view())))

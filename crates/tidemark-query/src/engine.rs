@@ -13,10 +13,8 @@ use deltalake::datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use deltalake::datafusion::sql::sqlparser::dialect::{PostgreSqlDialect, SnowflakeDialect};
 use tidemark_core::names::history_schema;
-use tidemark_core::schema::{
-    TableSchema, INGEST_TS, IS_CURRENT, OP, SEQ, SOURCE_POS, SOURCE_TS, VALID_FROM, VALID_TO,
-};
-use tidemark_lake::{quote, stored_schema, TableKind, Warehouse};
+use tidemark_core::schema::TableSchema;
+use tidemark_lake::{stored_schema, TableKind, Warehouse};
 use tracing::warn;
 
 use crate::travel;
@@ -34,14 +32,18 @@ pub(crate) const LOGS_SCHEMA: &str = "__tidemark_logs";
 #[derive(Debug, Clone)]
 pub(crate) struct Known {
     pub(crate) schema: TableSchema,
-    /// The raw history log as of the last refresh, the same snapshot the history
-    /// view reads.
-    log: Arc<dyn TableProvider>,
+    /// Every version, tombstones included, with `_valid_to`
+    /// (`tidemark_lake::closed::plan_versions`): what the history view shows without
+    /// the tombstones, and what `changes()` reads.
+    versions: Arc<dyn TableProvider>,
     /// The loaded tables the providers were built from (on the warehouse's store and
     /// options, which a bare URL would lose on S3): their versions tell a refresh
     /// whether anything changed, and a clone of them updates incrementally.
     cur_loaded: deltalake::DeltaTable,
     hist_loaded: deltalake::DeltaTable,
+    /// The closed history, loaded after the current table (see `plan_versions`);
+    /// `None` for tables landed before it existed.
+    closed_loaded: Option<deltalake::DeltaTable>,
 }
 
 /// What a name in the catalog reads, for access control: which source table (if
@@ -92,35 +94,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// The history view over a raw log registered as `log`.
-fn history_view_sql(ts: &TableSchema, log: &str) -> String {
-    let keys = ts
-        .key_names()
-        .iter()
-        .map(|k| quote(k))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let cols = ts
-        .columns
-        .iter()
-        .chain(ts.shown_dropped())
-        .map(|c| quote(&c.name))
-        .chain([INGEST_TS, SOURCE_TS, OP, VALID_FROM, VALID_TO].map(quote))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "SELECT {cols}, {vt} IS NULL AS {ic}, {sp} FROM (\
-           SELECT *, LEAD({vf}) OVER (PARTITION BY {keys} ORDER BY {vf}, {seq}) AS {vt} FROM {log}\
-         ) WHERE {op} <> 'd'",
-        vt = quote(VALID_TO),
-        vf = quote(VALID_FROM),
-        ic = quote(IS_CURRENT),
-        sp = quote(SOURCE_POS),
-        seq = quote(SEQ),
-        op = quote(OP),
-    )
-}
-
 impl Engine {
     /// Open every table in the warehouse.
     pub async fn open(wh: &Warehouse) -> Result<Self> {
@@ -157,23 +130,34 @@ impl Engine {
         for loc in &listed {
             let key = (loc.schema.clone(), loc.table.clone());
             let known = self.tables.read().expect("tables lock").get(&key).cloned();
-            let (cur, hist) = match known {
+            // The current table first, then the closed history, then the log: a
+            // compaction commits closed before current, and the log only grows.
+            let (cur, closed, hist) = match known {
                 Some(k) => {
-                    let (mut cur, mut hist) = (k.cur_loaded.clone(), k.hist_loaded.clone());
+                    let mut cur = k.cur_loaded.clone();
                     cur.update_incremental(None).await?;
+                    let closed = self.load_closed(loc, k.closed_loaded.as_ref()).await?;
+                    let mut hist = k.hist_loaded.clone();
                     hist.update_incremental(None).await?;
-                    if (cur.version(), hist.version())
-                        == (k.cur_loaded.version(), k.hist_loaded.version())
+                    let closed_version =
+                        |c: &Option<deltalake::DeltaTable>| c.as_ref().map(|c| c.version());
+                    if (cur.version(), hist.version(), closed_version(&closed))
+                        == (
+                            k.cur_loaded.version(),
+                            k.hist_loaded.version(),
+                            closed_version(&k.closed_loaded),
+                        )
                     {
                         continue;
                     }
-                    (cur, hist)
+                    (cur, closed, hist)
                 }
                 None => {
                     let cur_url = self
                         .wh
                         .table_url(&loc.schema, &loc.table, TableKind::Current);
                     let (cur, cur_ok) = self.wh.delta_table(&cur_url).await?;
+                    let closed = self.load_closed(loc, None).await?;
                     let hist_url = self
                         .wh
                         .table_url(&loc.schema, &loc.table, TableKind::History);
@@ -182,7 +166,7 @@ impl Engine {
                         warn!(schema = %loc.schema, table = %loc.table, "not a tidemark table (no current or no history); skipped");
                         continue;
                     }
-                    (cur, hist)
+                    (cur, closed, hist)
                 }
             };
             // History is the record a schema change lands in first (the current
@@ -194,6 +178,9 @@ impl Engine {
             let ctx = &self.ctx;
             cur.update_datafusion_session(&ctx.state())?;
             hist.update_datafusion_session(&ctx.state())?;
+            if let Some(c) = &closed {
+                c.update_datafusion_session(&ctx.state())?;
+            }
             let log = tidemark_lake::mor::logical_log(ctx, &schema, hist.table_provider().await?)?;
             // A streamed table's current state is its base plus the history tail
             // (merge-on-read, see tidemark_lake::mor); others are the stored table.
@@ -201,10 +188,17 @@ impl Engine {
             // The view is planned in a scratch context, so the name its SQL reads the
             // log under is never visible in the shared catalog; the plan holds the
             // provider itself, not the name.
+            let versions =
+                tidemark_lake::closed::plan_versions(&schema, &cur, closed.as_ref(), log)
+                    .await?
+                    .into_view();
             let scratch = SessionContext::new();
-            scratch.register_table("__tidemark_log", log.clone())?;
+            scratch.register_table("__tidemark_versions", versions.clone())?;
             let view = scratch
-                .sql(&history_view_sql(&schema, "__tidemark_log"))
+                .sql(&tidemark_lake::closed::history_view_sql(
+                    &schema,
+                    "__tidemark_versions",
+                ))
                 .await?
                 .into_view();
             schema_provider(catalog.as_ref(), &loc.schema)?
@@ -215,9 +209,10 @@ impl Engine {
                 key,
                 Known {
                     schema,
-                    log,
+                    versions,
                     cur_loaded: cur,
                     hist_loaded: hist,
+                    closed_loaded: closed,
                 },
             );
             changed += 1;
@@ -252,6 +247,25 @@ impl Engine {
             }
         }
         Ok(changed)
+    }
+
+    /// The closed history of a table at its newest version (`known`: as loaded
+    /// before, updated incrementally); `None` when it does not exist.
+    async fn load_closed(
+        &self,
+        loc: &tidemark_lake::TableLocation,
+        known: Option<&deltalake::DeltaTable>,
+    ) -> Result<Option<deltalake::DeltaTable>> {
+        if let Some(k) = known {
+            let mut c = k.clone();
+            c.update_incremental(None).await?;
+            return Ok(Some(c));
+        }
+        let url = self
+            .wh
+            .table_url(&loc.schema, &loc.table, TableKind::Closed);
+        let (c, exists) = self.wh.delta_table(&url).await?;
+        Ok(exists.then_some(c))
     }
 
     /// A known table.
@@ -436,8 +450,8 @@ impl Engine {
         let known = self
             .known(&l.schema, &l.table)
             .ok_or_else(|| Error::UnknownTable(format!("{}.{}", l.schema, l.table)))?;
-        // Registered anew each time: the log grows with every refresh.
-        self.register_hidden(LOGS_SCHEMA, l.hidden_name(), known.log.clone())
+        // Registered anew each time: versions grow with every refresh.
+        self.register_hidden(LOGS_SCHEMA, l.hidden_name(), known.versions.clone())
     }
 
     /// Register a table in a hidden schema (replacing: the schemas are [`SwapSchema`]s).

@@ -22,12 +22,12 @@
 //!     - the key columns;
 //!     - `_op`: `r` snapshot read, `c` insert, `u` update, `d` delete;
 //!     - `_changed_at`: the change's source instant (the log's `_valid_from`);
-//!     - `_change_no` (BIGINT): 1 for the key's first change in history, 2 for its
-//!       next, … in source order (`_valid_from`, then the hidden `_seq`), so several
-//!       changes to one key within one instant can still be put in order;
+//!     - `_change_no` (BIGINT): 1 for the key's first change in the interval, 2 for
+//!       its next, … in source order (`_valid_from`, then the hidden `_seq`), so
+//!       several changes to one key within one instant can still be put in order;
 //!     - `before_<col>`, `after_<col>` for every non-key column, in table order:
-//!       `before_` is the version the change replaced, read from the key's previous
-//!       entry in the whole log (so correct when that is older than `from`), NULL when
+//!       `before_` is the version the change replaced (also when that is older than
+//!       `from`: the versions that ended in the interval are read too), NULL when
 //!       the key did not exist (an insert, a re-insert after a delete, the first
 //!       snapshot read); `after_` is the version the change made, NULL for a delete;
 //!     - `_source_pos`: where the change came from.

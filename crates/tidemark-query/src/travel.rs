@@ -26,9 +26,9 @@ use crate::{Error, Result};
 
 /// Column of `changes()`: the source instant of the change (the log's `_valid_from`).
 const CHANGED_AT: &str = "_changed_at";
-/// Column of `changes()`: 1 for a key's first change in history, 2 for its second, …
-/// (source order: `_valid_from`, then `_seq`), so several changes to one key within
-/// one instant still have an order a query can `ORDER BY`.
+/// Column of `changes()`: 1 for a key's first change in the interval, 2 for its
+/// second, … (source order: `_valid_from`, then `_seq`), so several changes to one
+/// key within one instant still have an order a query can `ORDER BY`.
 const CHANGE_NO: &str = "_change_no";
 /// Prefix of `changes()`'s column holding a value before the change.
 const BEFORE_PREFIX: &str = "before_";
@@ -249,12 +249,16 @@ impl Rewriter<'_> {
     }
 
     /// The changes to `schema.table` whose source instant is in `(from, to]`, as a
-    /// subquery over the raw log (see the crate docs for its columns).
+    /// subquery over the table's versions, tombstones included (see the crate docs
+    /// for its columns).
     ///
     /// The half-open interval matches `AS OF`'s `[_valid_from, _valid_to)`: applying
-    /// `changes(t, a, b)` to `t AS OF a` gives `t AS OF b`. Before-values come from the
-    /// previous entry of the same key in the whole log (a window over the key, filtered
-    /// only afterwards), so they are right when that version is older than `from`.
+    /// `changes(t, a, b)` to `t AS OF a` gives `t AS OF b`. A change's before-values
+    /// are its key's previous version. That version began in the interval too, or
+    /// began earlier and ended at the change, so the versions read are those that
+    /// begin in `(from, to]` or end in it: both are ranges the closed history's file
+    /// and page statistics prune by, so the window runs over the changes (and their
+    /// predecessors), never over the whole history.
     fn changes_query(
         &mut self,
         function: &str,
@@ -288,12 +292,16 @@ impl Rewriter<'_> {
         let mut out_cols: Vec<String> = keys.iter().map(|k| quote(k)).collect();
         out_cols.push(quote(OP));
         out_cols.push(format!("{} AS {}", quote(VALID_FROM), quote(CHANGED_AT)));
-        out_cols.push(format!("\"__tidemark_change_no\" AS {}", quote(CHANGE_NO)));
-        let mut inner = vec![
-            format!("LAG({}) {window} AS \"__tidemark_prev_op\"", quote(OP)),
-            // ROW_NUMBER is unsigned in DataFusion; BIGINT is what SQL clients expect.
-            format!("CAST(ROW_NUMBER() {window} AS BIGINT) AS \"__tidemark_change_no\""),
-        ];
+        // ROW_NUMBER is unsigned in DataFusion; BIGINT is what SQL clients expect.
+        // Numbered after the interval filter: the key's changes within it.
+        out_cols.push(format!(
+            "CAST(ROW_NUMBER() {window} AS BIGINT) AS {}",
+            quote(CHANGE_NO)
+        ));
+        let mut inner = vec![format!(
+            "LAG({}) {window} AS \"__tidemark_prev_op\"",
+            quote(OP)
+        )];
         for (i, name) in &values {
             let (before, after) = (
                 format!("{BEFORE_PREFIX}{name}"),
@@ -303,9 +311,9 @@ impl Rewriter<'_> {
                 "LAG({}) {window} AS \"__tidemark_before_{i}\"",
                 quote(name)
             ));
-            // A key that did not exist before the change (its previous log entry is a
-            // tombstone, or there is none) has no before-value; a deleted one has no
-            // after-value. Tombstones may carry only the key, so they are never read.
+            // A key that did not exist before the change (its previous version is a
+            // delete, or there is none) has no before-value; a deleted one has no
+            // after-value. Deletes may carry only the key, so they are never read.
             out_cols.push(format!(
                 "CASE WHEN \"__tidemark_prev_op\" = 'd' THEN NULL ELSE \"__tidemark_before_{i}\" END AS {}",
                 quote(&before)
@@ -336,14 +344,16 @@ impl Rewriter<'_> {
             schema: schema.to_string(),
             table: table.to_string(),
         };
+        let (vf, vt) = (quote(VALID_FROM), quote(VALID_TO));
         let sql = format!(
-            "SELECT {out} FROM (SELECT *, {inner} FROM {ls}.{lt}) AS \"__tidemark_log\" \
+            "SELECT {out} FROM (SELECT *, {inner} FROM {ls}.{lt} \
+               WHERE ({vf} > ({from}) AND {vf} <= {to}) OR ({vf} <= ({from}) AND {vt} > ({from}) AND {vt} <= {to})\
+             ) AS \"__tidemark_log\" \
              WHERE {vf} > ({from}) AND {vf} <= {to}",
             out = out_cols.join(", "),
             inner = inner.join(", "),
             ls = quote(LOGS_SCHEMA),
             lt = quote(&log.hidden_name()),
-            vf = quote(VALID_FROM),
         );
         if !self.needs.logs.contains(&log) {
             self.needs.logs.push(log);

@@ -7,6 +7,7 @@
 mod binlog_forms;
 mod cdc;
 mod chinook;
+mod compaction;
 mod demo;
 mod errors;
 mod faults;
