@@ -46,8 +46,8 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "cargo build --release (tidemark and the serve_bench example)"
     (cd "$REPO" && cargo build --release --locked -p tidemark --bin tidemark -p tidemark-server --example serve_bench) >&2
 fi
-TM="$REPO/target/release/tidemark"
-SB="$REPO/target/release/examples/serve_bench"
+TM="${CARGO_TARGET_DIR:-$REPO/target}/release/tidemark"
+SB="${CARGO_TARGET_DIR:-$REPO/target}/release/examples/serve_bench"
 
 WH="$BENCH_DIR/warehouse"
 if [ "${REUSE:-0}" = 1 ] && [ "$(cat "$BENCH_DIR/scale" 2>/dev/null)" = "$SCALE/$DAYS" ]; then

@@ -6,6 +6,8 @@
 //! ```text
 //! <warehouse>/<schema>/<table>/current   Delta table: the row as it is now
 //! <warehouse>/<schema>/<table>/history   Delta table: append-only log of every version
+//! <warehouse>/<schema>/<table>/closed    Delta table: versions closed by compaction,
+//!                                        with `_valid_to` stored (see `closed`)
 //! ```
 //! The warehouse is a local directory or `s3://bucket/prefix` (through object_store's S3
 //! client, commits made atomic by S3 conditional writes; see `s3.rs`).
@@ -17,9 +19,11 @@
 //! UPDATE, and in Delta an update is copy-on-write: every file holding a closed version
 //! is rewritten. Under scattered updates that is most of the table, every batch. So the
 //! stored history is a log — one row per version, deletes as `_op = 'd'` tombstones —
-//! and `_valid_to` / `_is_current` are computed on read (`LEAD(_valid_from)` per key in
-//! the query layer's history view). Appends never rewrite a file, so a batch costs the
-//! same on a 5M-row table as on a 5k-row one.
+//! and `_valid_to` / `_is_current` are not stored in it. Appends never rewrite a file,
+//! so a batch costs the same on a 5M-row table as on a 5k-row one. Compaction, which
+//! rewrites the current base anyway, writes the versions it closes, with `_valid_to`,
+//! to the closed history, so time travel reads stored validity and only the small
+//! un-compacted tail is windowed at read ([`closed`]).
 //!
 //! ## Exactly once
 //! Every commit to a table carries, in the same Delta commit:

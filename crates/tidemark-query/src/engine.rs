@@ -320,7 +320,14 @@ impl Engine {
         ctx: &SessionContext,
         mut statement: DFStatement,
     ) -> Result<LogicalPlan> {
-        if let DFStatement::Statement(s) = &mut statement {
+        // Time travel inside EXPLAIN is rewritten too: otherwise DataFusion plans
+        // the table reference without its AS OF (it ignores the version), and EXPLAIN
+        // ANALYZE would run the current-table query instead of the one asked for.
+        let inner = match &mut statement {
+            DFStatement::Explain(e) => e.statement.as_mut(),
+            other => other,
+        };
+        if let DFStatement::Statement(s) = inner {
             let needs = travel::rewrite(s, self, &|schema, table| visible(ctx, schema, table))?;
             for v in needs.versions {
                 self.register_version(&v).await?;

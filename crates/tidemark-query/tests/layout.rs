@@ -239,6 +239,23 @@ async fn one(seed: u64) -> usize {
         .chain(["_ingest_ts", "_source_ts", "_op"].map(|c| format!("\"{c}\"")))
         .collect();
     let shown = shown.join(", ");
+    // EXPLAIN shows the time-travel plan, not the current table's: the rewrite
+    // reaches the statement inside it.
+    let plan = lines(
+        &query(
+            &engine,
+            &format!(
+                "EXPLAIN SELECT * FROM shop.items FOR SYSTEM_TIME AS OF to_timestamp_micros({end})"
+            ),
+        )
+        .await,
+    )
+    .join("\n");
+    assert!(
+        plan.contains("_valid_from"),
+        "{ctx}: EXPLAIN of AS OF:\n{plan}"
+    );
+
     // AS OF at random instants, on and between change instants, before the first.
     for _ in 0..12 {
         let t = t0 - 2_000_000 + rng.below((end - t0 + 4_000_000) as u64) as i64;

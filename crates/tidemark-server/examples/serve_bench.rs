@@ -15,8 +15,9 @@
 //!   In-process plans the statement with the id as a literal each time; the wire
 //!   client prepares `… WHERE id = $1` once and binds each id, as drivers do.
 //! * (b) an aggregate over every invoice;
-//! * (c) the same aggregate `FOR SYSTEM_TIME AS OF` thirty days before the newest
-//!   `updated_at` (read from history);
+//! * (c) the same aggregate `FOR SYSTEM_TIME AS OF` one, thirty and eighty-five days
+//!   before the newest `updated_at` (read from history);
+//! * (e) `changes()` over the last day, counted by operation;
 //! * (d) one million rows streamed to the client and counted as they arrive.
 //!
 //! `concurrent` runs CLIENTS sessions for SECS seconds, each looping over point
@@ -111,15 +112,15 @@ async fn compare(warehouse: &str, url: &str, runs: usize, lookups: usize) -> Res
 
     let row = client
         .query_one(
-            "SELECT count(*), min(id), max(id), \
-             CAST(max(updated_at) - INTERVAL '30 days' AS VARCHAR) FROM invoicing.invoices",
+            "SELECT count(*), min(id), max(id), CAST(max(updated_at) AS VARCHAR) FROM invoicing.invoices",
             &[],
         )
         .await?;
-    let (count, min_id, max_id, as_of): (i64, i64, i64, String) =
+    let (count, min_id, max_id, newest): (i64, i64, i64, String) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
-    eprintln!("invoicing.invoices: {count} rows, ids {min_id}..={max_id}, AS OF {as_of}");
-    println!("invoices: {count} current rows; (c) reads AS OF {as_of}\n");
+    let before = |days: u32| format!("TIMESTAMP '{newest}' - INTERVAL '{days} days'");
+    eprintln!("invoicing.invoices: {count} rows, ids {min_id}..={max_id}, newest change {newest}");
+    println!("invoices: {count} current rows; newest change {newest}; (c) reads AS OF that minus 1, 30 and 85 days\n");
     println!("| query | in-process | wire | wire / in-process | rows |");
     println!("|---|---|---|---|---|");
 
@@ -172,10 +173,23 @@ async fn compare(warehouse: &str, url: &str, runs: usize, lookups: usize) -> Res
             AGGREGATE.replace("{AS_OF}", ""),
         ),
         (
+            "(c) the same aggregate AS OF 1 day earlier",
+            AGGREGATE.replace("{AS_OF}", &format!(" FOR SYSTEM_TIME AS OF {}", before(1))),
+        ),
+        (
             "(c) the same aggregate AS OF 30 days earlier",
-            AGGREGATE.replace(
-                "{AS_OF}",
-                &format!(" FOR SYSTEM_TIME AS OF TIMESTAMP '{as_of}'"),
+            AGGREGATE.replace("{AS_OF}", &format!(" FOR SYSTEM_TIME AS OF {}", before(30))),
+        ),
+        (
+            "(c) the same aggregate AS OF 85 days earlier",
+            AGGREGATE.replace("{AS_OF}", &format!(" FOR SYSTEM_TIME AS OF {}", before(85))),
+        ),
+        (
+            "(e) changes() over the last day, by operation",
+            format!(
+                "SELECT _op, count(*) AS changes, sum(after_total) AS total \
+                 FROM changes('invoicing.invoices', {}, TIMESTAMP '{newest}') GROUP BY _op ORDER BY _op",
+                before(1)
             ),
         ),
         ("(d) 1,000,000 rows streamed", STREAM.to_string()),
@@ -224,12 +238,21 @@ async fn compare(warehouse: &str, url: &str, runs: usize, lookups: usize) -> Res
         );
         medians.push((l, r));
     }
-    let ((bl, br), (cl, cr)) = (medians[0], medians[1]);
-    println!(
-        "\n(c) / (b): {:.2} in-process, {:.2} over the wire",
-        cl.as_secs_f64() / bl.as_secs_f64(),
-        cr.as_secs_f64() / br.as_secs_f64()
-    );
+    let (bl, br) = medians[0];
+    println!();
+    for (i, what) in [
+        (1, "(c) 1 day / (b)"),
+        (2, "(c) 30 days / (b)"),
+        (3, "(c) 85 days / (b)"),
+        (4, "(e) changes() over a day / (b)"),
+    ] {
+        let (l, r) = medians[i];
+        println!(
+            "{what}: {:.2} in-process, {:.2} over the wire",
+            l.as_secs_f64() / bl.as_secs_f64(),
+            r.as_secs_f64() / br.as_secs_f64()
+        );
+    }
     Ok(())
 }
 
@@ -341,6 +364,57 @@ async fn concurrent(
     Ok(())
 }
 
+/// The peak resident memory of this process so far (VmHWM), in MiB.
+fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// `depth WAREHOUSE WHICH RUNS`: one query in a process of its own (so its peak memory
+/// is its own): WHICH is `b` (the aggregate over the current invoices) or `c` (the
+/// same aggregate AS OF 30 days before the newest change). Prints one line: the
+/// query, the median time of RUNS runs after a warm-up, the peak memory, the
+/// history's depth.
+async fn depth(warehouse: &str, which: &str, runs: usize) -> Result<()> {
+    let engine = Engine::open(&Warehouse::new(warehouse, Default::default())?).await?;
+    let newest = engine
+        .query("SELECT CAST(max(updated_at) AS VARCHAR) FROM invoicing.invoices")
+        .await?;
+    let newest = deltalake::arrow::util::display::array_value_to_string(newest[0].column(0), 0)?;
+    let versions = engine
+        .query("SELECT count(*) FROM invoicing_history.invoices")
+        .await?;
+    let versions =
+        deltalake::arrow::util::display::array_value_to_string(versions[0].column(0), 0)?;
+    let sql = match which {
+        "b" => AGGREGATE.replace("{AS_OF}", ""),
+        _ => AGGREGATE.replace(
+            "{AS_OF}",
+            &format!(" FOR SYSTEM_TIME AS OF TIMESTAMP '{newest}' - INTERVAL '30 days'"),
+        ),
+    };
+    in_process(&engine, &sql).await?;
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        in_process(&engine, &sql).await?;
+        times.push(t.elapsed());
+    }
+    println!(
+        "{which} {:.0} {:.0} {versions}",
+        ms(median(&mut times)),
+        peak_mib()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -350,6 +424,7 @@ async fn main() -> Result<()> {
             .ok_or_else(|| format!("missing argument {i}; see the example's doc comment").into())
     };
     match arg(0)? {
+        "depth" => depth(arg(1)?, arg(2)?, arg(3)?.parse()?).await,
         "compare" => compare(arg(1)?, arg(2)?, arg(3)?.parse()?, arg(4)?.parse()?).await,
         "concurrent" => {
             concurrent(

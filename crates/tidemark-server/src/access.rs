@@ -29,6 +29,7 @@ use deltalake::datafusion::catalog::{
 use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
 use deltalake::datafusion::common::{Column, DataFusionError};
 use deltalake::datafusion::datasource::TableType;
+use deltalake::datafusion::execution::session_state::SessionState;
 use deltalake::datafusion::logical_expr::{cast, Expr, LogicalPlan, TableProviderFilterPushDown};
 use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::prelude::SessionContext;
@@ -435,7 +436,22 @@ impl TableProvider for Guarded {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.view.scan(state, projection, &[], limit).await
+        // The view is planned and optimised here, apart from the query around it,
+        // whose optimiser then runs over the result again. DataFusion 55 refuses to
+        // reorder a hash join that already built a dynamic filter ("Cannot swap
+        // HashJoinExec inputs after dynamic filters have been constructed"), which
+        // views with joins (a merge-on-read table, the history view) would hit; so the
+        // view's own joins build none.
+        let Some(session) = state.as_any().downcast_ref::<SessionState>() else {
+            return self.view.scan(state, projection, &[], limit).await;
+        };
+        let mut session = session.clone();
+        session
+            .config_mut()
+            .options_mut()
+            .optimizer
+            .enable_join_dynamic_filter_pushdown = false;
+        self.view.scan(&session, projection, &[], limit).await
     }
 
     fn supports_filters_pushdown(
