@@ -25,14 +25,18 @@
 //! later re-insert is closed by it; a delete that is the key's last change is stored
 //! with the zero-length validity `[t, t)`, which no instant falls in.
 //!
-//! **Crash safety.** Compaction commits the closures first (the commit state records
-//! `closed_through_us`), then the new base with the new mark. Readers ignore closed rows
-//! whose `_closed_mark` is above the base's mark, so a crash between the two commits
-//! shows no version twice; the next compaction deletes those rows before appending
-//! its own. The closed table is derived: when it cannot be extended (it does not
-//! exist yet, a schema change moved the mark to the start of time, or it belongs to
-//! another generation) compaction rebuilds it from the whole log, once, and readers
-//! fall back to the log window meanwhile (`closed_since_us`).
+//! **Crash safety.** Compaction commits the new base (with the new mark) first, then
+//! the closures (the commit state records `closed_through_us`). The closed history is
+//! read only when it holds exactly what was closed up to the base's mark
+//! ([`serves`]), and only its rows with `_closed_mark` at most that mark, so a crash
+//! between the two commits (closed behind the base) makes readers take the window over
+//! the log, which is always right, until the next compaction rebuilds it; and a
+//! closed history read after a newer compaction's closures shows none of them. A
+//! concurrent compaction (another worker's) never mistakes an in-flight one's closures
+//! for a crashed one's: there are none ahead of a base. The closed table is derived:
+//! when it cannot be extended (it does not exist yet, a crash left it behind, a schema
+//! change moved the mark to the start of time, or it belongs to another generation)
+//! compaction rebuilds it from the whole log, once (`closed_since_us`).
 //!
 //! External engines read `closed` and `current` as plain Delta tables (see
 //! docs/architecture.md for the query).
@@ -246,10 +250,8 @@ pub fn base_sql(ts: &TableSchema, base: Option<&str>, tail: &str) -> String {
 
 /// Every version of a table (tombstones included, columns as [`log_versions_sql`]):
 /// from the closed layout when its closed history serves the current table's mark,
-/// else from a window over the whole log. `cur` must have been loaded before
-/// `closed` (a compaction commits the closed history first, so a closed history read
-/// after the base holds every closure up to the base's mark), and `log` (the log as
-/// `mor::logical_log` gives it) after `cur`.
+/// else from a window over the whole log. `log` (as `mor::logical_log` gives it) must
+/// have been loaded after `cur`, so its tail starts at the base's mark.
 pub async fn plan_versions(
     ts: &TableSchema,
     cur: &DeltaTable,

@@ -404,23 +404,6 @@ impl Target {
         Ok(rows)
     }
 
-    /// Delete the rows matching `predicate` in one commit carrying `state`.
-    async fn delete_where(&mut self, predicate: Expr, state: SourceState) -> Result<()> {
-        self.check_fresh().await?;
-        let (commit, next) = self.commit_properties(&state);
-        let (table, _) = self
-            .table
-            .clone()
-            .delete()
-            .with_predicate(predicate)
-            .with_commit_properties(commit)
-            .await
-            .map_err(|e| self.delta_err(e))?;
-        self.table = table;
-        self.committed = Committed { txn: next, state };
-        Ok(())
-    }
-
     async fn merge(
         &mut self,
         ctx: &SessionContext,
@@ -1206,8 +1189,10 @@ impl TableWriter {
             .iter()
             .all(|c| self.current.schema.field_with_name(c).is_ok());
         let layout = crate::closed::layout_applies(&self.schema);
-        let extend =
-            layout && base_complete && crate::closed::serves(&self.closed.committed, Some(mark));
+        let extend = layout
+            && base_complete
+            && crate::closed::serves(&self.closed.committed, Some(mark))
+            && self.closed.committed.state.closed_through_us == Some(mark);
         // The new base from the old one and the tail, or from the whole log.
         let incremental = if layout {
             extend
@@ -1244,23 +1229,11 @@ impl TableWriter {
                 .map_err(df_err)?;
         }
         let mut closed_rows = 0;
-        if extend && self.closed.committed.state.closed_through_us > Some(mark) {
-            // Closures of a compaction that crashed before its base was committed.
-            let keep = SourceState {
-                closed_through_us: Some(mark),
-                ..self.closed.committed.state.clone()
-            };
-            self.closed
-                .delete_where(
-                    col(CLOSED_MARK).gt(lit(crate::mor::ingest_literal(mark))),
-                    keep,
-                )
-                .await?;
-        }
-        if layout {
-            // Closed rows: in the order readers prune by, `_valid_from` within each
-            // week of `_valid_to` (one compaction closes a few days' versions).
-            let closures = ctx
+        // Closed rows: in the order readers prune by, `_valid_from` within each week
+        // of `_valid_to` (one compaction closes a few days' versions). Planned over the
+        // base as it is now; written after the new base (see below).
+        let closures = if layout {
+            let df = ctx
                 .sql(&format!(
                     "SELECT * FROM ({body}) ORDER BY date_trunc('week', {vt}), {vf}",
                     body = crate::closed::closures_sql(
@@ -1274,28 +1247,10 @@ impl TableWriter {
                 .await
                 .and_then(|df| df.with_column(CLOSED_MARK, lit(crate::mor::ingest_literal(upto))))
                 .map_err(df_err)?;
-            let want = closed_arrow(&self.schema);
-            let closures = conform_plan(closures, &want).map_err(df_err)?;
-            let closed_state = SourceState {
-                closed_through_us: Some(upto),
-                closed_since_us: Some(since),
-                ..self.closed.committed.state.clone()
-            };
-            let mode = if extend {
-                SaveMode::Append
-            } else {
-                SaveMode::Overwrite
-            };
-            closed_rows = self
-                .closed
-                .write_plan(
-                    closures.logical_plan().clone(),
-                    closed_state,
-                    mode,
-                    closed_writer_properties(&want),
-                )
-                .await?;
-        }
+            Some(conform_plan(df, &closed_arrow(&self.schema)).map_err(df_err)?)
+        } else {
+            None
+        };
         let new_base = ctx
             .sql(&crate::closed::base_sql(
                 &self.schema,
@@ -1321,6 +1276,33 @@ impl TableWriter {
                 props,
             )
             .await?;
+        // The closures go in after the base, so the closed history is never ahead
+        // of a base: a crash between the two commits leaves it behind the base's mark,
+        // readers then take the log window (always right), and the next compaction
+        // rebuilds it. The other order would leave closures a concurrent compaction
+        // (another Kafka worker's) could not tell from a crashed one's.
+        if let Some(closures) = closures {
+            let want = closed_arrow(&self.schema);
+            let closed_state = SourceState {
+                closed_through_us: Some(upto),
+                closed_since_us: Some(since),
+                ..self.closed.committed.state.clone()
+            };
+            let mode = if extend {
+                SaveMode::Append
+            } else {
+                SaveMode::Overwrite
+            };
+            closed_rows = self
+                .closed
+                .write_plan(
+                    closures.logical_plan().clone(),
+                    closed_state,
+                    mode,
+                    closed_writer_properties(&want),
+                )
+                .await?;
+        }
         debug!(table = %name, closed_rows, rebuilt = !extend, "compacted");
         Ok(Some(Compaction {
             tail_rows: tail_rows as u64,

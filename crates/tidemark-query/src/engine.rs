@@ -131,7 +131,8 @@ impl Engine {
             let key = (loc.schema.clone(), loc.table.clone());
             let known = self.tables.read().expect("tables lock").get(&key).cloned();
             // The current table first, then the closed history, then the log: a
-            // compaction commits closed before current, and the log only grows.
+            // closed history read after the base is at or past the base's mark (its
+            // newer closures are filtered out), and the tail starts at the mark.
             let (cur, closed, hist) = match known {
                 Some(k) => {
                     let mut cur = k.cur_loaded.clone();

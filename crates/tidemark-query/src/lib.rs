@@ -5,11 +5,12 @@
 //! and plan with [`Engine::plan`].
 //!
 //! * Catalog `tidemark`: a source table `db.t` is schema `db`, table `t` (its current
-//!   Delta table), and `db_history.t`, a view over the history log that computes the
-//!   validity columns on read:
-//!   `_valid_to = LEAD(_valid_from) OVER (PARTITION BY key ORDER BY _valid_from, _seq)`,
-//!   `_is_current = _valid_to IS NULL`, tombstones (`_op = 'd'`) hidden after they have
-//!   closed the version before them. See tidemark-lake for why history is stored as a log.
+//!   Delta table), and `db_history.t`, every version with its validity:
+//!   `_valid_to` is what `LEAD(_valid_from) OVER (PARTITION BY key ORDER BY _valid_from,
+//!   _seq)` over the whole log gives, `_is_current = _valid_to IS NULL`, tombstones
+//!   (`_op = 'd'`) hidden after they have closed the version before them. It reads the
+//!   closed history compaction writes (validity stored) plus the base and the tail, or,
+//!   for tables without one, that window over the log (`tidemark_lake::closed`).
 //! * Time travel, rewritten on the SQL syntax tree before planning:
 //!   - `FROM db.t FOR SYSTEM_TIME AS OF <instant>` and `FROM as_of('db.t', <instant>)`:
 //!     the rows of `db_history.t` valid at that instant, with the current table's
