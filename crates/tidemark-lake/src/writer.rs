@@ -857,7 +857,66 @@ impl TableWriter {
             ..self.current.committed.state.clone()
         };
         self.current.append(Vec::new(), state).await?;
+        self.start_closed(mark).await?;
         Ok(mark)
+    }
+
+    /// Give a table that starts merge-on-read a closed history at once, when nothing
+    /// has been closed yet: its log holds only the snapshot's reads, the same rows as
+    /// the base (or nothing). Time travel then reads the closed layout from the first
+    /// change on, instead of the window over the log until the first compaction. A
+    /// table with history already (landed by MERGE or pulls before) gets its closed
+    /// history from its first compaction, which rebuilds it from the log.
+    async fn start_closed(&mut self, mark: i64) -> Result<()> {
+        use deltalake::datafusion::functions_aggregate::expr_fn::count;
+        use deltalake::datafusion::logical_expr::{lit, when};
+        use tidemark_core::schema::OP;
+
+        let complete = LATER_CURRENT
+            .iter()
+            .all(|c| self.current.schema.field_with_name(c).is_ok());
+        if !complete || !crate::closed::layout_applies(&self.schema) {
+            return Ok(());
+        }
+        let name = self.history.name.clone();
+        let df_err = batch_err(&name);
+        let ctx = SessionContext::new();
+        let rows = |df: deltalake::datafusion::prelude::DataFrame, changes: bool| async move {
+            let n = if changes {
+                count(when(col(OP).not_eq(lit("r")), lit(1)).end()?)
+            } else {
+                count(lit(1))
+            };
+            let b = df.aggregate(vec![], vec![n])?.collect().await?;
+            Ok::<i64, deltalake::datafusion::error::DataFusionError>(
+                b.first()
+                    .and_then(|b| {
+                        b.column(0)
+                            .as_any()
+                            .downcast_ref::<deltalake::arrow::array::Int64Array>()
+                            .map(|a| a.value(0))
+                    })
+                    .unwrap_or(0),
+            )
+        };
+        let log = ctx
+            .read_table(self.history.table.table_provider().await.map_err(df_err)?)
+            .map_err(df_err)?;
+        let base = ctx
+            .read_table(self.current.table.table_provider().await.map_err(df_err)?)
+            .map_err(df_err)?;
+        let only_reads = rows(log.clone(), true).await.map_err(df_err)? == 0
+            && rows(log, false).await.map_err(df_err)?
+                == rows(base, false).await.map_err(df_err)?;
+        if !only_reads {
+            return Ok(());
+        }
+        let state = SourceState {
+            closed_through_us: Some(mark),
+            closed_since_us: Some(mark),
+            ..self.closed.committed.state.clone()
+        };
+        self.closed.append(Vec::new(), state).await
     }
 
     /// Append changes to the history log only (merge-on-read current tables), in one
