@@ -2,7 +2,7 @@
 # Benchmark: how time travel's cost grows with history depth. For each number of
 # simulated days in DEPTHS, the demo workload is landed at the same SCALE (more days,
 # more versions per invoice and more invoices), then (b) the aggregate over the
-# current invoices and (c) the same aggregate AS OF 30 days before the newest change
+# current invoices and (c) the same aggregate AS OF 7 days before the newest change
 # run, each in a process of its own (`serve_bench depth`), so each one's peak memory
 # is its own. The target is (c)/(b) flat in depth.
 #
@@ -33,7 +33,7 @@ SB="$TARGET/release/examples/serve_bench"
 COMMIT="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo "# bench/depth.sh — $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT, $(nproc) cores, SCALE=$SCALE RUNS=$RUNS"
 echo
-echo "| days | versions of invoices | (b) current ms | (c) AS OF −30 d ms | (c) / (b) | (b) peak MiB | (c) peak MiB |"
+echo "| days | versions of invoices | (b) current ms | (c) AS OF −7 d ms | (c) / (b) | (b) peak MiB | (c) peak MiB |"
 echo "|---|---|---|---|---|---|---|"
 for d in $DEPTHS; do
     WH="$BENCH_DIR/wh-$d"

@@ -379,7 +379,8 @@ fn peak_mib() -> f64 {
 
 /// `depth WAREHOUSE WHICH RUNS`: one query in a process of its own (so its peak memory
 /// is its own): WHICH is `b` (the aggregate over the current invoices) or `c` (the
-/// same aggregate AS OF 30 days before the newest change). Prints one line: the
+/// same aggregate AS OF 7 days before the newest change: inside every depth measured,
+/// so each answer is a real past state). Prints one line: the
 /// query, the median time of RUNS runs after a warm-up, the peak memory, the
 /// history's depth.
 async fn depth(warehouse: &str, which: &str, runs: usize) -> Result<()> {
@@ -397,7 +398,7 @@ async fn depth(warehouse: &str, which: &str, runs: usize) -> Result<()> {
         "b" => AGGREGATE.replace("{AS_OF}", ""),
         _ => AGGREGATE.replace(
             "{AS_OF}",
-            &format!(" FOR SYSTEM_TIME AS OF TIMESTAMP '{newest}' - INTERVAL '30 days'"),
+            &format!(" FOR SYSTEM_TIME AS OF TIMESTAMP '{newest}' - INTERVAL '7 days'"),
         ),
     };
     in_process(&engine, &sql).await?;
