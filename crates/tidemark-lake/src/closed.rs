@@ -122,22 +122,33 @@ pub fn log_versions_sql(ts: &TableSchema, log: &str) -> String {
 pub fn layout_versions_sql(ts: &TableSchema, closed: &str, base: &str, tail: &str) -> String {
     let cols = version_columns(ts);
     let k = keys(ts);
-    let join = k
+    format!(
+        "SELECT {c}, {vt} FROM {closed} \
+         UNION ALL SELECT {bc}, f.\"__tidemark_first\" AS {vt} FROM {base} b LEFT JOIN {first} \
+         UNION ALL SELECT {c}, LEAD({vf}) OVER (PARTITION BY {keys} ORDER BY {vf}, {seq}) AS {vt} FROM {tail}",
+        c = list(&cols, ""),
+        bc = list(&cols, "b."),
+        first = first_in_tail(ts, tail),
+        keys = k.join(", "),
+        vf = quote(VALID_FROM),
+        seq = quote(SEQ),
+        vt = quote(VALID_TO),
+    )
+}
+
+/// `(<first tail instant per key>) f ON <b's key = f's key>`: what joins base rows `b`
+/// to the instant their key's first tail version starts, which closes them.
+fn first_in_tail(ts: &TableSchema, tail: &str) -> String {
+    let k = keys(ts);
+    let on = k
         .iter()
         .map(|k| format!("b.{k} = f.{k}"))
         .collect::<Vec<_>>()
         .join(" AND ");
     format!(
-        "SELECT {c}, {vt} FROM {closed} \
-         UNION ALL SELECT {bc}, f.\"__tidemark_first\" AS {vt} FROM {base} b LEFT JOIN \
-           (SELECT {keys}, MIN({vf}) AS \"__tidemark_first\" FROM {tail} GROUP BY {keys}) f ON {join} \
-         UNION ALL SELECT {c}, LEAD({vf}) OVER (PARTITION BY {keys} ORDER BY {vf}, {seq}) AS {vt} FROM {tail}",
-        c = list(&cols, ""),
-        bc = list(&cols, "b."),
+        "(SELECT {keys}, MIN({vf}) AS \"__tidemark_first\" FROM {tail} GROUP BY {keys}) f ON {on}",
         keys = k.join(", "),
         vf = quote(VALID_FROM),
-        seq = quote(SEQ),
-        vt = quote(VALID_TO),
     )
 }
 
@@ -187,16 +198,10 @@ pub fn closures_sql(ts: &TableSchema, base: Option<&str>, tail: &str) -> String 
         vt = quote(VALID_TO),
     );
     if let Some(base) = base {
-        let join = k
-            .iter()
-            .map(|k| format!("b.{k} = f.{k}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
         sql.push_str(&format!(
-            " UNION ALL SELECT {bc}, f.\"__tidemark_first\" AS {vt} FROM {base} b JOIN \
-               (SELECT {keys}, MIN({vf}) AS \"__tidemark_first\" FROM {tail} GROUP BY {keys}) f ON {join}",
+            " UNION ALL SELECT {bc}, f.\"__tidemark_first\" AS {vt} FROM {base} b JOIN {first}",
             bc = list(&cols, "b."),
-            keys = k.join(", "),
+            first = first_in_tail(ts, tail),
             vt = quote(VALID_TO),
         ));
     }
@@ -208,7 +213,6 @@ pub fn closures_sql(ts: &TableSchema, base: Option<&str>, tail: &str) -> String 
 /// stored current table's columns, ordered by key so a point lookup reads a few
 /// pages.
 pub fn base_sql(ts: &TableSchema, base: Option<&str>, tail: &str) -> String {
-    let k = keys(ts);
     let cols: Vec<String> = ts
         .columns
         .iter()
@@ -219,51 +223,26 @@ pub fn base_sql(ts: &TableSchema, base: Option<&str>, tail: &str) -> String {
                 .map(|s| s.to_string()),
         )
         .collect();
-    let c = list(&cols, "");
-    let last = format!(
-        "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} \
-           ORDER BY {vf} DESC, {seq} DESC, {it} DESC) AS \"__tidemark_rn\" FROM {tail}) \
-         WHERE \"__tidemark_rn\" = 1",
-        keys = k.join(", "),
-        vf = quote(VALID_FROM),
-        seq = quote(SEQ),
-        it = quote(INGEST_TS),
-    );
-    let op = quote(OP);
-    let body = match base {
-        Some(base) => {
-            let join = k
-                .iter()
-                .map(|k| format!("l.{k} = b.{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            format!(
-                "WITH l AS ({last}) \
-                 SELECT {c} FROM {base} b WHERE NOT EXISTS (SELECT 1 FROM l WHERE {join}) \
-                 UNION ALL SELECT {c} FROM l WHERE {op} <> 'd'"
-            )
-        }
-        None => format!("SELECT {c} FROM ({last}) WHERE {op} <> 'd'"),
-    };
-    format!("SELECT * FROM ({body}) ORDER BY {}", k.join(", "))
+    format!(
+        "SELECT * FROM ({}) ORDER BY {}",
+        crate::mor::merged_sql(ts, base, tail, &list(&cols, "")),
+        keys(ts).join(", ")
+    )
 }
 
 /// Every version of a table (tombstones included, columns as [`log_versions_sql`]):
 /// from the closed layout when its closed history serves the current table's mark,
-/// else from a window over the whole log. `log` (as `mor::logical_log` gives it) must
-/// have been loaded after `cur`, so its tail starts at the base's mark.
+/// else from a window over the whole log. `mark` is `cur`'s merge-on-read mark (its
+/// committed state, which the caller has read already); `log` (as `mor::logical_log`
+/// gives it) must have been loaded after `cur`, so its tail starts at the mark.
 pub async fn plan_versions(
     ts: &TableSchema,
     cur: &DeltaTable,
+    mark: Option<i64>,
     closed: Option<&DeltaTable>,
     log: Arc<dyn TableProvider>,
 ) -> DfResult<DataFrame> {
     let ext = |e: crate::Error| DataFusionError::External(Box::new(e));
-    let mark = crate::committed_state(cur)
-        .await
-        .map_err(ext)?
-        .state
-        .merged_through_us;
     let mut layout = None;
     if let Some(closed) = closed {
         let base = cur.table_provider().await?;

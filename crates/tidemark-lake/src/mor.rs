@@ -104,25 +104,39 @@ pub fn current_columns_sql(ts: &TableSchema) -> String {
 /// registered names): the last tail version per key, unless a delete, plus the base
 /// rows of untouched keys. Columns: the current table's.
 pub fn current_view_sql(ts: &TableSchema, base: &str, tail: &str) -> String {
+    merged_sql(ts, Some(base), tail, &current_columns_sql(ts))
+}
+
+/// The merge behind [`current_view_sql`] with the select list `cols`; without `base`,
+/// the tail alone (a base rebuilt from the whole log). Compaction writes its new base
+/// with this, with the stored columns.
+pub fn merged_sql(ts: &TableSchema, base: Option<&str>, tail: &str, cols: &str) -> String {
     let keys: Vec<String> = ts.key_names().iter().map(|k| quote(k)).collect();
-    let cols = current_columns_sql(ts);
-    let join = keys
-        .iter()
-        .map(|k| format!("l.{k} = b.{k}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    format!(
-        "WITH l AS (SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} \
+    let last = format!(
+        "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {keys} \
              ORDER BY {vf} DESC, {seq} DESC, {it} DESC) AS __tidemark_rn FROM {tail}) \
-           WHERE __tidemark_rn = 1) \
-         SELECT {cols} FROM {base} b WHERE NOT EXISTS (SELECT 1 FROM l WHERE {join}) \
-         UNION ALL SELECT {cols} FROM l WHERE {op} <> 'd'",
+           WHERE __tidemark_rn = 1",
         keys = keys.join(", "),
         vf = quote(VALID_FROM),
         seq = quote(SEQ),
         it = quote(INGEST_TS),
-        op = quote(OP),
-    )
+    );
+    let op = quote(OP);
+    match base {
+        Some(base) => {
+            let join = keys
+                .iter()
+                .map(|k| format!("l.{k} = b.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            format!(
+                "WITH l AS ({last}) \
+                 SELECT {cols} FROM {base} b WHERE NOT EXISTS (SELECT 1 FROM l WHERE {join}) \
+                 UNION ALL SELECT {cols} FROM l WHERE {op} <> 'd'"
+            )
+        }
+        None => format!("SELECT {cols} FROM ({last}) WHERE {op} <> 'd'"),
+    }
 }
 
 /// Register `base` and the tail of `log` (as [`logical_log`] gives it) in `ctx` under hidden names and plan the

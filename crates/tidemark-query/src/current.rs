@@ -15,20 +15,21 @@ use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use tidemark_core::schema::{TableSchema, INGEST_TS, OP, SOURCE_TS};
-use tidemark_lake::committed_state;
 
 use crate::Result;
 
-/// The provider for a current table. `log` is the history log read at the same time
-/// or later than `cur` (a newer log only adds tail rows above the base's mark).
+/// The provider for a current table whose merge-on-read mark is `mark` (from its
+/// committed state). `log` is the history log read at the same time or later than
+/// `cur` (a newer log only adds tail rows above the base's mark).
 pub(crate) async fn provider(
     ctx: &SessionContext,
     schema: &TableSchema,
     cur: &DeltaTable,
+    mark: Option<i64>,
     log: Arc<dyn TableProvider>,
 ) -> Result<Arc<dyn TableProvider>> {
     let base = cur.table_provider().await?;
-    let Some(mark) = committed_state(cur).await?.state.merged_through_us else {
+    let Some(mark) = mark else {
         // The stored table keeps `_source_pos` and `_seq` for compaction; SQL shows
         // the table's columns and `_ingest_ts`, `_source_ts`, `_op`.
         let shown: Vec<String> = schema

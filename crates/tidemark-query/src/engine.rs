@@ -185,12 +185,17 @@ impl Engine {
             let log = tidemark_lake::mor::logical_log(ctx, &schema, hist.table_provider().await?)?;
             // A streamed table's current state is its base plus the history tail
             // (merge-on-read, see tidemark_lake::mor); others are the stored table.
-            let provider = crate::current::provider(ctx, &schema, &cur, log.clone()).await?;
+            // Read once: the current provider and the versions both follow the mark.
+            let mark = tidemark_lake::committed_state(&cur)
+                .await?
+                .state
+                .merged_through_us;
+            let provider = crate::current::provider(ctx, &schema, &cur, mark, log.clone()).await?;
             // The view is planned in a scratch context, so the name its SQL reads the
             // log under is never visible in the shared catalog; the plan holds the
             // provider itself, not the name.
             let versions =
-                tidemark_lake::closed::plan_versions(&schema, &cur, closed.as_ref(), log)
+                tidemark_lake::closed::plan_versions(&schema, &cur, mark, closed.as_ref(), log)
                     .await?
                     .into_view();
             let scratch = SessionContext::new();

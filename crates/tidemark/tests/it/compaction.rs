@@ -156,6 +156,15 @@ async fn check(wh: &Warehouse, t1: i64, t2: i64, what: &str) {
     record_checked(rows, "compaction aggregates after a kill");
 }
 
+/// What one of the table's Delta tables has committed now.
+async fn committed(wh: &Warehouse, kind: TableKind) -> tidemark_lake::Committed {
+    let (t, _) = wh
+        .delta_table(&wh.table_url("shop", "items", kind))
+        .await
+        .unwrap();
+    committed_state(&t).await.unwrap()
+}
+
 /// Run `tidemark maintain` and SIGKILL it: after `delay`, or (`None`) as soon as it
 /// logs its commit of the new base, between compaction's two commits.
 fn maintain_killed(wh: &Path, log: &Path, delay: Option<Duration>) -> bool {
@@ -212,18 +221,12 @@ async fn a_compaction_killed_at_any_moment_shows_every_version_once() {
         // Every other kill lands between the two commits; the others anywhere.
         let delay = (round % 2 == 0).then(|| Duration::from_millis(rng.next(3000)));
         let killed = maintain_killed(&root, &log, delay);
-        let cur = wh
-            .delta_table(&wh.table_url("shop", "items", TableKind::Current))
-            .await
-            .unwrap()
-            .0;
-        let clo = wh
-            .delta_table(&wh.table_url("shop", "items", TableKind::Closed))
-            .await
-            .unwrap()
-            .0;
-        let mark = committed_state(&cur).await.unwrap().state.merged_through_us;
-        let through = committed_state(&clo).await.unwrap().state.closed_through_us;
+        let (cur, clo) = (
+            committed(&wh, TableKind::Current).await,
+            committed(&wh, TableKind::Closed).await,
+        );
+        let mark = cur.state.merged_through_us;
+        let through = clo.state.closed_through_us;
         if killed && through < mark {
             between += 1;
         }
@@ -253,21 +256,12 @@ async fn a_compaction_killed_at_any_moment_shows_every_version_once() {
         String::from_utf8_lossy(&out.stderr)
     );
     check(&wh, t0 + 1, clock, "after a full compaction").await;
-    let clo = wh
-        .delta_table(&wh.table_url("shop", "items", TableKind::Closed))
-        .await
-        .unwrap()
-        .0;
-    let cur = wh
-        .delta_table(&wh.table_url("shop", "items", TableKind::Current))
-        .await
-        .unwrap()
-        .0;
+    let (cur, clo) = (
+        committed(&wh, TableKind::Current).await,
+        committed(&wh, TableKind::Closed).await,
+    );
     assert!(
-        closed::serves(
-            &committed_state(&clo).await.unwrap(),
-            committed_state(&cur).await.unwrap().state.merged_through_us
-        ),
+        closed::serves(&clo, cur.state.merged_through_us),
         "after a full compaction the closed history serves reads"
     );
 }
