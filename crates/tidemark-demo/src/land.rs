@@ -8,9 +8,6 @@ use tidemark_core::position::SourceState;
 use tidemark_core::schema::TableSchema;
 use tidemark_lake::{TableWriter, Warehouse};
 
-/// The smallest tail compaction folds in (as `tidemark run`).
-const COMPACT_AT: usize = 100_000;
-
 use crate::{schemas, to_change_batches, Workload};
 
 /// Why landing the demo failed.
@@ -75,7 +72,7 @@ pub async fn land(
                 };
                 tails[i] += b.data.num_rows();
                 writers[i].append_history(&b, state).await?;
-                if tails[i] >= COMPACT_AT.max(bases[i] / 5) {
+                if tidemark_lake::mor::compaction_due(tails[i] as u64, bases[i] as u64) {
                     if let Some(c) = writers[i].compact_current().await? {
                         bases[i] = c.rows as usize;
                     }

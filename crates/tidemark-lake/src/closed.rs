@@ -235,12 +235,17 @@ pub fn base_sql(ts: &TableSchema, base: Option<&str>, tail: &str) -> String {
 /// else from a window over the whole log. `mark` is `cur`'s merge-on-read mark (its
 /// committed state, which the caller has read already); `log` (as `mor::logical_log`
 /// gives it) must have been loaded after `cur`, so its tail starts at the mark.
+/// `tail_empty` is [`crate::mor::tail_is_empty`] of that log at that mark: with no
+/// tail, every base row is open and the versions are the closed history and the base
+/// side by side, with no join (after a compaction, and for a table that stopped
+/// changing, this is the whole history).
 pub async fn plan_versions(
     ts: &TableSchema,
     cur: &DeltaTable,
     mark: Option<i64>,
     closed: Option<&DeltaTable>,
     log: Arc<dyn TableProvider>,
+    tail_empty: bool,
 ) -> DfResult<DataFrame> {
     let ext = |e: crate::Error| DataFusionError::External(Box::new(e));
     let mut layout = None;
@@ -268,6 +273,17 @@ pub async fn plan_versions(
                 .read_table(closed)?
                 .filter(col(CLOSED_MARK).lt_eq(lit(crate::mor::ingest_literal(mark))))?
                 .select(keep)?;
+            if tail_empty {
+                let open = ScalarValue::try_from(
+                    closed
+                        .schema()
+                        .field_with_unqualified_name(VALID_TO)?
+                        .data_type(),
+                )?;
+                let mut exprs = base_version_exprs(ts);
+                exprs.push(lit(open).alias(VALID_TO));
+                return closed.union(ctx.read_table(base)?.select(exprs)?);
+            }
             let base = ctx.read_table(base)?.select(base_version_exprs(ts))?;
             let tail = crate::mor::tail(ctx.read_table(log)?, mark, None)?;
             ctx.register_table("__tidemark_closed", closed.into_view())?;

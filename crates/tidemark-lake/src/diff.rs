@@ -43,6 +43,18 @@ impl TableWriter {
             .map_err(|e| err(&e))?;
         ctx.register_table("src", Arc::new(mem))
             .map_err(|e| err(&e))?;
+        // A merge-on-read current table is its base plus the tail: diff against that.
+        if kind == TableKind::Current && self.merged_through().is_some() {
+            for k in [TableKind::Current, TableKind::History] {
+                self.delta(k)
+                    .update_datafusion_session(&ctx.state())
+                    .map_err(|e| err(&e))?;
+            }
+            let now = self.current_state(&ctx).await?;
+            ctx.register_table("latest", now.into_view())
+                .map_err(|e| err(&e))?;
+            return Ok(ctx);
+        }
         let table = self.delta(kind);
         table
             .update_datafusion_session(&ctx.state())

@@ -30,6 +30,18 @@ use tidemark_core::schema::{
 
 use crate::diff::quote;
 
+/// The fewest tail rows worth a compaction: below this the tail costs readers little
+/// whatever the base's size.
+pub const COMPACT_MIN_ROWS: u64 = 100_000;
+
+/// Whether a tail of `tail_rows` over a base of `base_rows` should be folded in: when
+/// it reaches a fifth of the base (at least [`COMPACT_MIN_ROWS`]), so the rewrite's
+/// cost per change stays constant as the table grows and readers never merge more
+/// than a fifth of the base.
+pub fn compaction_due(tail_rows: u64, base_rows: u64) -> bool {
+    tail_rows > 0 && tail_rows >= COMPACT_MIN_ROWS.max(base_rows / 5)
+}
+
 /// An `_ingest_ts` instant (micros) as a literal of the column's type.
 pub fn ingest_literal(us: i64) -> ScalarValue {
     ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into()))
@@ -86,6 +98,26 @@ pub fn tail(
         pred = pred.and(col(INGEST_TS).lt_eq(lit(ingest_literal(u))));
     }
     log.filter(pred)
+}
+
+/// Whether a log (as [`logical_log`] gives it) holds no rows after `mark_us`: then the
+/// current state is the base alone, and readers skip the merge (and the history view
+/// its join with the tail). Decided from the data, not from a writer's bookkeeping,
+/// so it holds whatever appended to the log; file and row-group statistics on
+/// `_ingest_ts` leave at most the newest file or two to read, one column of them.
+/// Answers for the log as loaded: a reader that decides once per loaded version is
+/// exact for that version.
+pub async fn tail_is_empty(
+    ctx: &SessionContext,
+    log: Arc<dyn TableProvider>,
+    mark_us: i64,
+) -> deltalake::datafusion::error::Result<bool> {
+    let rows = tail(ctx.read_table(log)?, mark_us, None)?
+        .select(vec![col(INGEST_TS)])?
+        .limit(0, Some(1))?
+        .collect()
+        .await?;
+    Ok(rows.iter().all(|b| b.num_rows() == 0))
 }
 
 /// The current table's columns as a quoted SQL select list (source columns, then

@@ -16,6 +16,7 @@ use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use tidemark_core::change::ChangeBatch;
 use tidemark_core::position::SourceState;
 use tidemark_core::schema::TableSchema;
@@ -278,20 +279,32 @@ impl Target {
         let operation = deltalake::protocol::DeltaOperation::SetTableProperties {
             properties: [(SCHEMA_KEY.to_string(), json)].into_iter().collect(),
         };
+        self.commit_actions(props, vec![Action::Metadata(metadata)], operation)
+            .await?;
+        self.schema = arrow;
+        self.stored_from = stored_from(ts, kind);
+        debug!(table = %self.name, txn = next, "schema changed");
+        self.committed = Committed { txn: next, state };
+        Ok(())
+    }
+
+    /// Commit `actions` as one Delta commit on the loaded snapshot and load the result.
+    async fn commit_actions(
+        &mut self,
+        props: CommitProperties,
+        actions: Vec<Action>,
+        operation: deltalake::protocol::DeltaOperation,
+    ) -> Result<()> {
+        let snapshot = self.table.snapshot().map_err(|e| self.delta_err(e))?;
         CommitBuilder::from(props)
-            .with_actions(vec![Action::Metadata(metadata)])
+            .with_actions(actions)
             .build(Some(snapshot), self.table.log_store(), operation)
             .await
             .map_err(|e| self.delta_err(e))?;
         self.table
             .update_state()
             .await
-            .map_err(|e| self.delta_err(e))?;
-        self.schema = arrow;
-        self.stored_from = stored_from(ts, kind);
-        debug!(table = %self.name, txn = next, "schema changed");
-        self.committed = Committed { txn: next, state };
-        Ok(())
+            .map_err(|e| self.delta_err(e))
     }
 
     fn delta_err(&self, source: deltalake::DeltaTableError) -> Error {
@@ -359,25 +372,126 @@ impl Target {
         Ok(())
     }
 
-    /// Write the output of `plan` (streamed, not collected) in one commit carrying
-    /// `state`: replacing the table's rows (`Overwrite`, taking the plan's columns as
-    /// the table's) or adding to them (`Append`). Returns the rows written.
+    /// Whether rows of `schema` are stored as they are: same column names and types in
+    /// the same order (no column moved by a schema change), so a file written for
+    /// them holds the table's own columns.
+    fn stores_as_is(&self, schema: &Schema) -> bool {
+        schema.fields().len() == self.schema.fields().len()
+            && schema
+                .fields()
+                .iter()
+                .zip(self.schema.fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
+    }
+
+    /// The columns this table's files keep statistics for, when set
+    /// (`delta.dataSkippingStatsColumns`); `None` means Delta's default.
+    fn stats_columns(&self) -> Option<Vec<String>> {
+        let snapshot = self.table.snapshot().ok()?;
+        let cols = snapshot
+            .table_config()
+            .data_skipping_stats_columns
+            .as_ref()?;
+        Some(cols.iter().map(|c| c.to_string()).collect())
+    }
+
+    /// The data files the table's newest commit added.
+    async fn added_by_last_commit(&self) -> Result<Vec<deltalake::kernel::Add>> {
+        let version = self.table.version().unwrap_or_default();
+        let entry = self
+            .table
+            .log_store()
+            .read_commit_entry(version)
+            .await
+            .map_err(|e| self.delta_err(e))?
+            .unwrap_or_default();
+        let mut adds = Vec::new();
+        for line in entry.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let action: serde_json::Value =
+                serde_json::from_slice(line).map_err(|e| Error::Batch {
+                    table: self.name.clone(),
+                    message: format!("commit {version} is not JSON lines: {e}"),
+                })?;
+            if let Some(add) = action.get("add") {
+                adds.push(
+                    serde_json::from_value(add.clone()).map_err(|e| Error::Batch {
+                        table: self.name.clone(),
+                        message: format!("add action of commit {version}: {e}"),
+                    })?,
+                );
+            }
+        }
+        Ok(adds)
+    }
+
+    /// Add to this table, in one commit carrying `state`, copies of data files `from`
+    /// wrote (`adds`, its newest commit's): the files are copied byte for byte, not
+    /// encoded again, and their statistics kept for this table's stats columns.
+    /// The caller has checked that the files hold this table's columns as stored
+    /// ([`Target::stores_as_is`]); columns this table lacks are ignored by readers.
+    async fn adopt(
+        &mut self,
+        from: &Target,
+        adds: Vec<deltalake::kernel::Add>,
+        state: SourceState,
+    ) -> Result<()> {
+        self.check_fresh().await?;
+        let (props, next) = self.commit_properties(&state);
+        let keep: Vec<String> = self.stats_columns().unwrap_or_default();
+        let (src, dst) = (from.table.object_store(), self.table.object_store());
+        let mut actions = Vec::with_capacity(adds.len());
+        for mut add in adds {
+            let path =
+                object_store::path::Path::from_url_path(&add.path).map_err(|e| Error::Batch {
+                    table: self.name.clone(),
+                    message: format!("file {} of {}: {e}", add.path, from.name),
+                })?;
+            let store_err = |e: object_store::Error| self.delta_err(e.into());
+            let bytes = src
+                .get(&path)
+                .await
+                .map_err(store_err)?
+                .bytes()
+                .await
+                .map_err(store_err)?;
+            dst.put(&path, bytes.into()).await.map_err(store_err)?;
+            add.stats = add.stats.as_deref().and_then(|s| keep_stats(s, &keep));
+            actions.push(Action::Add(add));
+        }
+        let operation = deltalake::protocol::DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        self.commit_actions(props, actions, operation).await?;
+        debug!(table = %self.name, from = %from.name, txn = next, "appended (files shared)");
+        self.committed = Committed { txn: next, state };
+        Ok(())
+    }
+
+    /// Write the rows of `df` (streamed, not collected, in `df`'s order) in one commit
+    /// carrying `state`: replacing the table's rows (`Overwrite`, taking the plan's
+    /// columns as the table's) or adding to them (`Append`). Returns the rows written.
     async fn write_plan(
         &mut self,
-        plan: deltalake::datafusion::logical_expr::LogicalPlan,
+        df: deltalake::datafusion::prelude::DataFrame,
         state: SourceState,
         mode: SaveMode,
         props: WriterProperties,
     ) -> Result<u64> {
         self.check_fresh().await?;
         let (commit, next) = self.commit_properties(&state);
+        let session = ordered_write_session().map_err(|e| self.delta_err(e))?;
+        let plan = ordered_source(df).await.map_err(|e| Error::Batch {
+            table: self.name.clone(),
+            message: format!("planning the rows to write: {e}"),
+        })?;
         let mut write = self
             .table
             .clone()
             .write(Vec::new())
-            // delta-rs plans the write in its own session (it needs its planner
-            // extensions); the plan carries its table providers with it.
             .with_input_plan(plan)
+            .with_session_state(session)
             .with_save_mode(mode)
             .with_writer_properties(props)
             .with_commit_properties(commit);
@@ -796,10 +910,41 @@ impl TableWriter {
     ) -> Result<()> {
         let current = stored_rows(TableKind::Current, batches, ingest_ts_us)?;
         let history = stored_rows(TableKind::History, batches, ingest_ts_us)?;
+        if self.can_share_files(&current, &history) {
+            // Encode once: a history row is the current row plus `_valid_from`, so
+            // the history's files serve the current table as they are (readers ignore
+            // the extra column). History commits first; a crash before the current
+            // commit leaves the current table behind, which callers repair as below.
+            self.history.append(history, state.clone()).await?;
+            let adds = self.history.added_by_last_commit().await?;
+            return self.current.adopt(&self.history, adds, state).await;
+        }
         let (c, h) = (&mut self.current, &mut self.history);
         // Parquet encoding dominates a snapshot; the two tables encode on two cores.
         let (rc, rh) = tokio::join!(c.append(current, state.clone()), h.append(history, state));
         rc.and(rh)
+    }
+
+    /// Whether the history files written for `history` can be the current table's
+    /// files for `current` too: both stored as they are, every current column in the
+    /// history files with its type, and statistics kept there for every column the
+    /// current table keeps them for.
+    fn can_share_files(&self, current: &[RecordBatch], history: &[RecordBatch]) -> bool {
+        let (Some(c), Some(h)) = (current.first(), history.first()) else {
+            return false;
+        };
+        let stats_covered = match (self.current.stats_columns(), self.history.stats_columns()) {
+            (Some(c), Some(h)) => c.iter().all(|x| h.contains(x)),
+            _ => false,
+        };
+        stats_covered
+            && self.current.stores_as_is(&c.schema())
+            && self.history.stores_as_is(&h.schema())
+            && c.schema().fields().iter().all(|f| {
+                h.schema()
+                    .field_with_name(f.name())
+                    .is_ok_and(|g| g.data_type() == f.data_type())
+            })
     }
 
     /// Apply changes to `kind`: history appends every change; current upserts the last
@@ -845,6 +990,36 @@ impl TableWriter {
         chrono::Utc::now().timestamp_micros().max(floor)
     }
 
+    /// Fold the tail into the base when it has reached the size at which `tidemark run`
+    /// compacts ([`crate::mor::compaction_due`]); `None` when it has not (or the table
+    /// is not merge-on-read). For writers that land in batches (watermark pulls) and
+    /// keep no running count of the tail: both counts come from the tables.
+    pub async fn compact_if_due(&mut self) -> Result<Option<Compaction>> {
+        use deltalake::datafusion::functions_aggregate::expr_fn::count;
+        use deltalake::datafusion::logical_expr::lit;
+        let Some(mark) = self.merged_through() else {
+            return Ok(None);
+        };
+        let name = self.current.name.clone();
+        let df_err = batch_err(&name);
+        let ctx = SessionContext::new();
+        let base = ctx
+            .read_table(self.current.table.table_provider().await.map_err(df_err)?)
+            .map_err(df_err)?;
+        let log = ctx
+            .read_table(self.history.table.table_provider().await.map_err(df_err)?)
+            .map_err(df_err)?;
+        let tail = crate::mor::tail(log, mark, None).map_err(df_err)?;
+        let (base, tail) = (
+            count_of(base, count(lit(1))).await.map_err(df_err)?,
+            count_of(tail, count(lit(1))).await.map_err(df_err)?,
+        );
+        if !crate::mor::compaction_due(tail, base) {
+            return Ok(None);
+        }
+        self.compact_current().await
+    }
+
     /// Make the current table a merge-on-read base (a commit with no data): from here
     /// on, history rows landed after the returned mark are applied to it on read.
     pub async fn start_merge_on_read(&mut self) -> Result<i64> {
@@ -881,33 +1056,20 @@ impl TableWriter {
         let name = self.history.name.clone();
         let df_err = batch_err(&name);
         let ctx = SessionContext::new();
-        let rows = |df: deltalake::datafusion::prelude::DataFrame, changes: bool| async move {
-            let n = if changes {
-                count(when(col(OP).not_eq(lit("r")), lit(1)).end()?)
-            } else {
-                count(lit(1))
-            };
-            let b = df.aggregate(vec![], vec![n])?.collect().await?;
-            Ok::<i64, deltalake::datafusion::error::DataFusionError>(
-                b.first()
-                    .and_then(|b| {
-                        b.column(0)
-                            .as_any()
-                            .downcast_ref::<deltalake::arrow::array::Int64Array>()
-                            .map(|a| a.value(0))
-                    })
-                    .unwrap_or(0),
-            )
-        };
+        let changes = count(
+            when(col(OP).not_eq(lit("r")), lit(1))
+                .end()
+                .map_err(df_err)?,
+        );
         let log = ctx
             .read_table(self.history.table.table_provider().await.map_err(df_err)?)
             .map_err(df_err)?;
         let base = ctx
             .read_table(self.current.table.table_provider().await.map_err(df_err)?)
             .map_err(df_err)?;
-        let only_reads = rows(log.clone(), true).await.map_err(df_err)? == 0
-            && rows(log, false).await.map_err(df_err)?
-                == rows(base, false).await.map_err(df_err)?;
+        let only_reads = count_of(log.clone(), changes).await.map_err(df_err)? == 0
+            && count_of(log, count(lit(1))).await.map_err(df_err)?
+                == count_of(base, count(lit(1))).await.map_err(df_err)?;
         if !only_reads {
             return Ok(());
         }
@@ -1088,7 +1250,7 @@ impl TableWriter {
     }
 
     /// The table's rows now (the merge-on-read view, or the stored current table).
-    async fn current_state(
+    pub(crate) async fn current_state(
         &self,
         ctx: &SessionContext,
     ) -> Result<deltalake::datafusion::prelude::DataFrame> {
@@ -1328,12 +1490,7 @@ impl TableWriter {
         let props = writer_properties(&self.schema.current_schema());
         let rows = self
             .current
-            .write_plan(
-                new_base.logical_plan().clone(),
-                state,
-                SaveMode::Overwrite,
-                props,
-            )
+            .write_plan(new_base, state, SaveMode::Overwrite, props)
             .await?;
         // The closures go in after the base, so the closed history is never ahead
         // of a base: a crash between the two commits leaves it behind the base's mark,
@@ -1355,7 +1512,7 @@ impl TableWriter {
             closed_rows = self
                 .closed
                 .write_plan(
-                    closures.logical_plan().clone(),
+                    closures,
                     closed_state,
                     mode,
                     closed_writer_properties(&want),
@@ -1454,6 +1611,115 @@ fn conform_plan(
         })
         .collect();
     df.select(exprs)
+}
+
+/// The value of one count aggregate over `df`.
+async fn count_of(
+    df: deltalake::datafusion::prelude::DataFrame,
+    n: Expr,
+) -> deltalake::datafusion::error::Result<u64> {
+    let b = df.aggregate(vec![], vec![n])?.collect().await?;
+    Ok(b.first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<deltalake::arrow::array::Int64Array>()
+                .map(|a| a.value(0) as u64)
+        })
+        .unwrap_or(0))
+}
+
+/// Delta file statistics (`stats` JSON of an add action) restricted to the columns
+/// in `keep`: what a table adopting another's file records for it. `None` when the
+/// statistics cannot be read (the file is then never skipped, which is only slower).
+fn keep_stats(stats: &str, keep: &[String]) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(stats).ok()?;
+    let obj = v.as_object_mut()?;
+    for part in ["minValues", "maxValues", "nullCount"] {
+        if let Some(serde_json::Value::Object(m)) = obj.get_mut(part) {
+            m.retain(|k, _| keep.iter().any(|c| c == k));
+        }
+    }
+    serde_json::to_string(&v).ok()
+}
+
+/// The rows of `df` as a plan delta-rs writes in `df`'s order: one stream, executed
+/// in `df`'s own session (where its tables' stores are registered), behind a scan
+/// with nothing to reorder.
+///
+/// Why not hand delta-rs the logical plan: the frames written this way end in ORDER
+/// BY (the base by key, the closed history by validity), and delta-rs wraps its input
+/// in an operator that does not declare that it keeps its input's order, so
+/// DataFusion's sort enforcement drops the final merge of the sorted partitions as
+/// unneeded; delta-rs's single writer then interleaves the partitions, and every file
+/// spans the whole key range, so no lookup could skip one.
+async fn ordered_source(
+    df: deltalake::datafusion::prelude::DataFrame,
+) -> deltalake::datafusion::error::Result<deltalake::datafusion::logical_expr::LogicalPlan> {
+    use deltalake::datafusion::catalog::streaming::StreamingTable;
+    use deltalake::datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+    use deltalake::datafusion::physical_plan::ExecutionPlanProperties;
+
+    let task = Arc::new(df.task_ctx());
+    let mut plan = df.create_physical_plan().await?;
+    if plan.output_partitioning().partition_count() > 1 {
+        // Unordered anyway (no ORDER BY at the top): one stream all the same.
+        plan = Arc::new(CoalescePartitionsExec::new(plan));
+    }
+    let schema = plan.schema();
+    let stream = OneStream {
+        schema: schema.clone(),
+        plan,
+        task,
+    };
+    let table = StreamingTable::try_new(schema, vec![Arc::new(stream)])?;
+    Ok(SessionContext::new()
+        .read_table(Arc::new(table))?
+        .into_unoptimized_plan())
+}
+
+/// One partition of an executed plan, as a [`StreamingTable`] partition.
+///
+/// [`StreamingTable`]: deltalake::datafusion::catalog::streaming::StreamingTable
+#[derive(Debug)]
+struct OneStream {
+    schema: SchemaRef,
+    plan: Arc<dyn deltalake::datafusion::physical_plan::ExecutionPlan>,
+    task: Arc<deltalake::datafusion::execution::TaskContext>,
+}
+
+impl deltalake::datafusion::physical_plan::streaming::PartitionStream for OneStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(
+        &self,
+        _ctx: Arc<deltalake::datafusion::execution::TaskContext>,
+    ) -> deltalake::datafusion::execution::SendableRecordBatchStream {
+        use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+        match self.plan.execute(0, self.task.clone()) {
+            Ok(s) => s,
+            Err(e) => Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                futures::stream::once(async move { Err(e) }),
+            )),
+        }
+    }
+}
+
+/// The session delta-rs plans a [`Target::write_plan`] in: its defaults, without
+/// round-robin repartitioning, which would deal the one ordered stream
+/// ([`ordered_source`]) out to two, for delta-rs's single writer to interleave.
+fn ordered_write_session(
+) -> deltalake::DeltaResult<Arc<dyn deltalake::datafusion::catalog::Session>> {
+    let overrides = std::collections::HashMap::from([(
+        "datafusion.optimizer.enable_round_robin_repartition".to_string(),
+        "false".to_string(),
+    )]);
+    let ctx =
+        deltalake::delta_datafusion::DeltaSessionContext::new_with_session_overrides(&overrides)?;
+    Ok(Arc::new(ctx.state()))
 }
 
 /// Parquet settings for the closed history: smaller row groups than the default

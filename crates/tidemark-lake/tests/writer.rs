@@ -8,6 +8,14 @@ use tidemark_core::change::Op;
 
 use tidemark_lake::{TableKind, TableWriter, Warehouse};
 
+/// A query's rows as a pretty-printed table.
+async fn table_text(ctx: &deltalake::datafusion::prelude::SessionContext, sql: &str) -> String {
+    let rows = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    deltalake::arrow::util::pretty::pretty_format_batches(&rows)
+        .unwrap()
+        .to_string()
+}
+
 #[tokio::test]
 async fn state_travels_with_the_commit_and_stale_writers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -36,18 +44,8 @@ async fn merge_collapses_changes_per_key_and_applies_deletes() {
     cur.update_datafusion_session(&ctx.state()).unwrap();
     ctx.register_table("cur", cur.table_provider().await.unwrap())
         .unwrap();
-    let rows = ctx
-        .sql("SELECT id, name, _op FROM cur ORDER BY id")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let text = deltalake::arrow::util::pretty::pretty_format_batches(&rows)
-        .unwrap()
-        .to_string();
     assert_eq!(
-        text,
+        table_text(&ctx, "SELECT id, name, _op FROM cur ORDER BY id").await,
         "+----+------+-----+\n| id | name | _op |\n+----+------+-----+\n| 1  | uno  | u   |\n| 3  | tres | u   |\n+----+------+-----+"
     );
     let hist = w.delta(TableKind::History);
@@ -128,4 +126,137 @@ async fn the_position_survives_delta_log_cleanup() {
         assert_eq!(w.committed(kind).txn, 4, "{kind:?}");
         assert_eq!(w.committed(kind).state, state(4), "{kind:?}");
     }
+}
+
+/// A snapshot chunk is encoded once: the current table's commit adds copies of the
+/// history's files, and reads back the current table's own columns.
+#[tokio::test]
+async fn snapshot_chunks_are_encoded_once_and_read_back_as_each_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let mut w = TableWriter::open(&wh, schema()).await.unwrap();
+    let chunk = batch(&[
+        (Op::Read, 1, "one", 1),
+        (Op::Read, 2, "two", 2),
+        (Op::Read, 3, "three", 3),
+    ]);
+    w.append_both(std::slice::from_ref(&chunk), 10, state(1))
+        .await
+        .unwrap();
+    let files = |kind: TableKind| {
+        let mut f: Vec<(String, i64)> = w
+            .delta(kind)
+            .snapshot()
+            .unwrap()
+            .log_data()
+            .iter()
+            .map(|f| (f.path().to_string(), f.size()))
+            .collect();
+        f.sort();
+        f
+    };
+    let (cur_files, hist_files) = (files(TableKind::Current), files(TableKind::History));
+    assert!(!cur_files.is_empty());
+    assert_eq!(
+        cur_files, hist_files,
+        "the same files, byte for byte in size"
+    );
+    for kind in [TableKind::Current, TableKind::History] {
+        assert_eq!(w.committed(kind).txn, 1, "{kind:?} committed once");
+    }
+
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    for (name, kind) in [("cur", TableKind::Current), ("hist", TableKind::History)] {
+        let t = w.delta(kind);
+        t.update_datafusion_session(&ctx.state()).unwrap();
+        ctx.register_table(name, t.table_provider().await.unwrap())
+            .unwrap();
+    }
+    let cols = |t: &str| {
+        let ctx = ctx.clone();
+        let t = t.to_string();
+        async move {
+            let df = ctx.table(t.as_str()).await.unwrap();
+            df.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(!cols("cur").await.contains(&"_valid_from".to_string()));
+    assert!(cols("hist").await.contains(&"_valid_from".to_string()));
+    assert_eq!(
+        table_text(&ctx, "SELECT id, name, _op FROM cur WHERE id >= 2 ORDER BY id").await,
+        "+----+-------+-----+\n| id | name  | _op |\n+----+-------+-----+\n| 2  | two   | r   |\n| 3  | three | r   |\n+----+-------+-----+"
+    );
+}
+
+/// Compaction writes the base as one key-ordered stream: every file is sorted by key,
+/// and files hold disjoint key ranges, so a point lookup can skip all but one file and
+/// all but a few pages of it. (Before, the sorted batches were dealt out to two
+/// streams and interleaved, so each file spanned the whole key range.)
+#[tokio::test]
+async fn the_compacted_base_is_ordered_by_key_across_and_within_files() {
+    use deltalake::arrow::array::{Array, Int32Array};
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let mut w = TableWriter::open(&wh, schema()).await.unwrap();
+    w.start_merge_on_read().await.unwrap();
+    // 60k keys in a scrambled order (several of DataFusion's 8192-row batches).
+    let n: i64 = 60_000;
+    let rows: Vec<(Op, i64, String, i64)> = (0..n)
+        .map(|i| (Op::Create, (i * 7919) % n, format!("n{i}"), 1 + i))
+        .collect();
+    let refs: Vec<(Op, i64, &str, i64)> = rows
+        .iter()
+        .map(|(o, id, s, t)| (*o, *id, s.as_str(), *t))
+        .collect();
+    w.append_history(&batch(&refs), state(1)).await.unwrap();
+    w.compact_current().await.unwrap().expect("a compaction");
+
+    let root = w
+        .delta(TableKind::Current)
+        .table_url()
+        .to_file_path()
+        .unwrap();
+    let mut ranges = Vec::new();
+    let mut total = 0;
+    for f in w
+        .delta(TableKind::Current)
+        .snapshot()
+        .unwrap()
+        .log_data()
+        .iter()
+    {
+        let file = std::fs::File::open(root.join(f.path().as_ref())).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut ids = Vec::new();
+        for b in reader {
+            let b = b.unwrap();
+            let c = b.column_by_name("id").unwrap();
+            let c = c.as_any().downcast_ref::<Int32Array>().unwrap();
+            ids.extend((0..c.len()).map(|i| c.value(i)));
+        }
+        assert!(
+            ids.windows(2).all(|p| p[0] < p[1]),
+            "{}: ids not ascending",
+            f.path()
+        );
+        total += ids.len();
+        if let (Some(a), Some(b)) = (ids.first(), ids.last()) {
+            ranges.push((*a, *b));
+        }
+    }
+    assert_eq!(total as i64, n);
+    ranges.sort();
+    assert!(
+        ranges.windows(2).all(|p| p[0].1 < p[1].0),
+        "files overlap in key range: {ranges:?}"
+    );
 }

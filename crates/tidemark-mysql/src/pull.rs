@@ -157,8 +157,20 @@ pub async fn pull_table(
         report.snapshotted = true;
         writer = TableWriter::open(wh, schema.clone()).await?;
     }
-
-    let marks: Vec<Option<String>> = [TableKind::Current, TableKind::History]
+    // Pulled tables are merge-on-read, as streamed ones are: a pull appends its
+    // changes to the history log only, and compaction folds them into a key-ordered
+    // base and writes the closed history time travel reads (a table pulled by an
+    // earlier version switches at this pull). The history's watermark is then the
+    // one that counts: the current table only moves at compactions. At the switch,
+    // both tables' marks count once more (an earlier version's crash between its two
+    // commits may have left the current table behind; the diff below, against the
+    // table now, lands what it misses).
+    let marks_of: &[TableKind] = if writer.merged_through().is_some() {
+        &[TableKind::History]
+    } else {
+        &[TableKind::Current, TableKind::History]
+    };
+    let marks: Vec<Option<String>> = marks_of
         .iter()
         .map(|k| {
             writer
@@ -169,6 +181,7 @@ pub async fn pull_table(
                 .and_then(|w| w.value.clone())
         })
         .collect();
+    writer.start_merge_on_read().await?;
     // A table that has no watermark yet (landed by a snapshot, never pulled) needs
     // every row compared; otherwise read from the older of the two committed marks.
     let low = if marks.iter().any(Option::is_none) {
@@ -204,24 +217,18 @@ pub async fn pull_table(
         };
         let chunk = read_chunk(source, &mut conn, &schema, filter, None, &how).await?;
         report.read = chunk.rows as u64;
-        // One diff and one commit per Delta table: the new watermark must land in the
-        // same commit as every row read under it.
+        // One history commit: the rows that differ from the table now (base and tail)
+        // and the new watermark, which must land with every row read under it.
         let pulled = tidemark_lake::concat(&schema, &chunk.batches)?;
-        for kind in [TableKind::History, TableKind::Current] {
-            let mut state = base_state(source, &name, &writer, kind);
-            state.watermark = Some(WatermarkProgress {
-                column: wm_col.source_name.clone(),
-                value: high.clone(),
-            });
-            let changed = writer.changed(kind, &pulled).await?;
-            if kind == TableKind::Current {
-                report.changed = changed.data.num_rows() as u64;
-            }
-            if changed.data.num_rows() > 0 {
-                writer.apply(kind, &changed, ts, state).await?;
-            } else if writer.committed(kind).state != state {
-                writer.append(kind, &[], ts, state).await?;
-            }
+        let mut state = base_state(source, &name, &writer, TableKind::History);
+        state.watermark = Some(WatermarkProgress {
+            column: wm_col.source_name.clone(),
+            value: high.clone(),
+        });
+        let changed = writer.changed(TableKind::Current, &pulled).await?;
+        report.changed = changed.data.num_rows() as u64;
+        if report.changed > 0 || writer.committed(TableKind::History).state != state {
+            writer.append_history(&changed, state).await?;
         }
     } else {
         for kind in [TableKind::History, TableKind::Current] {
@@ -236,6 +243,7 @@ pub async fn pull_table(
     if reconcile_deletes {
         report.deleted = reconcile_with(source, &mut conn, &mut writer, ts).await?;
     }
+    writer.compact_if_due().await?;
     report.watermark = high;
     info!(table = %name, read = report.read, changed = report.changed, deleted = report.deleted, "pulled");
     Ok(report)
@@ -254,7 +262,9 @@ fn base_state(source: &Source, name: &str, writer: &TableWriter, kind: TableKind
 pub async fn reconcile(source: &Source, wh: &Warehouse, table: &DiscoveredTable) -> Result<u64> {
     let mut conn = source.conn().await?;
     let mut writer = TableWriter::open(wh, table.schema.clone()).await?;
-    reconcile_with(source, &mut conn, &mut writer, now_us()).await
+    let deleted = reconcile_with(source, &mut conn, &mut writer, now_us()).await?;
+    writer.compact_if_due().await?;
+    Ok(deleted)
 }
 
 async fn reconcile_with(
@@ -287,6 +297,19 @@ async fn reconcile_with(
     };
     let chunk = read_chunk(source, conn, &schema, None, None, &how).await?;
     let keys = tidemark_lake::concat(&schema, &chunk.batches)?;
+    if writer.merged_through().is_some() {
+        // Merge-on-read: the deletes go to the history log, diffed against the
+        // table now (base and tail).
+        let gone = writer
+            .missing(TableKind::Current, &keys, ts, "reconcile")
+            .await?;
+        let deleted = gone.data.num_rows() as u64;
+        if deleted > 0 {
+            let state = base_state(source, &name, writer, TableKind::History);
+            writer.append_history(&gone, state).await?;
+        }
+        return Ok(deleted);
+    }
     let mut deleted = 0;
     for kind in [TableKind::History, TableKind::Current] {
         let gone = writer.missing(kind, &keys, ts, "reconcile").await?;

@@ -190,14 +190,28 @@ impl Engine {
                 .await?
                 .state
                 .merged_through_us;
-            let provider = crate::current::provider(ctx, &schema, &cur, mark, log.clone()).await?;
+            // With nothing landed since the last compaction the base is the whole
+            // current state: readers skip the merge (decided once per loaded log).
+            let tail_empty = match mark {
+                Some(m) => tidemark_lake::mor::tail_is_empty(ctx, log.clone(), m).await?,
+                None => false,
+            };
+            let read_mark = mark.filter(|_| !tail_empty);
+            let provider =
+                crate::current::provider(ctx, &schema, &cur, read_mark, log.clone()).await?;
             // The view is planned in a scratch context, so the name its SQL reads the
             // log under is never visible in the shared catalog; the plan holds the
             // provider itself, not the name.
-            let versions =
-                tidemark_lake::closed::plan_versions(&schema, &cur, mark, closed.as_ref(), log)
-                    .await?
-                    .into_view();
+            let versions = tidemark_lake::closed::plan_versions(
+                &schema,
+                &cur,
+                mark,
+                closed.as_ref(),
+                log,
+                tail_empty,
+            )
+            .await?
+            .into_view();
             let scratch = SessionContext::new();
             scratch.register_table("__tidemark_versions", versions.clone())?;
             let view = scratch

@@ -50,7 +50,7 @@ const VACUUM_RETENTION: chrono::Duration = chrono::Duration::days(7);
 /// between them (about 5 minutes in all), before `run` gives up with the error.
 const MAX_RECONNECTS: u32 = 10;
 /// Smallest history tail worth a compaction.
-pub(crate) const COMPACT_MIN_ROWS: u64 = 100_000;
+pub(crate) const COMPACT_MIN_ROWS: u64 = tidemark_lake::mor::COMPACT_MIN_ROWS;
 
 /// Options of `tidemark run`.
 #[derive(Debug, clap::Args)]
@@ -699,7 +699,7 @@ impl Stream {
         let due = self
             .tables
             .values()
-            .filter(|t| t.tail_rows >= COMPACT_MIN_ROWS.max(t.base_rows / 5))
+            .filter(|t| tidemark_lake::mor::compaction_due(t.tail_rows, t.base_rows))
             .max_by_key(|t| t.tail_rows);
         // Otherwise, every MAINTAIN_EVERY, one table (in turn) gets the full
         // maintenance: small files bin-packed, a checkpoint, VACUUM.

@@ -858,7 +858,7 @@ impl Landing {
         let Some(t) = self
             .tables
             .values_mut()
-            .filter(|t| t.tail_rows >= crate::run::COMPACT_MIN_ROWS.max(t.base_rows / 5))
+            .filter(|t| tidemark_lake::mor::compaction_due(t.tail_rows, t.base_rows))
             .max_by_key(|t| t.tail_rows)
         else {
             return;

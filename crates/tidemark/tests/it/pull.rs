@@ -103,6 +103,23 @@ async fn pulls_updates_versions_and_reconciles_deletes() {
         .await,
         "+-----------+------------+\n| now_total | then_total |\n+-----------+------------+\n| 9.50      | 6.00       |\n+-----------+------------+"
     );
+    // Pulled tables are merge-on-read: compaction folds the pulls into a base and
+    // writes the closed history, and time travel then reads it with the same answers.
+    ok(db.tidemark(&config, &["maintain", "--no-vacuum"]));
+    let closed = db.warehouse().join(s).join("items").join("closed");
+    assert!(
+        closed.join("_delta_log").is_dir(),
+        "no closed history at {}",
+        closed.display()
+    );
+    assert_eq!(
+        rows(&db, &format!("SELECT id, price FROM {s}.items FOR SYSTEM_TIME AS OF TIMESTAMP '{t1}' ORDER BY id")).await,
+        "+----+-------+\n| id | price |\n+----+-------+\n| 1  | 1.00  |\n| 2  | 2.00  |\n| 3  | 3.00  |\n+----+-------+"
+    );
+    assert_eq!(
+        rows(&db, &format!("SELECT id, price FROM {s}.items ORDER BY id")).await,
+        "+----+-------+\n| id | price |\n+----+-------+\n| 2  | 2.50  |\n| 3  | 3.00  |\n| 4  | 4.00  |\n+----+-------+"
+    );
     // The CLI's other output formats.
     let csv = ok(db.tidemark(
         &config,
