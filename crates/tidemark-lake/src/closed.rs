@@ -152,10 +152,10 @@ fn first_in_tail(ts: &TableSchema, tail: &str) -> String {
     )
 }
 
-/// The history view over versions registered as `versions`: tombstones hidden,
-/// `_is_current` derived. Columns: version columns without `_seq`, with `_valid_to`
-/// after `_valid_from` and `_is_current` before `_source_pos`.
-pub fn history_view_sql(ts: &TableSchema, versions: &str) -> String {
+/// The history view over the versions registered as `live` (tombstones dropped, as
+/// [`Versions::live`]): `_is_current` derived. Columns: version columns without
+/// `_seq`, with `_valid_to` after `_valid_from` and `_is_current` before `_source_pos`.
+pub fn history_view_sql(ts: &TableSchema, live: &str) -> String {
     let shown: Vec<String> = ts
         .columns
         .iter()
@@ -168,12 +168,11 @@ pub fn history_view_sql(ts: &TableSchema, versions: &str) -> String {
         )
         .collect();
     format!(
-        "SELECT {cols}, {vt} IS NULL AS {ic}, {sp} FROM {versions} WHERE {op} <> 'd'",
+        "SELECT {cols}, {vt} IS NULL AS {ic}, {sp} FROM {live}",
         cols = list(&shown, ""),
         vt = quote(VALID_TO),
         ic = quote(tidemark_core::schema::IS_CURRENT),
         sp = quote(SOURCE_POS),
-        op = quote(OP),
     )
 }
 
@@ -230,6 +229,17 @@ pub fn base_sql(ts: &TableSchema, base: Option<&str>, tail: &str) -> String {
     )
 }
 
+/// A table's versions, as [`plan_versions`] plans them.
+pub struct Versions {
+    /// Every version, tombstones included (what `changes()` reads).
+    pub all: DataFrame,
+    /// The versions the history view shows: tombstones dropped. Dropped per part
+    /// where the parts are known: the base never holds a tombstone, so its scan gets
+    /// no filter on `_op` (a string comparison over every current row, which cost as
+    /// much as the rest of an `AS OF` over the base).
+    pub live: DataFrame,
+}
+
 /// Every version of a table (tombstones included, columns as [`log_versions_sql`]):
 /// from the closed layout when its closed history serves the current table's mark,
 /// else from a window over the whole log. `mark` is `cur`'s merge-on-read mark (its
@@ -246,7 +256,13 @@ pub async fn plan_versions(
     closed: Option<&DeltaTable>,
     log: Arc<dyn TableProvider>,
     tail_empty: bool,
-) -> DfResult<DataFrame> {
+) -> DfResult<Versions> {
+    let live = |all: DataFrame| -> DfResult<Versions> {
+        Ok(Versions {
+            live: all.clone().filter(col(OP).not_eq(lit("d")))?,
+            all,
+        })
+    };
     let ext = |e: crate::Error| DataFusionError::External(Box::new(e));
     let mut layout = None;
     if let Some(closed) = closed {
@@ -282,24 +298,30 @@ pub async fn plan_versions(
                 )?;
                 let mut exprs = base_version_exprs(ts);
                 exprs.push(lit(open).alias(VALID_TO));
-                return closed.union(ctx.read_table(base)?.select(exprs)?);
+                let base = ctx.read_table(base)?.select(exprs)?;
+                return Ok(Versions {
+                    all: closed.clone().union(base.clone())?,
+                    live: closed.filter(col(OP).not_eq(lit("d")))?.union(base)?,
+                });
             }
             let base = ctx.read_table(base)?.select(base_version_exprs(ts))?;
             let tail = crate::mor::tail(ctx.read_table(log)?, mark, None)?;
             ctx.register_table("__tidemark_closed", closed.into_view())?;
             ctx.register_table("__tidemark_base", base.into_view())?;
             ctx.register_table("__tidemark_tail", tail.into_view())?;
-            ctx.sql(&layout_versions_sql(
-                ts,
-                "__tidemark_closed",
-                "__tidemark_base",
-                "__tidemark_tail",
-            ))
-            .await
+            live(
+                ctx.sql(&layout_versions_sql(
+                    ts,
+                    "__tidemark_closed",
+                    "__tidemark_base",
+                    "__tidemark_tail",
+                ))
+                .await?,
+            )
         }
         _ => {
             ctx.register_table("__tidemark_log", log)?;
-            ctx.sql(&log_versions_sql(ts, "__tidemark_log")).await
+            live(ctx.sql(&log_versions_sql(ts, "__tidemark_log")).await?)
         }
     }
 }

@@ -210,14 +210,15 @@ impl Engine {
                 log,
                 tail_empty,
             )
-            .await?
-            .into_view();
+            .await?;
+            let live = versions.live.into_view();
+            let versions = versions.all.into_view();
             let scratch = SessionContext::new();
-            scratch.register_table("__tidemark_versions", versions.clone())?;
+            scratch.register_table("__tidemark_live", live)?;
             let view = scratch
                 .sql(&tidemark_lake::closed::history_view_sql(
                     &schema,
-                    "__tidemark_versions",
+                    "__tidemark_live",
                 ))
                 .await?
                 .into_view();

@@ -113,8 +113,13 @@ async fn oracle(wh: &Warehouse, ts: &TableSchema) -> SessionContext {
     let versions = ctx.sql(&closed::log_versions_sql(ts, "log")).await.unwrap();
     ctx.register_table("versions", versions.into_view())
         .unwrap();
+    let live = ctx
+        .sql("SELECT * FROM versions WHERE _op <> 'd'")
+        .await
+        .unwrap();
+    ctx.register_table("live", live.into_view()).unwrap();
     let hv = ctx
-        .sql(&closed::history_view_sql(ts, "versions"))
+        .sql(&closed::history_view_sql(ts, "live"))
         .await
         .unwrap();
     ctx.register_table("hv", hv.into_view()).unwrap();

@@ -112,7 +112,12 @@ async fn check(wh: &Warehouse, t1: i64, t2: i64, what: &str) {
         .await
         .unwrap();
     ctx.register_table("v", v.into_view()).unwrap();
-    let hv = ctx.sql(&closed::history_view_sql(&ts, "v")).await.unwrap();
+    let live = ctx.sql("SELECT * FROM v WHERE _op <> 'd'").await.unwrap();
+    ctx.register_table("live", live.into_view()).unwrap();
+    let hv = ctx
+        .sql(&closed::history_view_sql(&ts, "live"))
+        .await
+        .unwrap();
     ctx.register_table("hv", hv.into_view()).unwrap();
     let ch = ctx
         .sql(&format!(
