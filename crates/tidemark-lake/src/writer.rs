@@ -439,6 +439,12 @@ impl Target {
         let (props, next) = self.commit_properties(&state);
         let keep: Vec<String> = self.stats_columns().unwrap_or_default();
         let (src, dst) = (from.table.object_store(), self.table.object_store());
+        // Both tables sit in one warehouse, so the unprefixed store sees both: a copy
+        // there is a hard link on a local disk and a server-side copy on S3, and no
+        // bytes pass through tidemark (a plain read and write where it fails).
+        let root = self.table.log_store().root_object_store(None);
+        let under = |url: &Url| object_store::path::Path::from_url_path(url.path()).ok();
+        let roots = under(&from.url).zip(under(&self.url));
         let mut actions = Vec::with_capacity(adds.len());
         for mut add in adds {
             let path =
@@ -447,14 +453,25 @@ impl Target {
                     message: format!("file {} of {}: {e}", add.path, from.name),
                 })?;
             let store_err = |e: object_store::Error| self.delta_err(e.into());
-            let bytes = src
-                .get(&path)
-                .await
-                .map_err(store_err)?
-                .bytes()
-                .await
-                .map_err(store_err)?;
-            dst.put(&path, bytes.into()).await.map_err(store_err)?;
+            let linked = match &roots {
+                Some((s, d)) => {
+                    let full = |root: &object_store::path::Path| {
+                        object_store::path::Path::from_iter(root.parts().chain(path.parts()))
+                    };
+                    root.copy(&full(s), &full(d)).await.is_ok()
+                }
+                None => false,
+            };
+            if !linked {
+                let bytes = src
+                    .get(&path)
+                    .await
+                    .map_err(store_err)?
+                    .bytes()
+                    .await
+                    .map_err(store_err)?;
+                dst.put(&path, bytes.into()).await.map_err(store_err)?;
+            }
             add.stats = add.stats.as_deref().and_then(|s| keep_stats(s, &keep));
             actions.push(Action::Add(add));
         }

@@ -99,6 +99,18 @@ async fn count(table: &DeltaTable) -> i64 {
         .value(0)
 }
 
+/// A snapshot chunk on S3: the current table adopts the history's files (a
+/// server-side copy, or a read and write where the store has none) and reads back.
+#[tokio::test]
+async fn snapshot_chunks_are_encoded_once_on_s3() {
+    let (location, options) = warehouse("once");
+    let wh = Warehouse::new(&location, options).unwrap();
+    let mut w = TableWriter::open(&wh, schema()).await.unwrap();
+    common::land_snapshot_chunk(&mut w).await;
+    assert_eq!(count(w.delta(TableKind::Current)).await, 3);
+    assert_eq!(count(w.delta(TableKind::History)).await, 3);
+}
+
 #[tokio::test]
 async fn lands_reopens_and_lists_on_s3() {
     let (location, options) = warehouse("land");

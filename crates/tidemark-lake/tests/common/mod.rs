@@ -100,3 +100,15 @@ pub async fn stale_writer_is_refused(wh: &tidemark_lake::Warehouse) {
     );
     assert!(err.to_string().contains("another writer"), "{err}");
 }
+
+/// Land one snapshot chunk of three rows (ids 1–3) into both tables at once.
+pub async fn land_snapshot_chunk(w: &mut tidemark_lake::TableWriter) {
+    let chunk = batch(&[
+        (Op::Read, 1, "one", 1),
+        (Op::Read, 2, "two", 2),
+        (Op::Read, 3, "three", 3),
+    ]);
+    w.append_both(std::slice::from_ref(&chunk), 10, state(1))
+        .await
+        .unwrap();
+}
