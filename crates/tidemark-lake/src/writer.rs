@@ -196,14 +196,7 @@ impl Target {
     /// `batch` (the table's columns) as the stored table's columns: moved columns
     /// under their stored names, stored columns the batch has no value for as NULL.
     fn to_stored(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        let same = batch.schema().fields().len() == self.schema.fields().len()
-            && batch
-                .schema()
-                .fields()
-                .iter()
-                .zip(self.schema.fields())
-                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
-        if same {
+        if self.stores_as_is(&batch.schema()) {
             return RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec()).map_err(
                 |e| Error::Batch {
                     table: self.name.clone(),
