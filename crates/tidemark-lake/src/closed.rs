@@ -257,9 +257,10 @@ pub async fn plan_versions(
     log: Arc<dyn TableProvider>,
     tail_empty: bool,
 ) -> DfResult<Versions> {
+    let not_deleted = || col(OP).not_eq(lit("d"));
     let live = |all: DataFrame| -> DfResult<Versions> {
         Ok(Versions {
-            live: all.clone().filter(col(OP).not_eq(lit("d")))?,
+            live: all.clone().filter(not_deleted())?,
             all,
         })
     };
@@ -301,7 +302,7 @@ pub async fn plan_versions(
                 let base = ctx.read_table(base)?.select(exprs)?;
                 return Ok(Versions {
                     all: closed.clone().union(base.clone())?,
-                    live: closed.filter(col(OP).not_eq(lit("d")))?.union(base)?,
+                    live: closed.filter(not_deleted())?.union(base)?,
                 });
             }
             let base = ctx.read_table(base)?.select(base_version_exprs(ts))?;

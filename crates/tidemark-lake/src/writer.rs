@@ -1658,11 +1658,14 @@ fn keep_stats(stats: &str, keep: &[String]) -> Option<String> {
 /// with nothing to reorder.
 ///
 /// Why not hand delta-rs the logical plan: the frames written this way end in ORDER
-/// BY (the base by key, the closed history by validity), and delta-rs wraps its input
-/// in an operator that does not declare that it keeps its input's order, so
-/// DataFusion's sort enforcement drops the final merge of the sorted partitions as
-/// unneeded; delta-rs's single writer then interleaves the partitions, and every file
-/// spans the whole key range, so no lookup could skip one.
+/// BY (the base by key, the closed history by validity), yet delta-rs wrote them
+/// unordered, even with round-robin repartitioning off: the same plan, physically
+/// planned in our session, ends in one ordered stream, so delta-rs's own planning of
+/// its write (which wraps the input in operators of its own; which one loses the
+/// order was not pinned down) drops the final merge of the sorted partitions, and its
+/// single writer interleaves them. Every file then spanned the whole key range, so no
+/// lookup could skip one (`the_compacted_base_is_ordered_by_key_across_and_within_files`
+/// failed that way before this function).
 async fn ordered_source(
     df: deltalake::datafusion::prelude::DataFrame,
 ) -> deltalake::datafusion::error::Result<deltalake::datafusion::logical_expr::LogicalPlan> {
