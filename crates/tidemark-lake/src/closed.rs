@@ -257,6 +257,30 @@ pub async fn plan_versions(
     log: Arc<dyn TableProvider>,
     tail_empty: bool,
 ) -> DfResult<Versions> {
+    plan_versions_in(
+        &SessionContext::new(),
+        ts,
+        cur,
+        mark,
+        closed,
+        log,
+        tail_empty,
+    )
+    .await
+}
+
+/// [`plan_versions`], planned in `ctx` (whose runtime then bounds the memory its
+/// sorts may take: `tidemark verify` gives it a spilling pool). Registers scratch
+/// names (`__tidemark_*`) in `ctx`.
+pub async fn plan_versions_in(
+    ctx: &SessionContext,
+    ts: &TableSchema,
+    cur: &DeltaTable,
+    mark: Option<i64>,
+    closed: Option<&DeltaTable>,
+    log: Arc<dyn TableProvider>,
+    tail_empty: bool,
+) -> DfResult<Versions> {
     let not_deleted = || col(OP).not_eq(lit("d"));
     let live = |all: DataFrame| -> DfResult<Versions> {
         Ok(Versions {
@@ -267,7 +291,7 @@ pub async fn plan_versions(
     let ext = |e: crate::Error| DataFusionError::External(Box::new(e));
     let mut layout = None;
     if let Some(closed) = closed {
-        let base = cur.table_provider().await?;
+        let base = crate::provider(cur).await?;
         let complete = [SOURCE_POS, SEQ]
             .iter()
             .all(|c| base.schema().field_with_name(c).is_ok());
@@ -275,10 +299,9 @@ pub async fn plan_versions(
             && layout_applies(ts)
             && serves(&crate::committed_state(closed).await.map_err(ext)?, mark)
         {
-            layout = Some((closed.table_provider().await?, base));
+            layout = Some((crate::provider(closed).await?, base));
         }
     }
-    let ctx = SessionContext::new();
     match (layout, mark) {
         (Some((closed, base)), Some(mark)) => {
             let mut keep: Vec<Expr> = version_columns(ts)

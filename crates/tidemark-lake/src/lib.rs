@@ -52,8 +52,10 @@ mod error;
 mod maintain;
 pub mod mor;
 mod own;
+mod provider;
 mod rows;
 mod s3;
+mod verifications;
 mod warehouse;
 mod writer;
 
@@ -63,7 +65,11 @@ pub use diff::quote;
 pub use error::{Error, Result};
 pub use maintain::Maintenance;
 pub use own::{OwnMaintenance, OWN_SCHEMA};
+pub use provider::provider;
 pub use rows::{collapse_by_key, concat, current_rows, history_rows};
+pub use verifications::{
+    existing as existing_verifications, record_verifications, VerificationRecord, VERIFICATIONS,
+};
 pub use warehouse::{TableKind, TableLocation, Warehouse};
 pub use writer::{
     committed_state, stored_schema, Committed, Compaction, TableWriter, APP_ID, SCHEMA_KEY,

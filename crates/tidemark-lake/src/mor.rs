@@ -156,15 +156,19 @@ pub fn merged_sql(ts: &TableSchema, base: Option<&str>, tail: &str, cols: &str) 
     let op = quote(OP);
     match base {
         Some(base) => {
+            // Aliases no source column is expected to take: inside the correlated
+            // subquery, `b.k` resolved to a field of a source column named `b` (which
+            // the tail has), not to the base's key, and every read of such a table
+            // failed (found by `tidemark verify`'s tests).
             let join = keys
                 .iter()
-                .map(|k| format!("l.{k} = b.{k}"))
+                .map(|k| format!("\"__tidemark_l\".{k} = \"__tidemark_b\".{k}"))
                 .collect::<Vec<_>>()
                 .join(" AND ");
             format!(
-                "WITH l AS ({last}) \
-                 SELECT {cols} FROM {base} b WHERE NOT EXISTS (SELECT 1 FROM l WHERE {join}) \
-                 UNION ALL SELECT {cols} FROM l WHERE {op} <> 'd'"
+                "WITH \"__tidemark_l\" AS ({last}) \
+                 SELECT {cols} FROM {base} \"__tidemark_b\" WHERE NOT EXISTS (SELECT 1 FROM \"__tidemark_l\" WHERE {join}) \
+                 UNION ALL SELECT {cols} FROM \"__tidemark_l\" WHERE {op} <> 'd'"
             )
         }
         None => format!("SELECT {cols} FROM ({last}) WHERE {op} <> 'd'"),

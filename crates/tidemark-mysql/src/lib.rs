@@ -26,11 +26,14 @@
 //! * [`binlog`]: the replica side of the replication protocol: committed source
 //!   transactions with the position after each commit, MariaDB GTIDs, values decoded
 //!   through the same text decoders as snapshot rows.
+//! * [`checksum`]: the source side of `tidemark verify`: a consistent read with its
+//!   binlog position, and server-side checksums of key ranges.
 //! * [`preflight`]: whether the server is ready for change capture, and what to change.
 
 #![warn(missing_docs)]
 
 pub mod binlog;
+pub mod checksum;
 pub mod connect;
 pub mod discover;
 mod error;

@@ -86,7 +86,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// `(k1, k2) > (a, b)` spelled so every server uses the primary key range:
 /// `k1 > a OR (k1 = a AND k2 > b)`.
-fn key_after(schema: &TableSchema, key: &[KeyValue]) -> String {
+pub(crate) fn key_after(schema: &TableSchema, key: &[KeyValue]) -> String {
     let cols: Vec<String> = schema
         .key
         .iter()
@@ -105,7 +105,7 @@ fn key_after(schema: &TableSchema, key: &[KeyValue]) -> String {
 }
 
 /// `key <= k`, for the repair range.
-fn key_at_most(schema: &TableSchema, key: &[KeyValue]) -> String {
+pub(crate) fn key_at_most(schema: &TableSchema, key: &[KeyValue]) -> String {
     format!("NOT {}", key_after(schema, key))
 }
 
@@ -145,13 +145,26 @@ impl ReadAs<'_> {
     }
 }
 
+/// `LIMIT offset, rows`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limit {
+    pub(crate) offset: u64,
+    pub(crate) rows: usize,
+}
+
+impl From<usize> for Limit {
+    fn from(rows: usize) -> Self {
+        Self { offset: 0, rows }
+    }
+}
+
 /// Read rows matching `filter` in key order (up to `limit`) into change batches.
 pub(crate) async fn read_chunk(
     source: &Source,
     conn: &mut Conn,
     schema: &Arc<TableSchema>,
     filter: Option<String>,
-    limit: Option<usize>,
+    limit: Option<Limit>,
     how: &ReadAs<'_>,
 ) -> Result<Chunk> {
     let mut sql = format!("SELECT {} FROM {}", how.select, quoted_table(schema));
@@ -160,7 +173,7 @@ pub(crate) async fn read_chunk(
     }
     sql.push_str(&format!(" ORDER BY {}", order_by(schema)));
     if let Some(l) = limit {
-        sql.push_str(&format!(" LIMIT {l}"));
+        sql.push_str(&format!(" LIMIT {}, {}", l.offset, l.rows));
     }
     let table = schema.name.source();
     let mut builder = ChangeBatchBuilder::new(schema.clone(), BATCH_ROWS);
@@ -373,8 +386,15 @@ pub async fn snapshot_table(
             let how = ReadAs::snapshot(&schema, ts);
             loop {
                 let filter = last.as_ref().map(|k| key_after(&schema, k));
-                let chunk =
-                    read_chunk(&source, &mut conn, &schema, filter, Some(chunk_rows), &how).await;
+                let chunk = read_chunk(
+                    &source,
+                    &mut conn,
+                    &schema,
+                    filter,
+                    Some(chunk_rows.into()),
+                    &how,
+                )
+                .await;
                 let stop = match &chunk {
                     Ok(c) => {
                         last = c.last_key.clone().or(last);
@@ -422,7 +442,7 @@ pub async fn snapshot_table(
     Ok(report)
 }
 
-async fn mariadb_snapshot_position(
+pub(crate) async fn mariadb_snapshot_position(
     source: &Source,
     conn: &mut Conn,
 ) -> Result<Option<BinlogPosition>> {

@@ -28,7 +28,7 @@ pub(crate) async fn provider(
     mark: Option<i64>,
     log: Arc<dyn TableProvider>,
 ) -> Result<Arc<dyn TableProvider>> {
-    let base = cur.table_provider().await?;
+    let base = tidemark_lake::provider(cur).await?;
     let Some(mark) = mark else {
         // The stored table keeps `_source_pos` and `_seq` for compaction; SQL shows
         // the table's columns and `_ingest_ts`, `_source_ts`, `_op`.

@@ -182,7 +182,11 @@ impl Engine {
             if let Some(c) = &closed {
                 c.update_datafusion_session(&ctx.state())?;
             }
-            let log = tidemark_lake::mor::logical_log(ctx, &schema, hist.table_provider().await?)?;
+            let log = tidemark_lake::mor::logical_log(
+                ctx,
+                &schema,
+                tidemark_lake::provider(&hist).await?,
+            )?;
             // A streamed table's current state is its base plus the history tail
             // (merge-on-read, see tidemark_lake::mor); others are the stored table.
             // Read once: the current provider and the versions both follow the mark.
@@ -264,6 +268,16 @@ impl Engine {
                 self.register_own(
                     tidemark_lake::DEAD_LETTERS,
                     Arc::new(crate::Latest::new(&dl).await?),
+                )?;
+            }
+        }
+        // And the reports of `tidemark verify`, once a run has recorded one.
+        if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::VERIFICATIONS) {
+            if let Some(v) = tidemark_lake::existing_verifications(&self.wh).await? {
+                v.update_datafusion_session(&self.ctx.state())?;
+                self.register_own(
+                    tidemark_lake::VERIFICATIONS,
+                    Arc::new(crate::Latest::new(&v).await?),
                 )?;
             }
         }
@@ -453,7 +467,7 @@ impl Engine {
                 v.schema, v.table, v.version
             ))
         })?;
-        let provider = table.table_provider().await?;
+        let provider = tidemark_lake::provider(&table).await?;
         self.register_hidden(VERSIONS_SCHEMA, v.hidden_name(), provider)
     }
 

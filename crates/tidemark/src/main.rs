@@ -17,6 +17,7 @@ mod sql;
 mod status;
 mod stream;
 mod user;
+mod verify;
 
 /// A complete, time-travelling copy of your MySQL databases in Delta Lake, served
 /// over SQL.
@@ -47,6 +48,9 @@ enum Command {
     Sql(sql::Args),
     /// Serve the warehouse over the PostgreSQL protocol (psql, JDBC, Python, BI tools).
     Serve(serve::Args),
+    /// Prove the lake equals the source at one binlog position, and its history
+    /// consistent; exits non-zero on any difference.
+    Verify(verify::Args),
     /// Manage the users of the PostgreSQL endpoint.
     User(user::Args),
     /// Run the whole product offline on generated invoicing data.
@@ -76,6 +80,7 @@ fn main() -> std::process::ExitCode {
             Command::Sql(a) => sql::run(&cli.global, a).await,
             Command::Serve(a) => serve::run(&cli.global, a).await,
             Command::User(a) => user::run(&cli.global, a).await,
+            Command::Verify(a) => verify::run(&cli.global, a).await,
             Command::Demo(a) => demo::run(&cli.global, a).await,
         }
     });

@@ -18,3 +18,4 @@ mod serve;
 mod streams;
 mod support;
 mod types;
+mod verify;
