@@ -231,6 +231,33 @@ impl LakeTable {
             .collect()
     }
 
+    /// Each key's last version in the log, unless a delete: what the current table
+    /// must hold (source columns).
+    pub fn last_versions(&self) -> Result<DataFrame> {
+        Ok(self
+            .log_frame()?
+            .window(vec![self.last_of_key()?])?
+            .filter(
+                col("__tidemark_rn")
+                    .eq(lit(1u64))
+                    .and(col(OP).not_eq(lit("d"))),
+            )?
+            .select(self.source_columns())?)
+    }
+
+    /// `ROW_NUMBER()` 1 for each key's last change in the log.
+    fn last_of_key(&self) -> Result<Expr> {
+        Ok(row_number()
+            .partition_by(self.key_cols())
+            .order_by(vec![
+                col(VALID_FROM).sort(false, false),
+                col(SEQ).sort(false, false),
+                col(INGEST_TS).sort(false, false),
+            ])
+            .build()?
+            .alias("__tidemark_rn"))
+    }
+
     /// The state at binlog position `p`: source columns, one row per key present.
     pub async fn state_at(&self, p: &BinlogPosition) -> Result<DataFrame> {
         // NULL (not a binlog position: snapshot rows) is before every position.
@@ -272,15 +299,7 @@ impl LakeTable {
             &changed_refs,
             None,
         )?;
-        let last = row_number()
-            .partition_by(self.key_cols())
-            .order_by(vec![
-                col(VALID_FROM).sort(false, false),
-                col(SEQ).sort(false, false),
-                col(INGEST_TS).sort(false, false),
-            ])
-            .build()?
-            .alias("__tidemark_rn");
+        let last = self.last_of_key()?;
         let before = log
             .filter(!after)?
             .join(changed, JoinType::LeftSemi, &key_refs, &changed_refs, None)?

@@ -612,6 +612,20 @@ async fn a_changed_a_removed_and_an_added_row_in_the_lakes_parquet_are_each_repo
         (amount("lake") - amount("source") - 1.0).abs() < 1e-9,
         "the lake's amount is the source's + 1.00: {o}"
     );
+    // The history checks find the same three keys: the current table no longer
+    // matches the last version of each in the log.
+    assert_eq!(num(t, "history_violations"), 3, "{o}");
+    let mut keys: Vec<String> = examples(t, "history_examples")
+        .iter()
+        .map(|e| {
+            assert_eq!(e["kind"], "current_differs", "{o}");
+            e["key"]["id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    keys.sort();
+    let mut want = vec![X.to_string(), Y.to_string(), Z.to_string()];
+    want.sort();
+    assert_eq!(keys, want, "{o}");
     let row = recorded(&config, &v, &name);
     assert_eq!(row["status"], "differences", "{row:#}");
     db.drop().await;
