@@ -23,7 +23,7 @@
 //! 5. **Bisection**: a chunk whose counts or checksums differ is split at its middle
 //!    key (asked of the source) until a part holds a few rows; those rows are read
 //!    from both sides and compared by value ([`compare`]).
-//! 6. **History checks** ([`history`]), from the lake alone.
+//! 6. **History checks** ([`history`]), from the lake alone, run beside steps 2–5.
 //!
 //! Keys are compared in Arrow's order (numbers, decimals, dates and instants by
 //! value; text and binary bytewise). A text key under a collation that does not
@@ -184,6 +184,18 @@ pub async fn verify_table(
     let t = Instant::now();
     let keys = Keys::new(&schema)?;
     refuse_unordered_keys(source, &schema).await?;
+    // The history checks need nothing from the source: they run beside the source
+    // pass (the server computes checksums while tidemark reads the log), on the
+    // lake as it is now.
+    let history = opts.history.then(|| {
+        let (wh, schema, show) = (wh.clone(), schema.clone(), opts.show);
+        AbortOnDrop(tokio::spawn(async move {
+            let t = Instant::now();
+            let lake = LakeTable::load(&wh, schema).await?;
+            let r = history::check(&lake, show).await?;
+            Ok::<_, Error>((r, t.elapsed().as_millis() as u64))
+        }))
+    });
     let mut read = SourceRead::open(source, schema.clone()).await?;
     let p = read.position.clone();
     bar.set_message(format!("{table}: source chunks"));
@@ -331,15 +343,19 @@ pub async fn verify_table(
     let at_us = read.at_us;
     read.close().await;
 
-    // 6. History.
-    let t = Instant::now();
-    let history = if opts.history {
-        bar.set_message(format!("{table}: history checks"));
-        Some(history::check(&lake, opts.show).await?)
-    } else {
-        None
+    // 6. History (started at the beginning).
+    let history = match history {
+        Some(mut task) => {
+            bar.set_message(format!("{table}: history checks"));
+            let (r, ms) = (&mut task.0).await.map_err(|e| Error::Value {
+                table: table.clone(),
+                message: format!("history checks failed: {e}"),
+            })??;
+            timings.history_ms = ms;
+            Some(r)
+        }
+        None => None,
     };
-    timings.history_ms = t.elapsed().as_millis() as u64;
 
     Ok(TableReport::new(
         table,
@@ -354,6 +370,15 @@ pub async fn verify_table(
         history,
         timings,
     ))
+}
+
+/// A task stopped when the table's verification ends early (an error).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Bisection of one chunk.
