@@ -297,8 +297,16 @@ pub fn row_checksum_sql(schema: &TableSchema) -> String {
     let mut flags = Vec::new();
     for c in &schema.columns {
         let q = quote_ident(&c.source_name);
-        parts.push(render_sql(c.mysql_type(), &q));
-        flags.push(format!("ISNULL({})", render_sql(c.mysql_type(), &q)));
+        let ty = c.mysql_type();
+        parts.push(render_sql(ty, &q));
+        // Only values that are not instants become NULL in rendering; other
+        // columns' flags need not compute the rendering twice.
+        flags.push(match ty {
+            MySqlType::Date | MySqlType::DateTime | MySqlType::Timestamp | MySqlType::Year => {
+                format!("ISNULL({})", render_sql(ty, &q))
+            }
+            _ => format!("ISNULL({q})"),
+        });
     }
     parts.push(format!("CONCAT({})", flags.join(", ")));
     format!("CRC32(CONCAT_WS('#', {}))", parts.join(", "))
