@@ -28,25 +28,23 @@ pub fn row_crcs(table: &str, columns: &[ArrayRef]) -> Result<Vec<u32>> {
 /// The text whose CRC32 is row `r`'s checksum (for diagnosing a rendering that
 /// differs from the server's: compare it with the source's `CONCAT_WS(...)`).
 pub fn row_text(table: &str, columns: &[ArrayRef], r: usize, buf: &mut String) -> Result<()> {
-    {
-        buf.clear();
-        let mut first = true;
-        for c in columns {
-            if c.is_null(r) {
-                continue;
-            }
-            if !first {
-                buf.push('#');
-            }
-            first = false;
-            render(table, c, r, buf)?;
+    buf.clear();
+    let mut first = true;
+    for c in columns {
+        if c.is_null(r) {
+            continue;
         }
         if !first {
             buf.push('#');
         }
-        for c in columns {
-            buf.push(if c.is_null(r) { '1' } else { '0' });
-        }
+        first = false;
+        render(table, c, r, buf)?;
+    }
+    if !first {
+        buf.push('#');
+    }
+    for c in columns {
+        buf.push(if c.is_null(r) { '1' } else { '0' });
     }
     Ok(())
 }
