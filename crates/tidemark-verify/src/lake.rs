@@ -36,16 +36,13 @@ use crate::{Error, Result};
 /// capture and serving, and the lake pass is a stream, not a collection.
 const MEMORY_LIMIT: usize = 256 << 20;
 
-/// A session for verify's lake reads: bounded memory, spilling sorts, and the
-/// `tidemark_binlog_order` function.
+/// A session for verify's lake reads: bounded memory, spilling sorts.
 pub fn session() -> SessionContext {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(MEMORY_LIMIT)))
         .build_arc()
         .expect("runtime");
-    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
-    ctx.register_udf(binlog_order_udf());
-    ctx
+    SessionContext::new_with_config_rt(SessionConfig::new(), runtime)
 }
 
 /// `tidemark_binlog_order(_source_pos)`: a binlog position `file.000123:4567` as one
@@ -368,7 +365,7 @@ pub fn scalar(a: &ArrayRef, row: usize) -> Result<ScalarValue> {
     Ok(ScalarValue::try_from_array(a, row)?)
 }
 
-/// Stream `df`, calling `f` with each batch's source columns.
+/// Stream `df`, calling `f` with each non-empty batch.
 pub async fn for_each_batch(
     df: DataFrame,
     mut f: impl FnMut(&RecordBatch) -> Result<()>,
