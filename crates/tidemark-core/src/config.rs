@@ -33,6 +33,45 @@ pub struct Config {
     /// The PostgreSQL-protocol endpoint (`tidemark serve`).
     #[serde(default)]
     pub server: ServerConfig,
+    /// `[daemon]`: the HTTP API and scheduling of `tidemark run`.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// `[jobs.NAME]`: scheduled and triggered jobs. Kept as tables here: each job
+    /// kind validates its own keys (`tidemark_scheduler::parse_jobs`), so a kind added
+    /// later needs no change to this file.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, toml::Table>,
+}
+
+/// `[daemon]`: what `tidemark run` serves besides capture.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Address of the HTTP API (jobs, runs, status, metrics, health). Loopback by
+    /// default; `"off"` disables it.
+    #[serde(default = "default_api_listen")]
+    pub api_listen: String,
+    /// File of the API's bearer tokens (hashes only; `tidemark token add`). Relative
+    /// to the config file.
+    #[serde(default = "default_tokens_file")]
+    pub tokens_file: PathBuf,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            api_listen: default_api_listen(),
+            tokens_file: default_tokens_file(),
+        }
+    }
+}
+
+fn default_api_listen() -> String {
+    "127.0.0.1:8421".to_string()
+}
+
+fn default_tokens_file() -> PathBuf {
+    PathBuf::from("tokens.toml")
 }
 
 /// `[server]`: the PostgreSQL-protocol endpoint. Paths are relative to the config
@@ -383,7 +422,7 @@ impl Config {
         for p in [&mut server.tls_cert, &mut server.tls_key]
             .into_iter()
             .flatten()
-            .chain([&mut server.users_file])
+            .chain([&mut server.users_file, &mut config.daemon.tokens_file])
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -789,6 +828,12 @@ mod example {
             .unwrap()
             .warehouse
             .ends_with("warehouse/dev"));
+        assert_eq!(c.daemon.api_listen, "127.0.0.1:8421");
+        assert!(c.daemon.tokens_file.ends_with("tokens.toml"));
+        assert_eq!(
+            c.jobs.keys().collect::<Vec<_>>(),
+            ["daily_revenue", "nightly_maintenance", "unpaid"]
+        );
     }
 
     const STREAM: &str = r#"

@@ -54,6 +54,7 @@ pub mod mor;
 mod own;
 mod provider;
 mod rows;
+mod runs;
 mod s3;
 mod verifications;
 mod warehouse;
@@ -67,6 +68,7 @@ pub use maintain::Maintenance;
 pub use own::{OwnMaintenance, OWN_SCHEMA};
 pub use provider::provider;
 pub use rows::{collapse_by_key, concat, current_rows, history_rows};
+pub use runs::{existing as existing_runs, record_runs, RunClaims, RunRow, RUNS};
 pub use verifications::{
     existing as existing_verifications, record_verifications, VerificationRecord, VERIFICATIONS,
 };

@@ -2,9 +2,16 @@
 //! at `<warehouse>/tidemark/<name>/`, not landed source tables (no current/history
 //! pair), created on first write.
 
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::StructType;
+use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use url::Url;
 
@@ -143,4 +150,47 @@ pub(crate) async fn maintain(
         out.files_vacuumed = vm.files_deleted.len();
     }
     Ok(Some(out))
+}
+
+/// One text column of `rows`, for an own table's batch.
+pub(crate) fn texts<R>(rows: &[R], f: impl Fn(&R) -> Option<&str>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<StringArray>())
+}
+
+/// One integer column of `rows`.
+pub(crate) fn ints<R>(rows: &[R], f: impl Fn(&R) -> i64) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<Int64Array>())
+}
+
+/// One UTC timestamp column (µs) of `rows`.
+pub(crate) fn instants<R>(rows: &[R], f: impl Fn(&R) -> Option<i64>) -> ArrayRef {
+    Arc::new(
+        rows.iter()
+            .map(f)
+            .collect::<TimestampMicrosecondArray>()
+            .with_timezone("UTC"),
+    )
+}
+
+/// Append one batch of `columns` to own table `table` (named `name` in errors), in
+/// one commit (blind appends: writers may overlap).
+pub(crate) async fn append(
+    table: DeltaTable,
+    name: String,
+    schema: SchemaRef,
+    columns: Vec<ArrayRef>,
+) -> Result<DeltaTable> {
+    let batch = RecordBatch::try_new(schema, columns).map_err(|e| Error::Batch {
+        table: name.clone(),
+        message: e.to_string(),
+    })?;
+    table
+        .write(vec![batch])
+        .with_save_mode(SaveMode::Append)
+        .with_commit_properties(CommitProperties::default().with_max_retries(20))
+        .await
+        .map_err(|source| Error::Delta {
+            table: name,
+            source,
+        })
 }

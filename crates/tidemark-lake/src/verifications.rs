@@ -7,17 +7,12 @@
 
 use std::sync::Arc;
 
-use deltalake::arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 
 use crate::own::{self, OWN_SCHEMA};
 use crate::warehouse::Warehouse;
-use crate::{Error, Result};
+use crate::Result;
 
 /// SQL name of the table in [`OWN_SCHEMA`].
 pub const VERIFICATIONS: &str = "verifications";
@@ -93,51 +88,25 @@ pub async fn record_verifications(
     )
     .await?;
     let name = format!("{OWN_SCHEMA}.{VERIFICATIONS}");
-    let s = |f: fn(&VerificationRecord) -> Option<&str>| -> ArrayRef {
-        Arc::new(records.iter().map(f).collect::<StringArray>())
-    };
-    let n = |f: fn(&VerificationRecord) -> i64| -> ArrayRef {
-        Arc::new(records.iter().map(f).collect::<Int64Array>())
-    };
-    let t = |f: fn(&VerificationRecord) -> Option<i64>| -> ArrayRef {
-        Arc::new(
-            records
-                .iter()
-                .map(f)
-                .collect::<TimestampMicrosecondArray>()
-                .with_timezone("UTC"),
-        )
-    };
+    let r = records;
     let columns = vec![
-        s(|r| Some(&r.run_id)),
-        s(|r| Some(&r.table_name)),
-        s(|r| Some(&r.status)),
-        s(|r| r.source_position.as_deref()),
-        s(|r| r.gtid.as_deref()),
-        t(|r| r.source_instant_us),
-        n(|r| r.rows_source),
-        n(|r| r.rows_lake),
-        n(|r| r.missing_in_lake),
-        n(|r| r.extra_in_lake),
-        n(|r| r.different),
-        n(|r| r.history_violations),
-        t(|r| Some(r.started_us)),
-        t(|r| Some(r.finished_us)),
-        s(|r| Some(&r.report)),
+        own::texts(r, |r| Some(&r.run_id)),
+        own::texts(r, |r| Some(&r.table_name)),
+        own::texts(r, |r| Some(&r.status)),
+        own::texts(r, |r| r.source_position.as_deref()),
+        own::texts(r, |r| r.gtid.as_deref()),
+        own::instants(r, |r| r.source_instant_us),
+        own::ints(r, |r| r.rows_source),
+        own::ints(r, |r| r.rows_lake),
+        own::ints(r, |r| r.missing_in_lake),
+        own::ints(r, |r| r.extra_in_lake),
+        own::ints(r, |r| r.different),
+        own::ints(r, |r| r.history_violations),
+        own::instants(r, |r| Some(r.started_us)),
+        own::instants(r, |r| Some(r.finished_us)),
+        own::texts(r, |r| Some(&r.report)),
     ];
-    let batch = RecordBatch::try_new(schema(), columns).map_err(|e| Error::Batch {
-        table: name.clone(),
-        message: e.to_string(),
-    })?;
-    table
-        .write(vec![batch])
-        .with_save_mode(SaveMode::Append)
-        .with_commit_properties(CommitProperties::default().with_max_retries(20))
-        .await
-        .map_err(|source| Error::Delta {
-            table: name,
-            source,
-        })
+    own::append(table, name, schema(), columns).await
 }
 
 /// The table, if any run recorded one.

@@ -33,6 +33,9 @@ impl TableKind {
     }
 }
 
+/// Directory of a table a job writes (see [`Warehouse::derived_url`]).
+pub const DERIVED: &str = "derived";
+
 /// A table found in the warehouse.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TableLocation {
@@ -191,8 +194,28 @@ impl Warehouse {
     /// Tables with a current table in the warehouse, sorted. Directories starting
     /// with `.` (retired tables) are not tables.
     pub async fn list(&self) -> Result<Vec<TableLocation>> {
+        self.list_with(TableKind::Current.dir()).await
+    }
+
+    /// Tables that jobs write (`<schema>/<table>/derived/`: a SQL job's result), sorted.
+    pub async fn list_derived(&self) -> Result<Vec<TableLocation>> {
+        self.list_with(DERIVED).await
+    }
+
+    /// Location of the table a job writes as `schema.table`.
+    pub fn derived_url(&self, schema: &str, table: &str) -> Url {
+        let mut url = self.root.clone();
+        url.path_segments_mut()
+            .expect("file and object-store URLs have paths")
+            .pop_if_empty()
+            .extend([schema, table, DERIVED, ""]);
+        url
+    }
+
+    /// Tables whose `<schema>/<table>/<dir>/` holds a Delta log.
+    async fn list_with(&self, dir: &str) -> Result<Vec<TableLocation>> {
         if let Some(store) = &self.store {
-            return self.list_store(store.as_ref()).await;
+            return self.list_store(store.as_ref(), dir).await;
         }
         let root = self.root.to_file_path().map_err(|_| Error::Warehouse {
             location: self.root.to_string(),
@@ -212,7 +235,7 @@ impl Warehouse {
         };
         for (schema, sp) in dirs(&root) {
             for (table, tp) in dirs(&sp) {
-                if tp.join("current").join("_delta_log").is_dir() {
+                if tp.join(dir).join("_delta_log").is_dir() {
                     out.push(TableLocation {
                         schema: schema.clone(),
                         table,
@@ -226,7 +249,7 @@ impl Warehouse {
 
     /// [`Warehouse::list`] on an object store: `<root>/<schema>/<table>/current/_delta_log/`
     /// holding at least one object.
-    async fn list_store(&self, store: &dyn ObjectStore) -> Result<Vec<TableLocation>> {
+    async fn list_store(&self, store: &dyn ObjectStore, dir: &str) -> Result<Vec<TableLocation>> {
         let err = |e: String| Error::Warehouse {
             location: self.root.to_string(),
             message: format!("cannot list it: {e}"),
@@ -247,7 +270,7 @@ impl Warehouse {
                 let Some(table) = tp.filename().map(str::to_string) else {
                     continue;
                 };
-                let log = dirs(tp.join(TableKind::Current.dir()).join("_delta_log")).await?;
+                let log = dirs(tp.join(dir).join("_delta_log")).await?;
                 if !log.objects.is_empty() {
                     out.push(TableLocation {
                         schema: schema.clone(),

@@ -28,6 +28,8 @@
 //!   through the same text decoders as snapshot rows.
 //! * [`checksum`]: the source side of `tidemark verify`: a consistent read with its
 //!   binlog position, and server-side checksums of key ranges.
+//! * [`ddl`]: what a DDL statement in the binlog does to the tables it names, and the
+//!   values the server gave existing rows in the columns it added.
 //! * [`preflight`]: whether the server is ready for change capture, and what to change.
 
 #![warn(missing_docs)]
@@ -35,6 +37,7 @@
 pub mod binlog;
 pub mod checksum;
 pub mod connect;
+pub mod ddl;
 pub mod discover;
 mod error;
 pub mod preflight;

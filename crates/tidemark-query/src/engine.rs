@@ -82,6 +82,8 @@ pub struct Engine {
     ctx: SessionContext,
     wh: Warehouse,
     tables: RwLock<BTreeMap<(String, String), Known>>,
+    /// Tables jobs write (`Warehouse::list_derived`), as last registered.
+    derived: RwLock<BTreeMap<(String, String), deltalake::DeltaTable>>,
     /// Refreshes one at a time.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -105,6 +107,7 @@ impl Engine {
             ctx,
             wh: wh.clone(),
             tables: RwLock::new(BTreeMap::new()),
+            derived: RwLock::new(BTreeMap::new()),
             refreshing: tokio::sync::Mutex::new(()),
         };
         engine.refresh().await?;
@@ -281,6 +284,62 @@ impl Engine {
                 )?;
             }
         }
+        changed += self.refresh_derived(catalog.as_ref()).await?;
+        // And the daemon's ended job runs.
+        if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::RUNS) {
+            if let Some(v) = tidemark_lake::existing_runs(&self.wh).await? {
+                v.update_datafusion_session(&self.ctx.state())?;
+                self.register_own(tidemark_lake::RUNS, Arc::new(crate::Latest::new(&v).await?))?;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Register the tables jobs write, anew when a run has committed since (a job's
+    /// SQL may change their shape). They have no history of their own: each query
+    /// reads the newest version. A name a landed table has is left to that table.
+    async fn refresh_derived(&self, catalog: &dyn CatalogProvider) -> Result<usize> {
+        let mut changed = 0;
+        for loc in self.wh.list_derived().await? {
+            let key = (loc.schema.clone(), loc.table.clone());
+            if self.tables.read().expect("tables lock").contains_key(&key) {
+                warn!(schema = %loc.schema, table = %loc.table, "a job writes a table a source lands too; the landed one is served");
+                continue;
+            }
+            let known = self
+                .derived
+                .read()
+                .expect("derived lock")
+                .get(&key)
+                .cloned();
+            let table = match known {
+                Some(mut t) => {
+                    let before = t.version();
+                    if Some(t.get_latest_version().await?) == before {
+                        continue;
+                    }
+                    t.update_incremental(None).await?;
+                    t
+                }
+                None => {
+                    let url = self.wh.derived_url(&loc.schema, &loc.table);
+                    match self.wh.delta_table(&url).await? {
+                        (t, true) => t,
+                        _ => continue,
+                    }
+                }
+            };
+            table.update_datafusion_session(&self.ctx.state())?;
+            schema_provider(catalog, &loc.schema)?.register_table(
+                loc.table.clone(),
+                Arc::new(crate::Latest::new(&table).await?),
+            )?;
+            self.derived
+                .write()
+                .expect("derived lock")
+                .insert(key, table);
+            changed += 1;
+        }
         Ok(changed)
     }
 
@@ -414,6 +473,15 @@ impl Engine {
         }
         if schema == tidemark_lake::OWN_SCHEMA {
             return Some(Resolved::Own);
+        }
+        // A table a job writes is granted like a source table of its schema.
+        if self
+            .derived
+            .read()
+            .expect("derived lock")
+            .contains_key(&(schema.to_string(), name.to_string()))
+        {
+            return Some(source(schema, name, Form::Current));
         }
         let hidden = |form| {
             // Hidden names are `schema.table` (logs) and `schema.table@version`:

@@ -17,6 +17,11 @@
 //! rows. The view is opaque to the optimizer (like PostgreSQL's `security_barrier`
 //! views): a user's predicate is evaluated on the view's output, never pushed below
 //! the mask or the filter.
+//!
+//! Roles can change while sessions are open ([`crate::Reloader`]): a session keeps
+//! its role's name, and each request it makes reads that role's grants, masks and
+//! filters from the policy in force then ([`CurrentRole`]), so one statement is
+//! planned against one version of the role and the next one sees a reload.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,7 +50,7 @@ type DfResult<T> = std::result::Result<T, DataFusionError>;
 pub const ADMIN: &str = "admin";
 
 /// What a role may read, compiled from `[server.roles.<name>]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Role {
     name: String,
     admin: bool,
@@ -374,6 +379,11 @@ impl Policy {
         self.roles.keys().map(String::as_str)
     }
 
+    /// Every role by name.
+    pub(crate) fn roles(&self) -> impl Iterator<Item = (&str, &Role)> {
+        self.roles.iter().map(|(n, r)| (n.as_str(), r.as_ref()))
+    }
+
     /// Check every mask and filter against the tables that exist now, so a typo is
     /// a startup error naming the role and the key rather than a failing query.
     /// Rules for tables the warehouse does not have (yet) are only warned about.
@@ -465,10 +475,33 @@ impl TableProvider for Guarded {
     }
 }
 
+/// The role a session reads through, as the users and roles in force say. Set
+/// when each request of the session starts (see `query.rs`), so a reload applies
+/// from the session's next statement, and one statement is planned against one
+/// version of its role.
+#[derive(Debug)]
+pub(crate) struct CurrentRole(std::sync::RwLock<Arc<Role>>);
+
+impl CurrentRole {
+    pub(crate) fn new(role: Arc<Role>) -> Self {
+        Self(std::sync::RwLock::new(role))
+    }
+
+    /// The role now.
+    pub(crate) fn get(&self) -> Arc<Role> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The role from now on.
+    pub(crate) fn set(&self, role: Arc<Role>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = role;
+    }
+}
+
 /// What the wrappers share: the role and how to resolve names.
 struct Guard {
     engine: Arc<Engine>,
-    role: Arc<Role>,
+    role: Arc<CurrentRole>,
     /// Parses mask and filter expressions (a plain context: only built-in functions).
     policy_ctx: SessionContext,
 }
@@ -476,7 +509,7 @@ struct Guard {
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard")
-            .field("role", &self.role.name)
+            .field("role", &self.role.get().name)
             .finish()
     }
 }
@@ -493,7 +526,7 @@ impl AccessList {
     pub(crate) fn new(
         engine: Arc<Engine>,
         inner: Arc<dyn CatalogProvider>,
-        role: Arc<Role>,
+        role: Arc<CurrentRole>,
         policy_ctx: SessionContext,
         pg_catalog: Option<Arc<dyn SchemaProvider>>,
     ) -> Self {
@@ -541,15 +574,12 @@ const PG_CATALOG: &str = "pg_catalog";
 
 impl CatalogProvider for AccessCatalog {
     fn schema_names(&self) -> Vec<String> {
+        let role = self.guard.role.get();
         let mut names: Vec<String> = self
             .inner
             .schema_names()
             .into_iter()
-            .filter(|s| {
-                self.guard
-                    .role
-                    .uses_schema(&self.guard.engine, self.inner.as_ref(), s)
-            })
+            .filter(|s| role.uses_schema(&self.guard.engine, self.inner.as_ref(), s))
             .collect();
         if self.pg_catalog.is_some() {
             names.push(PG_CATALOG.to_string());
@@ -583,10 +613,11 @@ impl SchemaProvider for AccessSchema {
         if Engine::is_hidden_schema(&self.schema) {
             return vec![];
         }
+        let role = self.guard.role.get();
         self.inner
             .table_names()
             .into_iter()
-            .filter(|t| self.guard.role.sees(&self.guard.engine, &self.schema, t))
+            .filter(|t| role.sees(&self.guard.engine, &self.schema, t))
             .collect()
     }
 
@@ -596,12 +627,18 @@ impl SchemaProvider for AccessSchema {
         };
         let g = &self.guard;
         g.role
+            .get()
             .admit(&g.engine, &g.policy_ctx, &self.schema, name, provider)
             .await
             .map(Some)
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name) && self.guard.role.sees(&self.guard.engine, &self.schema, name)
+        self.inner.table_exist(name)
+            && self
+                .guard
+                .role
+                .get()
+                .sees(&self.guard.engine, &self.schema, name)
     }
 }

@@ -16,7 +16,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::scalar::ScalarValue;
 use tidemark_query::{Engine, CATALOG};
 
-use crate::access::{AccessList, Role};
+use crate::access::{AccessList, CurrentRole};
 use crate::{Error, Result, Shared};
 
 /// The PostgreSQL release whose behaviour clients should expect. Drivers parse the
@@ -79,11 +79,12 @@ pub(crate) fn static_tables() -> Result<Arc<PgCatalogStaticTables>> {
 /// over the catalog as `role` may see it, with a pg_catalog built over that same
 /// filtered catalog (so `\dt` and JDBC metadata list only what the role reads), a
 /// memory pool of its own (one statement runs at a time per connection, so this is
-/// the per-query limit), and `session_user`/`current_user` naming the user.
+/// the per-query limit), and `session_user`/`current_user` naming the user. The
+/// role is read from `role` at each use, so a reload reaches the session.
 pub(crate) fn session_context(
     shared: &Shared,
     user: &str,
-    role: Arc<Role>,
+    role: Arc<CurrentRole>,
 ) -> Result<SessionContext> {
     let base = &shared.base;
     let inner = base
@@ -125,12 +126,14 @@ pub(crate) fn session_context(
         state = state.with_runtime_env(runtime);
     }
     let ctx = SessionContext::new_with_state(state.build());
-    let roles = shared
-        .users
-        .roles()
-        .filter_map(|(u, r)| Some((u.to_string(), shared.policy.role(r)?)))
-        .collect();
-    crate::privileges::install(&ctx, shared.engine.clone(), inner, user, role, roles);
+    crate::privileges::install(
+        &ctx,
+        shared.engine.clone(),
+        inner,
+        user,
+        role,
+        shared.access.clone(),
+    );
     // pg_catalog's session_user() always says "postgres"; clients show it.
     for name in ["session_user", "current_user"] {
         ctx.register_udf(constant_text_udf(

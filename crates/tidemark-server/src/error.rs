@@ -46,6 +46,12 @@ pub enum Error {
     /// Setting up the SQL session (pg_catalog) failed.
     #[error("SQL session setup: {0}")]
     Session(String),
+    /// A reload of the users and roles was refused; those in force stay in force.
+    #[error("users and roles not reloaded, the previous ones stay in force: {message}")]
+    Reload {
+        /// What is wrong with the new users file or roles.
+        message: String,
+    },
     /// Other IO.
     #[error("{what}: {source}")]
     Io {

@@ -25,7 +25,8 @@
 //! only StoredKey/ServerKey, see [`auth::scram`]), TLS that is a startup error when
 //! broken, the read-only rules (DDL/DML get SQLSTATE 25006), per-session settings,
 //! the statement timeout and cancel that also cover streaming rows, roles with
-//! grants, masks and row filters ([`access`]), the audit (`tidemark.audit`),
+//! grants, masks and row filters ([`access`]) that a [`Reloader`] replaces while
+//! sessions stay open, the audit (`tidemark.audit`),
 //! `COPY … TO STDOUT`, and the engine refresh that serves newly landed commits.
 //!
 //! Each connection plans on its own DataFusion `SessionContext`: the engine's catalog
@@ -46,16 +47,19 @@ mod handlers;
 mod privileges;
 mod query;
 mod session;
-mod tls;
+pub mod tls;
 mod utility;
 mod wire_fix;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use deltalake::datafusion::prelude::SessionContext;
 use pgwire::api::ConnectionManager;
+use tidemark_core::config::RoleConfig;
 use tidemark_query::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -114,14 +118,101 @@ impl Options {
     }
 }
 
+/// The users and roles in force. Replaced whole by [`Reloader::reload`], so a login
+/// or a statement always sees users and roles that were checked together.
+#[derive(Debug)]
+pub(crate) struct Access {
+    pub(crate) users: auth::Users,
+    pub(crate) policy: access::Policy,
+}
+
+/// Why a session may no longer run statements after a reload.
+pub(crate) enum Revoked {
+    /// The user is no longer in the users file.
+    UserRemoved,
+    /// The user's role is another one now.
+    RoleChanged(String),
+    /// The role is no longer defined (a guard: a reload refuses to leave a user with
+    /// an undefined role).
+    RoleRemoved,
+}
+
+impl Revoked {
+    /// What the session's client is told.
+    pub(crate) fn message(&self, user: &str, role: &str) -> String {
+        match self {
+            Revoked::UserRemoved => {
+                format!("user \"{user}\" was removed from the users file; this session ends")
+            }
+            Revoked::RoleChanged(now) => format!(
+                "user \"{user}\" has role {now} now, not {role}; reconnect to read as {now}"
+            ),
+            Revoked::RoleRemoved => format!("role {role} no longer exists; reconnect"),
+        }
+    }
+}
+
+impl Access {
+    /// The role a session of `user`, logged in with `role`, reads through now.
+    pub(crate) fn session_role(
+        &self,
+        user: &str,
+        role: &str,
+    ) -> std::result::Result<Arc<access::Role>, Revoked> {
+        match self.users.get(user) {
+            None => Err(Revoked::UserRemoved),
+            Some((now, _)) if now != role => Err(Revoked::RoleChanged(now.clone())),
+            Some(_) => self.policy.role(role).ok_or(Revoked::RoleRemoved),
+        }
+    }
+
+    /// What a server refuses to start with (and a reload to swap in): a user whose
+    /// role is not defined, a mask or row filter that does not apply.
+    async fn validate(&self, engine: &Engine, base: &SessionContext) -> Result<()> {
+        for (name, role) in self.users.roles() {
+            if self.policy.role(role).is_none() {
+                return Err(Error::Config {
+                    message: format!(
+                        "user {name} has role {role:?}, which [server.roles] does not define (roles: {}); define it or change the user's role with `tidemark user add {name} --role ROLE`",
+                        self.policy.names().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
+        self.policy.check(engine, base).await
+    }
+}
+
+/// The users and roles in force, shared by the server and every session.
+#[derive(Debug)]
+pub(crate) struct LiveAccess(RwLock<Arc<Access>>);
+
+impl LiveAccess {
+    fn new(access: Access) -> Self {
+        Self(RwLock::new(Arc::new(access)))
+    }
+
+    /// The users and roles in force now.
+    pub(crate) fn get(&self) -> Arc<Access> {
+        // A panic while holding the lock cannot leave a half-written Arc behind.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, access: Arc<Access>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = access;
+    }
+}
+
 /// What every connection shares.
 pub(crate) struct Shared {
     pub(crate) engine: Arc<Engine>,
     /// The engine's session with pg_catalog and the PostgreSQL functions set up once;
     /// each connection starts from a copy of its state.
     pub(crate) base: deltalake::datafusion::prelude::SessionContext,
-    pub(crate) users: auth::Users,
-    pub(crate) policy: access::Policy,
+    /// The users and roles in force (see [`Reloader`]).
+    pub(crate) access: Arc<LiveAccess>,
+    /// One reload at a time: each checks and swaps as one step.
+    reloading: tokio::sync::Mutex<()>,
     /// Parses the policy's mask and filter expressions.
     pub(crate) policy_ctx: deltalake::datafusion::prelude::SessionContext,
     pub(crate) pg_static: Arc<datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables>,
@@ -185,20 +276,14 @@ impl Server {
         if users.is_empty() {
             warn!(users_file = %opts.users_file.display(), "no users: nobody can log in; add one with `tidemark user add NAME`");
         }
-        for (name, role) in users.roles() {
-            if opts.policy.role(role).is_none() {
-                return Err(Error::Config {
-                    message: format!(
-                        "user {name} has role {role:?}, which [server.roles] does not define (roles: {}); define it or change the user's role with `tidemark user add {name} --role ROLE`",
-                        opts.policy.names().collect::<Vec<_>>().join(", ")
-                    ),
-                });
-            }
-        }
+        let access = Access {
+            users,
+            policy: opts.policy,
+        };
         let base = catalog::base_context(&engine)?;
         compat::install(&base);
-        let policy_ctx = deltalake::datafusion::prelude::SessionContext::new();
-        opts.policy.check(&engine, &base).await?;
+        let policy_ctx = SessionContext::new();
+        access.validate(&engine, &base).await?;
         let audit = audit::AuditLog::start(wh, &engine, &base, opts.audit_flush).await?;
         let listener = TcpListener::bind(opts.listen)
             .await
@@ -209,8 +294,8 @@ impl Server {
         let shared = Arc::new(Shared {
             engine,
             base,
-            users,
-            policy: opts.policy,
+            access: Arc::new(LiveAccess::new(access)),
+            reloading: tokio::sync::Mutex::new(()),
             policy_ctx,
             pg_static: catalog::static_tables()?,
             query_memory: opts.query_memory,
@@ -238,10 +323,18 @@ impl Server {
         })
     }
 
+    /// A handle that replaces the users and roles of this server while it runs (see
+    /// [`Reloader::reload`]); take it before [`Self::run_until`].
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Serve until `shutdown` completes; connections in progress are dropped then.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         let addr = self.local_addr()?;
-        info!(%addr, tls = self.tls.is_some(), require_tls = self.shared.require_tls, users = self.shared.users.len(), "serving PostgreSQL protocol");
+        info!(%addr, tls = self.tls.is_some(), require_tls = self.shared.require_tls, users = self.shared.access.get().users.len(), "serving PostgreSQL protocol");
         let handlers = handlers::Handlers::new(self.shared.clone());
         let _refresher = self.refresh.map(|every| {
             let engine = self.shared.engine.clone();
@@ -291,5 +384,148 @@ impl Server {
                 }
             });
         }
+    }
+}
+
+/// Replaces the users and roles of a running [`Server`] (`tidemark serve` calls it on
+/// SIGHUP and when the config or users file changes). Cheap to clone.
+///
+/// Sessions keep running across a reload and read through their role as it is
+/// now from their next statement on: new grants, masks and row filters apply to
+/// them, removed ones no longer do. A session whose user was removed from the
+/// users file, or whose user now has another role, is ended at its next statement
+/// with a message saying why. New logins check the new users file.
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Users in force now.
+    pub users: usize,
+    /// Roles in force now (the built-in `admin` included).
+    pub roles: usize,
+    /// Users that were not there before.
+    pub users_added: Vec<String>,
+    /// Users that are gone: their new logins fail, their open sessions end at their
+    /// next statement.
+    pub users_removed: Vec<String>,
+    /// Users whose role or password changed. Open sessions of a user whose role
+    /// changed end at their next statement; a changed password applies to new logins.
+    pub users_changed: Vec<String>,
+    /// Roles that were not there before.
+    pub roles_added: Vec<String>,
+    /// Roles that are gone.
+    pub roles_removed: Vec<String>,
+    /// Roles whose grants, masks, row filters or admin flag changed.
+    pub roles_changed: Vec<String>,
+}
+
+impl ReloadSummary {
+    fn between(old: &Access, new: &Access) -> Self {
+        fn diff<'a, V: PartialEq + 'a>(
+            old: impl Iterator<Item = (&'a str, V)>,
+            new: impl Iterator<Item = (&'a str, V)>,
+        ) -> (Vec<String>, Vec<String>, Vec<String>) {
+            let old: BTreeMap<&str, V> = old.collect();
+            let new: BTreeMap<&str, V> = new.collect();
+            let added = new.keys().filter(|k| !old.contains_key(*k));
+            let removed = old.keys().filter(|k| !new.contains_key(*k));
+            let changed = new
+                .iter()
+                .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v));
+            (
+                added.map(|k| k.to_string()).collect(),
+                removed.map(|k| k.to_string()).collect(),
+                changed.map(|(k, _)| k.to_string()).collect(),
+            )
+        }
+        let (users_added, users_removed, users_changed) =
+            diff(old.users.entries(), new.users.entries());
+        let (roles_added, roles_removed, roles_changed) =
+            diff(old.policy.roles(), new.policy.roles());
+        Self {
+            users: new.users.len(),
+            roles: new.policy.names().count(),
+            users_added,
+            users_removed,
+            users_changed,
+            roles_added,
+            roles_removed,
+            roles_changed,
+        }
+    }
+
+    /// Whether anything changed.
+    pub fn changed(&self) -> bool {
+        !(self.users_added.is_empty()
+            && self.users_removed.is_empty()
+            && self.users_changed.is_empty()
+            && self.roles_added.is_empty()
+            && self.roles_removed.is_empty()
+            && self.roles_changed.is_empty())
+    }
+}
+
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} users, {} roles", self.users, self.roles)?;
+        if !self.changed() {
+            return write!(f, "; nothing changed");
+        }
+        for (what, names) in [
+            ("users added", &self.users_added),
+            ("users removed", &self.users_removed),
+            ("users changed", &self.users_changed),
+            ("roles added", &self.roles_added),
+            ("roles removed", &self.roles_removed),
+            ("roles changed", &self.roles_changed),
+        ] {
+            if !names.is_empty() {
+                write!(f, "; {what}: {}", names.join(", "))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Reloader {
+    /// Load the users file and compile `roles` (`[server.roles]`), check them as
+    /// [`Server::bind`] does (every user's role is defined, every mask and row filter
+    /// applies to the tables served), and only then put both in force at once. On
+    /// any error nothing changes: the error says what is wrong, and the users and
+    /// roles in force before stay in force.
+    pub async fn reload(
+        &self,
+        users_file: &Path,
+        roles: &BTreeMap<String, RoleConfig>,
+    ) -> Result<ReloadSummary> {
+        let refused = |e: Error| Error::Reload {
+            message: e.to_string(),
+        };
+        let shared = &self.shared;
+        let _one_at_a_time = shared.reloading.lock().await;
+        let new = Access {
+            policy: access::Policy::from_config(roles).map_err(refused)?,
+            users: auth::Users::load(users_file).map_err(refused)?,
+        };
+        new.validate(&shared.engine, &shared.base)
+            .await
+            .map_err(refused)?;
+        if new.users.is_empty() {
+            warn!(users_file = %users_file.display(), "no users: nobody can log in; add one with `tidemark user add NAME`");
+        }
+        let old = shared.access.get();
+        let summary = ReloadSummary::between(&old, &new);
+        shared.access.set(Arc::new(new));
+        Ok(summary)
     }
 }

@@ -12,7 +12,6 @@
 //! A table given by oid comes from this session's pg_class, which lists only what
 //! the role reads, so the oid forms answer from the privilege alone.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
@@ -32,7 +31,8 @@ use deltalake::datafusion::sql::sqlparser::parser::Parser;
 use deltalake::datafusion::sql::sqlparser::tokenizer::Token;
 use tidemark_query::{Engine, CATALOG};
 
-use crate::access::Role;
+use crate::access::{CurrentRole, Role};
+use crate::LiveAccess;
 
 const PG_CATALOG: &str = "pg_catalog";
 const INFORMATION_SCHEMA: &str = "information_schema";
@@ -43,9 +43,10 @@ struct Grants {
     /// The engine's catalog, unfiltered: which tables exist.
     catalog: Arc<dyn CatalogProvider>,
     user: String,
-    role: Arc<Role>,
-    /// Every user's role, for the forms that name a user.
-    roles: BTreeMap<String, Arc<Role>>,
+    /// The session's role.
+    role: Arc<CurrentRole>,
+    /// The users and roles in force, for the forms that name a user.
+    access: Arc<LiveAccess>,
 }
 
 /// Replace the privilege functions on a session's context with ones answering for
@@ -55,15 +56,15 @@ pub(crate) fn install(
     engine: Arc<Engine>,
     catalog: Arc<dyn CatalogProvider>,
     user: &str,
-    role: Arc<Role>,
-    roles: BTreeMap<String, Arc<Role>>,
+    role: Arc<CurrentRole>,
+    access: Arc<LiveAccess>,
 ) {
     let grants = Arc::new(Grants {
         engine,
         catalog,
         user: user.to_string(),
         role,
-        roles,
+        access,
     });
     for kind in [Kind::Table, Kind::AnyColumn, Kind::Schema] {
         ctx.register_udf(ScalarUDF::new_from_impl(HasPrivilege::new(
@@ -222,11 +223,15 @@ impl HasPrivilege {
     }
 
     /// The role a call answers for: the session's, or the named user's.
-    fn role_of(&self, user: Option<&str>) -> Option<&Arc<Role>> {
+    fn role_of(&self, user: Option<&str>) -> Option<Arc<Role>> {
         match user {
-            None => Some(&self.grants.role),
-            Some(u) if u == self.grants.user => Some(&self.grants.role),
-            Some(u) => self.grants.roles.get(u),
+            None => Some(self.grants.role.get()),
+            Some(u) if u == self.grants.user => Some(self.grants.role.get()),
+            Some(u) => {
+                let access = self.grants.access.get();
+                let (role, _) = access.users.get(u)?;
+                access.policy.role(role)
+            }
         }
     }
 }
@@ -308,7 +313,7 @@ impl ScalarUDFImpl for HasPrivilege {
                 continue;
             }
             let name = (!by_oid).then(|| object.value(row));
-            out.append_value(self.answer(role, name, privileges.value(row))?);
+            out.append_value(self.answer(&role, name, privileges.value(row))?);
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }

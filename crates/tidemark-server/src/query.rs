@@ -32,7 +32,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::PgWireBackendMessage;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::audit::Entry;
 use crate::compat;
@@ -232,11 +232,35 @@ impl Parser {
             .plan(&session.ctx, DFStatement::Statement(Box::new(statement)))
             .await
             .map_err(query_error)?;
-        if let Some(role) = self.shared.policy.role(&session.role) {
-            role.check_explain(engine, &session.ctx, &plan)
-                .map_err(query_error)?;
-        }
+        session
+            .grants
+            .get()
+            .check_explain(engine, &session.ctx, &plan)
+            .map_err(query_error)?;
         Ok(plan)
+    }
+
+    /// Read the session's role from the users and roles in force, for the request
+    /// that starts now (see [`crate::Reloader`]): a reload's grants, masks and row
+    /// filters apply from the session's next statement. A session whose user was
+    /// removed, or has another role now, is ended (FATAL) with the reason.
+    fn renew_grants(&self, session: &Session) -> PgWireResult<()> {
+        match self
+            .shared
+            .access
+            .get()
+            .session_role(&session.user, &session.role)
+        {
+            Ok(role) => {
+                session.grants.set(role);
+                Ok(())
+            }
+            Err(r) => {
+                let message = r.message(&session.user, &session.role);
+                warn!(user = %session.user, role = %session.role, peer = %session.client, reason = %message, "ended a session after a reload of users and roles");
+                Err(fatal("28000", message))
+            }
+        }
     }
 }
 
@@ -562,6 +586,10 @@ impl SimpleQueryHandler for QueryHandler {
         debug!(user = %session.user, role = %session.role, sql = %query, "simple query");
         let mut responses = Vec::new();
         let audit = &self.parser.shared.audit;
+        if let Err(e) = self.parser.renew_grants(&session) {
+            Entry::begin(audit, &session, query).failed(&e);
+            return Err(e);
+        }
         // Statements run in order and stop at the first error, as in PostgreSQL; the
         // ones before it have answered already.
         let statements = match self.parser.statements(query) {
@@ -617,6 +645,7 @@ impl QueryParser for Parser {
         let session = session(client)?;
         debug!(user = %session.user, role = %session.role, sql = %sql, "parse");
         let r = async {
+            self.renew_grants(&session)?;
             let mut statements = self.statements(sql)?;
             if statements.len() > 1 {
                 return Err(sql_error(
@@ -741,6 +770,10 @@ impl ExtendedQueryHandler for QueryHandler {
         let session = session(client)?;
         let prepared = &portal.statement.statement;
         let entry = Entry::begin(&self.parser.shared.audit, &session, &prepared.sql);
+        if let Err(e) = self.parser.renew_grants(&session) {
+            entry.failed(&e);
+            return Err(e);
+        }
         if let Described::Utility(u) = &prepared.described {
             return audited(entry, utility::execute(&session, u));
         }

@@ -11,8 +11,12 @@ use deltalake::datafusion::prelude::SessionContext;
 pub(crate) struct Session {
     /// The login name.
     pub(crate) user: String,
-    /// The user's role (see [`crate::access`]).
+    /// The user's role at login (see [`crate::access`]). A session whose user has
+    /// another role after a reload is ended (see `query.rs`).
     pub(crate) role: String,
+    /// That role's grants, masks and row filters as they are now: set again from the
+    /// users and roles in force when each request starts.
+    pub(crate) grants: std::sync::Arc<crate::access::CurrentRole>,
     /// The client's address, for the audit.
     pub(crate) client: String,
     /// Where a cancel request for this connection arrives.
@@ -47,7 +51,7 @@ pub(crate) const SETTABLE: &[(&str, &str)] = &[
 impl Session {
     pub(crate) fn new(
         user: String,
-        role: String,
+        grants: std::sync::Arc<crate::access::CurrentRole>,
         client: String,
         cancel: Option<std::sync::Arc<pgwire::api::ConnectionHandle>>,
         ctx: SessionContext,
@@ -64,7 +68,8 @@ impl Session {
         }
         Self {
             user,
-            role,
+            role: grants.get().name().to_string(),
+            grants,
             client,
             cancel,
             ctx,

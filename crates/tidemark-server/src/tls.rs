@@ -13,6 +13,16 @@ use crate::{Error, Result};
 
 /// A TLS acceptor for a PEM certificate chain and private key (PKCS#8, PKCS#1 or SEC1).
 pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<pgwire::tokio::TlsAcceptor> {
+    // PostgreSQL 17 clients may skip SSLRequest and start TLS directly; pgwire accepts
+    // that only when ALPN says "postgresql".
+    let config = server_config(cert, key, vec![b"postgresql".to_vec()])?;
+    Ok(pgwire::tokio::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The rustls settings of the endpoint for a PEM certificate chain and private key,
+/// offering `alpn`: also what the daemon's HTTP API serves TLS with, so one
+/// certificate and one set of protocol versions cover both.
+pub fn server_config(cert: &Path, key: &Path, alpn: Vec<Vec<u8>>) -> Result<ServerConfig> {
     let bad = |path: &Path, message: String| Error::Tls {
         path: path.to_path_buf(),
         message,
@@ -35,8 +45,6 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<pgwire::tokio::TlsAcce
             .with_no_client_auth()
             .with_single_cert(certs, private_key)
             .map_err(|e| bad(key, format!("the key does not fit the certificate: {e}")))?;
-    // PostgreSQL 17 clients may skip SSLRequest and start TLS directly; pgwire accepts
-    // that only when ALPN says "postgresql".
-    config.alpn_protocols = vec![b"postgresql".to_vec()];
-    Ok(pgwire::tokio::TlsAcceptor::from(Arc::new(config)))
+    config.alpn_protocols = alpn;
+    Ok(config)
 }

@@ -12,11 +12,11 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use tidemark_capture::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use tidemark_capture::rdkafka::client::DefaultClientContext;
+use tidemark_capture::rdkafka::config::ClientConfig;
+use tidemark_capture::rdkafka::consumer::{Consumer, StreamConsumer};
+use tidemark_capture::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 fn envelope(db: &str, op: &str, id: u64, total: u64, pos: u64, ts_ms: i64) -> String {
     let image = format!(
@@ -219,7 +219,7 @@ async fn main() {
             let t = Instant::now();
             while seen < count {
                 let m = c.recv().await.expect("consume");
-                bytes += rdkafka::Message::payload(&m).map_or(0, <[u8]>::len);
+                bytes += tidemark_capture::rdkafka::Message::payload(&m).map_or(0, <[u8]>::len);
                 seen += 1;
             }
             let secs = t.elapsed().as_secs_f64();

@@ -6,16 +6,15 @@ use clap::{Parser, Subcommand};
 mod check;
 mod common;
 mod demo;
-mod kafka;
+mod jobs;
 mod maintain;
-mod metrics;
 mod pull;
 mod run;
 mod serve;
 mod snapshot;
 mod sql;
 mod status;
-mod stream;
+mod token;
 mod user;
 mod verify;
 
@@ -38,7 +37,8 @@ enum Command {
     Snapshot(snapshot::Args),
     /// Pull rows changed since the last pull, by each table's watermark column.
     Pull(pull::Args),
-    /// Capture changes continuously: snapshot what is missing, then stream the binlog.
+    /// The daemon: capture changes continuously (snapshot what is missing, then
+    /// stream), run the configured jobs, serve the HTTP API.
     Run(run::Args),
     /// Compact, checkpoint and vacuum the warehouse's tables (history is kept).
     Maintain(maintain::Args),
@@ -53,6 +53,10 @@ enum Command {
     Verify(verify::Args),
     /// Manage the users of the PostgreSQL endpoint.
     User(user::Args),
+    /// The daemon's jobs: list them, trigger one, read their runs.
+    Jobs(jobs::Args),
+    /// Manage the bearer tokens of the daemon's HTTP API.
+    Token(token::Args),
     /// Run the whole product offline on generated invoicing data.
     Demo(demo::Args),
 }
@@ -80,6 +84,8 @@ fn main() -> std::process::ExitCode {
             Command::Sql(a) => sql::run(&cli.global, a).await,
             Command::Serve(a) => serve::run(&cli.global, a).await,
             Command::User(a) => user::run(&cli.global, a).await,
+            Command::Jobs(a) => jobs::run(&cli.global, a).await,
+            Command::Token(a) => token::run(&cli.global, a).await,
             Command::Verify(a) => verify::run(&cli.global, a).await,
             Command::Demo(a) => demo::run(&cli.global, a).await,
         }

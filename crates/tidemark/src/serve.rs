@@ -1,10 +1,14 @@
 //! `tidemark serve`: the PostgreSQL-protocol endpoint.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
+use tidemark_core::config::{Config, ServerConfig};
 use tidemark_query::Engine;
-use tidemark_server::{Options, Server};
+use tidemark_server::{Options, Reloader, Server};
+use tracing::{error, info, warn};
 
 use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
 
@@ -29,6 +33,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     }
     let wh = warehouse(g, config.as_ref())?;
     let server = bind(&g.environment, &server_config, &wh).await?;
+    let _reload = AbortOnDrop(spawn_reload(server.reloader(), g.config.clone()));
     server
         .run_until(shutdown())
         .await
@@ -69,5 +74,150 @@ async fn shutdown() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Stops the reload watcher with the server.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keep the endpoint's users and roles in step with the files, without a restart
+/// and without dropping sessions: on SIGHUP, and whenever the config file or the
+/// users file it names changes (modification time and size, checked each second),
+/// read the config again and hand its users file and `[server.roles]` to
+/// [`Reloader::reload`]. Logs `users and roles reloaded` when they are in force, and
+/// an error with the reason when they are refused (the ones in force stay).
+///
+/// Only users and roles are reloaded; other `[server]` settings (listen, TLS,
+/// limits) take effect at the next restart, which is logged as a warning when they
+/// change. Runs on the current tokio runtime until the returned task is aborted.
+pub fn spawn_reload(reloader: Reloader, config_path: PathBuf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(watch(reloader, config_path))
+}
+
+/// What is watched, as of one look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp(Option<(SystemTime, u64)>);
+
+impl Stamp {
+    fn of(p: &Path) -> Self {
+        Self(
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len()))),
+        )
+    }
+}
+
+/// The `[server]` section the reload reads: the config's, or the defaults when
+/// there was no config file at startup either (as `tidemark serve` runs then).
+fn server_config(path: &Path, optional: bool) -> Result<ServerConfig> {
+    if optional && !path.exists() {
+        return Ok(ServerConfig::default());
+    }
+    Ok(Config::from_file(path)?.server)
+}
+
+/// `[server]` settings that only a restart applies, as text to compare.
+fn restart_settings(c: &ServerConfig) -> String {
+    format!(
+        "{:?}",
+        (
+            &c.listen,
+            &c.tls_cert,
+            &c.tls_key,
+            c.require_tls,
+            c.statement_timeout_ms,
+            c.max_connections,
+            c.query_memory_mb,
+            c.refresh_interval_ms,
+            c.audit_flush_ms,
+        )
+    )
+}
+
+async fn watch(reloader: Reloader, config_path: PathBuf) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| warn!(error = %e, "cannot listen for SIGHUP; users and roles reload when their files change"))
+        .ok();
+    // No config file at startup: the defaults are served (see `run`), and a config
+    // file written later is read; one that existed and went away is an error.
+    let optional = !config_path.exists();
+    let mut last = server_config(&config_path, optional).ok();
+    let mut users_file = last.as_ref().map_or_else(
+        || ServerConfig::default().users_file,
+        |c| c.users_file.clone(),
+    );
+    let mut seen = (Stamp::of(&config_path), Stamp::of(&users_file));
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let forced = tokio::select! {
+            _ = hangup => true,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+        };
+        let now = (Stamp::of(&config_path), Stamp::of(&users_file));
+        if !forced && now == seen {
+            continue;
+        }
+        if !forced {
+            // A file still being written (an editor saving in place) is read once it
+            // has stopped changing, not half-written.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if (Stamp::of(&config_path), Stamp::of(&users_file)) != now {
+                continue;
+            }
+        }
+        seen = now;
+        if forced {
+            info!("SIGHUP: reading the users and roles again");
+        }
+        let config = match server_config(&config_path, optional) {
+            Ok(c) => c,
+            Err(e) => {
+                error!(config = %config_path.display(), error = %format!("{e:#}"), "users and roles not reloaded: the config file cannot be used; the previous users and roles stay in force");
+                continue;
+            }
+        };
+        if let Some(previous) = &last {
+            if restart_settings(previous) != restart_settings(&config) {
+                warn!(config = %config_path.display(), "[server] settings other than users_file and roles changed; they take effect at the next restart");
+            }
+        }
+        if config.users_file != users_file {
+            users_file = config.users_file.clone();
+            seen.1 = Stamp::of(&users_file);
+        }
+        match reloader.reload(&config.users_file, &config.roles).await {
+            Ok(summary) => {
+                info!(
+                    config = %config_path.display(),
+                    users_file = %config.users_file.display(),
+                    users = summary.users,
+                    roles = summary.roles,
+                    changes = %summary,
+                    "users and roles reloaded"
+                );
+            }
+            Err(e) => {
+                error!(config = %config_path.display(), users_file = %config.users_file.display(), error = %e, "users and roles not reloaded");
+            }
+        }
+        last = Some(config);
     }
 }

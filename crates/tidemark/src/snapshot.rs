@@ -55,18 +55,7 @@ pub async fn source_tables(
     Ok((source, tables))
 }
 
-/// The names of the sources a command acts on.
-pub fn source_names(
-    config: &tidemark_core::config::Config,
-    only: Option<&str>,
-) -> Result<Vec<String>> {
-    match only {
-        Some(s) if config.sources.contains_key(s) => Ok(vec![s.to_string()]),
-        Some(s) => bail!("source {s:?} is not defined in the config"),
-        None if config.sources.is_empty() => bail!("the config defines no [sources.NAME]"),
-        None => Ok(config.sources.keys().cloned().collect()),
-    }
-}
+pub use tidemark_capture::source_names;
 
 /// Run `tidemark snapshot`.
 pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {

@@ -74,6 +74,13 @@ impl Users {
             .map(|(n, (r, _))| (n.as_str(), r.as_str()))
     }
 
+    /// Every user's name, role and verifier.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, (&str, &Verifier))> {
+        self.by_name
+            .iter()
+            .map(|(n, (r, v))| (n.as_str(), (r.as_str(), v)))
+    }
+
     /// How many users there are.
     pub fn len(&self) -> usize {
         self.by_name.len()

@@ -95,6 +95,13 @@ impl Verifier {
         }
     }
 
+    /// Whether `password` is the one this verifier was made from (for logins that
+    /// send the password itself, over TLS: HTTP Basic auth on the daemon's API).
+    pub fn matches_password(&self, password: &str) -> bool {
+        let candidate = Self::with_salt(password, &self.salt, self.iterations);
+        constant_time_eq(&candidate.stored_key, &self.stored_key)
+    }
+
     /// Check a client proof for `auth_message`; on success, the server signature
     /// that proves to the client that the server knows the verifier.
     pub fn verify(&self, auth_message: &[u8], proof: &[u8]) -> Option<[u8; KEY_LEN]> {

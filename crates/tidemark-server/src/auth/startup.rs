@@ -158,8 +158,11 @@ impl StartupHandler for ScramStartup {
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
+                // The users in force now: a user added by a reload logs in at once.
                 let user = self
                     .shared
+                    .access
+                    .get()
                     .users
                     .get(&name)
                     .map(|(role, v)| (role.clone(), v.clone()));
@@ -242,18 +245,24 @@ impl StartupHandler for ScramStartup {
                     .session_extensions()
                     .insert::<Arc<ConnectionHandle>>(handle.clone());
                 client.session_extensions().insert::<ConnectionGuard>(guard);
-                // Checked at startup for every user; a users file edited since then is
-                // not re-read, so this is a guard.
+                // Every user's role is defined in the roles in force (checked at
+                // startup and by each reload), so this is a guard; it also catches a
+                // reload between the two SCRAM messages that removed the user.
                 let grants = self
                     .shared
-                    .policy
-                    .role(&role)
-                    .ok_or_else(|| fatal("28000", format!("role {role} is not defined")))?;
-                let ctx = crate::catalog::session_context(&self.shared, &name, grants)
+                    .access
+                    .get()
+                    .session_role(&name, &role)
+                    .map_err(|r| match r {
+                        crate::Revoked::UserRemoved => auth_failed(&name),
+                        r => fatal("28000", r.message(&name, &role)),
+                    })?;
+                let grants = Arc::new(crate::access::CurrentRole::new(grants));
+                let ctx = crate::catalog::session_context(&self.shared, &name, grants.clone())
                     .map_err(|e| fatal("XX000", e.to_string()))?;
                 let session = Session::new(
                     name.clone(),
-                    role.clone(),
+                    grants,
                     client.socket_addr().to_string(),
                     Some(handle),
                     ctx,

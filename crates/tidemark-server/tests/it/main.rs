@@ -12,6 +12,7 @@ mod corpus;
 mod errors;
 mod psql;
 mod refresh;
+mod reload;
 mod slt_wire;
 mod support;
 mod tls;

@@ -62,6 +62,8 @@ pub fn options(users_file: PathBuf) -> Options {
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// Replaces the server's users and roles while it runs.
+    pub reloader: tidemark_server::Reloader,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -95,6 +97,7 @@ impl TestServer {
         let engine = Arc::new(Engine::open(wh).await.unwrap());
         let server = Server::bind(engine, wh, opts).await.unwrap();
         let port = server.local_addr().unwrap().port();
+        let reloader = server.reloader();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -107,6 +110,7 @@ impl TestServer {
         Self {
             dir,
             port,
+            reloader,
             stop: Some(tx),
             task: Some(task),
         }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use crate::support::{kill, ok, rows_of, source_rows, spawn_run_with, text, Lcg, TestDb};
+use crate::support::{
+    kill, ok, rows_of, source_rows, spawn_run_with, stop_cleanly, text, Lcg, TestDb,
+};
 
 /// Equal row sets, or a failure showing only the rows that differ.
 fn assert_same(what: &str, lake: Vec<String>, source: Vec<String>) {
@@ -79,22 +81,6 @@ fn http_get(addr: &str, path: &str) -> String {
     out.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or(out)
-}
-
-/// SIGTERM a background run and insist that it finished cleanly.
-fn stop_cleanly(mut child: Child, config: &std::path::Path) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    if !status.success() {
-        let log = std::fs::read_to_string(config.with_file_name("run.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(15).collect();
-        panic!(
-            "SIGTERM should stop cleanly: {status:?}; log tail (newest first):\n{}",
-            tail.join("\n")
-        );
-    }
 }
 
 /// One transaction of 1..6 statements over both tables; counts what it changed.

@@ -175,6 +175,8 @@ async fn committed(wh: &Warehouse, kind: TableKind) -> tidemark_lake::Committed 
 fn maintain_killed(wh: &Path, log: &Path, delay: Option<Duration>) -> bool {
     let _ = std::fs::remove_file(log);
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        // Each daemon its own API port: tests run side by side.
+        .env("TIDEMARK_API_LISTEN", "127.0.0.1:0")
         .arg("--warehouse")
         .arg(wh)
         .args(["maintain", "--no-vacuum"])
@@ -250,6 +252,8 @@ async fn a_compaction_killed_at_any_moment_shows_every_version_once() {
     );
     // A compaction that runs to the end picks up after every kill.
     let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        // Each daemon its own API port: tests run side by side.
+        .env("TIDEMARK_API_LISTEN", "127.0.0.1:0")
         .arg("--warehouse")
         .arg(&root)
         .args(["maintain", "--no-vacuum"])

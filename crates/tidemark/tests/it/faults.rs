@@ -274,6 +274,8 @@ async fn compaction_killed_at_random_moments_loses_nothing() {
             break;
         }
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            // Each daemon its own API port: tests run side by side.
+            .env("TIDEMARK_API_LISTEN", "127.0.0.1:0")
             .arg("--config")
             .arg(&config)
             .args(["maintain", "--retain-hours", "0"])

@@ -5,9 +5,11 @@
 //! The `serve` tests need no MariaDB: their warehouse comes from `tidemark demo`.
 
 mod binlog_forms;
+mod capture_lib;
 mod cdc;
 mod chinook;
 mod compaction;
+mod daemon;
 mod demo;
 mod errors;
 mod faults;
@@ -15,6 +17,7 @@ mod own_tables;
 mod pull;
 mod resume;
 mod serve;
+mod serve_reload;
 mod streams;
 mod support;
 mod types;

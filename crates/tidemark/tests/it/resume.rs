@@ -46,6 +46,8 @@ async fn killed_snapshot_resumes_exactly() {
     let seed = std::process::id() as u64;
     for (round, target) in [3usize, 25, 0].into_iter().enumerate() {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            // Each daemon its own API port: tests run side by side.
+            .env("TIDEMARK_API_LISTEN", "127.0.0.1:0")
             .arg("--config")
             .arg(&config)
             .arg("snapshot")
@@ -257,6 +259,8 @@ async fn a_resumed_snapshot_stamps_rows_with_its_own_read_instant() {
         .join("_delta_log");
     // A first run, killed after a few chunks.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        // Each daemon its own API port: tests run side by side.
+        .env("TIDEMARK_API_LISTEN", "127.0.0.1:0")
         .arg("--config")
         .arg(&config)
         .arg("snapshot")

@@ -9,6 +9,8 @@ use crate::support::{ok, text, tidemark};
 /// `tidemark user add NAME --role ROLE` with the password in the environment.
 fn add_user(cfg: &std::path::Path, name: &str, role: &str, password: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        // Each daemon its own API port: tests run side by side.
+        .env("TIDEMARK_API_LISTEN", "127.0.0.1:0")
         .arg("--config")
         .arg(cfg)
         .args(["user", "add", name, "--role", role])
@@ -84,6 +86,8 @@ fn serve_with_config_users_and_psql() {
 
     // ... or from stdin.
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        // Each daemon its own API port: tests run side by side.
+        .env("TIDEMARK_API_LISTEN", "127.0.0.1:0")
         .arg("--config")
         .arg(&cfg)
         .args(["user", "add", "carol"])
@@ -105,6 +109,8 @@ fn serve_with_config_users_and_psql() {
 
     let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
     let mut server = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        // Each daemon its own API port: tests run side by side.
+        .env("TIDEMARK_API_LISTEN", "127.0.0.1:0")
         .arg("--config")
         .arg(&cfg)
         .arg("serve")

@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use tidemark_capture::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use tidemark_capture::rdkafka::client::DefaultClientContext;
+use tidemark_capture::rdkafka::config::ClientConfig;
+use tidemark_capture::rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::support::{kill, ok, spawn_run_with, wait_for_log, Lcg, TestDb};
 
@@ -325,8 +325,8 @@ fn kafka_config_on(db: &TestDb, group: &str, bootstrap: &str) -> std::path::Path
 /// Every message of `topic` whose key is one of `ids`, read with a fresh consumer:
 /// (partition, offset, the value's start), for diagnosing a failed comparison.
 async fn topic_messages_about(topic: &str, ids: &[String]) -> Vec<String> {
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::Message;
+    use tidemark_capture::rdkafka::consumer::{Consumer, StreamConsumer};
+    use tidemark_capture::rdkafka::Message;
     let c: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("group.id", format!("diag-{}", std::process::id()))

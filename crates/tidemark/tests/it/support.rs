@@ -154,6 +154,8 @@ impl TestDb {
 /// Run the binary; logs as JSON lines on stderr.
 pub fn tidemark(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        // Each daemon its own API port: tests run side by side.
+        .env("TIDEMARK_API_LISTEN", "127.0.0.1:0")
         .arg("--config")
         .arg(config)
         .args(args)
@@ -201,6 +203,8 @@ pub fn spawn_run_with(config: &std::path::Path, extra: &[&str]) -> Child {
         .open(config.with_file_name("run.log"))
         .expect("run.log");
     Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        // Each daemon its own API port: tests run side by side.
+        .env("TIDEMARK_API_LISTEN", "127.0.0.1:0")
         .arg("--config")
         .arg(config)
         .arg("run")
@@ -210,6 +214,23 @@ pub fn spawn_run_with(config: &std::path::Path, extra: &[&str]) -> Child {
         .stderr(log)
         .spawn()
         .expect("start tidemark run")
+}
+
+/// SIGTERM a background run and require a clean exit, showing the tail of its
+/// `run.log` otherwise.
+pub fn stop_cleanly(mut child: Child, config: &Path) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    if !status.success() {
+        let log = std::fs::read_to_string(config.with_file_name("run.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        panic!(
+            "SIGTERM should stop cleanly: {status:?}; log tail (newest first):\n{}",
+            tail.join("\n")
+        );
+    }
 }
 
 /// SIGKILL a background run (no chance to finish anything) and wait for it to go.

@@ -91,6 +91,8 @@ fn spawn_verify(config: &Path, args: &[&str]) -> VerifyRun {
     let stdout = config.with_file_name("verify.out");
     let stderr = config.with_file_name("verify.err");
     let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        // Each daemon its own API port: tests run side by side.
+        .env("TIDEMARK_API_LISTEN", "127.0.0.1:0")
         .arg("--config")
         .arg(config)
         .arg("verify")

@@ -23,16 +23,30 @@ pub struct TableMetrics {
 }
 
 /// Everything `/metrics` shows, keyed by (source, table).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Metrics {
     tables: BTreeMap<(String, String), TableMetrics>,
     commits: BTreeMap<String, (u64, f64)>,
     /// Per stream: messages sent to the dead letters, and replays skipped.
     streams: BTreeMap<String, (u64, u64)>,
+    /// Told the SQL name of each table that committed rows (the daemon's scheduler,
+    /// so that new-data jobs start without waiting for their next poll).
+    watchers: Vec<OnLanded>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("tables", &self.tables.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Shared handle.
 pub type Shared = Arc<Mutex<Metrics>>;
+
+/// What [`Metrics::on_landed`] calls with a table's SQL name.
+pub type OnLanded = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl Metrics {
     /// A table's entry.
@@ -40,6 +54,18 @@ impl Metrics {
         self.tables
             .entry((source.to_string(), table.to_string()))
             .or_default()
+    }
+
+    /// Call `f` with a table's SQL name each time rows of it are committed.
+    pub fn on_landed(&mut self, f: OnLanded) {
+        self.watchers.push(f);
+    }
+
+    /// Rows of `sql_name` were committed.
+    pub fn landed(&self, sql_name: &str) {
+        for w in &self.watchers {
+            w(sql_name);
+        }
     }
 
     /// One commit round of a source took `seconds`.

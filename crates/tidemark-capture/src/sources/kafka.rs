@@ -3,7 +3,7 @@
 //! Kafka topics are read as a member of a consumer group, so several `tidemark run`
 //! workers share a topic's partitions; rebalances are reported to the landing loop
 //! ([`Rebalanced`]). Both inputs hand out [`Msg`]s with a partition name and an offset; the landing loop in
-//! `stream.rs` does not know which it reads. Positions live in the Delta tables, not
+//! `events.rs` does not know which it reads. Positions live in the Delta tables, not
 //! here: the Kafka consumer starts each partition at the group's committed offset
 //! (or the beginning), and the landing loop skips what a table already has. The
 //! group offset is committed only after the data it covers is in Delta, so it never

@@ -1,4 +1,4 @@
-//! `tidemark run` for event streams (`[streams.*]`): change events that Debezium or
+//! Capture from event streams (`[streams.*]`): change events that Debezium or
 //! AWS DMS captured, read from Kafka or from JSON-lines files, landed on the same
 //! path as binlog capture — each table's history log, with its current table derived
 //! from it (merge-on-read) and compacted in the background.
@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tidemark_core::change::ChangeBatchBuilder;
 use tidemark_core::config::{Config, EventFormat, StreamConfig};
 use tidemark_core::names::TableName;
@@ -53,8 +53,8 @@ use tidemark_mysql::connect::Source;
 use tidemark_mysql::discover::describe;
 use tracing::{error, info, warn};
 
-use crate::common::GlobalArgs;
-use crate::kafka::{Input, Msg, Rebalanced};
+use crate::landing::{plan_evolution, selects, spawn_compaction, CompactionTask, COMPACT_MIN_ROWS};
+use crate::sources::kafka::{Input, Msg, Rebalanced, Watermarks};
 
 /// One landed table of the stream.
 struct Table {
@@ -269,7 +269,7 @@ struct Landing {
     /// Asks the broker where a partition's log ends (Kafka): a table position beyond
     /// it means the offsets were reused (a recreated topic), never that a message was
     /// landed before.
-    watermarks: Option<crate::kafka::Watermarks>,
+    watermarks: Option<Watermarks>,
     /// Per partition, the highest end of its log the broker reported: asked again
     /// only when a table's position is beyond it (another worker may have landed
     /// messages written since).
@@ -281,7 +281,7 @@ struct Landing {
     pending_rows: usize,
     oldest_pending: Option<Instant>,
     replayed: u64,
-    compaction: Option<crate::run::CompactionTask>,
+    compaction: Option<CompactionTask>,
 }
 
 impl Landing {
@@ -317,7 +317,7 @@ impl Landing {
     }
 
     async fn open(&mut self, db: &str, table: &str) -> Result<Result<Option<Table>, String>> {
-        if !crate::run::selects(&self.source, db, table)? {
+        if !selects(&self.source, db, table)? {
             return Ok(Ok(None));
         }
         // A table landed before streams with the definition it was landed with (a
@@ -639,7 +639,7 @@ impl Landing {
                 .state
                 .last_source_ts_us
                 .map_or(ts_us, |landed| ts_us.min(landed + 1));
-            let planned = crate::run::plan_evolution(
+            let planned = plan_evolution(
                 &self.source,
                 db,
                 table,
@@ -685,7 +685,7 @@ impl Landing {
         // Reads take every row from history until the next compaction writes a base
         // of the new shape.
         t.base_rows = 0;
-        t.tail_rows = t.tail_rows.max(crate::run::COMPACT_MIN_ROWS) + filled;
+        t.tail_rows = t.tail_rows.max(COMPACT_MIN_ROWS) + filled;
         info!(stream = %self.name, table = %key, position = %position,
             changes = %evolution.changes.join("; "), "schema changed at the source; the table evolved in place");
         Ok(Ok(()))
@@ -796,8 +796,14 @@ impl Landing {
         }
         let due: Vec<&mut Table> = self.tables.values_mut().filter(|t| t.dirty()).collect();
         let tables = due.len();
-        let results: Vec<(String, Result<Flushed>)> = futures::stream::iter(due)
-            .map(|t| async move { (t.schema.name.source(), t.flush().await) })
+        // The futures are made (and boxed) before the stream holds them, so no closure
+        // is held across an await: rustc could not prove the pipeline's future Send
+        // otherwise, and the daemon spawns it.
+        let flushes: Vec<futures::future::BoxFuture<'_, (String, Result<Flushed>)>> = due
+            .into_iter()
+            .map(|t| async move { (t.schema.name.source(), t.flush().await) }.boxed())
+            .collect();
+        let results: Vec<(String, Result<Flushed>)> = futures::stream::iter(flushes)
             .buffer_unordered(4)
             .collect()
             .await;
@@ -817,6 +823,7 @@ impl Landing {
                 if n > 0 {
                     tm.last_source_ts_us = t.last_source_ts_us;
                     tm.last_ingest_us = t.writer.committed(TableKind::History).state.last_ingest_us;
+                    m.landed(&t.schema.name.sql());
                 }
             }
             m.committed(&self.name, started.elapsed().as_secs_f64());
@@ -866,30 +873,25 @@ impl Landing {
         // The figures are estimates that only pace compactions.
         t.base_rows += t.tail_rows;
         t.tail_rows = 0;
-        self.compaction = Some(crate::run::spawn_compaction(
-            self.wh.clone(),
-            t.schema.clone(),
-            false,
-        ));
+        self.compaction = Some(spawn_compaction(self.wh.clone(), t.schema.clone(), false));
     }
 }
 
 /// Run one stream until stopped (or, with `--until-caught-up`, until everything
 /// there is has been read).
 pub async fn run_stream(
-    g: &GlobalArgs,
+    environment: &str,
     config: &Config,
     wh: &Warehouse,
     name: &str,
     stop: Arc<AtomicBool>,
-    args: &crate::run::Args,
+    until_caught_up: bool,
     metrics: crate::metrics::Shared,
 ) -> Result<()> {
-    let until_caught_up = args.until_caught_up;
     let cfg = config.streams.get(name).context("stream not defined")?;
     let source = Source::connect(
         &cfg.schema_from,
-        config.source_for(&g.environment, &cfg.schema_from)?,
+        config.source_for(environment, &cfg.schema_from)?,
     )
     .await
     .with_context(|| {

@@ -1,0 +1,160 @@
+//! # tidemark-capture
+//!
+//! Change capture as a library: what `tidemark run` (and, through it, the daemon)
+//! starts, stops and watches. Every pipeline walks the same way:
+//!
+//! ```text
+//! source ──► change batch + position ──► TableWriter commit (data and position in
+//!                                        one Delta commit) ──► compaction due?
+//! ```
+//!
+//! * [`sources`]: one folder per kind of source.
+//!   - [`sources::binlog`]: the MySQL binlog (snapshotting first what was never
+//!     landed), with schema changes applied from the DDL events in the stream;
+//!   - [`sources::events`]: Debezium / AWS DMS change events, from
+//!     [`sources::kafka`] (a Kafka consumer group, or JSON-lines files), with dead
+//!     letters and scale-out across workers.
+//! * [`landing`]: what the pipelines share after a batch: compaction, selection,
+//!   schema evolution of a landed table.
+//! * [`metrics`]: the figures `/metrics` shows (changes, lag, commits, parked tables).
+//!
+//! Snapshot and pull (batch landings) live in `tidemark_mysql::{snapshot, pull}`;
+//! the daemon runs them as jobs.
+//!
+//! Exactly once: a table's commits carry the position just after the last source
+//! transaction (or Kafka offset) they contain, so a pipeline restarted at any instant
+//! skips what each table already has. Nothing here keeps state outside the lake.
+//!
+//! Not yet one seam: the binlog and event pipelines each keep their own batching and
+//! schema-change code (issue 16 plans a `Source` trait yielding batches to one
+//! landing loop); [`landing`] is what they already share.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use futures::FutureExt;
+use tidemark_core::config::{Capture, Config};
+use tidemark_lake::Warehouse;
+use tracing::error;
+
+pub mod landing;
+pub mod metrics;
+pub mod sources;
+
+/// The Kafka client this crate links, for code that must speak to the same broker
+/// (tests producing events) without linking librdkafka a second time.
+pub use rdkafka;
+
+/// What to capture and how long.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The environment whose credentials the sources connect with.
+    pub environment: String,
+    /// Only this source or stream (default: every source with `capture = "binlog"`
+    /// and every stream in the config).
+    pub only: Option<String>,
+    /// Return once every pipeline has caught up (nothing new for one flush
+    /// interval), after committing every table's position. For backfills and tests.
+    pub until_caught_up: bool,
+}
+
+/// The binlog sources and event streams `options` selects.
+pub fn selected(config: &Config, options: &Options) -> Result<(Vec<String>, Vec<String>)> {
+    // Sources whose changes arrive through a stream are not read from the binlog.
+    let (sources, streams): (Vec<String>, Vec<String>) = match options.only.as_deref() {
+        Some(one) if config.streams.contains_key(one) => (Vec::new(), vec![one.to_string()]),
+        one => (
+            source_names(config, one)?
+                .into_iter()
+                .filter(|n| config.sources[n].capture == Capture::Binlog)
+                .collect(),
+            if one.is_none() {
+                config.streams.keys().cloned().collect()
+            } else {
+                Vec::new()
+            },
+        ),
+    };
+    if sources.is_empty() && streams.is_empty() {
+        bail!("nothing to capture: every selected source has capture = \"none\" and no stream is configured");
+    }
+    Ok((sources, streams))
+}
+
+/// Run every selected pipeline until `stop` is set (each finishes the commit in
+/// flight), or until each has caught up. One pipeline's failure does not stop the
+/// others; the errors are returned together at the end.
+pub async fn run(
+    config: &Config,
+    wh: &Warehouse,
+    options: &Options,
+    stop: Arc<AtomicBool>,
+    metrics: metrics::Shared,
+) -> Result<()> {
+    let (sources, streams) = selected(config, options)?;
+    let source_runs = sources.iter().map(|name| {
+        let (stop, metrics) = (stop.clone(), metrics.clone());
+        async move {
+            let r = sources::binlog::run_source(
+                &options.environment,
+                config,
+                wh,
+                name,
+                stop,
+                options.until_caught_up,
+                metrics,
+            )
+            .await;
+            (format!("source {name}"), r)
+        }
+        // Boxed where the borrows are concrete, so `run` can be spawned.
+        .boxed()
+    });
+    let stream_runs = streams.iter().map(|name| {
+        let (stop, metrics) = (stop.clone(), metrics.clone());
+        async move {
+            let r = sources::events::run_stream(
+                &options.environment,
+                config,
+                wh,
+                name,
+                stop,
+                options.until_caught_up,
+                metrics,
+            )
+            .await;
+            (format!("stream {name}"), r)
+        }
+        .boxed()
+    });
+    let (a, b) = futures::future::join(
+        futures::future::join_all(source_runs),
+        futures::future::join_all(stream_runs),
+    )
+    .await;
+    let mut failed = Vec::new();
+    for (name, r) in a.into_iter().chain(b) {
+        if let Err(e) = r {
+            error!(what = %name, error = %format!("{e:#}"), "capture stopped");
+            failed.push(format!("{name}: {e:#}"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
+    }
+    Ok(())
+}
+
+/// The names of the sources a command acts on.
+pub fn source_names(
+    config: &tidemark_core::config::Config,
+    only: Option<&str>,
+) -> Result<Vec<String>> {
+    match only {
+        Some(s) if config.sources.contains_key(s) => Ok(vec![s.to_string()]),
+        Some(s) => bail!("source {s:?} is not defined in the config"),
+        None if config.sources.is_empty() => bail!("the config defines no [sources.NAME]"),
+        None => Ok(config.sources.keys().cloned().collect()),
+    }
+}

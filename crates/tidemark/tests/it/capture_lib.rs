@@ -1,0 +1,257 @@
+//! The pipelines and the daemon as libraries, in this process (no binary spawned):
+//! binlog capture through `tidemark_capture::run`, stopped mid-stream and resumed
+//! exactly once; and `tidemark_daemon::App` running a job triggered by new data and
+//! one triggered through its handle.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tidemark_core::config::Config;
+use tidemark_lake::Warehouse;
+
+use crate::support::TestDb;
+
+fn options(until_caught_up: bool) -> tidemark_capture::Options {
+    tidemark_capture::Options {
+        environment: "dev".into(),
+        only: None,
+        until_caught_up,
+    }
+}
+
+fn load(config: &std::path::Path) -> (Config, Warehouse) {
+    let c = Config::from_file(config).expect("config");
+    let env = c.environment("dev").unwrap();
+    let wh = Warehouse::new(&env.warehouse, Default::default()).unwrap();
+    (c, wh)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binlog_capture_runs_as_a_library_and_resumes_exactly_once() {
+    let db = TestDb::new("capture_lib").await;
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await;
+    db.exec("INSERT INTO t VALUES (1, 1), (2, 2)").await;
+    let config = db.config(&format!(
+        "flush_interval_ms = 100\nserver_id = {}",
+        300_000 + std::process::id()
+    ));
+    let (c, wh) = load(&config);
+    // Snapshot and catch up, in-process.
+    tidemark_capture::run(
+        &c,
+        &wh,
+        &options(true),
+        Arc::new(AtomicBool::new(false)),
+        Default::default(),
+    )
+    .await
+    .expect("first capture");
+    assert_eq!(
+        db.sql_i64(&format!("SELECT count(*) FROM {}.t", db.name))
+            .await,
+        2
+    );
+    // A long-running capture, stopped by its flag while changes flow.
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = {
+        let (c, wh, stop) = (c.clone(), wh.clone(), stop.clone());
+        tokio::spawn(async move {
+            tidemark_capture::run(&c, &wh, &options(false), stop, Default::default()).await
+        })
+    };
+    for i in 3..=40 {
+        db.exec(&format!("INSERT INTO t VALUES ({i}, {i})")).await;
+        if i == 20 {
+            db.exec("UPDATE t SET v = v + 100 WHERE id <= 10").await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    running.await.unwrap().expect("stopped cleanly");
+    db.exec("DELETE FROM t WHERE id = 40").await;
+    // The rest, from the committed positions.
+    tidemark_capture::run(
+        &c,
+        &wh,
+        &options(true),
+        Arc::new(AtomicBool::new(false)),
+        Default::default(),
+    )
+    .await
+    .expect("resumed capture");
+    let t = &db.name;
+    assert_eq!(db.sql_i64(&format!("SELECT count(*) FROM {t}.t")).await, 39);
+    assert_eq!(
+        db.sql_i64(&format!("SELECT sum(v) FROM {t}.t")).await,
+        db.query_i64("SELECT sum(v) FROM t").await
+    );
+    // One version per change: 40 inserts, 10 updates, 1 delete (tombstones hidden).
+    assert_eq!(
+        db.sql_i64(&format!("SELECT count(*) FROM {t}_history.t"))
+            .await,
+        50
+    );
+    crate::support::record_checked(39, "library capture after a stop and a resume");
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_app_runs_jobs_in_process() {
+    let db = TestDb::new("daemon_lib").await;
+    let d = &db.name;
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await;
+    db.exec("INSERT INTO t VALUES (1, 1), (2, 2), (3, 3)").await;
+    let config = db.config(&format!(
+        "flush_interval_ms = 100\nserver_id = {}\n\n[daemon]\napi_listen = \"off\"\n\n\
+         [jobs.sums]\nkind = \"sql\"\nsql = \"SELECT sum(v) AS s FROM {d}.t\"\ntarget = \"reports.sums\"\non = \"new_data\"\ninputs = [\"{d}.t\"]\ndebounce = \"100ms\"\n\n\
+         [jobs.manual]\nkind = \"sql\"\nsql = \"SELECT count(*) AS n FROM {d}.t\"\ntarget = \"reports.manual\"\n",
+        400_000 + std::process::id()
+    ));
+    let (c, wh) = load(&config);
+    let app = tidemark_daemon::App::build(
+        c,
+        wh,
+        tidemark_daemon::Options {
+            config_path: Some(config.clone()),
+            capture: options(false),
+            api_listen: None,
+            input_poll: Some(Duration::from_millis(100)),
+        },
+        Default::default(),
+    )
+    .await
+    .expect("build the daemon");
+    assert!(app.api_addr().is_none(), "api_listen = \"off\"");
+    let handle = app.handle();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = {
+        let stop = stop.clone();
+        tokio::spawn(async move { app.run_until(stop).await })
+    };
+    let start = Instant::now();
+    loop {
+        // Not there until the job's first run: asked without panicking.
+        let engine = tidemark_query::Engine::open(&load(&config).1)
+            .await
+            .unwrap();
+        if let Ok(b) = engine.query("SELECT s FROM reports.sums").await {
+            if b.iter().map(|b| b.num_rows()).sum::<usize>() == 1 {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the new-data job never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(db.sql_i64("SELECT s FROM reports.sums").await, 6);
+    let id = handle
+        .trigger("manual", "test", BTreeMap::new())
+        .await
+        .expect("a known job");
+    let start = Instant::now();
+    loop {
+        if let Some(r) = handle.run(&id) {
+            if r.outcome != tidemark_scheduler::store::Outcome::Running {
+                assert_eq!(
+                    r.outcome,
+                    tidemark_scheduler::store::Outcome::Succeeded,
+                    "{r:?}"
+                );
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the manual run never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(db.sql_i64("SELECT n FROM reports.manual").await, 3);
+    assert!(handle
+        .trigger("nope", "test", BTreeMap::new())
+        .await
+        .is_err());
+    stop.store(true, Ordering::SeqCst);
+    running.await.unwrap().expect("the daemon stops cleanly");
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_and_pull_jobs_land_a_source_without_capture() {
+    let db = TestDb::new("snapshot_job").await;
+    db.exec("CREATE TABLE a (id INT PRIMARY KEY, v INT NOT NULL, updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))")
+        .await;
+    db.exec("INSERT INTO a (id, v) VALUES (1, 1), (2, 2)").await;
+    let d = &db.name;
+    let config = db.config(&format!(
+        "capture = \"none\"\n\n[sources.main.tables.\"{d}.a\"]\nwatermark = \"updated_at\"\n\n[daemon]\napi_listen = \"off\"\n\n\
+         [jobs.land]\nkind = \"snapshot\"\nsource = \"main\"\n\n[jobs.refresh]\nkind = \"pull\"\nsource = \"main\"\n"
+    ));
+    let (c, wh) = load(&config);
+    let app = tidemark_daemon::App::build(
+        c,
+        wh,
+        tidemark_daemon::Options {
+            config_path: None,
+            capture: options(false),
+            api_listen: None,
+            input_poll: None,
+        },
+        Default::default(),
+    )
+    .await
+    .expect("a daemon with jobs only");
+    let handle = app.handle();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = {
+        let stop = stop.clone();
+        tokio::spawn(async move { app.run_until(stop).await })
+    };
+    let run = |job: &'static str| {
+        let handle = handle.clone();
+        async move {
+            let id = handle.trigger(job, "test", BTreeMap::new()).await.unwrap();
+            let start = Instant::now();
+            loop {
+                if let Some(r) = handle.run(&id) {
+                    if r.outcome != tidemark_scheduler::store::Outcome::Running {
+                        return r;
+                    }
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "{job} never ended"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let r = run("land").await;
+    assert_eq!(
+        r.outcome,
+        tidemark_scheduler::store::Outcome::Succeeded,
+        "{r:?}"
+    );
+    assert_eq!(r.rows, 2);
+    assert_eq!(db.sql_i64(&format!("SELECT count(*) FROM {d}.a")).await, 2);
+    // Landed tables are left alone; changes come by the pull.
+    db.exec("UPDATE a SET v = 20 WHERE id = 2").await;
+    db.exec("INSERT INTO a (id, v) VALUES (3, 3)").await;
+    assert_eq!(run("land").await.rows, 0);
+    let r = run("refresh").await;
+    assert_eq!(
+        r.outcome,
+        tidemark_scheduler::store::Outcome::Succeeded,
+        "{r:?}"
+    );
+    assert_eq!(db.sql_i64(&format!("SELECT sum(v) FROM {d}.a")).await, 24);
+    stop.store(true, Ordering::SeqCst);
+    running.await.unwrap().expect("the daemon stops cleanly");
+    db.drop().await;
+}
