@@ -11,11 +11,16 @@
 
 use std::sync::{Arc, RwLock};
 
+use futures::future::BoxFuture;
 use tidemark_core::config::Config;
 use tidemark_lake::Warehouse;
+use tidemark_mysql::connect::Source;
+use tidemark_mysql::discover::{discover, DiscoveredTable};
 use tidemark_query::Engine;
 use tidemark_scheduler::job::{JobError, Registry};
 use tidemark_scheduler::spec::{ConfigError, JobSpec};
+use tokio_util::sync::CancellationToken;
+use tracing::error;
 
 pub mod maintenance;
 pub mod pull;
@@ -129,5 +134,69 @@ pub(crate) fn lake_error(e: tidemark_lake::Error, what: &str) -> JobError {
             message: format!("{what}: {e}"),
             action: "fix what the error names".into(),
         }
+    }
+}
+
+/// What one table of a source gave a batch job: rows, or why it failed.
+pub(crate) type TableDone<'a> = BoxFuture<'a, Result<u64, String>>;
+
+/// Connect to source `name` and run `each` on its selected tables that `keep`
+/// accepts, one at a time, until `cancel`. A table's failure is logged and the
+/// others go on; then the failures are one transient error naming each (a retry
+/// resumes them: each table's commits carry their own position). The rows summed.
+pub(crate) async fn each_table<K, F>(
+    env: &Env,
+    name: &str,
+    cancel: &CancellationToken,
+    keep: K,
+    mut each: F,
+) -> Result<u64, JobError>
+where
+    K: Fn(&Source, &DiscoveredTable) -> bool,
+    F: for<'a> FnMut(&'a Source, &'a DiscoveredTable) -> TableDone<'a>,
+{
+    let cfg = env
+        .config()
+        .source_for(&env.environment, name)
+        .map_err(|e| JobError::Definite {
+            message: e.to_string(),
+            action: format!("correct [sources.{name}]"),
+        })?;
+    let source = Source::connect(name, cfg).await.map_err(mysql_error)?;
+    let tables = discover(&source).await.map_err(mysql_error)?;
+    let (mut rows, mut failed) = (0u64, Vec::new());
+    for t in tables.iter().filter(|t| keep(&source, t)) {
+        // Between tables: each is done or resumable.
+        if cancel.is_cancelled() {
+            break;
+        }
+        match each(&source, t).await {
+            Ok(n) => rows += n,
+            Err(e) => {
+                error!(source = %name, table = %t.schema.name.source(), error = %e, "table failed; the others go on");
+                failed.push(format!("{}: {e}", t.schema.name.source()));
+            }
+        }
+    }
+    source.close().await;
+    if !failed.is_empty() {
+        return Err(JobError::Transient(format!(
+            "{} table(s) failed (the others are done; a retry resumes them): {}",
+            failed.len(),
+            failed.join("; ")
+        )));
+    }
+    Ok(rows)
+}
+
+/// A source error: a refused login or a missing privilege will not cure itself.
+pub(crate) fn mysql_error(e: tidemark_mysql::Error) -> JobError {
+    let text = e.to_string();
+    match e {
+        tidemark_mysql::Error::Unreachable { .. } => JobError::Transient(text),
+        _ => JobError::Definite {
+            message: text,
+            action: "fix what the error names (`tidemark check` helps)".into(),
+        },
     }
 }

@@ -20,7 +20,8 @@
 //! * [`reload`]: a changed config, tokens file or SIGHUP takes effect in the running
 //!   daemon; a config that does not parse is refused and the old one stays.
 //! * [`status`]: per-table capture state (`tidemark status`, `/api/v1/status`).
-//! * [`tokens`]: the API's bearer tokens, stored as hashes.
+//! * [`tokens`]: the API's bearer tokens, stored as hashes; [`watch`]: SIGHUP and
+//!   changed files, for every reload.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +44,7 @@ pub mod reload;
 pub mod status;
 pub mod store;
 pub mod tokens;
+pub mod watch;
 
 /// How `tidemark run` was asked to run.
 #[derive(Debug, Clone, Default)]

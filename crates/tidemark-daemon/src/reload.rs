@@ -1,6 +1,5 @@
-//! Changes without a restart: on SIGHUP, and whenever the config file or the
-//! tokens file changes on disk (checked each second: polling works the same on
-//! every filesystem, and a second is well within what an operator waits for).
+//! Changes without a restart: on SIGHUP, and whenever the config file, the tokens
+//! file or the users file changes on disk ([`crate::watch`]).
 //!
 //! * The config: its jobs are parsed and validated through the registered kinds;
 //!   if anything is wrong the new config is refused, the reason logged, and the old
@@ -14,7 +13,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
 
 use tidemark_core::config::Config;
 use tidemark_scheduler::{parse_jobs, Handle};
@@ -23,6 +21,7 @@ use tracing::{error, info};
 
 use crate::jobs::{registry, Env};
 use crate::tokens::Tokens;
+use crate::watch::{Change, Watcher};
 
 /// What the watcher reloads.
 pub struct Watched {
@@ -42,68 +41,35 @@ pub struct Watched {
     pub env: Env,
 }
 
-fn modified(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
 /// Watch until `shutdown`.
 pub async fn watch(w: Watched, shutdown: CancellationToken) {
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut seen_config = w.config_path.as_deref().and_then(modified);
-    let mut seen_tokens = modified(&w.tokens_file);
-    let mut seen_users = modified(&w.users_file);
+    const CONFIG: usize = 0;
+    const TOKENS: usize = 1;
+    const USERS: usize = 2;
+    let config_path = w.config_path.clone().unwrap_or_default();
+    let mut files = Watcher::new(vec![
+        config_path.clone(),
+        w.tokens_file.clone(),
+        w.users_file.clone(),
+    ]);
     loop {
-        #[cfg(unix)]
-        let hangup = async {
-            match hup.as_mut() {
-                Some(h) => {
-                    h.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hangup = std::future::pending::<()>();
-        let forced = tokio::select! {
+        let change = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = hangup => true,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            c = files.next() => c,
         };
-        if forced {
-            info!("SIGHUP: reading the config and tokens again");
+        if change == Change::Hangup {
+            info!("SIGHUP: reading the config, tokens and users again");
         }
-        let mut config_changed = false;
-        if let Some(path) = &w.config_path {
-            let now = modified(path);
-            if forced || now != seen_config {
-                config_changed = true;
-                seen_config = now;
-                match reload_config(path, &w) {
-                    Ok(n) => info!(config = %path.display(), jobs = n, "config reloaded"),
-                    Err(e) => {
-                        error!(config = %path.display(), error = %e, "the changed config is refused; the one in force stays")
-                    }
+        let config_changed = w.config_path.is_some() && change.touches(CONFIG);
+        if config_changed {
+            match reload_config(&config_path, &w) {
+                Ok(n) => info!(config = %config_path.display(), jobs = n, "config reloaded"),
+                Err(e) => {
+                    error!(config = %config_path.display(), error = %e, "the changed config is refused; the one in force stays")
                 }
             }
         }
-        // The API's view of the endpoint's users: a changed users file or config
-        // (admin roles) is read again.
-        let users_now = modified(&w.users_file);
-        if forced || users_now != seen_users || config_changed {
-            seen_users = users_now;
-            if let Some(users) = &w.users {
-                match crate::api::Users::load(&w.env.config()) {
-                    Ok(u) => *users.write().expect("users lock") = u,
-                    Err(e) => {
-                        error!(error = %e, "the changed users file is refused for the HTTP API; the users in force stay")
-                    }
-                }
-            }
-        }
-        let now = modified(&w.tokens_file);
-        if forced || now != seen_tokens {
-            seen_tokens = now;
+        if change.touches(TOKENS) {
             if let Some(tokens) = &w.tokens {
                 match Tokens::load(&w.tokens_file) {
                     Ok(t) => {
@@ -113,6 +79,18 @@ pub async fn watch(w: Watched, shutdown: CancellationToken) {
                     }
                     Err(e) => {
                         error!(error = %e, "the changed tokens file is refused; the tokens in force stay")
+                    }
+                }
+            }
+        }
+        // The API's view of the endpoint's users: a changed users file, or a config
+        // that changes the admin roles.
+        if change.touches(USERS) || config_changed {
+            if let Some(users) = &w.users {
+                match crate::api::Users::load(&w.env.config()) {
+                    Ok(u) => *users.write().expect("users lock") = u,
+                    Err(e) => {
+                        error!(error = %e, "the changed users file is refused for the HTTP API; the users in force stay")
                     }
                 }
             }

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use tidemark_core::config::{Config, ServerConfig};
+use tidemark_daemon::watch::{Change, Watcher};
 use tidemark_query::Engine;
 use tidemark_server::{Options, Reloader, Server};
 use tracing::{error, info, warn};
@@ -100,20 +100,6 @@ pub fn spawn_reload(reloader: Reloader, config_path: PathBuf) -> tokio::task::Jo
     tokio::spawn(watch(reloader, config_path))
 }
 
-/// What is watched, as of one look.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp(Option<(SystemTime, u64)>);
-
-impl Stamp {
-    fn of(p: &Path) -> Self {
-        Self(
-            std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len()))),
-        )
-    }
-}
-
 /// The `[server]` section the reload reads: the config's, or the defaults when
 /// there was no config file at startup either (as `tidemark serve` runs then).
 fn server_config(path: &Path, optional: bool) -> Result<ServerConfig> {
@@ -142,49 +128,17 @@ fn restart_settings(c: &ServerConfig) -> String {
 }
 
 async fn watch(reloader: Reloader, config_path: PathBuf) {
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(|e| warn!(error = %e, "cannot listen for SIGHUP; users and roles reload when their files change"))
-        .ok();
     // No config file at startup: the defaults are served (see `run`), and a config
     // file written later is read; one that existed and went away is an error.
     let optional = !config_path.exists();
     let mut last = server_config(&config_path, optional).ok();
-    let mut users_file = last.as_ref().map_or_else(
+    let users_file = last.as_ref().map_or_else(
         || ServerConfig::default().users_file,
         |c| c.users_file.clone(),
     );
-    let mut seen = (Stamp::of(&config_path), Stamp::of(&users_file));
+    let mut files = Watcher::new(vec![config_path.clone(), users_file]);
     loop {
-        #[cfg(unix)]
-        let hangup = async {
-            match hup.as_mut() {
-                Some(h) => {
-                    h.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hangup = std::future::pending::<()>();
-        let forced = tokio::select! {
-            _ = hangup => true,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
-        };
-        let now = (Stamp::of(&config_path), Stamp::of(&users_file));
-        if !forced && now == seen {
-            continue;
-        }
-        if !forced {
-            // A file still being written (an editor saving in place) is read once it
-            // has stopped changing, not half-written.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if (Stamp::of(&config_path), Stamp::of(&users_file)) != now {
-                continue;
-            }
-        }
-        seen = now;
-        if forced {
+        if files.next().await == Change::Hangup {
             info!("SIGHUP: reading the users and roles again");
         }
         let config = match server_config(&config_path, optional) {
@@ -199,10 +153,8 @@ async fn watch(reloader: Reloader, config_path: PathBuf) {
                 warn!(config = %config_path.display(), "[server] settings other than users_file and roles changed; they take effect at the next restart");
             }
         }
-        if config.users_file != users_file {
-            users_file = config.users_file.clone();
-            seen.1 = Stamp::of(&users_file);
-        }
+        // The config may name another users file: that one is watched from now.
+        files.replace(1, config.users_file.clone());
         match reloader.reload(&config.users_file, &config.roles).await {
             Ok(summary) => {
                 info!(

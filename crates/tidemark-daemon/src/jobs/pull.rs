@@ -18,14 +18,11 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use tidemark_mysql::connect::Source;
-use tidemark_mysql::discover::discover;
 use tidemark_mysql::pull::pull_table;
 use tidemark_scheduler::job::{Job, JobError, JobKind, RunContext, RunOutput};
 use tidemark_scheduler::spec::{ConfigError, JobSpec};
-use tracing::error;
 
-use super::{bad, only, string, Env};
+use super::{bad, each_table, only, string, Env};
 
 /// The kind.
 pub struct Kind(pub Env);
@@ -67,60 +64,35 @@ impl Job for Pull {
     fn run(&self, cx: RunContext) -> BoxFuture<'static, Result<RunOutput, JobError>> {
         let (env, name, reconcile) = (self.env.clone(), self.source.clone(), self.reconcile);
         async move {
-            let cfg = env
-                .config()
-                .source_for(&env.environment, &name)
-                .map_err(|e| JobError::Definite {
-                    message: e.to_string(),
-                    action: format!("correct [sources.{name}]"),
-                })?;
-            let source = Source::connect(&name, cfg).await.map_err(mysql_error)?;
-            let tables = discover(&source).await.map_err(mysql_error)?;
-            let mut changed = 0u64;
-            let mut failed = Vec::new();
-            for t in tables.iter().filter(|t| {
-                source
-                    .config
-                    .table_options(&t.schema.name.source_db, &t.schema.name.source_table)
-                    .watermark
-                    .is_some()
-            }) {
-                if cx.cancel.is_cancelled() {
-                    break;
-                }
-                match pull_table(&source, &env.wh, t, reconcile).await {
-                    Ok(r) => changed += r.changed,
-                    Err(e) => {
-                        error!(source = %name, table = %t.schema.name.source(), error = %e, "pull failed");
-                        failed.push(format!("{}: {e}", t.schema.name.source()));
+            let wh = env.wh.clone();
+            let changed = each_table(
+                &env,
+                &name,
+                &cx.cancel,
+                |source, t| {
+                    source
+                        .config
+                        .table_options(&t.schema.name.source_db, &t.schema.name.source_table)
+                        .watermark
+                        .is_some()
+                },
+                |source, t| {
+                    let wh = wh.clone();
+                    async move {
+                        pull_table(source, &wh, t, reconcile)
+                            .await
+                            .map(|r| r.changed)
+                            .map_err(|e| e.to_string())
                     }
-                }
-            }
-            source.close().await;
-            if !failed.is_empty() {
-                return Err(JobError::Transient(format!(
-                    "{} table(s) failed (the others were pulled): {}",
-                    failed.len(),
-                    failed.join("; ")
-                )));
-            }
+                    .boxed()
+                },
+            )
+            .await?;
             Ok(RunOutput {
                 rows: changed,
                 message: Some(format!("{changed} changed rows pulled from {name}")),
             })
         }
         .boxed()
-    }
-}
-
-/// A source error: a refused login or a missing privilege will not cure itself.
-pub(crate) fn mysql_error(e: tidemark_mysql::Error) -> JobError {
-    let text = e.to_string();
-    match e {
-        tidemark_mysql::Error::Unreachable { .. } => JobError::Transient(text),
-        _ => JobError::Definite {
-            message: text,
-            action: "fix what the error names (`tidemark check` helps)".into(),
-        },
     }
 }

@@ -19,15 +19,11 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use indicatif::ProgressBar;
-use tidemark_mysql::connect::Source;
-use tidemark_mysql::discover::discover;
 use tidemark_mysql::snapshot::snapshot_table;
 use tidemark_scheduler::job::{Job, JobError, JobKind, RunContext, RunOutput};
 use tidemark_scheduler::spec::{ConfigError, JobSpec};
-use tracing::error;
 
-use super::pull::mysql_error;
-use super::{bad, only, string, strings, Env};
+use super::{bad, each_table, only, string, strings, Env};
 
 /// The kind.
 pub struct Kind(pub Env);
@@ -64,49 +60,28 @@ impl Job for Snapshot {
     fn run(&self, cx: RunContext) -> BoxFuture<'static, Result<RunOutput, JobError>> {
         let (env, name, only) = (self.env.clone(), self.source.clone(), self.tables.clone());
         async move {
-            let cfg = env
-                .config()
-                .source_for(&env.environment, &name)
-                .map_err(|e| JobError::Definite {
-                    message: e.to_string(),
-                    action: format!("correct [sources.{name}]"),
-                })?;
-            let source = Source::connect(&name, cfg).await.map_err(mysql_error)?;
-            let tables = discover(&source).await.map_err(mysql_error)?;
-            let chunk_rows = source.config.snapshot_chunk_rows;
-            let (mut landed, mut rows) = (0u64, 0u64);
-            let mut failed = Vec::new();
-            for t in tables
-                .iter()
-                .filter(|t| only.is_empty() || only.contains(&t.schema.name.source()))
-            {
-                // Between tables: each is landed or resumable.
-                if cx.cancel.is_cancelled() {
-                    break;
-                }
-                match snapshot_table(&source, &env.wh, t, chunk_rows, ProgressBar::hidden()).await {
-                    Ok(r) if !r.already_done => {
-                        landed += 1;
-                        rows += r.total_rows;
+            let wh = env.wh.clone();
+            let rows = each_table(
+                &env,
+                &name,
+                &cx.cancel,
+                |_, t| only.is_empty() || only.contains(&t.schema.name.source()),
+                |source, t| {
+                    let (wh, chunk_rows) = (wh.clone(), source.config.snapshot_chunk_rows);
+                    async move {
+                        snapshot_table(source, &wh, t, chunk_rows, ProgressBar::hidden())
+                            .await
+                            // A table landed before gives nothing: it is left alone.
+                            .map(|r| if r.already_done { 0 } else { r.total_rows })
+                            .map_err(|e| e.to_string())
                     }
-                    Ok(_) => {}
-                    Err(e) => {
-                        error!(source = %name, table = %t.schema.name.source(), error = %e, "snapshot failed");
-                        failed.push(format!("{}: {e}", t.schema.name.source()));
-                    }
-                }
-            }
-            source.close().await;
-            if !failed.is_empty() {
-                return Err(JobError::Transient(format!(
-                    "{} table(s) failed (the others are landed; a retry resumes them): {}",
-                    failed.len(),
-                    failed.join("; ")
-                )));
-            }
+                    .boxed()
+                },
+            )
+            .await?;
             Ok(RunOutput {
                 rows,
-                message: Some(format!("{landed} tables landed from {name}")),
+                message: Some(format!("{rows} rows landed from {name}")),
             })
         }
         .boxed()
