@@ -23,7 +23,7 @@ use mysql_async::binlog::EventType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Value};
 use tidemark_core::change::Op;
-use tidemark_core::position::{BinlogPosition, MariaGtidList};
+use tidemark_core::position::{file_number, BinlogPosition, MariaGtidList};
 use tidemark_core::schema::{ColumnSchema, TableSchema};
 use tidemark_core::types::MySqlType;
 use tracing::{debug, info};
@@ -354,6 +354,9 @@ pub struct BinlogReader {
     stream: BinlogStream,
     tracked: Tracked,
     file: String,
+    /// (file number, end offset) of the last event read, whatever it was: how far
+    /// the stream has got, for "caught up with the server" (see [`Self::read_to`]).
+    read_to: (u64, u64),
     gtid: Option<MariaGtidList>,
     /// MySQL: the executed GTID set at the stream's position (from the committed
     /// position's, advanced by each GTID event); `None` on MariaDB or without GTIDs.
@@ -463,6 +466,7 @@ impl BinlogReader {
             stream,
             tracked,
             file: start.file.clone(),
+            read_to: start.order_key(),
             gtid: start.gtid.as_deref().and_then(MariaGtidList::parse),
             mysql_gtid: start
                 .gtid
@@ -517,6 +521,13 @@ impl BinlogReader {
         );
     }
 
+    /// Whether the stream has read every event up to `position` (of the same
+    /// server): events of tables not captured count too, so a binlog that ends with
+    /// other tables' changes is still reached.
+    pub fn has_read(&self, position: &BinlogPosition) -> bool {
+        self.read_to >= position.order_key()
+    }
+
     /// The next committed transaction or DDL statement, or `Idle` once `idle` has
     /// passed without one. The wait is a deadline, not reset by events that are not
     /// transactions: heartbeats arrive every second, and resetting on them would keep a
@@ -536,6 +547,10 @@ impl BinlogReader {
             let header = event.header();
             // Events unpacked from a transaction payload end where the payload ends.
             let log_pos = unpacked_at.unwrap_or(header.log_pos());
+            // Artificial events (a rotate, a format description sent first) carry 0.
+            if log_pos > 0 {
+                self.read_to = (file_number(&self.file), log_pos as u64);
+            }
             let at = || format!("{}:{}", self.file, log_pos);
             let event = match mariadb_plain_type(header.event_type_raw()) {
                 Some(plain) => uncompress_mariadb(&event, plain)

@@ -703,6 +703,15 @@ pub async fn run_source(
     stream.stream_end = start.clone();
     let server_id = source.config.replica_server_id(name);
     let mut reader = BinlogReader::open(&source, &start, server_id, stream.tracked()).await?;
+    // "Caught up" means having read what the server had written when the run began,
+    // not merely a quiet flush interval: a busy server can be slow to send, and a
+    // backfill that stopped short would look finished.
+    let catch_up_to = if until_caught_up {
+        let mut conn = source.conn().await?;
+        tidemark_mysql::discover::binlog_position(&source, &mut conn).await?
+    } else {
+        None
+    };
     let mut failures = 0u32;
     // 2 s doubling to 32 s, with jitter, MAX_RECONNECTS times (about five minutes).
     let reconnects = || {
@@ -794,7 +803,8 @@ pub async fn run_source(
             StreamItem::Idle => {
                 if stream.pending_rows > 0 {
                     stream.flush(false).await?;
-                } else if until_caught_up {
+                } else if until_caught_up && catch_up_to.as_ref().is_none_or(|p| reader.has_read(p))
+                {
                     stream.flush(true).await?;
                     stream.maybe_compact(true).await;
                     info!(source = %name, position = %stream.stream_end, parked = stream.parked.len(), "caught up");
