@@ -54,8 +54,9 @@ pub struct Options {
     /// Only this source or stream (default: every source with `capture = "binlog"`
     /// and every stream in the config).
     pub only: Option<String>,
-    /// Return once every pipeline has caught up (nothing new for one flush
-    /// interval), after committing every table's position. For backfills and tests.
+    /// Return once every pipeline has caught up (the binlog: read what the server
+    /// had written when the run began, then nothing new for one flush interval),
+    /// after committing every table's position. For backfills and tests.
     pub until_caught_up: bool,
 }
 

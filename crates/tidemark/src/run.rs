@@ -17,8 +17,10 @@ pub struct Args {
     /// every stream in the config).
     #[arg(long)]
     pub source: Option<String>,
-    /// Exit once the stream has caught up with the server (nothing new for one flush
-    /// interval), after committing every table's position. For backfills and tests.
+    /// Exit once the stream has caught up with the server (read what it had written
+    /// when the run began, then nothing new for one flush interval), after committing
+    /// every table's position, and after the jobs those commits trigger have run.
+    /// For backfills and tests.
     #[arg(long)]
     pub until_caught_up: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464). Off
