@@ -93,49 +93,28 @@ pub async fn run(
     stop: Arc<AtomicBool>,
     metrics: metrics::Shared,
 ) -> Result<()> {
-    let (sources, streams) = selected(config, options)?;
-    let source_runs = sources.iter().map(|name| {
+    let (binlogs, streams) = selected(config, options)?;
+    let pipelines = binlogs
+        .iter()
+        .map(|n| ("source", n))
+        .chain(streams.iter().map(|n| ("stream", n)));
+    let runs = pipelines.map(|(what, name)| {
         let (stop, metrics) = (stop.clone(), metrics.clone());
+        let (env, until) = (options.environment.as_str(), options.until_caught_up);
         async move {
-            let r = sources::binlog::run_source(
-                &options.environment,
-                config,
-                wh,
-                name,
-                stop,
-                options.until_caught_up,
-                metrics,
-            )
-            .await;
-            (format!("source {name}"), r)
+            let r = if what == "source" {
+                sources::binlog::run_source(env, config, wh, name, stop, until, metrics).await
+            } else {
+                sources::events::run_stream(env, config, wh, name, stop, until, metrics).await
+            };
+            (format!("{what} {name}"), r)
         }
         // Boxed where the borrows are concrete, so `run` can be spawned.
         .boxed()
     });
-    let stream_runs = streams.iter().map(|name| {
-        let (stop, metrics) = (stop.clone(), metrics.clone());
-        async move {
-            let r = sources::events::run_stream(
-                &options.environment,
-                config,
-                wh,
-                name,
-                stop,
-                options.until_caught_up,
-                metrics,
-            )
-            .await;
-            (format!("stream {name}"), r)
-        }
-        .boxed()
-    });
-    let (a, b) = futures::future::join(
-        futures::future::join_all(source_runs),
-        futures::future::join_all(stream_runs),
-    )
-    .await;
+    let results = futures::future::join_all(runs).await;
     let mut failed = Vec::new();
-    for (name, r) in a.into_iter().chain(b) {
+    for (name, r) in results {
         if let Err(e) = r {
             error!(what = %name, error = %format!("{e:#}"), "capture stopped");
             failed.push(format!("{name}: {e:#}"));

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tidemark_core::config::Config;
 use tidemark_lake::Warehouse;
+use tidemark_scheduler::store::{Outcome, RunRecord};
 
 use crate::support::TestDb;
 
@@ -26,6 +27,27 @@ fn load(config: &std::path::Path) -> (Config, Warehouse) {
     let env = c.environment("dev").unwrap();
     let wh = Warehouse::new(&env.warehouse, Default::default()).unwrap();
     (c, wh)
+}
+
+/// Trigger `job` through the daemon's handle and wait for the run's end.
+async fn run_job(handle: &tidemark_scheduler::Handle, job: &str) -> RunRecord {
+    let id = handle
+        .trigger(job, "test", BTreeMap::new())
+        .await
+        .expect("a known job");
+    let start = Instant::now();
+    loop {
+        if let Some(r) = handle.run(&id) {
+            if r.outcome != Outcome::Running {
+                return r;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{job} never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -150,28 +172,8 @@ async fn the_daemon_app_runs_jobs_in_process() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(db.sql_i64("SELECT s FROM reports.sums").await, 6);
-    let id = handle
-        .trigger("manual", "test", BTreeMap::new())
-        .await
-        .expect("a known job");
-    let start = Instant::now();
-    loop {
-        if let Some(r) = handle.run(&id) {
-            if r.outcome != tidemark_scheduler::store::Outcome::Running {
-                assert_eq!(
-                    r.outcome,
-                    tidemark_scheduler::store::Outcome::Succeeded,
-                    "{r:?}"
-                );
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the manual run never ended"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let r = run_job(&handle, "manual").await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
     assert_eq!(db.sql_i64("SELECT n FROM reports.manual").await, 3);
     assert!(handle
         .trigger("nope", "test", BTreeMap::new())
@@ -213,43 +215,16 @@ async fn snapshot_and_pull_jobs_land_a_source_without_capture() {
         let stop = stop.clone();
         tokio::spawn(async move { app.run_until(stop).await })
     };
-    let run = |job: &'static str| {
-        let handle = handle.clone();
-        async move {
-            let id = handle.trigger(job, "test", BTreeMap::new()).await.unwrap();
-            let start = Instant::now();
-            loop {
-                if let Some(r) = handle.run(&id) {
-                    if r.outcome != tidemark_scheduler::store::Outcome::Running {
-                        return r;
-                    }
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(60),
-                    "{job} never ended"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let r = run("land").await;
-    assert_eq!(
-        r.outcome,
-        tidemark_scheduler::store::Outcome::Succeeded,
-        "{r:?}"
-    );
+    let r = run_job(&handle, "land").await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
     assert_eq!(r.rows, 2);
     assert_eq!(db.sql_i64(&format!("SELECT count(*) FROM {d}.a")).await, 2);
     // Landed tables are left alone; changes come by the pull.
     db.exec("UPDATE a SET v = 20 WHERE id = 2").await;
     db.exec("INSERT INTO a (id, v) VALUES (3, 3)").await;
-    assert_eq!(run("land").await.rows, 0);
-    let r = run("refresh").await;
-    assert_eq!(
-        r.outcome,
-        tidemark_scheduler::store::Outcome::Succeeded,
-        "{r:?}"
-    );
+    assert_eq!(run_job(&handle, "land").await.rows, 0);
+    let r = run_job(&handle, "refresh").await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
     assert_eq!(db.sql_i64(&format!("SELECT sum(v) FROM {d}.a")).await, 24);
     stop.store(true, Ordering::SeqCst);
     running.await.unwrap().expect("the daemon stops cleanly");
