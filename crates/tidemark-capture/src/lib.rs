@@ -60,6 +60,21 @@ pub struct Options {
     pub until_caught_up: bool,
 }
 
+/// What every pipeline runs with.
+#[derive(Clone)]
+pub struct Pipeline<'a> {
+    /// The config in force.
+    pub config: &'a Config,
+    /// Where tables land.
+    pub wh: &'a Warehouse,
+    /// Environment and bounds of the run.
+    pub options: &'a Options,
+    /// Set to stop: each pipeline finishes the commit in flight.
+    pub stop: Arc<AtomicBool>,
+    /// Figures for `/metrics`, and commit notifications.
+    pub metrics: metrics::Shared,
+}
+
 /// The binlog sources and event streams `options` selects.
 pub fn selected(config: &Config, options: &Options) -> Result<(Vec<String>, Vec<String>)> {
     // Sources whose changes arrive through a stream are not read from the binlog.
@@ -98,14 +113,20 @@ pub async fn run(
         .iter()
         .map(|n| ("source", n))
         .chain(streams.iter().map(|n| ("stream", n)));
+    let cx = Pipeline {
+        config,
+        wh,
+        options,
+        stop,
+        metrics,
+    };
     let runs = pipelines.map(|(what, name)| {
-        let (stop, metrics) = (stop.clone(), metrics.clone());
-        let (env, until) = (options.environment.as_str(), options.until_caught_up);
+        let cx = cx.clone();
         async move {
             let r = if what == "source" {
-                sources::binlog::run_source(env, config, wh, name, stop, until, metrics).await
+                sources::binlog::run_source(&cx, name).await
             } else {
-                sources::events::run_stream(env, config, wh, name, stop, until, metrics).await
+                sources::events::run_stream(&cx, name).await
             };
             (format!("{what} {name}"), r)
         }

@@ -82,8 +82,12 @@ impl Users {
             .filter(|(_, r)| r.admin)
             .map(|(n, _)| n.clone())
             .collect();
-        if !config.server.roles.contains_key("admin") {
-            admin_roles.insert("admin".into());
+        if !config
+            .server
+            .roles
+            .contains_key(tidemark_server::access::ADMIN)
+        {
+            admin_roles.insert(tidemark_server::access::ADMIN.into());
         }
         Ok(Self { users, admin_roles })
     }

@@ -5,9 +5,6 @@
 //! daemons and cheap to renew; put-if-absent of one object is both, on a local disk
 //! and on S3 alike. `tidemark.runs` is the readers' copy, written once a run ends.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -23,9 +20,6 @@ const PER_JOB: usize = 64;
 pub struct LakeRunStore {
     wh: Warehouse,
     claims: RunClaims,
-    /// The newest state of the runs this daemon has seen, to renew and end them
-    /// without reading them back.
-    known: Arc<Mutex<HashMap<(String, u64), RunRecord>>>,
 }
 
 impl LakeRunStore {
@@ -34,15 +28,7 @@ impl LakeRunStore {
         Ok(Self {
             wh: wh.clone(),
             claims: RunClaims::open(wh)?,
-            known: Arc::default(),
         })
-    }
-
-    fn remember(&self, r: &RunRecord) {
-        self.known
-            .lock()
-            .expect("runs lock")
-            .insert((r.job.clone(), r.seq), r.clone());
     }
 }
 
@@ -88,7 +74,6 @@ impl RunStore for LakeRunStore {
                         "run {seq} of job {job} is not a readable record ({e}); move it out of <warehouse>/.tidemark/runs/{job}/ to go on"
                     ))
                 })?;
-                this.remember(&r);
                 out.push(r);
             }
             Ok(out)
@@ -104,9 +89,6 @@ impl RunStore for LakeRunStore {
                 .create(&record.job, record.seq, body(&record)?)
                 .await
                 .map_err(other)?;
-            if won {
-                this.remember(&record);
-            }
             Ok(won)
         }
         .boxed()
@@ -121,25 +103,18 @@ impl RunStore for LakeRunStore {
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let (this, job, holder) = (self.clone(), job.to_string(), holder.to_string());
         async move {
-            let mut r = this
-                .known
-                .lock()
-                .expect("runs lock")
-                .get(&(job.clone(), seq))
-                .cloned()
-                .ok_or_else(|| StoreError::NoSuchRun(RunRecord::run_id(&job, seq)))?;
-            // Another daemon may have declared it abandoned: read it back first.
-            if let Some(now) = this.read(&job, seq).await? {
-                if now.outcome != Outcome::Running || now.holder != holder {
-                    return Err(StoreError::NotHeld(r.id));
-                }
-            }
+            // Read back, not remembered: another daemon may have declared it
+            // abandoned meanwhile.
+            let mut r = match this.read(&job, seq).await? {
+                Some(r) if r.outcome == Outcome::Running && r.holder == holder => r,
+                Some(r) => return Err(StoreError::NotHeld(r.id)),
+                None => return Err(StoreError::NoSuchRun(RunRecord::run_id(&job, seq))),
+            };
             r.lease_until = lease_until;
             this.claims
                 .overwrite(&job, seq, body(&r)?)
                 .await
                 .map_err(other)?;
-            this.remember(&r);
             Ok(())
         }
         .boxed()
@@ -152,7 +127,6 @@ impl RunStore for LakeRunStore {
                 .overwrite(&record.job, record.seq, body(&record)?)
                 .await
                 .map_err(other)?;
-            this.remember(&record);
             tidemark_lake::record_runs(&this.wh, &[row(&record)])
                 .await
                 .map_err(other)?;

@@ -24,7 +24,6 @@ use anyhow::{bail, Context, Result};
 use futures::{FutureExt, StreamExt};
 use indicatif::ProgressBar;
 use tidemark_core::change::ChangeBatchBuilder;
-use tidemark_core::config::Config;
 use tidemark_core::position::BinlogPosition;
 use tidemark_core::schema::TableSchema;
 use tidemark_lake::{stored_schema, TableKind, TableWriter, Warehouse};
@@ -584,18 +583,13 @@ impl Stream {
     }
 }
 
-/// Capture source `name` until `stop` (or, with `until_caught_up`, until the stream
-/// has nothing new), snapshotting first the tables never landed.
-pub async fn run_source(
-    environment: &str,
-    config: &Config,
-    wh: &Warehouse,
-    name: &str,
-    stop: Arc<AtomicBool>,
-    until_caught_up: bool,
-    metrics: crate::metrics::Shared,
-) -> Result<()> {
-    let source = Source::connect(name, config.source_for(environment, name)?).await?;
+/// Capture source `name` until `cx.stop` (or, with `until_caught_up`, until the
+/// stream has read what the server had written when it began and then nothing new),
+/// snapshotting first the tables never landed.
+pub async fn run_source(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
+    let (config, wh, stop) = (cx.config, cx.wh, cx.stop.clone());
+    let (until_caught_up, metrics) = (cx.options.until_caught_up, cx.metrics.clone());
+    let source = Source::connect(name, config.source_for(&cx.options.environment, name)?).await?;
     let checks = preflight(&source).await?;
     let failed: Vec<String> = checks
         .iter()

@@ -34,14 +34,14 @@
 //! MySQL connection (they come from the source named in `schema_from`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::{FutureExt, StreamExt};
 use tidemark_core::change::ChangeBatchBuilder;
-use tidemark_core::config::{Config, EventFormat, StreamConfig};
+use tidemark_core::config::{EventFormat, StreamConfig};
 use tidemark_core::names::TableName;
 use tidemark_core::position::{PartitionProgress, Seen, SnapshotProgress, SourceState};
 use tidemark_core::schema::TableSchema;
@@ -879,15 +879,10 @@ impl Landing {
 
 /// Run one stream until stopped (or, with `--until-caught-up`, until everything
 /// there is has been read).
-pub async fn run_stream(
-    environment: &str,
-    config: &Config,
-    wh: &Warehouse,
-    name: &str,
-    stop: Arc<AtomicBool>,
-    until_caught_up: bool,
-    metrics: crate::metrics::Shared,
-) -> Result<()> {
+pub async fn run_stream(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
+    let (config, wh, stop) = (cx.config, cx.wh, cx.stop.clone());
+    let (until_caught_up, metrics) = (cx.options.until_caught_up, cx.metrics.clone());
+    let environment = cx.options.environment.as_str();
     let cfg = config.streams.get(name).context("stream not defined")?;
     let source = Source::connect(
         &cfg.schema_from,
