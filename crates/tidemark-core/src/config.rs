@@ -41,6 +41,54 @@ pub struct Config {
     /// later needs no change to this file.
     #[serde(default)]
     pub jobs: BTreeMap<String, toml::Table>,
+    /// `[models]`: the SQL models `tidemark build` lands (tidemark-models).
+    #[serde(default)]
+    pub models: ModelsConfig,
+}
+
+/// `[models]`: where the SQL models live and what they default to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Directory of `.sql` files (searched recursively). Relative to the config file.
+    #[serde(default = "default_models_path")]
+    pub path: PathBuf,
+    /// Schema a model lands in unless its `config(schema = …)` says otherwise.
+    #[serde(default = "default_models_schema")]
+    pub schema: String,
+    /// Models built at once when they do not depend on each other.
+    #[serde(default = "default_models_threads")]
+    pub threads: usize,
+    /// Values `var('name')` returns, for every environment.
+    #[serde(default)]
+    pub vars: BTreeMap<String, toml::Value>,
+    /// Per environment (`[models.env.dev]`): values that override `vars` there.
+    #[serde(default)]
+    pub env: BTreeMap<String, BTreeMap<String, toml::Value>>,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            path: default_models_path(),
+            schema: default_models_schema(),
+            threads: default_models_threads(),
+            vars: BTreeMap::new(),
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_models_path() -> PathBuf {
+    PathBuf::from("models")
+}
+
+fn default_models_schema() -> String {
+    "analytics".to_string()
+}
+
+fn default_models_threads() -> usize {
+    4
 }
 
 /// `[daemon]`: what `tidemark run` serves besides capture.
@@ -422,7 +470,11 @@ impl Config {
         for p in [&mut server.tls_cert, &mut server.tls_key]
             .into_iter()
             .flatten()
-            .chain([&mut server.users_file, &mut config.daemon.tokens_file])
+            .chain([
+                &mut server.users_file,
+                &mut config.daemon.tokens_file,
+                &mut config.models.path,
+            ])
         {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -142,6 +142,34 @@ pub struct SourceState {
     /// or a file's name), how far this table has landed. See [`PartitionProgress`].
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub partitions: std::collections::BTreeMap<String, PartitionProgress>,
+    /// SQL models (tidemark-models): the build that made this commit and the input
+    /// versions it read, committed with its rows so a build is applied exactly once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelProgress>,
+}
+
+/// What a model's commit was built from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelProgress {
+    /// Builds of this model so far (this commit's is the last).
+    pub build: i64,
+    /// Hash of the SQL the build ran (rendered, as for a full build): a changed model
+    /// is rebuilt whole, not incrementally.
+    pub sql_hash: String,
+    /// Per input table (`schema.table`), how far the build read it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub inputs: std::collections::BTreeMap<String, InputMark>,
+}
+
+/// How far a model read one input: its history log's Delta version, and the
+/// `_ingest_ts` every row it read is at or below (ingest instants only grow, so the
+/// changes since are the log rows above it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputMark {
+    /// Delta version of the input's history log.
+    pub version: i64,
+    /// The input's highest `_ingest_ts` (micros) at that version.
+    pub ingest_us: i64,
 }
 
 /// How far one table has landed the events of one partition of an event stream.

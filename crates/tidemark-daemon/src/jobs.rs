@@ -5,7 +5,8 @@
 //! * [`sql`]: a SQL statement whose result lands as a table (`schema.table`);
 //! * [`maintenance`]: compaction, checkpoints and VACUUM of the warehouse's tables;
 //! * [`pull`]: a batch pull (and reconcile) of a source's tables by watermark;
-//! * [`snapshot`]: land the tables of a source not landed yet.
+//! * [`snapshot`]: land the tables of a source not landed yet;
+//! * [`build`]: build the SQL models (tidemark-models).
 //!
 //! Capture is not a job: it is always on (see [`crate::App`]).
 
@@ -22,6 +23,7 @@ use tidemark_scheduler::spec::{ConfigError, JobSpec};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+pub mod build;
 pub mod maintenance;
 pub mod pull;
 pub mod snapshot;
@@ -63,6 +65,7 @@ pub fn registry(env: &Env) -> Registry {
     r.register(Arc::new(maintenance::Kind(env.clone())));
     r.register(Arc::new(pull::Kind(env.clone())));
     r.register(Arc::new(snapshot::Kind(env.clone())));
+    r.register(Arc::new(build::Kind(env.clone())));
     r
 }
 

@@ -161,9 +161,45 @@ impl TableWriter {
         source_ts_us: i64,
         source_pos: &str,
     ) -> Result<ChangeBatch> {
+        self.missing_among(kind, src, None, source_ts_us, source_pos)
+            .await
+    }
+
+    /// [`Self::missing`] limited to the keys in `among` (a batch of the key columns,
+    /// by name): for a source that delivers the whole state of some keys only (an
+    /// incremental model's rebuilt keys).
+    pub async fn missing_among(
+        &self,
+        kind: TableKind,
+        src: &ChangeBatch,
+        among: Option<&RecordBatch>,
+        source_ts_us: i64,
+        source_pos: &str,
+    ) -> Result<ChangeBatch> {
         let ctx = self.diff_context(kind, src).await?;
         let schema = self.schema();
         let on = key_join(schema);
+        let mut extra = String::new();
+        if let Some(keys) = among {
+            let mem = MemTable::try_new(keys.schema(), vec![vec![keys.clone()]]).map_err(|e| {
+                Error::Batch {
+                    table: schema.name.sql(),
+                    message: e.to_string(),
+                }
+            })?;
+            ctx.register_table("among", Arc::new(mem))
+                .map_err(|e| Error::Batch {
+                    table: schema.name.sql(),
+                    message: e.to_string(),
+                })?;
+            let within = schema
+                .key_names()
+                .iter()
+                .map(|k| format!("a.{q} = l.{q}", q = quote(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            extra = format!(" AND EXISTS (SELECT 1 FROM among a WHERE {within})");
+        }
         let cols = schema
             .columns
             .iter()
@@ -172,7 +208,7 @@ impl TableWriter {
             .join(", ");
         let sql = format!(
             "SELECT {cols}, 'd' AS {op}, arrow_cast(to_timestamp_micros({source_ts_us}), 'Timestamp(Microsecond, Some(\"UTC\"))') AS {ts}, '{pos}' AS {posq}, CAST(0 AS BIGINT) AS {seq} \
-             FROM latest l WHERE NOT EXISTS (SELECT 1 FROM src s WHERE {on})",
+             FROM latest l WHERE NOT EXISTS (SELECT 1 FROM src s WHERE {on}){extra}",
             op = quote(OP),
             ts = quote(SOURCE_TS),
             pos = source_pos.replace('\'', "''"),

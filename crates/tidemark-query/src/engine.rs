@@ -507,6 +507,39 @@ impl Engine {
         }
     }
 
+    /// The history log of landed table `schema.table` as the last refresh loaded it:
+    /// the version queries planned now read (models record it as what they consumed).
+    pub fn loaded_history(&self, schema: &str, table: &str) -> Option<deltalake::DeltaTable> {
+        self.tables
+            .read()
+            .expect("tables lock")
+            .get(&(schema.to_string(), table.to_string()))
+            .map(|k| k.hist_loaded.clone())
+    }
+
+    /// The names (source and SQL) of every landed table, as last refreshed.
+    pub fn landed_names(&self) -> Vec<tidemark_core::names::TableName> {
+        self.tables
+            .read()
+            .expect("tables lock")
+            .values()
+            .map(|k| k.schema.name.clone())
+            .collect()
+    }
+
+    /// The landed definition of `schema.table`, as last refreshed.
+    pub fn landed_schema(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Option<tidemark_core::schema::TableSchema> {
+        self.tables
+            .read()
+            .expect("tables lock")
+            .get(&(schema.to_string(), table.to_string()))
+            .map(|k| k.schema.clone())
+    }
+
     /// Whether a catalog schema is one of the engine's hidden ones (time-travel
     /// registrations), which catalogs shown to users leave out.
     pub fn is_hidden_schema(schema: &str) -> bool {

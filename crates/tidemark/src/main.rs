@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod build;
 mod check;
 mod common;
 mod demo;
@@ -40,6 +41,11 @@ enum Command {
     /// The daemon: capture changes continuously (snapshot what is missing, then
     /// stream), run the configured jobs, serve the HTTP API.
     Run(run::Args),
+    /// Build the SQL models (`[models] path`) in dependency order, with history.
+    Build(build::Args),
+    /// Run the models' data tests (on their landed tables) and unit tests (on
+    /// fixtures, without a warehouse with --unit).
+    Test(build::TestArgs),
     /// Compact, checkpoint and vacuum the warehouse's tables (history is kept).
     Maintain(maintain::Args),
     /// Where each table's change capture has got to, its freshness, parked tables.
@@ -78,6 +84,8 @@ fn main() -> std::process::ExitCode {
             Command::Check(a) => check::run(&cli.global, a).await,
             Command::Snapshot(a) => snapshot::run(&cli.global, a).await,
             Command::Pull(a) => pull::run(&cli.global, a).await,
+            Command::Build(a) => build::run(&cli.global, a).await,
+            Command::Test(a) => build::test(&cli.global, a).await,
             Command::Maintain(a) => maintain::run(&cli.global, a).await,
             Command::Status(a) => status::run(&cli.global, a).await,
             Command::Run(a) => run::run(&cli.global, a).await,

@@ -1,0 +1,599 @@
+//! `tidemark build`: the selected models in dependency order, independent ones at
+//! once, each landed in one commit with the input versions it read.
+//!
+//! A model is skipped (up to date) when its SQL and every input's version are what
+//! its last build committed; so a build that landed its commit and died before
+//! saying so is not made twice. A model that fails stops the models that read it;
+//! the others go on, and the report says which failed and why.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use tidemark_core::position::{InputMark, ModelProgress};
+use tidemark_lake::{TableKind, Warehouse};
+use tidemark_query::Engine;
+use tracing::{info, warn};
+
+use crate::error::Error;
+use crate::graph;
+use crate::land;
+use crate::project::{Materialized, Model, Project};
+use crate::render::sql_hash;
+
+/// What to build and how.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// dbt selectors (`model`, `+model`, `model+`, `tag:x`, `path:dir`); none: all.
+    pub select: Vec<String>,
+    /// Build the selected models whole, moving their tables (and history) aside first.
+    pub full_refresh: bool,
+    /// Models built at once (at least 1).
+    pub threads: usize,
+    /// A progress bar on the terminal.
+    pub progress: bool,
+}
+
+/// What a build did to one model.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Landed.
+    Built(Built),
+    /// Its SQL and inputs are what its last build read: nothing to do.
+    UpToDate,
+    /// It failed; the message names the file and what to do.
+    Failed(String),
+    /// Not built because a model it reads failed or was skipped.
+    Skipped(String),
+}
+
+impl Outcome {
+    /// Whether the models downstream must not build on it.
+    pub fn blocks(&self) -> bool {
+        match self {
+            Outcome::Failed(_) | Outcome::Skipped(_) => true,
+            Outcome::Built(b) => !b.failed_tests.is_empty(),
+            Outcome::UpToDate => false,
+        }
+    }
+
+    /// Why it blocks, for messages.
+    pub fn reason(&self) -> String {
+        match self {
+            Outcome::Failed(e) | Outcome::Skipped(e) => e.clone(),
+            Outcome::Built(b) => b.failed_tests.join("\n"),
+            Outcome::UpToDate => String::new(),
+        }
+    }
+}
+
+/// A landed build.
+#[derive(Debug, Clone, Default)]
+pub struct Built {
+    /// The build's number (1 for the first).
+    pub build: i64,
+    /// Rows the model's query returned.
+    pub rows: u64,
+    /// Keys new since the last build.
+    pub inserted: u64,
+    /// Keys whose row changed.
+    pub updated: u64,
+    /// Keys gone.
+    pub deleted: u64,
+    /// Built from its inputs' changes only.
+    pub incremental: bool,
+    /// Why an incremental model was built whole, if it was.
+    pub full_because: Option<String>,
+    /// Wall time.
+    pub millis: u64,
+    /// Data tests of severity `error` that failed (the models downstream were not
+    /// built), with their messages.
+    pub failed_tests: Vec<String>,
+    /// Data tests of severity `warn` that failed.
+    pub warned_tests: Vec<String>,
+}
+
+/// Every selected model's outcome, in build order.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// (model, outcome).
+    pub models: Vec<(String, Outcome)>,
+}
+
+impl Report {
+    /// Models that failed, failed their tests, or were skipped.
+    pub fn failures(&self) -> Vec<(&str, &Outcome)> {
+        self.models
+            .iter()
+            .filter(|(_, o)| o.blocks())
+            .map(|(n, o)| (n.as_str(), o))
+            .collect()
+    }
+
+    /// The outcome of `model`.
+    pub fn get(&self, model: &str) -> Option<&Outcome> {
+        self.models.iter().find(|(n, _)| n == model).map(|(_, o)| o)
+    }
+}
+
+/// Build the selected models of `project` into `wh`, reading through `engine` (one
+/// over `wh`, or over another warehouse's sources for a deferred environment).
+pub async fn build(
+    wh: &Warehouse,
+    engine: Arc<Engine>,
+    project: &Project,
+    options: &Options,
+) -> Result<Report, String> {
+    let selected = graph::select(project, &options.select)?;
+    let cycles = graph::cycles(project);
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+    for name in &selected {
+        if let Some(e) = project.broken.get(name) {
+            outcomes.insert(name.clone(), Outcome::Failed(e.to_string()));
+        } else if let Some(cycle) = cycles.get(name) {
+            outcomes.insert(
+                name.clone(),
+                Outcome::Failed(
+                    Error::Cycle {
+                        cycle: cycle.clone(),
+                    }
+                    .to_string(),
+                ),
+            );
+        }
+    }
+    let mut pending: BTreeSet<String> = selected
+        .iter()
+        .filter(|n| !outcomes.contains_key(*n))
+        .cloned()
+        .collect();
+    let bar = if options.progress {
+        let b = ProgressBar::new(selected.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} models  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.inc(outcomes.len() as u64);
+    // Plans are made under the read side, refreshes (after a model lands, so the
+    // models reading it see it) under the write side: the input versions a build
+    // records are the ones its plan reads.
+    let gate = Arc::new(tokio::sync::RwLock::new(()));
+    let mut order = Vec::new();
+    let mut running = FuturesUnordered::new();
+    let threads = options.threads.max(1);
+    loop {
+        // Start what is ready; skip what cannot be built.
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            let names: Vec<String> = pending.iter().cloned().collect();
+            for name in names {
+                if running.len() >= threads {
+                    break;
+                }
+                let m = &project.models[&name];
+                let deps: Vec<&String> = m.deps.iter().filter(|d| selected.contains(*d)).collect();
+                if let Some(bad) = deps
+                    .iter()
+                    .find(|d| outcomes.get(**d).is_some_and(Outcome::blocks))
+                {
+                    let o = Outcome::Skipped(
+                        Error::Upstream {
+                            model: name.clone(),
+                            upstream: bad.to_string(),
+                        }
+                        .to_string(),
+                    );
+                    warn!(model = %name, upstream = %bad, "not built: a model it reads failed");
+                    outcomes.insert(name.clone(), o);
+                    pending.remove(&name);
+                    bar.inc(1);
+                    progressed = true;
+                    continue;
+                }
+                if deps.iter().all(|d| outcomes.contains_key(*d)) {
+                    pending.remove(&name);
+                    bar.set_message(name.clone());
+                    let (wh, engine, gate) = (wh.clone(), engine.clone(), gate.clone());
+                    let model = m.clone();
+                    let full_refresh = options.full_refresh;
+                    running.push(async move {
+                        let r = build_one(&wh, &engine, &gate, &model, full_refresh).await;
+                        (model.name, r)
+                    });
+                    progressed = true;
+                }
+            }
+        }
+        let Some((name, r)) = running.next().await else {
+            break;
+        };
+        let mut outcome = match r {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(model = %name, error = %e, "model failed; the models that read it are skipped");
+                Outcome::Failed(e.to_string())
+            }
+        };
+        if let Outcome::Built(b) = &mut outcome {
+            {
+                let _exclusive = gate.write().await;
+                if let Err(e) = engine.refresh().await {
+                    warn!(error = %e, "reading the warehouse again after a build failed; the models that read it may see the previous build");
+                }
+            }
+            // Its data tests, before anything reads it.
+            let m = &project.models[&name];
+            match crate::testing::declared(project, m) {
+                Ok(tests) if !tests.is_empty() => {
+                    let _shared = gate.read().await;
+                    let ctx = engine.session_context();
+                    for r in crate::testing::run(&ctx, &m.target, &tests).await {
+                        if r.passed() {
+                            continue;
+                        }
+                        warn!(model = %name, test = %r.test.name, failures = r.failures, "data test failed");
+                        match r.test.severity {
+                            crate::testing::Severity::Error => b.failed_tests.push(r.message()),
+                            crate::testing::Severity::Warn => b.warned_tests.push(r.message()),
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => b.failed_tests.push(e),
+            }
+        }
+        bar.inc(1);
+        order.push(name.clone());
+        outcomes.insert(name, outcome);
+    }
+    bar.finish_and_clear();
+    // Failures found before building first, then the build order.
+    let mut models: Vec<(String, Outcome)> = Vec::new();
+    for (n, o) in &outcomes {
+        if !order.contains(n) {
+            models.push((n.clone(), o.clone()));
+        }
+    }
+    for n in order {
+        let o = outcomes.remove(&n).expect("recorded");
+        models.push((n, o));
+    }
+    Ok(Report { models })
+}
+
+/// The versions of the landed tables `model` reads, as the engine has them loaded.
+async fn input_marks(engine: &Engine, model: &Model) -> Result<BTreeMap<String, InputMark>, Error> {
+    let mut marks = BTreeMap::new();
+    for t in &model.reads {
+        let Some(hist) = engine.loaded_history(&t.schema, &t.table) else {
+            continue;
+        };
+        let state = tidemark_lake::committed_state(&hist)
+            .await
+            .map_err(|source| Error::lake(&model.name, source))?
+            .state;
+        marks.insert(
+            t.to_string(),
+            InputMark {
+                version: hist.version().map_or(-1, |v| v as i64),
+                ingest_us: state.last_ingest_us.unwrap_or(i64::MIN),
+            },
+        );
+    }
+    Ok(marks)
+}
+
+async fn build_one(
+    wh: &Warehouse,
+    engine: &Engine,
+    gate: &tokio::sync::RwLock<()>,
+    model: &Model,
+    full_refresh: bool,
+) -> Result<Outcome, Error> {
+    let started = Instant::now();
+    let lake = |source| Error::lake(&model.name, source);
+    let sql_err = |e: &dyn std::fmt::Display| Error::Sql {
+        model: model.name.clone(),
+        path: model.path.clone(),
+        message: e.to_string(),
+    };
+    let t = &model.target;
+    if full_refresh {
+        if let Some(to) = wh.retire(&t.schema, &t.table).await.map_err(lake)? {
+            info!(model = %model.name, moved_to = %to, "full refresh: the model's table so far moved aside");
+        }
+    }
+    let url = wh.table_url(&t.schema, &t.table, TableKind::History);
+    let (delta, exists) = wh.delta_table(&url).await.map_err(lake)?;
+    let previous = if exists {
+        tidemark_lake::committed_state(&delta)
+            .await
+            .map_err(lake)?
+            .state
+            .model
+    } else {
+        None
+    };
+    let hash = sql_hash(&model.sql);
+    let build = previous.as_ref().map_or(1, |p| p.build + 1);
+    // How this build reads: whole, from the keys its inputs' changes touched, or
+    // through the template's own `is_incremental()` filter.
+    let incremental_ok = model.config.materialized == Materialized::Incremental
+        && !full_refresh
+        && previous.as_ref().is_some_and(|p| p.sql_hash == hash);
+    let mut full_because = None;
+    let (df, marks, keys) = {
+        let _shared = gate.read().await;
+        let marks = input_marks(engine, model).await?;
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.sql_hash == hash && p.inputs == marks)
+        {
+            return Ok(Outcome::UpToDate);
+        }
+        let full = engine.sql(&model.sql).await.map_err(|e| sql_err(&e))?;
+        let prev_marks = previous
+            .as_ref()
+            .map(|p| p.inputs.clone())
+            .unwrap_or_default();
+        let mut how = if incremental_ok {
+            match &model.incremental_sql {
+                Some(_) => Ok(None),
+                None => keys_to_rebuild(engine, model, &full, &prev_marks, &marks)
+                    .await
+                    .map(Some),
+            }
+        } else {
+            Err(if previous.is_none() {
+                "first build".to_string()
+            } else if full_refresh {
+                "--full-refresh".to_string()
+            } else {
+                "its SQL changed".to_string()
+            })
+        };
+        if model.config.materialized != Materialized::Incremental {
+            how = Err(String::new());
+        }
+        match how {
+            Ok(Some((plan, keys))) => {
+                let df = engine
+                    .session_context()
+                    .execute_logical_plan(plan)
+                    .await
+                    .map_err(|e| sql_err(&e))?;
+                (df, marks, Some(keys))
+            }
+            Ok(None) => {
+                let isql = model.incremental_sql.as_deref().expect("dbt-style");
+                let df = engine.sql(isql).await.map_err(|e| sql_err(&e))?;
+                (df, marks, None)
+            }
+            Err(why) => {
+                if !why.is_empty() {
+                    full_because = Some(why);
+                }
+                (full, marks, None)
+            }
+        }
+    };
+    let incremental =
+        model.config.materialized == Materialized::Incremental && full_because.is_none();
+    let result_schema = df.schema().as_arrow().clone();
+    let batches = df.collect().await.map_err(|e| sql_err(&e))?;
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let schema = land::table_schema(model, &result_schema)?;
+    // Checked before the table is touched: a refused result lands nothing.
+    land::check_keys(
+        model,
+        &schema.key_names(),
+        // The batches' own schema: the plan's may differ in nullability.
+        batches
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| Arc::new(result_schema.clone())),
+        &batches,
+    )
+    .await?;
+    let mut writer = land::open(wh, model, schema).await?;
+    let schema = writer.schema().clone();
+    let ts = chrono::Utc::now().timestamp_micros();
+    let result = land::change_batch(model, &schema, &batches, ts, build)?;
+    let changed = writer
+        .changed(TableKind::Current, &result)
+        .await
+        .map_err(lake)?;
+    let position = format!("build:{build}");
+    let gone = match (&keys, incremental) {
+        // Whole: every key the result lacks is gone.
+        (_, false) => writer
+            .missing(TableKind::Current, &result, ts, &position)
+            .await
+            .map_err(lake)?,
+        // From the changes: the recomputed keys the result lacks.
+        (Some(k), true) => writer
+            .missing_among(TableKind::Current, &result, Some(k), ts, &position)
+            .await
+            .map_err(lake)?,
+        // The template's filter decided what was read: nothing is known gone.
+        (None, true) => tidemark_lake::concat(&schema, &[]).map_err(lake)?,
+    };
+    let (inserted, updated) = ops(&changed);
+    let deleted = gone.data.num_rows() as u64;
+    let all = tidemark_lake::concat(&schema, &[changed, gone]).map_err(lake)?;
+    let progress = ModelProgress {
+        build,
+        sql_hash: hash,
+        inputs: marks,
+    };
+    let state = land::state(&writer, model, progress);
+    writer.append_history(&all, state).await.map_err(lake)?;
+    if let Err(e) = writer.compact_if_due().await {
+        warn!(model = %model.name, error = %e, "compaction failed; reads merge the tail meanwhile, and the next build tries again");
+    }
+    let built = Built {
+        build,
+        rows,
+        inserted,
+        updated,
+        deleted,
+        incremental,
+        full_because,
+        millis: started.elapsed().as_millis() as u64,
+        failed_tests: Vec::new(),
+        warned_tests: Vec::new(),
+    };
+    info!(model = %model.name, build, rows, inserted, updated, deleted, ms = built.millis, "model built");
+    Ok(Outcome::Built(built))
+}
+
+/// The plan restricted to the keys the inputs' changes since `from` touched, with
+/// those keys; `Err` says why the model must be built whole.
+async fn keys_to_rebuild(
+    engine: &Engine,
+    model: &Model,
+    full: &deltalake::datafusion::dataframe::DataFrame,
+    from: &BTreeMap<String, InputMark>,
+    to: &BTreeMap<String, InputMark>,
+) -> Result<
+    (
+        deltalake::datafusion::logical_expr::LogicalPlan,
+        deltalake::arrow::array::RecordBatch,
+    ),
+    String,
+> {
+    for (name, now) in to {
+        match from.get(name) {
+            None => return Err(format!("it reads {name}, which its last build did not")),
+            // A table landed again (--resnapshot) starts a new log: rows it no longer
+            // has left no tombstones there.
+            Some(then) if now.version < then.version => {
+                return Err(format!("{name} was landed again since its last build"))
+            }
+            Some(_) => {}
+        }
+    }
+    let plan = full.logical_plan().clone();
+    let key = &model.config.unique_key;
+    let inputs: std::collections::BTreeSet<crate::render::Target> = model
+        .reads
+        .iter()
+        .filter(|t| to.contains_key(&t.to_string()))
+        .cloned()
+        .collect();
+    let lineage = crate::incremental::lineage(&plan, key, &inputs)?;
+    let typed: Vec<(String, deltalake::arrow::datatypes::DataType)> = key
+        .iter()
+        .map(|k| {
+            plan.schema()
+                .fields()
+                .iter()
+                .find(|f| f.name().eq_ignore_ascii_case(k))
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .ok_or_else(|| format!("the result has no column {k}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let keys = crate::incremental::affected_keys(engine, &lineage, &typed, from, to).await?;
+    info!(model = %model.name, keys = keys.num_rows(), inputs = lineage.len(), "incremental: recomputing the keys the inputs' changes touched");
+    let restricted = crate::incremental::restrict(plan, &lineage, &keys)?;
+    Ok((restricted, keys))
+}
+
+/// Inserts and updates in a diff.
+fn ops(batch: &tidemark_core::change::ChangeBatch) -> (u64, u64) {
+    use deltalake::arrow::array::{Array, AsArray};
+    let Some(op) = batch.data.column_by_name(tidemark_core::schema::OP) else {
+        return (0, 0);
+    };
+    let op = op.as_string::<i32>();
+    let (mut c, mut u) = (0, 0);
+    for i in 0..op.len() {
+        match op.value(i) {
+            "c" => c += 1,
+            _ => u += 1,
+        }
+    }
+    (c, u)
+}
+
+/// What `tidemark test` found for one model: its data tests and unit tests.
+#[derive(Debug, Clone)]
+pub struct Tested {
+    /// The model.
+    pub model: String,
+    /// Data tests.
+    pub data: Vec<crate::testing::TestResult>,
+    /// Unit tests: (name, `Err(difference)`).
+    pub unit: Vec<(String, Result<(), String>)>,
+    /// Declarations that could not be read.
+    pub errors: Vec<String>,
+}
+
+impl Tested {
+    /// Failures that count (data tests of severity error, unit tests, errors).
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = self.errors.clone();
+        for r in &self.data {
+            if !r.passed() && r.test.severity == crate::testing::Severity::Error {
+                out.push(r.message());
+            }
+        }
+        for (n, r) in &self.unit {
+            if let Err(e) = r {
+                out.push(format!("unit test {n} of model {}: {e}", self.model));
+            }
+        }
+        out
+    }
+}
+
+/// Run the selected models' tests without building: data tests on their landed
+/// tables, unit tests on their fixtures (`unit_only`: no warehouse is read).
+pub async fn test(
+    engine: Option<&Engine>,
+    project: &Project,
+    select: &[String],
+) -> Result<Vec<Tested>, String> {
+    let selected = graph::select(project, select)?;
+    let mut out = Vec::new();
+    for name in &selected {
+        let Some(m) = project.models.get(name) else {
+            let e = project
+                .broken
+                .get(name)
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            out.push(Tested {
+                model: name.clone(),
+                data: Vec::new(),
+                unit: Vec::new(),
+                errors: vec![e],
+            });
+            continue;
+        };
+        let mut t = Tested {
+            model: name.clone(),
+            data: Vec::new(),
+            unit: crate::testing::unit_tests(project, m).await,
+            errors: Vec::new(),
+        };
+        if let Some(engine) = engine {
+            match crate::testing::declared(project, m) {
+                Ok(tests) => {
+                    t.data = crate::testing::run(&engine.session_context(), &m.target, &tests).await
+                }
+                Err(e) => t.errors.push(e),
+            }
+        }
+        out.push(t);
+    }
+    Ok(out)
+}

@@ -1,0 +1,321 @@
+//! The example models (examples/models) over the demo's invoicing data, landed the
+//! way capture lands it: built whole, then incrementally after more days of inserts,
+//! updates and deletes; each time every model must equal its SQL run directly on the
+//! same input state, and its history must answer `FOR SYSTEM_TIME AS OF` with the
+//! earlier build.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tidemark_core::config::ModelsConfig;
+use tidemark_core::names::Naming;
+use tidemark_core::position::SourceState;
+use tidemark_demo::{schemas, to_change_batches, Workload, WorkloadConfig};
+use tidemark_lake::{TableWriter, Warehouse};
+use tidemark_models::{Options, Outcome, Project};
+use tidemark_query::Engine;
+
+struct Landing {
+    wh: Warehouse,
+    writers: Vec<TableWriter>,
+    schemas: Vec<Arc<tidemark_core::schema::TableSchema>>,
+    workload: Workload,
+    offset: u64,
+}
+
+impl Landing {
+    async fn new(wh: &Warehouse) -> Self {
+        let schemas = schemas(Naming::SnakeCase);
+        let mut writers = Vec::new();
+        for s in &schemas {
+            let mut w = TableWriter::open(wh, s.clone()).await.unwrap();
+            w.start_merge_on_read().await.unwrap();
+            writers.push(w);
+        }
+        let workload = Workload::new(WorkloadConfig {
+            days: 60,
+            end_us: 1_717_200_000_000_000,
+            ..Default::default()
+        });
+        Self {
+            wh: wh.clone(),
+            writers,
+            schemas,
+            workload,
+            offset: 0,
+        }
+    }
+
+    /// Land the next `days` days, a commit per table per day.
+    async fn days(&mut self, days: u32) {
+        for _ in 0..days {
+            let events = self.workload.next_day().expect("a day left");
+            let batches = to_change_batches(&self.schemas, &events, self.offset).unwrap();
+            self.offset += events.len() as u64;
+            for b in batches {
+                let i = self
+                    .schemas
+                    .iter()
+                    .position(|s| s.name == b.table.name)
+                    .unwrap();
+                let state = SourceState {
+                    source: "demo".into(),
+                    source_table: b.table.name.source(),
+                    stream_offset: Some(self.offset),
+                    ..Default::default()
+                };
+                self.writers[i].append_history(&b, state).await.unwrap();
+            }
+        }
+        let _ = &self.wh;
+    }
+}
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/models")
+}
+
+async fn rows(engine: &Engine, sql: &str) -> Vec<String> {
+    let batches = engine
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out = Vec::new();
+    for b in &batches {
+        for r in 0..b.num_rows() {
+            out.push(
+                (0..b.num_columns())
+                    .map(|c| {
+                        deltalake::arrow::util::display::array_value_to_string(b.column(c), r)
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every model's table equals its SQL run now, on the same inputs.
+async fn assert_models_equal_their_sql(wh: &Warehouse, project: &Project) -> usize {
+    let engine = Engine::open(wh).await.unwrap();
+    let mut total = 0;
+    for m in project.models.values() {
+        // The model's own columns (a table also shows tidemark's `_ingest_ts` …).
+        let df = engine.sql(&m.sql).await.unwrap();
+        let cols: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| format!("\"{}\"", f.name()))
+            .collect();
+        let landed = rows(
+            &engine,
+            &format!("SELECT {} FROM {}", cols.join(", "), m.target.sql()),
+        )
+        .await;
+        let direct = rows(&engine, &format!("SELECT * FROM ({}) AS direct", m.sql)).await;
+        let only_landed: Vec<&String> = landed
+            .iter()
+            .filter(|r| !direct.contains(r))
+            .take(5)
+            .collect();
+        let only_direct: Vec<&String> = direct
+            .iter()
+            .filter(|r| !landed.contains(r))
+            .take(5)
+            .collect();
+        assert!(
+            landed == direct,
+            "model {} differs from its SQL ({} rows landed, {} from the SQL)\n only landed: {only_landed:#?}\n only in the SQL: {only_direct:#?}",
+            m.name,
+            landed.len(),
+            direct.len()
+        );
+        total += landed.len();
+    }
+    total
+}
+
+fn built(report: &tidemark_models::Report, name: &str) -> tidemark_models::Built {
+    match report.get(name) {
+        Some(Outcome::Built(b)) => b.clone(),
+        other => panic!("{name}: {other:?}\n{report:#?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_models_build_incrementally_and_travel_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::new(dir.path().to_str().unwrap(), Default::default()).unwrap();
+    let mut landing = Landing::new(&wh).await;
+    landing.days(30).await;
+
+    let config = ModelsConfig {
+        path: models_dir(),
+        ..Default::default()
+    };
+    let engine = Arc::new(Engine::open(&wh).await.unwrap());
+    let project = Project::load(&config, &engine.landed_names(), "dev").unwrap();
+    assert!(project.broken.is_empty(), "{:#?}", project.broken);
+    assert_eq!(project.models.len(), 4);
+    assert!(project.models["revenue_by_country"]
+        .deps
+        .contains("customer_summary"));
+    let options = Options {
+        threads: 2,
+        ..Default::default()
+    };
+
+    // First build: every model whole.
+    let first = tidemark_models::build(&wh, engine, &project, &options)
+        .await
+        .unwrap();
+    assert!(first.failures().is_empty(), "{first:#?}");
+    let order: Vec<&str> = first.models.iter().map(|(n, _)| n.as_str()).collect();
+    let at = |n: &str| order.iter().position(|x| *x == n).unwrap();
+    assert!(at("customer_summary") < at("revenue_by_country"));
+    let summary_1 = built(&first, "customer_summary");
+    assert!(!summary_1.incremental && summary_1.inserted > 0);
+    let rows_1 = assert_models_equal_their_sql(&wh, &project).await;
+    assert!(rows_1 > 100, "{rows_1}");
+    let engine = Engine::open(&wh).await.unwrap();
+    let receivables = "customer_id, name, open_invoices, open_amount, oldest_due_date";
+    let open_1 = rows(
+        &engine,
+        &format!("SELECT {receivables} FROM analytics.open_receivables"),
+    )
+    .await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    // Nothing changed: nothing to do.
+    let engine = Arc::new(Engine::open(&wh).await.unwrap());
+    let again = tidemark_models::build(&wh, engine, &project, &options)
+        .await
+        .unwrap();
+    assert!(
+        again
+            .models
+            .iter()
+            .all(|(_, o)| matches!(o, Outcome::UpToDate)),
+        "{again:#?}"
+    );
+
+    // Ten more days: new invoices, payments (updates), drafts deleted.
+    landing.days(10).await;
+    let engine = Arc::new(Engine::open(&wh).await.unwrap());
+    let second = tidemark_models::build(&wh, engine, &project, &options)
+        .await
+        .unwrap();
+    assert!(second.failures().is_empty(), "{second:#?}");
+    for name in ["customer_summary", "open_receivables"] {
+        let b = built(&second, name);
+        assert!(b.incremental, "{name} should build incrementally: {b:?}");
+        assert!(b.inserted + b.updated > 0, "{name}: {b:?}");
+    }
+    // Customers whose last open invoice was settled left the receivables.
+    assert!(
+        built(&second, "open_receivables").deleted > 0,
+        "{second:#?}"
+    );
+    assert!(
+        built(&second, "customer_summary").rows < summary_1.rows,
+        "only the touched customers were recomputed"
+    );
+    assert_models_equal_their_sql(&wh, &project).await;
+
+    // The model as it stood after the first build.
+    let engine = Engine::open(&wh).await.unwrap();
+    let then = rows(
+        &engine,
+        &format!(
+            "SELECT {receivables} FROM analytics.open_receivables FOR SYSTEM_TIME AS OF TIMESTAMP '{}'",
+            between.format("%Y-%m-%d %H:%M:%S%.6f")
+        ),
+    )
+    .await;
+    assert_eq!(then, open_1, "AS OF the first build");
+    let history = rows(
+        &engine,
+        "SELECT count(*) FROM analytics_history.open_receivables",
+    )
+    .await;
+    let versions: usize = history[0].parse().unwrap();
+    assert!(versions > open_1.len(), "{versions}");
+
+    // Ten more days, then a full refresh gives the same tables.
+    landing.days(10).await;
+    let engine = Arc::new(Engine::open(&wh).await.unwrap());
+    let third = tidemark_models::build(&wh, engine, &project, &options)
+        .await
+        .unwrap();
+    assert!(third.failures().is_empty(), "{third:#?}");
+    assert_models_equal_their_sql(&wh, &project).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_model_stops_only_what_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::new(dir.path().join("wh").to_str().unwrap(), Default::default()).unwrap();
+    let mut landing = Landing::new(&wh).await;
+    landing.days(3).await;
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(models.join(name), text).unwrap();
+    write(
+        "good.sql",
+        "SELECT id, name FROM {{ source('invoicing', 'customers') }}",
+    );
+    write(
+        "bad.sql",
+        "SELECT id,\n  FROM {{ source('invoicing', 'customers') }} WHERE nope > 1",
+    );
+    write("downstream.sql", "SELECT id FROM {{ ref('bad') }}");
+    write("typo.sql", "SELECT 1 AS x FROM {{ ref('godo') }}");
+    write(
+        "dupes.sql",
+        "SELECT country FROM {{ source('invoicing', 'customers') }}",
+    );
+    write("loop_a.sql", "SELECT x FROM {{ ref('loop_b') }}");
+    write("loop_b.sql", "SELECT x FROM {{ ref('loop_a') }}");
+    let config = ModelsConfig {
+        path: models.clone(),
+        ..Default::default()
+    };
+    let engine = Arc::new(Engine::open(&wh).await.unwrap());
+    let project = Project::load(&config, &engine.landed_names(), "dev").unwrap();
+    let typo = project.broken["typo"].to_string();
+    assert!(
+        typo.contains("typo.sql:1") && typo.contains("no model godo"),
+        "{typo}"
+    );
+    let report = tidemark_models::build(&wh, engine, &project, &Options::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(report.get("good"), Some(Outcome::Built(_))),
+        "{report:#?}"
+    );
+    let text = |n: &str| match report.get(n) {
+        Some(Outcome::Failed(e) | Outcome::Skipped(e)) => e.clone(),
+        other => panic!("{n}: {other:?}"),
+    };
+    assert!(text("bad").contains("bad.sql"), "{}", text("bad"));
+    assert!(
+        text("downstream").contains("bad failed"),
+        "{}",
+        text("downstream")
+    );
+    assert!(text("dupes").contains("repeats rows"), "{}", text("dupes"));
+    assert!(text("loop_a").contains("cycle"), "{}", text("loop_a"));
+    // Nothing of the failed models landed.
+    let engine = Engine::open(&wh).await.unwrap();
+    assert!(engine.sql("SELECT * FROM analytics.dupes").await.is_err());
+    assert_eq!(
+        rows(&engine, "SELECT count(*) FROM analytics.good").await,
+        rows(&engine, "SELECT count(*) FROM invoicing.customers").await
+    );
+}

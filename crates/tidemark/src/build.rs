@@ -1,0 +1,185 @@
+//! `tidemark build`: land the SQL models (tidemark-models) in dependency order.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use tidemark_models::{Options, Outcome, Project};
+
+use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
+
+/// Options of `tidemark build`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Models to build, as dbt selects them: `name`, `+name` (and what it reads),
+    /// `name+` (and what reads it), `tag:x`, `path:dir` (repeatable; default: all).
+    #[arg(long, short = 's')]
+    pub select: Vec<String>,
+    /// Build the selected models whole: their tables so far (with their history) move
+    /// to the warehouse's .retired/ first.
+    #[arg(long)]
+    pub full_refresh: bool,
+    /// The models directory (default: [models] path in the config, else ./models).
+    #[arg(long)]
+    pub models: Option<std::path::PathBuf>,
+    /// Models built at once (default: [models] threads).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `[models]` of the config (defaults without one), its path replaced by `--models`.
+fn models_config(
+    config: Option<&tidemark_core::config::Config>,
+    path: Option<std::path::PathBuf>,
+) -> tidemark_core::config::ModelsConfig {
+    let mut models = config.map(|c| c.models.clone()).unwrap_or_default();
+    if let Some(p) = path {
+        models.path = p;
+    }
+    models
+}
+
+/// Run `tidemark build`.
+pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
+    init_logging(g);
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let config = load_config(g, false)?;
+    let wh = warehouse(g, config.as_ref())?;
+    let models = models_config(config.as_ref(), args.models);
+    let engine = Arc::new(tidemark_query::Engine::open(&wh).await?);
+    let project = Project::load(&models, &engine.landed_names(), &g.environment)?;
+    if project.models.is_empty() && project.broken.is_empty() {
+        bail!("no models: {} has no .sql files", models.path.display());
+    }
+    let options = Options {
+        select: args.select,
+        full_refresh: args.full_refresh,
+        threads: args.threads.unwrap_or(models.threads),
+        progress,
+    };
+    let report = tidemark_models::build(&wh, engine, &project, &options)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    for (name, o) in &report.models {
+        let line = match o {
+            Outcome::Built(b) if !b.failed_tests.is_empty() => {
+                format!(
+                    "built, but its tests FAILED:\n    {}",
+                    b.failed_tests.join("\n    ")
+                )
+            }
+            Outcome::Built(b) => format!(
+                "built {} (build {}): {} rows; {} new, {} changed, {} gone; {} ms{}",
+                if b.incremental {
+                    "incrementally"
+                } else {
+                    "whole"
+                },
+                b.build,
+                b.rows,
+                b.inserted,
+                b.updated,
+                b.deleted,
+                b.millis,
+                b.full_because
+                    .as_ref()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default()
+            ),
+            Outcome::UpToDate => "up to date (its SQL and inputs are unchanged)".into(),
+            Outcome::Failed(e) => format!("FAILED: {e}"),
+            Outcome::Skipped(e) => format!("SKIPPED: {e}"),
+        };
+        println!("{name:<32} {line}");
+        if let Outcome::Built(b) = o {
+            for w in &b.warned_tests {
+                println!("{:<32} warning: {w}", "");
+            }
+        }
+    }
+    let failures = report.failures();
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} models failed or were skipped: {}",
+            failures.len(),
+            report.models.len(),
+            failures
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Options of `tidemark test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Models whose tests run, as `tidemark build` selects them (default: all).
+    #[arg(long, short = 's')]
+    pub select: Vec<String>,
+    /// The models directory (default: [models] path in the config, else ./models).
+    #[arg(long)]
+    pub models: Option<std::path::PathBuf>,
+    /// Unit tests only: no warehouse is read.
+    #[arg(long)]
+    pub unit: bool,
+}
+
+/// Run `tidemark test`.
+pub async fn test(g: &GlobalArgs, args: TestArgs) -> Result<()> {
+    init_logging(g);
+    let config = load_config(g, false)?;
+    let models = models_config(config.as_ref(), args.models);
+    let engine = if args.unit {
+        None
+    } else {
+        let wh = warehouse(g, config.as_ref())?;
+        Some(tidemark_query::Engine::open(&wh).await?)
+    };
+    let landed = engine
+        .as_ref()
+        .map(|e| e.landed_names())
+        .unwrap_or_default();
+    let project = Project::load(&models, &landed, &g.environment)?;
+    let results = tidemark_models::test(engine.as_ref(), &project, &args.select)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let mut failed = Vec::new();
+    let (mut passed, mut warned) = (0, 0);
+    for t in &results {
+        for r in &t.data {
+            if r.passed() {
+                passed += 1;
+                println!("{:<32} pass  {}", t.model, r.test.name);
+            } else if r.test.severity == tidemark_models::testing::Severity::Warn {
+                warned += 1;
+                println!("{:<32} WARN  {}", t.model, r.message());
+            } else {
+                println!("{:<32} FAIL  {}", t.model, r.message());
+            }
+        }
+        for (n, r) in &t.unit {
+            match r {
+                Ok(()) => {
+                    passed += 1;
+                    println!("{:<32} pass  unit test {n}", t.model);
+                }
+                Err(e) => println!("{:<32} FAIL  unit test {n}: {e}", t.model),
+            }
+        }
+        for e in &t.errors {
+            println!("{:<32} FAIL  {e}", t.model);
+        }
+        failed.extend(t.failures());
+    }
+    for e in &project.broken_tests {
+        println!("{:<32} FAIL  {e}", "-");
+        failed.push(e.to_string());
+    }
+    println!("{passed} passed, {warned} warned, {} failed", failed.len());
+    if !failed.is_empty() {
+        bail!("{} test(s) failed", failed.len());
+    }
+    Ok(())
+}
