@@ -21,6 +21,93 @@ pub enum LandError {
     Lake(#[from] tidemark_lake::Error),
 }
 
+/// Lands batches of events into a warehouse the way change capture does: each batch
+/// one append per table to its history log, the current table its base plus that
+/// tail (merge-on-read), compacted when the tail reaches a fifth of the base (as
+/// `tidemark run` does), writing the versions it closes to the closed history.
+/// Tests use it to land a workload a few days at a time.
+pub struct Lander {
+    schemas: Vec<Arc<TableSchema>>,
+    writers: Vec<TableWriter>,
+    tails: Vec<usize>,
+    bases: Vec<usize>,
+    offset: u64,
+    landed: usize,
+}
+
+impl Lander {
+    /// Open (creating) the demo's tables in `wh`.
+    pub async fn open(wh: &Warehouse, naming: Naming) -> Result<Self, LandError> {
+        let schemas = schemas(naming);
+        let mut writers = Vec::new();
+        for s in &schemas {
+            let mut w = TableWriter::open(wh, s.clone()).await?;
+            w.start_merge_on_read().await?;
+            writers.push(w);
+        }
+        let n = schemas.len();
+        Ok(Self {
+            schemas,
+            writers,
+            tails: vec![0; n],
+            bases: vec![0; n],
+            offset: 0,
+            landed: 0,
+        })
+    }
+
+    /// The tables.
+    pub fn schemas(&self) -> &[Arc<TableSchema>] {
+        &self.schemas
+    }
+
+    /// Changes landed so far.
+    pub fn landed(&self) -> usize {
+        self.landed
+    }
+
+    /// Land `events`: one commit per table that has some.
+    pub async fn land(&mut self, events: &[crate::Event]) -> Result<(), LandError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let batches = to_change_batches(&self.schemas, events, self.offset)?;
+        self.offset += events.len() as u64;
+        self.landed += events.len();
+        for b in batches {
+            let i = self
+                .schemas
+                .iter()
+                .position(|s| s.name == b.table.name)
+                .expect("batch of a demo table");
+            let state = SourceState {
+                source: "demo".into(),
+                source_table: b.table.name.source(),
+                stream_offset: Some(self.offset),
+                ..Default::default()
+            };
+            self.tails[i] += b.data.num_rows();
+            self.writers[i].append_history(&b, state).await?;
+            if tidemark_lake::mor::compaction_due(self.tails[i] as u64, self.bases[i] as u64) {
+                if let Some(c) = self.writers[i].compact_current().await? {
+                    self.bases[i] = c.rows as usize;
+                }
+                self.tails[i] = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fold every tail into its base: external engines then read everything in the
+    /// current and closed tables.
+    pub async fn compact(&mut self) -> Result<(), LandError> {
+        for w in &mut self.writers {
+            w.compact_current().await?;
+        }
+        Ok(())
+    }
+}
+
 /// Land every day of `workload` into `wh` (current + history of each demo table),
 /// one commit per table every `days_per_batch` simulated days, so history reaches
 /// back as far as the workload does. Returns the tables and the changes landed.
@@ -30,22 +117,8 @@ pub async fn land(
     workload: &mut Workload,
     days_per_batch: u32,
 ) -> Result<(Vec<Arc<TableSchema>>, usize), LandError> {
-    let schemas = schemas(naming);
-    // The path change capture takes: each batch is one append to the history log,
-    // the current table is its base plus that tail (merge-on-read), and compaction
-    // folds the tail in when it reaches a fifth of the base (as `tidemark run`
-    // does), writing the versions it closes to the closed history.
-    let mut writers = Vec::new();
-    let mut tails = Vec::new();
-    let mut bases = Vec::new();
-    for s in &schemas {
-        let mut w = TableWriter::open(wh, s.clone()).await?;
-        w.start_merge_on_read().await?;
-        writers.push(w);
-        tails.push(0usize);
-        bases.push(0usize);
-    }
-    let (mut offset, mut days, mut landed) = (0u64, 0u32, 0usize);
+    let mut lander = Lander::open(wh, naming).await?;
+    let mut days = 0u32;
     let mut pending = Vec::new();
     loop {
         let day = workload.next_day();
@@ -54,39 +127,13 @@ pub async fn land(
             pending.extend(d);
             days += 1;
         }
-        if (end || days % days_per_batch.max(1) == 0) && !pending.is_empty() {
-            let batches = to_change_batches(&schemas, &pending, offset)?;
-            offset += pending.len() as u64;
-            landed += pending.len();
+        if end || days.is_multiple_of(days_per_batch.max(1)) {
+            lander.land(&pending).await?;
             pending.clear();
-            for b in batches {
-                let i = schemas
-                    .iter()
-                    .position(|s| s.name == b.table.name)
-                    .expect("batch of a demo table");
-                let state = SourceState {
-                    source: "demo".into(),
-                    source_table: b.table.name.source(),
-                    stream_offset: Some(offset),
-                    ..Default::default()
-                };
-                tails[i] += b.data.num_rows();
-                writers[i].append_history(&b, state).await?;
-                if tidemark_lake::mor::compaction_due(tails[i] as u64, bases[i] as u64) {
-                    if let Some(c) = writers[i].compact_current().await? {
-                        bases[i] = c.rows as usize;
-                    }
-                    tails[i] = 0;
-                }
-            }
         }
         if end {
-            // Everything compacted: external engines read the whole demo in the
-            // current and closed tables.
-            for w in &mut writers {
-                w.compact_current().await?;
-            }
-            return Ok((schemas, landed));
+            lander.compact().await?;
+            return Ok((lander.schemas.clone(), lander.landed));
         }
     }
 }

@@ -48,7 +48,7 @@ use std::sync::Arc;
 use tidemark_core::change::{ChangeBatch, ChangeBatchBuilder};
 use tidemark_core::schema::TableSchema;
 
-pub use land::{land, LandError};
+pub use land::{land, LandError, Lander};
 pub use mysql::{apply_to_mysql, create_schema};
 pub use tables::{create_sql, schemas};
 pub use workload::{Event, Workload, WorkloadConfig};

@@ -145,6 +145,31 @@ pub async fn build(
             );
         }
     }
+    // A full refresh moves the tables aside first, and the engine forgets them, so
+    // nothing reads a table that is being built anew.
+    if options.full_refresh {
+        for name in &selected {
+            let Some(m) = project.models.get(name) else {
+                continue;
+            };
+            match wh.retire(&m.target.schema, &m.target.table).await {
+                Ok(Some(to)) => {
+                    info!(model = %name, moved_to = %to, "full refresh: the model's table so far moved aside")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    outcomes.insert(
+                        name.clone(),
+                        Outcome::Failed(Error::lake(name, e).to_string()),
+                    );
+                }
+            }
+        }
+        engine
+            .refresh()
+            .await
+            .map_err(|e| format!("reading the warehouse again: {e}"))?;
+    }
     let mut pending: BTreeSet<String> = selected
         .iter()
         .filter(|n| !outcomes.contains_key(*n))
@@ -204,9 +229,21 @@ pub async fn build(
                     let (wh, engine, gate) = (wh.clone(), engine.clone(), gate.clone());
                     let model = m.clone();
                     let full_refresh = options.full_refresh;
+                    // A task of its own: a build suspended while it holds the
+                    // planning lock must go on while this loop waits to refresh.
+                    let name = model.name.clone();
+                    let task = tokio::spawn(async move {
+                        build_one(&wh, &engine, &gate, &model, full_refresh).await
+                    });
                     running.push(async move {
-                        let r = build_one(&wh, &engine, &gate, &model, full_refresh).await;
-                        (model.name, r)
+                        let r = task.await.unwrap_or_else(|e| {
+                            Err(Error::Sql {
+                                model: name.clone(),
+                                path: Default::default(),
+                                message: format!("the build task failed: {e}"),
+                            })
+                        });
+                        (name, r)
                     });
                     progressed = true;
                 }
@@ -306,11 +343,6 @@ async fn build_one(
         message: e.to_string(),
     };
     let t = &model.target;
-    if full_refresh {
-        if let Some(to) = wh.retire(&t.schema, &t.table).await.map_err(lake)? {
-            info!(model = %model.name, moved_to = %to, "full refresh: the model's table so far moved aside");
-        }
-    }
     let url = wh.table_url(&t.schema, &t.table, TableKind::History);
     let (delta, exists) = wh.delta_table(&url).await.map_err(lake)?;
     let previous = if exists {

@@ -24,6 +24,7 @@
 //!   statement), build order, cycles, selectors.
 //! * [`land`]: a result as a tidemark table: types, keys, evolution, the commit.
 //! * [`build`]: the build itself.
+//! * [`drift`]: whether a model's table equals its SQL run now (equivalence tests).
 //!
 //! Exactly once: each build's commit carries its number, SQL hash and the Delta
 //! versions of the inputs it read ([`tidemark_core::position::ModelProgress`]). A
@@ -31,6 +32,7 @@
 //! a crash does not land twice.
 
 pub mod build;
+pub mod drift;
 pub mod error;
 pub mod graph;
 pub mod incremental;

@@ -147,10 +147,11 @@ pub struct Project {
 
 impl Project {
     /// Read the models under `config.path`. `landed` lists the warehouse's landed
-    /// source tables (for `source()`); `environment` selects `[models.env.*]` vars.
+    /// source tables (for `source()`; `None` without a warehouse, for unit tests);
+    /// `environment` selects `[models.env.*]` vars.
     pub fn load(
         config: &ModelsConfig,
-        landed: &[tidemark_core::names::TableName],
+        landed: Option<&[tidemark_core::names::TableName]>,
         environment: &str,
     ) -> Result<Self, Error> {
         let dir = config.path.clone();
@@ -202,6 +203,7 @@ impl Project {
         }
         let mut scope = Scope {
             environment: environment.to_string(),
+            sources_unknown: landed.is_none(),
             ..Default::default()
         };
         for (k, v) in config
@@ -213,7 +215,7 @@ impl Project {
                 .vars
                 .insert(k.clone(), serde_json::to_value(v).unwrap_or_default());
         }
-        for n in landed {
+        for n in landed.unwrap_or_default() {
             scope.sources.insert(
                 (n.source_db.to_lowercase(), n.source_table.to_lowercase()),
                 Target {

@@ -47,6 +47,9 @@ pub struct Scope {
     pub models: BTreeMap<String, Target>,
     /// Landed source tables by (source database, source table), lower-cased.
     pub sources: BTreeMap<(String, String), Target>,
+    /// No warehouse was read (unit tests): `source()` names tables by the default
+    /// naming instead of refusing what it does not know.
+    pub sources_unknown: bool,
     /// `var()` values (the environment's over the project's).
     pub vars: BTreeMap<String, serde_json::Value>,
     /// The environment built for (`target.name` in dbt): `env` in templates.
@@ -104,10 +107,18 @@ pub fn render(
         );
     }
     {
-        let sources = scope.sources.clone();
+        let (sources, unknown) = (scope.sources.clone(), scope.sources_unknown);
         env.add_function(
             "source",
             move |db: String, table: String| -> Result<String, minijinja::Error> {
+                if unknown {
+                    let n = tidemark_core::names::TableName::new(&db, &table, Default::default());
+                    return Ok(Target {
+                        schema: n.schema,
+                        table: n.table,
+                    }
+                    .sql());
+                }
                 sources
                     .get(&(db.to_lowercase(), table.to_lowercase()))
                     .map(Target::sql)

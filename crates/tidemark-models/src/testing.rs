@@ -391,6 +391,7 @@ pub async fn unit_tests(project: &Project, model: &Model) -> Vec<(String, Result
     for t in &model.sidecar.unit_tests {
         let r = async {
             let ctx = SessionContext::new();
+            let catalog = ctx.catalog("datafusion").ok_or("no default catalog")?;
             for (input, rows) in &t.given {
                 let target = match project.models.get(input) {
                     Some(m) => m.target.clone(),
@@ -408,6 +409,14 @@ pub async fn unit_tests(project: &Project, model: &Model) -> Vec<(String, Result
                             })
                     }
                 };
+                if catalog.schema(&target.schema).is_none() {
+                    catalog
+                        .register_schema(
+                            &target.schema,
+                            Arc::new(deltalake::datafusion::catalog::MemorySchemaProvider::new()),
+                        )
+                        .map_err(|e| e.to_string())?;
+                }
                 let b = batch_of(rows)?;
                 let mem =
                     MemTable::try_new(b.schema(), vec![vec![b]]).map_err(|e| e.to_string())?;

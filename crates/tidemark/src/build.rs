@@ -46,7 +46,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     let wh = warehouse(g, config.as_ref())?;
     let models = models_config(config.as_ref(), args.models);
     let engine = Arc::new(tidemark_query::Engine::open(&wh).await?);
-    let project = Project::load(&models, &engine.landed_names(), &g.environment)?;
+    let project = Project::load(&models, Some(&engine.landed_names()), &g.environment)?;
     if project.models.is_empty() && project.broken.is_empty() {
         bail!("no models: {} has no .sql files", models.path.display());
     }
@@ -137,11 +137,8 @@ pub async fn test(g: &GlobalArgs, args: TestArgs) -> Result<()> {
         let wh = warehouse(g, config.as_ref())?;
         Some(tidemark_query::Engine::open(&wh).await?)
     };
-    let landed = engine
-        .as_ref()
-        .map(|e| e.landed_names())
-        .unwrap_or_default();
-    let project = Project::load(&models, &landed, &g.environment)?;
+    let landed = engine.as_ref().map(|e| e.landed_names());
+    let project = Project::load(&models, landed.as_deref(), &g.environment)?;
     let results = tidemark_models::test(engine.as_ref(), &project, &args.select)
         .await
         .map_err(anyhow::Error::msg)?;

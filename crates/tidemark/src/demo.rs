@@ -124,6 +124,34 @@ async fn offline(args: &Args) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
 
+    // The example models (examples/models), written beside the warehouse so they can
+    // be edited and built again with `tidemark build`.
+    let models_dir = dir.join("models");
+    for (path, text) in EXAMPLE_MODELS {
+        let to = models_dir.join(path);
+        std::fs::create_dir_all(to.parent().context("a file has a directory")?)?;
+        std::fs::write(&to, text)?;
+    }
+    let engine = std::sync::Arc::new(Engine::open(&wh).await?);
+    let models = tidemark_core::config::ModelsConfig {
+        path: models_dir.clone(),
+        ..Default::default()
+    };
+    let project = tidemark_models::Project::load(&models, Some(&engine.landed_names()), "dev")?;
+    let start = Instant::now();
+    let report = tidemark_models::build(&wh, engine, &project, &Default::default())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if let Some((name, o)) = report.failures().first() {
+        bail!("example model {name} failed: {}", o.reason());
+    }
+    println!(
+        "built {} models from {} in {:.1}s: tables with history of their own (analytics.*, analytics_history.*)\n",
+        report.models.len(),
+        models_dir.display(),
+        start.elapsed().as_secs_f64()
+    );
+
     let engine = Engine::open(&wh).await?;
     for (title, sql) in QUERIES {
         println!("-- {title}\n{}", sql.trim());
@@ -131,11 +159,45 @@ async fn offline(args: &Args) -> Result<()> {
         println!("{}\n", format_batches(&batches, OutputFormat::Table)?);
     }
     println!(
-        "Query it yourself (from a checkout: cargo run --release -- sql ...):\n  tidemark sql --warehouse {} \"SELECT * FROM invoicing_history.invoices WHERE id = 1\"",
-        dir.display()
+        "Query it yourself (from a checkout: cargo run --release -- sql ...):\n  tidemark sql --warehouse {} \"SELECT * FROM invoicing_history.invoices WHERE id = 1\"\nEdit a model and build again (only what changed is rebuilt):\n  tidemark build --warehouse {} --models {}",
+        dir.display(),
+        dir.display(),
+        models_dir.display()
     );
     Ok(())
 }
+
+/// The example models (examples/models), as the demo writes them out.
+const EXAMPLE_MODELS: &[(&str, &str)] = &[
+    (
+        "customers/customer_summary.sql",
+        include_str!("../../../examples/models/customers/customer_summary.sql"),
+    ),
+    (
+        "customers/customer_summary.toml",
+        include_str!("../../../examples/models/customers/customer_summary.toml"),
+    ),
+    (
+        "finance/open_receivables.sql",
+        include_str!("../../../examples/models/finance/open_receivables.sql"),
+    ),
+    (
+        "finance/open_receivables.toml",
+        include_str!("../../../examples/models/finance/open_receivables.toml"),
+    ),
+    (
+        "finance/revenue_by_month.sql",
+        include_str!("../../../examples/models/finance/revenue_by_month.sql"),
+    ),
+    (
+        "finance/revenue_by_country.sql",
+        include_str!("../../../examples/models/finance/revenue_by_country.sql"),
+    ),
+    (
+        "tests/paid_never_exceeds_billed.sql",
+        include_str!("../../../examples/models/tests/paid_never_exceeds_billed.sql"),
+    ),
+];
 
 /// What the demo shows: the questions analysts ask.
 const QUERIES: &[(&str, &str)] = &[
@@ -166,6 +228,14 @@ ORDER BY _valid_from",
 FROM invoicing.payments p JOIN invoicing.invoices i ON p.invoice_id = i.id
 JOIN invoicing.customers c ON i.customer_id = c.id
 GROUP BY c.name, c.country ORDER BY paid DESC LIMIT 5",
+    ),
+    (
+        "A model (examples/models/finance/revenue_by_month.sql): invoiced and collected revenue by month",
+        "SELECT month, invoices, revenue, collected FROM analytics.revenue_by_month ORDER BY month DESC LIMIT 4",
+    ),
+    (
+        "A model built from another (revenue_by_country reads customer_summary)",
+        "SELECT country, customers, billed, paid FROM analytics.revenue_by_country ORDER BY billed DESC LIMIT 5",
     ),
     (
         "Price changes in the last 30 days",

@@ -75,7 +75,7 @@ impl Job for Build {
                     .await
                     .map_err(|e| JobError::Transient(format!("reading the warehouse: {e}")))?,
             );
-            let project = Project::load(&config.models, &engine.landed_names(), &env.environment)
+            let project = Project::load(&config.models, Some(&engine.landed_names()), &env.environment)
                 .map_err(|e| JobError::Definite {
                     message: e.to_string(),
                     action: "correct [models] path in the config".into(),
