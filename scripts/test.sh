@@ -14,7 +14,8 @@
 #    target/test-services/moto/venv if moto_server is not on PATH) on a free
 #    loopback port and exports TIDEMARK_TEST_S3_ENDPOINT plus dummy AWS_*
 #    credentials; it is stopped on exit,
-# 3c. makes a venv with psycopg and SQLAlchemy (target/test-services/pyclients/venv)
+# 3c. makes a venv with psycopg, SQLAlchemy, DuckDB and deltalake
+#     (target/test-services/pyclients/venv)
 #    and installs the PostgreSQL JDBC driver and a JDK if missing, for the
 #    endpoint's client-library tests: exports TIDEMARK_TEST_PYTHON and
 #    TIDEMARK_TEST_PGJDBC,
@@ -172,14 +173,16 @@ echo "TIDEMARK_TEST_S3_ENDPOINT=$TIDEMARK_TEST_S3_ENDPOINT (moto, pid $MOTO_PID,
 section "Client libraries for the endpoint tests (psycopg, SQLAlchemy, pgjdbc)"
 PYCLIENTS_DIR="$REPO/target/test-services/pyclients"
 PYCLIENTS_PY="$PYCLIENTS_DIR/venv/bin/python"
-if ! "$PYCLIENTS_PY" -c 'import psycopg, sqlalchemy' >/dev/null 2>&1; then
-    echo "psycopg/SQLAlchemy missing: pip install into $PYCLIENTS_DIR/venv" >&2
+if ! "$PYCLIENTS_PY" -c 'import psycopg, sqlalchemy, duckdb, deltalake, pyarrow' >/dev/null 2>&1; then
+    echo "psycopg/SQLAlchemy/DuckDB/deltalake missing: pip install into $PYCLIENTS_DIR/venv" >&2
     mkdir -p "$PYCLIENTS_DIR"
     python3 -m venv "$PYCLIENTS_DIR/venv" >&2 || {
         apt_install python3-venv
         python3 -m venv "$PYCLIENTS_DIR/venv" >&2
     }
-    "$PYCLIENTS_DIR/venv/bin/pip" install --quiet 'psycopg[binary]' sqlalchemy >&2
+    # duckdb and deltalake: the models' equivalence test runs the same SQL in an
+    # engine that shares no code with tidemark.
+    "$PYCLIENTS_DIR/venv/bin/pip" install --quiet 'psycopg[binary]' sqlalchemy duckdb 'deltalake[pyarrow]' >&2
 fi
 export TIDEMARK_TEST_PYTHON="$PYCLIENTS_PY"
 TIDEMARK_TEST_PGJDBC=/usr/share/java/postgresql.jar

@@ -466,8 +466,14 @@ async fn build_one(
         sql_hash: hash,
         inputs: marks,
     };
-    let state = land::state(&writer, model, progress);
-    writer.append_history(&all, state).await.map_err(lake)?;
+    land::commit(
+        &mut writer,
+        model,
+        &all,
+        progress,
+        previous.as_ref().map(|p| p.build),
+    )
+    .await?;
     if let Err(e) = writer.compact_if_due().await {
         warn!(model = %model.name, error = %e, "compaction failed; reads merge the tail meanwhile, and the next build tries again");
     }

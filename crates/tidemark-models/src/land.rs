@@ -347,13 +347,44 @@ pub async fn open(
     Ok(w)
 }
 
-/// The state a build commits.
-pub fn state(writer: &TableWriter, model: &Model, progress: ModelProgress) -> SourceState {
-    SourceState {
-        source: MODELS_SOURCE.into(),
-        source_table: model.name.clone(),
-        model: Some(progress),
-        last_source_ts_us: Some(chrono::Utc::now().timestamp_micros()),
-        ..writer.committed(TableKind::History).state.clone()
+/// Commit a build's changes with its `progress`, provided the table's newest commit
+/// is still the build it started from (`after`: that build's number, `None` for a
+/// new table). Two builds of one model at once (the daemon's and one by hand)
+/// cannot both land: the second finds the first's commit and writes nothing.
+pub async fn commit(
+    writer: &mut TableWriter,
+    model: &Model,
+    changes: &ChangeBatch,
+    progress: ModelProgress,
+    after: Option<i64>,
+) -> Result<(), Error> {
+    let merge = |st: SourceState| {
+        let newest = st.model.as_ref().map(|m| m.build);
+        if newest != after {
+            return Err(newest);
+        }
+        Ok(SourceState {
+            source: MODELS_SOURCE.into(),
+            source_table: model.name.clone(),
+            model: Some(progress.clone()),
+            last_source_ts_us: Some(chrono::Utc::now().timestamp_micros()),
+            ..st
+        })
+    };
+    match writer
+        .append_history_shared(changes, merge)
+        .await
+        .map_err(|e| Error::lake(&model.name, e))?
+    {
+        Ok(_) => Ok(()),
+        Err(newest) => Err(Error::Result {
+            model: model.name.clone(),
+            path: model.path.clone(),
+            message: format!(
+                "another build of this model landed (build {}) while this one ran from build {}; nothing of this one was written: build again",
+                newest.unwrap_or(0),
+                after.unwrap_or(0)
+            ),
+        }),
     }
 }

@@ -180,3 +180,62 @@ pub async fn test(g: &GlobalArgs, args: TestArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Options of `tidemark compile`.
+#[derive(Debug, clap::Args)]
+pub struct CompileArgs {
+    /// Models to compile, as `tidemark build` selects them (default: all).
+    #[arg(long, short = 's')]
+    pub select: Vec<String>,
+    /// The models directory (default: [models] path in the config, else ./models).
+    #[arg(long)]
+    pub models: Option<std::path::PathBuf>,
+    /// Where the rendered SQL goes: `<model>.sql` each, and `manifest.json` (build
+    /// order, targets, the tables each reads).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+/// Run `tidemark compile`: render the models as a build would, without running them.
+pub async fn compile(g: &GlobalArgs, args: CompileArgs) -> Result<()> {
+    init_logging(g);
+    let config = load_config(g, false)?;
+    let models = models_config(config.as_ref(), args.models);
+    let wh = warehouse(g, config.as_ref())?;
+    let engine = tidemark_query::Engine::open(&wh).await?;
+    let project = Project::load(&models, Some(&engine.landed_names()), &g.environment)?;
+    for (name, e) in &project.broken {
+        eprintln!("{name}: {e}");
+    }
+    let selected =
+        tidemark_models::graph::select(&project, &args.select).map_err(anyhow::Error::msg)?;
+    let order = tidemark_models::graph::order(&project, &selected)?;
+    std::fs::create_dir_all(&args.out)?;
+    let mut manifest = Vec::new();
+    for name in &order {
+        let m = &project.models[name];
+        std::fs::write(args.out.join(format!("{name}.sql")), &m.sql)?;
+        manifest.push(serde_json::json!({
+            "name": name,
+            "path": m.path,
+            "schema": m.target.schema,
+            "table": m.target.table,
+            "materialized": format!("{:?}", m.config.materialized).to_lowercase(),
+            "unique_key": m.config.unique_key,
+            "reads": m.reads.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            "sql": m.sql,
+        }));
+    }
+    std::fs::write(
+        args.out.join("manifest.json"),
+        serde_json::to_string_pretty(&serde_json::json!({ "models": manifest }))?,
+    )?;
+    println!("{} models compiled to {}", order.len(), args.out.display());
+    if !project.broken.is_empty() {
+        bail!(
+            "{} model(s) could not be compiled (above)",
+            project.broken.len()
+        );
+    }
+    Ok(())
+}

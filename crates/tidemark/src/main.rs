@@ -43,6 +43,8 @@ enum Command {
     Run(run::Args),
     /// Build the SQL models (`[models] path`) in dependency order, with history.
     Build(build::Args),
+    /// Render the models' SQL (templates resolved) without running it.
+    Compile(build::CompileArgs),
     /// Run the models' data tests (on their landed tables) and unit tests (on
     /// fixtures, without a warehouse with --unit).
     Test(build::TestArgs),
@@ -86,6 +88,7 @@ fn main() -> std::process::ExitCode {
             Command::Pull(a) => pull::run(&cli.global, a).await,
             Command::Build(a) => build::run(&cli.global, a).await,
             Command::Test(a) => build::test(&cli.global, a).await,
+            Command::Compile(a) => build::compile(&cli.global, a).await,
             Command::Maintain(a) => maintain::run(&cli.global, a).await,
             Command::Status(a) => status::run(&cli.global, a).await,
             Command::Run(a) => run::run(&cli.global, a).await,
