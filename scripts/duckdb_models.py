@@ -4,7 +4,8 @@ tidemark, over the same input tables read from the warehouse's Delta tables (wit
 `deltalake` package, not through tidemark), and compare or time the results.
 
     duckdb_models.py compare WAREHOUSE COMPILED_DIR   # exit 1 if any model differs
-    duckdb_models.py time    WAREHOUSE COMPILED_DIR   # seconds to build every model
+    duckdb_models.py time    WAREHOUSE COMPILED_DIR   # seconds to build every model,
+                                                      # reading the inputs' Parquet files
 
 COMPILED_DIR is what `tidemark compile --out DIR` writes. The inputs' current tables
 must be compacted (`tidemark maintain`): this script reads each Delta table's files,
@@ -21,11 +22,19 @@ import duckdb
 TIDEMARK_COLUMNS = {"_ingest_ts", "_source_ts", "_op", "_source_pos", "_seq"}
 
 
-def load(con, wh, schema, table):
+def load(con, wh, schema, table, lazy):
+    """Make `schema.table` the input's current rows: copied into DuckDB (`compare`),
+    or (`time`) a view over the Delta table's Parquet files, read when a model runs."""
     dt = deltalake.DeltaTable(f"{wh}/{schema}/{table}/current")
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    if lazy:
+        files = ", ".join("'" + f.replace("'", "''") + "'" for f in dt.file_uris())
+        cols = [f.name for f in dt.schema().fields if f.name not in TIDEMARK_COLUMNS]
+        select = ", ".join(f'"{c}"' for c in cols)
+        con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{table}" AS SELECT {select} FROM read_parquet([{files}])')
+        return
     data = dt.to_pyarrow_table()
     keep = [c for c in data.column_names if c not in TIDEMARK_COLUMNS]
-    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     con.register("__input", data.select(keep))
     con.execute(f'CREATE OR REPLACE TABLE "{schema}"."{table}" AS SELECT * FROM __input')
     con.unregister("__input")
@@ -57,7 +66,7 @@ def main():
     con.execute("SET TimeZone = 'UTC'")
     inputs = sorted({tuple(r.split(".", 1)) for m in manifest for r in m["reads"]} - models)
     for schema, table in inputs:
-        load(con, wh, schema, table)
+        load(con, wh, schema, table, lazy=(mode == "time"))
     start = time.monotonic()
     for m in manifest:
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{m["schema"]}"')

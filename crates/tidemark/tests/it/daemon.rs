@@ -60,6 +60,26 @@ async fn run_end(base: &str, id: &str, token: &str) -> serde_json::Value {
     .await
 }
 
+/// Trigger `job` through the API and wait for the run to succeed (a run already in
+/// flight takes the trigger as its next run: "queued").
+async fn trigger_and_succeed(base: &str, job: &str, token: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/jobs/{job}/runs"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    if id != "queued" {
+        let end = run_end(base, &id, token).await;
+        assert_eq!(end["outcome"], "succeeded", "{end}");
+    }
+}
+
 /// Poll `f` until it is `Some`, for at most `secs`.
 async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where
@@ -629,7 +649,6 @@ async fn the_example_config_runs_capture_cron_new_data_and_chained_jobs_and_take
         (lake_i64(&db, "SELECT count(*) FROM reports.unpaid").await == Some(2)).then_some(())
     })
     .await;
-    let http = reqwest::Client::new();
     // The cron job has run, capture still flowing beside it.
     eventually(60, "a nightly maintenance run", || async {
         let runs = get_json(&base, "/api/v1/runs?job=nightly_maintenance", &operator).await?;
@@ -640,21 +659,7 @@ async fn the_example_config_runs_capture_cron_new_data_and_chained_jobs_and_take
     })
     .await;
     // And a run triggered through the API.
-    let r = http
-        .post(format!("{base}/api/v1/jobs/daily_revenue/runs"))
-        .bearer_auth(&operator)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<serde_json::Value>().await.unwrap()["run"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    if id != "queued" {
-        let end = run_end(&base, &id, &operator).await;
-        assert_eq!(end["outcome"], "succeeded", "{end}");
-    }
+    trigger_and_succeed(&base, "daily_revenue", &operator).await;
     // Capture kept landing while the jobs ran.
     db.exec("INSERT INTO invoices (id, status, total) VALUES (6, 'paid', 3.00)")
         .await;
@@ -726,4 +731,87 @@ async fn the_api_serves_tls_with_the_endpoints_certificate() {
     let o = curl(format!("http://localhost:{port}/healthz"), &[]);
     assert!(!String::from_utf8_lossy(&o.stdout).contains("ok"));
     stop_cleanly(child, &config);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_job_keeps_the_models_level_with_new_data() {
+    use tidemark_core::names::Naming;
+    let dir = tempfile::tempdir().unwrap();
+    let wh_path = dir.path().join("warehouse");
+    let wh = tidemark_lake::Warehouse::new(wh_path.to_str().unwrap(), Default::default()).unwrap();
+    let mut lander = tidemark_demo::Lander::open(&wh, Naming::SnakeCase)
+        .await
+        .unwrap();
+    let mut workload = tidemark_demo::Workload::new(tidemark_demo::WorkloadConfig {
+        days: 20,
+        ..Default::default()
+    });
+    for _ in 0..10 {
+        lander.land(&workload.next_day().unwrap()).await.unwrap();
+    }
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
+    let config = jobs_only_config(
+        dir.path(),
+        &wh_path,
+        &format!(
+            "[models]\npath = \"{}\"\n\n[jobs.models]\nkind = \"build\"\non = \"new_data\"\n\
+             inputs = [\"invoicing.invoices\", \"invoicing.customers\"]\ndebounce = \"200ms\"\n",
+            models.display()
+        ),
+    );
+    let operator = token(&config, "ci", "operator");
+    let run = spawn_run_with(&config, &[]);
+    let base = format!("http://{}", api_addr(&config, 1));
+    // By hand first: every model built.
+    trigger_and_succeed(&base, "models", &operator).await;
+    // Then new invoices land: the job follows on its own, incrementally.
+    for _ in 0..5 {
+        lander.land(&workload.next_day().unwrap()).await.unwrap();
+    }
+    let project = |engine: &tidemark_query::Engine| {
+        tidemark_models::Project::load(
+            &tidemark_core::config::ModelsConfig {
+                path: models.clone(),
+                ..Default::default()
+            },
+            Some(&engine.landed_names()),
+            "dev",
+        )
+        .unwrap()
+    };
+    let level = || async {
+        let engine = tidemark_query::Engine::open(&wh).await.ok()?;
+        let p = project(&engine);
+        for m in p.models.values() {
+            if !tidemark_models::drift::drift(&engine, m)
+                .await
+                .ok()?
+                .is_none()
+            {
+                return None;
+            }
+        }
+        // Built after the new days: versions of the first build closed by a second.
+        let b = engine
+            .query("SELECT count(*) AS n FROM analytics_history.customer_summary WHERE _valid_to IS NOT NULL")
+            .await
+            .ok()?;
+        let col = b.first()?.column(0);
+        let n = deltalake::arrow::util::display::array_value_to_string(col, 0).ok()?;
+        (n.parse::<i64>().ok()? > 0).then_some(())
+    };
+    let start = Instant::now();
+    while level().await.is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            let runs = get_json(&base, "/api/v1/runs?job=models", &operator).await;
+            let log = std::fs::read_to_string(config.with_file_name("run.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!(
+                "the models did not follow the new days; runs: {runs:#?}\nlog (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop_cleanly(run, &config);
 }
