@@ -164,12 +164,16 @@ pub struct ModelProgress {
 /// How far a model read one input: its history log's Delta version, and the
 /// `_ingest_ts` every row it read is at or below (ingest instants only grow, so the
 /// changes since are the log rows above it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputMark {
     /// Delta version of the input's history log.
     pub version: i64,
     /// The input's highest `_ingest_ts` (micros) at that version.
     pub ingest_us: i64,
+    /// The history log's Delta table id: a table landed again (`--resnapshot`) has
+    /// another, and its log says nothing about the rows the old one had.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub table_id: String,
 }
 
 /// How far one table has landed the events of one partition of an event stream.

@@ -322,6 +322,10 @@ async fn input_marks(engine: &Engine, model: &Model) -> Result<BTreeMap<String, 
             InputMark {
                 version: hist.version().map_or(-1, |v| v as i64),
                 ingest_us: state.last_ingest_us.unwrap_or(i64::MIN),
+                table_id: hist
+                    .snapshot()
+                    .map(|s| s.metadata().id().to_string())
+                    .unwrap_or_default(),
             },
         );
     }
@@ -365,9 +369,16 @@ async fn build_one(
     let (df, marks, keys) = {
         let _shared = gate.read().await;
         let marks = input_marks(engine, model).await?;
-        if previous
-            .as_ref()
-            .is_some_and(|p| p.sql_hash == hash && p.inputs == marks)
+        // Up to date only when every table it reads has a version to compare: a
+        // table jobs write, say, has none here, and is read again each build.
+        let all_versioned = model
+            .reads
+            .iter()
+            .all(|t| marks.contains_key(&t.to_string()));
+        if all_versioned
+            && previous
+                .as_ref()
+                .is_some_and(|p| p.sql_hash == hash && p.inputs == marks)
         {
             return Ok(Outcome::UpToDate);
         }
@@ -513,7 +524,7 @@ async fn keys_to_rebuild(
             None => return Err(format!("it reads {name}, which its last build did not")),
             // A table landed again (--resnapshot) starts a new log: rows it no longer
             // has left no tombstones there.
-            Some(then) if now.version < then.version => {
+            Some(then) if now.version < then.version || now.table_id != then.table_id => {
                 return Err(format!("{name} was landed again since its last build"))
             }
             Some(_) => {}
