@@ -57,6 +57,7 @@ mod rows;
 mod runs;
 mod s3;
 mod verifications;
+mod views;
 mod warehouse;
 mod writer;
 
@@ -72,6 +73,7 @@ pub use runs::{existing as existing_runs, record_runs, RunClaims, RunRow, RUNS};
 pub use verifications::{
     existing as existing_verifications, record_verifications, VerificationRecord, VERIFICATIONS,
 };
+pub use views::{ViewDef, ViewDefs};
 pub use warehouse::{TableKind, TableLocation, Warehouse};
 pub use writer::{
     committed_state, stored_schema, Committed, Compaction, TableWriter, APP_ID, SCHEMA_KEY,

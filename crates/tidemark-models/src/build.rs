@@ -85,6 +85,8 @@ pub struct Built {
     pub deleted: u64,
     /// Built from its inputs' changes only.
     pub incremental: bool,
+    /// A view: its definition was stored (nothing else is).
+    pub view: bool,
     /// Why an incremental model was built whole, if it was.
     pub full_because: Option<String>,
     /// Wall time.
@@ -347,6 +349,9 @@ async fn build_one(
         message: e.to_string(),
     };
     let t = &model.target;
+    if model.config.materialized == Materialized::View {
+        return build_view(wh, engine, model, started).await;
+    }
     let url = wh.table_url(&t.schema, &t.table, TableKind::History);
     let (delta, exists) = wh.delta_table(&url).await.map_err(lake)?;
     let previous = if exists {
@@ -495,6 +500,7 @@ async fn build_one(
         updated,
         deleted,
         incremental,
+        view: false,
         full_because,
         millis: started.elapsed().as_millis() as u64,
         failed_tests: Vec::new(),
@@ -554,6 +560,56 @@ async fn keys_to_rebuild(
     info!(model = %model.name, keys = keys.num_rows(), inputs = lineage.len(), "incremental: recomputing the keys the inputs' changes touched");
     let restricted = crate::incremental::restrict(plan, &lineage, &keys)?;
     Ok((restricted, keys))
+}
+
+/// A view: its definition is stored (replaced when its SQL changed) once the SQL is
+/// known to plan, and the engine serves it from the next refresh.
+async fn build_view(
+    wh: &Warehouse,
+    engine: &Engine,
+    model: &Model,
+    started: Instant,
+) -> Result<Outcome, Error> {
+    let t = &model.target;
+    if engine.landed_schema(&t.schema, &t.table).is_some() {
+        return Err(Error::Result {
+            model: model.name.clone(),
+            path: model.path.clone(),
+            message: format!(
+                "{t} is a landed table; a view cannot take its name (give the model another name or schema)"
+            ),
+        });
+    }
+    let defs = tidemark_lake::ViewDefs::open(wh).map_err(|e| Error::lake(&model.name, e))?;
+    let current = defs.list().await.map_err(|e| Error::lake(&model.name, e))?;
+    if current
+        .iter()
+        .any(|d| d.schema == t.schema && d.name == t.table && d.sql == model.sql)
+    {
+        return Ok(Outcome::UpToDate);
+    }
+    // It must plan before it is stored: a broken view is this model's error, not
+    // something the engine finds later.
+    engine.sql(&model.sql).await.map_err(|e| Error::Sql {
+        model: model.name.clone(),
+        path: model.path.clone(),
+        message: e.to_string(),
+    })?;
+    defs.put(&tidemark_lake::ViewDef {
+        schema: t.schema.clone(),
+        name: t.table.clone(),
+        sql: model.sql.clone(),
+        model: model.name.clone(),
+    })
+    .await
+    .map_err(|e| Error::lake(&model.name, e))?;
+    info!(model = %model.name, "view defined");
+    Ok(Outcome::Built(Built {
+        build: 1,
+        view: true,
+        millis: started.elapsed().as_millis() as u64,
+        ..Default::default()
+    }))
 }
 
 /// Inserts and updates in a diff.

@@ -25,6 +25,9 @@ pub enum Materialized {
     /// Like a table, but a build reads only what changed in its inputs since the
     /// versions it last read, and merges by `unique_key` (deletes included).
     Incremental,
+    /// A name for the query, evaluated when read: always current, no history of its
+    /// own, nothing stored but its definition.
+    View,
 }
 
 /// `unique_key = "id"` or `unique_key = ["a", "b"]`.
@@ -449,14 +452,10 @@ fn settings(
     let materialized = match raw.materialized.as_deref().unwrap_or("table") {
         "table" => Materialized::Table,
         "incremental" => Materialized::Incremental,
-        "view" => {
-            return Err(bad(
-                "materialized = 'view' is not built yet: use 'table' (it keeps history) or 'incremental'".into(),
-            ))
-        }
+        "view" => Materialized::View,
         other => {
             return Err(bad(format!(
-                "materialized = '{other}': expected 'table' or 'incremental'"
+                "materialized = '{other}': expected 'table', 'incremental' or 'view'"
             )))
         }
     };

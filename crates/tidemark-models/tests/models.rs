@@ -101,7 +101,7 @@ async fn example_models_build_incrementally_and_travel_in_time() {
     let engine = Arc::new(Engine::open(&wh).await.unwrap());
     let project = Project::load(&config, Some(&engine.landed_names()), "dev").unwrap();
     assert!(project.broken.is_empty(), "{:#?}", project.broken);
-    assert_eq!(project.models.len(), 4);
+    assert_eq!(project.models.len(), 5);
     assert!(project.models["revenue_by_country"]
         .deps
         .contains("customer_summary"));
@@ -123,6 +123,22 @@ async fn example_models_build_incrementally_and_travel_in_time() {
     let rows_1 = assert_models_equal_their_sql(&wh, &project).await;
     assert!(rows_1 > 100, "{rows_1}");
     let engine = Engine::open(&wh).await.unwrap();
+    // The view answers now, and refuses time travel with the way to do it.
+    let overdue = rows(&engine, "SELECT count(*) FROM analytics.overdue_invoices").await;
+    assert_eq!(
+        overdue,
+        rows(
+            &engine,
+            "SELECT count(*) FROM invoicing.invoices WHERE status = 'open' AND due_date < current_date"
+        )
+        .await
+    );
+    let e = engine
+        .sql("SELECT * FROM analytics.overdue_invoices FOR SYSTEM_TIME AS OF now()")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is a view"), "{e}");
     let receivables = "customer_id, name, open_invoices, open_amount, oldest_due_date";
     let open_1 = rows(
         &engine,

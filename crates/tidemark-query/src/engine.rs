@@ -84,6 +84,8 @@ pub struct Engine {
     tables: RwLock<BTreeMap<(String, String), Known>>,
     /// Tables jobs write (`Warehouse::list_derived`), as last registered.
     derived: RwLock<BTreeMap<(String, String), deltalake::DeltaTable>>,
+    /// Views (SQL models materialised as views), by (schema, name): their SQL.
+    views: RwLock<BTreeMap<(String, String), String>>,
     /// Refreshes one at a time.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -108,6 +110,7 @@ impl Engine {
             wh: wh.clone(),
             tables: RwLock::new(BTreeMap::new()),
             derived: RwLock::new(BTreeMap::new()),
+            views: RwLock::new(BTreeMap::new()),
             refreshing: tokio::sync::Mutex::new(()),
         };
         engine.refresh().await?;
@@ -285,6 +288,7 @@ impl Engine {
             }
         }
         changed += self.refresh_derived(catalog.as_ref()).await?;
+        changed += self.refresh_views(catalog.as_ref(), changed > 0).await?;
         // And the daemon's ended job runs.
         if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::RUNS) {
             if let Some(v) = tidemark_lake::existing_runs(&self.wh).await? {
@@ -341,6 +345,81 @@ impl Engine {
             changed += 1;
         }
         Ok(changed)
+    }
+
+    /// Register the views (SQL models materialised as views), planned anew when a
+    /// definition changed or any table did: a view's plan holds the providers of
+    /// the tables it reads, so it must not outlive them. A view that no longer plans
+    /// (a table it reads is gone) is left out, with a warning.
+    async fn refresh_views(
+        &self,
+        catalog: &dyn CatalogProvider,
+        tables_changed: bool,
+    ) -> Result<usize> {
+        let defs = tidemark_lake::ViewDefs::open(&self.wh)?.list().await?;
+        let now: BTreeMap<(String, String), String> = defs
+            .into_iter()
+            .map(|d| ((d.schema, d.name), d.sql))
+            .collect();
+        let before = self.views.read().expect("views lock").clone();
+        if !tables_changed && now == before {
+            return Ok(0);
+        }
+        for (schema, name) in before.keys().filter(|k| !now.contains_key(*k)) {
+            if let Some(sp) = catalog.schema(schema) {
+                sp.deregister_table(name)?;
+            }
+        }
+        // Views may read views: passes plan each after those it reads, until a pass
+        // plans nothing more.
+        let mut todo: Vec<(String, String)> = now
+            .keys()
+            .filter(|k| !self.tables.read().expect("tables lock").contains_key(*k))
+            .cloned()
+            .collect();
+        loop {
+            let before = todo.len();
+            let mut failed = Vec::new();
+            for key in todo {
+                let sql = &now[&key];
+                let planned = async {
+                    let mut statements = parse(sql)?;
+                    let statement = statements
+                        .pop_front()
+                        .ok_or_else(|| Error::Sql("an empty view".into()))?;
+                    self.plan(&self.ctx, statement).await
+                }
+                .await;
+                match planned {
+                    Ok(plan) => {
+                        let view = deltalake::datafusion::catalog::view::ViewTable::new(
+                            plan,
+                            Some(sql.clone()),
+                        );
+                        schema_provider(catalog, &key.0)?
+                            .register_table(key.1.clone(), Arc::new(view))?;
+                    }
+                    Err(e) => failed.push((key, e)),
+                }
+            }
+            if failed.is_empty() {
+                break;
+            }
+            if failed.len() == before {
+                for (k, e) in &failed {
+                    warn!(schema = %k.0, view = %k.1, error = %e, "view left out: it does not plan");
+                    // Not its old plan either: that holds providers of tables since
+                    // changed.
+                    if let Some(sp) = catalog.schema(&k.0) {
+                        sp.deregister_table(&k.1)?;
+                    }
+                }
+                break;
+            }
+            todo = failed.into_iter().map(|(k, _)| k).collect();
+        }
+        *self.views.write().expect("views lock") = now;
+        Ok(1)
     }
 
     /// The closed history of a table at its newest version (`known`: as loaded
@@ -474,12 +553,15 @@ impl Engine {
         if schema == tidemark_lake::OWN_SCHEMA {
             return Some(Resolved::Own);
         }
-        // A table a job writes is granted like a source table of its schema.
+        // A table a job writes, and a view, are granted like a source table of
+        // their schema.
+        let key = (schema.to_string(), name.to_string());
         if self
             .derived
             .read()
             .expect("derived lock")
-            .contains_key(&(schema.to_string(), name.to_string()))
+            .contains_key(&key)
+            || self.views.read().expect("views lock").contains_key(&key)
         {
             return Some(source(schema, name, Form::Current));
         }
@@ -525,6 +607,14 @@ impl Engine {
             .values()
             .map(|k| k.schema.name.clone())
             .collect()
+    }
+
+    /// Whether `schema.name` is a view (a SQL model materialised as one).
+    pub fn is_view(&self, schema: &str, name: &str) -> bool {
+        self.views
+            .read()
+            .expect("views lock")
+            .contains_key(&(schema.to_string(), name.to_string()))
     }
 
     /// The landed definition of `schema.table`, as last refreshed.

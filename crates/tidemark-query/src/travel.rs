@@ -164,6 +164,10 @@ impl Rewriter<'_> {
             [.., s, t] => {
                 if self.engine.known(s, t).is_some() {
                     Ok((s.clone(), t.clone()))
+                } else if self.engine.is_view(s, t) {
+                    Err(Error::Sql(format!(
+                        "{shown} is a view: it stores nothing, so it has no history of its own; travel in time on the tables it reads, or make the model materialized = 'table' to keep its history"
+                    )))
                 } else {
                     Err(Error::UnknownTable(shown))
                 }

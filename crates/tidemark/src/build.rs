@@ -67,6 +67,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
                     b.failed_tests.join("\n    ")
                 )
             }
+            Outcome::Built(b) if b.view => format!("view defined; {} ms", b.millis),
             Outcome::Built(b) => format!(
                 "built {} (build {}): {} rows; {} new, {} changed, {} gone; {} ms{}",
                 if b.incremental {

@@ -186,6 +186,10 @@ const EXAMPLE_MODELS: &[(&str, &str)] = &[
         include_str!("../../../examples/models/finance/open_receivables.toml"),
     ),
     (
+        "finance/overdue_invoices.sql",
+        include_str!("../../../examples/models/finance/overdue_invoices.sql"),
+    ),
+    (
         "finance/revenue_by_month.sql",
         include_str!("../../../examples/models/finance/revenue_by_month.sql"),
     ),

@@ -500,6 +500,13 @@ async fn a_model_is_readable_only_where_granted() {
     ] {
         denied(&fin, sql, "open_receivables").await;
     }
+    // A view model too: it reads invoices unmasked.
+    denied(
+        &fin,
+        "SELECT * FROM analytics.overdue_invoices",
+        "overdue_invoices",
+    )
+    .await;
     // The analyst role is granted everything ("*"), models included.
     let analyst = s.client_as(USER).await;
     let n: i64 = one(&analyst, "SELECT count(*) FROM analytics.open_receivables")
