@@ -49,37 +49,11 @@ impl std::fmt::Debug for RunClaims {
 impl RunClaims {
     /// The claims of `wh` (a local directory or an object store).
     pub fn open(wh: &Warehouse) -> Result<Self> {
-        let location = wh.root().to_string();
-        let (store, root): (Arc<dyn ObjectStore>, ObjectPath) = match wh.object_store() {
-            Some(s) => s,
-            None => {
-                let path = wh.root().to_file_path().map_err(|_| Error::Warehouse {
-                    location: location.clone(),
-                    message: "not a local path".into(),
-                })?;
-                let dir = path.join(".tidemark").join("runs");
-                std::fs::create_dir_all(&dir).map_err(|e| Error::Warehouse {
-                    location: location.clone(),
-                    message: format!("cannot create {}: {e}", dir.display()),
-                })?;
-                let fs =
-                    object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
-                        Error::Warehouse {
-                            location: location.clone(),
-                            message: e.to_string(),
-                        }
-                    })?;
-                return Ok(Self {
-                    store: Arc::new(fs),
-                    prefix: ObjectPath::default(),
-                    location,
-                });
-            }
-        };
+        let (store, prefix) = wh.own_files("runs")?;
         Ok(Self {
             store,
-            prefix: root.join(".tidemark").join("runs"),
-            location,
+            prefix,
+            location: wh.root().to_string(),
         })
     }
 

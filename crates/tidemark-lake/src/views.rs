@@ -35,30 +35,11 @@ pub struct ViewDefs {
 impl ViewDefs {
     /// The definitions of `wh` (a local directory or an object store).
     pub fn open(wh: &Warehouse) -> Result<Self> {
-        let location = wh.root().to_string();
-        let err = |message: String| Error::Warehouse {
-            location: location.clone(),
-            message,
-        };
-        let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match wh.object_store() {
-            Some((s, root)) => (s, root.join(".tidemark").join("views")),
-            None => {
-                let path = wh
-                    .root()
-                    .to_file_path()
-                    .map_err(|_| err("not a local path".into()))?;
-                let dir = path.join(".tidemark").join("views");
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
-                let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| err(e.to_string()))?;
-                (Arc::new(fs), ObjectPath::default())
-            }
-        };
+        let (store, prefix) = wh.own_files("views")?;
         Ok(Self {
             store,
             prefix,
-            location,
+            location: wh.root().to_string(),
         })
     }
 

@@ -116,6 +116,30 @@ impl Warehouse {
         Some((store, path))
     }
 
+    /// A store for tidemark's own small files under `<root>/.tidemark/<sub>/` (run
+    /// claims, view definitions), and the prefix in it: the warehouse's object
+    /// store, or for a local directory a file-system store rooted there (created).
+    pub(crate) fn own_files(&self, sub: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+        if let Some((store, root)) = self.object_store() {
+            return Ok((store, root.join(".tidemark").join(sub)));
+        }
+        let location = self.root.to_string();
+        let err = |message: String| Error::Warehouse {
+            location: location.clone(),
+            message,
+        };
+        let path = self
+            .root
+            .to_file_path()
+            .map_err(|_| err("not a local path".into()))?;
+        let dir = path.join(".tidemark").join(sub);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| err(e.to_string()))?;
+        Ok((Arc::new(fs), ObjectPath::default()))
+    }
+
     /// The warehouse root URL.
     pub fn root(&self) -> &Url {
         &self.root
