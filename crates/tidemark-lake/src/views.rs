@@ -43,6 +43,21 @@ impl ViewDefs {
         })
     }
 
+    /// The definitions of `wh` if any view was ever defined there: readers use this,
+    /// so a read-only local warehouse is never written to.
+    pub fn existing(wh: &Warehouse) -> Result<Option<Self>> {
+        if wh.object_store().is_none() {
+            let defined = wh
+                .root()
+                .to_file_path()
+                .is_ok_and(|p| p.join(".tidemark").join("views").is_dir());
+            if !defined {
+                return Ok(None);
+            }
+        }
+        Self::open(wh).map(Some)
+    }
+
     fn err(&self, what: &str, e: impl std::fmt::Display) -> Error {
         Error::Warehouse {
             location: self.location.clone(),

@@ -356,7 +356,10 @@ impl Engine {
         catalog: &dyn CatalogProvider,
         tables_changed: bool,
     ) -> Result<usize> {
-        let defs = tidemark_lake::ViewDefs::open(&self.wh)?.list().await?;
+        let defs = match tidemark_lake::ViewDefs::existing(&self.wh)? {
+            Some(d) => d.list().await?,
+            None => Vec::new(),
+        };
         let now: BTreeMap<(String, String), String> = defs
             .into_iter()
             .map(|d| ((d.schema, d.name), d.sql))
