@@ -365,13 +365,7 @@ async fn build_one(
     };
     let hash = sql_hash(&model.sql);
     let build = previous.as_ref().map_or(1, |p| p.build + 1);
-    // How this build reads: whole, from the keys its inputs' changes touched, or
-    // through the template's own `is_incremental()` filter.
-    let incremental_ok = model.config.materialized == Materialized::Incremental
-        && !full_refresh
-        && previous.as_ref().is_some_and(|p| p.sql_hash == hash);
-    let mut full_because = None;
-    let (df, marks, keys) = {
+    let (df, marks, read) = {
         let _shared = gate.read().await;
         let marks = input_marks(engine, model).await?;
         // Up to date only when every table it reads has a version to compare: a
@@ -388,53 +382,31 @@ async fn build_one(
             return Ok(Outcome::UpToDate);
         }
         let full = engine.sql(&model.sql).await.map_err(|e| sql_err(&e))?;
-        let prev_marks = previous
-            .as_ref()
-            .map(|p| p.inputs.clone())
-            .unwrap_or_default();
-        let mut how = if incremental_ok {
-            match &model.incremental_sql {
-                Some(_) => Ok(None),
-                None => keys_to_rebuild(engine, model, &full, &prev_marks, &marks)
-                    .await
-                    .map(Some),
-            }
-        } else {
-            Err(if previous.is_none() {
-                "first build".to_string()
-            } else if full_refresh {
-                "--full-refresh".to_string()
-            } else {
-                "its SQL changed".to_string()
-            })
-        };
-        if model.config.materialized != Materialized::Incremental {
-            how = Err(String::new());
-        }
-        match how {
-            Ok(Some((plan, keys))) => {
-                let df = engine
-                    .session_context()
-                    .execute_logical_plan(plan)
-                    .await
-                    .map_err(|e| sql_err(&e))?;
-                (df, marks, Some(keys))
-            }
-            Ok(None) => {
+        let read = how_to_read(
+            engine,
+            model,
+            &full,
+            previous.as_ref(),
+            &hash,
+            full_refresh,
+            &marks,
+        )
+        .await;
+        let df = match &read {
+            Read::Keys { plan, .. } => engine
+                .session_context()
+                .execute_logical_plan(plan.clone())
+                .await
+                .map_err(|e| sql_err(&e))?,
+            Read::Filtered => {
                 let isql = model.incremental_sql.as_deref().expect("dbt-style");
-                let df = engine.sql(isql).await.map_err(|e| sql_err(&e))?;
-                (df, marks, None)
+                engine.sql(isql).await.map_err(|e| sql_err(&e))?
             }
-            Err(why) => {
-                if !why.is_empty() {
-                    full_because = Some(why);
-                }
-                (full, marks, None)
-            }
-        }
+            Read::Whole { .. } => full,
+        };
+        (df, marks, read)
     };
-    let incremental =
-        model.config.materialized == Materialized::Incremental && full_because.is_none();
+    let incremental = !matches!(read, Read::Whole { .. });
     let result_schema = df.schema().as_arrow().clone();
     let batches = df.collect().await.map_err(|e| sql_err(&e))?;
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -460,19 +432,19 @@ async fn build_one(
         .await
         .map_err(lake)?;
     let position = format!("build:{build}");
-    let gone = match (&keys, incremental) {
+    let gone = match &read {
         // Whole: every key the result lacks is gone.
-        (_, false) => writer
+        Read::Whole { .. } => writer
             .missing(TableKind::Current, &result, ts, &position)
             .await
             .map_err(lake)?,
         // From the changes: the recomputed keys the result lacks.
-        (Some(k), true) => writer
-            .missing_among(TableKind::Current, &result, Some(k), ts, &position)
+        Read::Keys { keys, .. } => writer
+            .missing_among(TableKind::Current, &result, Some(keys), ts, &position)
             .await
             .map_err(lake)?,
         // The template's filter decided what was read: nothing is known gone.
-        (None, true) => tidemark_lake::concat(&schema, &[]).map_err(lake)?,
+        Read::Filtered => tidemark_lake::concat(&schema, &[]).map_err(lake)?,
     };
     let (inserted, updated) = ops(&changed);
     let deleted = gone.data.num_rows() as u64;
@@ -501,13 +473,65 @@ async fn build_one(
         deleted,
         incremental,
         view: false,
-        full_because,
+        full_because: match read {
+            Read::Whole { because } => because,
+            _ => None,
+        },
         millis: started.elapsed().as_millis() as u64,
         failed_tests: Vec::new(),
         warned_tests: Vec::new(),
     };
     info!(model = %model.name, build, rows, inserted, updated, deleted, ms = built.millis, "model built");
     Ok(Outcome::Built(built))
+}
+
+/// How a build reads its inputs.
+enum Read {
+    /// The model's SQL as it is (`because`: why an incremental model is built whole).
+    Whole { because: Option<String> },
+    /// Every input restricted to the keys its changes touched.
+    Keys {
+        plan: deltalake::datafusion::logical_expr::LogicalPlan,
+        keys: deltalake::arrow::array::RecordBatch,
+    },
+    /// The template's own `is_incremental()` SQL (dbt's way).
+    Filtered,
+}
+
+/// Decide how `model` reads: whole (tables; incremental models on a first build,
+/// after a SQL change, on --full-refresh, or when the key cannot be followed), from
+/// the keys its inputs' changes touched, or through its template's filter.
+async fn how_to_read(
+    engine: &Engine,
+    model: &Model,
+    full: &deltalake::datafusion::dataframe::DataFrame,
+    previous: Option<&ModelProgress>,
+    hash: &str,
+    full_refresh: bool,
+    marks: &BTreeMap<String, InputMark>,
+) -> Read {
+    if model.config.materialized != Materialized::Incremental {
+        return Read::Whole { because: None };
+    }
+    let because = |why: &str| Read::Whole {
+        because: Some(why.to_string()),
+    };
+    let Some(previous) = previous else {
+        return because("first build");
+    };
+    if full_refresh {
+        return because("--full-refresh");
+    }
+    if previous.sql_hash != hash {
+        return because("its SQL changed");
+    }
+    if model.incremental_sql.is_some() {
+        return Read::Filtered;
+    }
+    match keys_to_rebuild(engine, model, full, &previous.inputs, marks).await {
+        Ok((plan, keys)) => Read::Keys { plan, keys },
+        Err(why) => because(&why),
+    }
 }
 
 /// The plan restricted to the keys the inputs' changes since `from` touched, with

@@ -51,6 +51,21 @@ fn rendered(batches: &[RecordBatch]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// [`drift`] of every model of `project` that stores rows (views store nothing).
+pub async fn drift_all(
+    engine: &Engine,
+    project: &crate::Project,
+) -> Result<Vec<(String, Drift)>, String> {
+    let mut out = Vec::new();
+    for m in project.models.values() {
+        if m.config.materialized == crate::Materialized::View {
+            continue;
+        }
+        out.push((m.name.clone(), drift(engine, m).await?));
+    }
+    Ok(out)
+}
+
 /// Compare `model`'s table (its own columns) with its SQL on `engine`'s inputs.
 pub async fn drift(engine: &Engine, model: &Model) -> Result<Drift, String> {
     let df = engine.sql(&model.sql).await.map_err(|e| e.to_string())?;

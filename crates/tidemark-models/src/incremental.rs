@@ -14,8 +14,11 @@
 //!    the earlier images of those rows when the key column is not the input's own
 //!    key (an invoice moved from one customer to another touches both). Their key
 //!    values are the keys the build must recompute ([`affected_keys`]);
-//! 3. plans the model with every input restricted to those keys ([`restrict`]), so it
-//!    reads only their rows (the filter reaches the Parquet scans);
+//! 3. plans the model with every input restricted to those keys ([`restrict`]). The
+//!    restriction sits above each input's current view: DataFusion pushes it into
+//!    the view when it filters the input's own key, not when it filters another
+//!    column (`invoices.customer_id`), so such an input is still read whole
+//!    (bench/RESULTS.md: 15 % of a whole rebuild at 5M rows);
 //! 4. lands, in one commit with the new input versions, the recomputed rows that
 //!    differ and deletes for recomputed keys the query no longer returns.
 //!

@@ -72,9 +72,11 @@ async fn rows(engine: &Engine, sql: &str) -> Vec<String> {
 async fn assert_models_equal_their_sql(wh: &Warehouse, project: &Project) -> usize {
     let engine = Engine::open(wh).await.unwrap();
     let mut total = 0;
-    for m in project.models.values() {
-        let d = tidemark_models::drift::drift(&engine, m).await.unwrap();
-        assert!(d.is_none(), "model {} differs from its SQL: {d:#?}", m.name);
+    for (name, d) in tidemark_models::drift::drift_all(&engine, project)
+        .await
+        .unwrap()
+    {
+        assert!(d.is_none(), "model {name} differs from its SQL: {d:#?}");
         total += d.landed;
     }
     total

@@ -58,9 +58,11 @@ async fn assert_models_equal_their_sql(wh: &Warehouse) -> usize {
     let project =
         tidemark_models::Project::load(&config, Some(&engine.landed_names()), "dev").unwrap();
     let mut total = 0;
-    for m in project.models.values() {
-        let d = tidemark_models::drift::drift(&engine, m).await.unwrap();
-        assert!(d.is_none(), "model {} differs from its SQL: {d:#?}", m.name);
+    for (name, d) in tidemark_models::drift::drift_all(&engine, &project)
+        .await
+        .unwrap()
+    {
+        assert!(d.is_none(), "model {name} differs from its SQL: {d:#?}");
         total += d.landed;
     }
     total
