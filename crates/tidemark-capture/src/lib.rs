@@ -8,26 +8,27 @@
 //!                                        one Delta commit) ──► compaction due?
 //! ```
 //!
-//! * [`sources`]: one folder per kind of source.
+//! * [`landing`]: the one landing loop every source runs through — flush policy,
+//!   barriers (schema changes, truncates, rebalances, reconnects), commits and
+//!   their metrics, the compaction trigger ([`landing::compaction`]) — and the one
+//!   way a landed table evolves to a changed source definition
+//!   ([`landing::evolve`]). A source plugs in through [`landing::Source`].
+//! * [`sources`]: one file per kind of source.
 //!   - [`sources::binlog`]: the MySQL binlog (snapshotting first what was never
-//!     landed), with schema changes applied from the DDL events in the stream;
+//!     landed); DDL events are its barriers;
 //!   - [`sources::events`]: Debezium / AWS DMS change events, from
 //!     [`sources::kafka`] (a Kafka consumer group, or JSON-lines files), with dead
-//!     letters and scale-out across workers.
-//! * [`landing`]: what the pipelines share after a batch: compaction, selection,
-//!   schema evolution of a landed table.
+//!     letters and scale-out across workers;
+//!   - [`sources::snapshot`] and [`sources::pull`]: the bounded passes (`tidemark
+//!     snapshot`, `tidemark pull`, the daemon's snapshot and pull jobs), run through
+//!     the same loop until they have read what there was.
 //! * [`metrics`]: the figures `/metrics` shows (changes, lag, commits, parked tables).
 //!
-//! Snapshot and pull (batch landings) live in `tidemark_mysql::{snapshot, pull}`;
-//! the daemon runs them as jobs.
+//! `tidemark_mysql` only reads the MySQL source; every lake write of capture is here.
 //!
 //! Exactly once: a table's commits carry the position just after the last source
 //! transaction (or Kafka offset) they contain, so a pipeline restarted at any instant
 //! skips what each table already has. Nothing here keeps state outside the lake.
-//!
-//! Not yet one seam: the binlog and event pipelines each keep their own batching and
-//! schema-change code (issue 16 plans a `Source` trait yielding batches to one
-//! landing loop); [`landing`] is what they already share.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -58,6 +59,9 @@ pub struct Options {
     /// had written when the run began, then nothing new for one flush interval),
     /// after committing every table's position. For backfills and tests.
     pub until_caught_up: bool,
+    /// Configs reloaded while running (the daemon's SIGHUP and file watch): a binlog
+    /// source follows a changed selection of its tables without a restart.
+    pub config_updates: Option<tokio::sync::watch::Receiver<Arc<Config>>>,
 }
 
 /// What every pipeline runs with.

@@ -250,8 +250,11 @@ impl App {
                 }
             })
         });
+        // Reloaded configs reach capture too (a changed selection of tables).
+        let (config_updates, updates) = tokio::sync::watch::channel(config.clone());
         let reloading = tokio::spawn(reload::watch(
             reload::Watched {
+                capture: Some(config_updates),
                 config_path: options.config_path.clone(),
                 tokens_file: config.daemon.tokens_file.clone(),
                 tokens,
@@ -268,8 +271,11 @@ impl App {
         };
         ready.store(true, Ordering::SeqCst);
         let captured = if captures {
-            let r =
-                tidemark_capture::run(&config, &wh, &options.capture, stop.clone(), metrics).await;
+            let capture = tidemark_capture::Options {
+                config_updates: Some(updates),
+                ..options.capture.clone()
+            };
+            let r = tidemark_capture::run(&config, &wh, &capture, stop.clone(), metrics).await;
             if options.capture.until_caught_up {
                 settle(&handle, &config).await;
                 stop.store(true, Ordering::SeqCst);

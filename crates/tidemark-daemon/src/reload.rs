@@ -8,8 +8,13 @@
 //! * The tokens file: swapped whole, so a request sees the old or the new set.
 //! * The endpoint's users file (users may log in to the API too): likewise.
 //!
-//! Not reloaded here: capture's sources (a changed selection takes a restart of
-//! `tidemark run`, which resumes exactly where it stopped).
+//! * Capture: a config that passed goes to the running capture too, where a binlog
+//!   source follows a changed selection of its tables (`databases`, `include`,
+//!   `exclude`) without stopping.
+//!
+//! Not reloaded: a source or stream added or removed, a source's address or
+//! credentials, a stream's settings. Those take a restart of `tidemark run`, which
+//! resumes exactly where it stopped.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -39,6 +44,8 @@ pub struct Watched {
     pub scheduler: Handle,
     /// What jobs are built against (its config is replaced by the new one).
     pub env: Env,
+    /// Running capture, told of each config that passed.
+    pub capture: Option<tokio::sync::watch::Sender<Arc<Config>>>,
 }
 
 /// Watch until `shutdown`.
@@ -108,10 +115,17 @@ fn reload_config(path: &Path, w: &Watched) -> anyhow::Result<usize> {
     };
     let specs = parse_jobs(&config.jobs, &registry(&trial)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let n = specs.len();
-    let old = std::mem::replace(&mut *w.env.config.write().expect("config lock"), config);
+    let old = std::mem::replace(
+        &mut *w.env.config.write().expect("config lock"),
+        config.clone(),
+    );
     if let Err(e) = w.scheduler.replace(specs) {
         *w.env.config.write().expect("config lock") = old;
         anyhow::bail!("{e}");
+    }
+    if let Some(capture) = &w.capture {
+        // Capture may have ended (caught up); then nobody listens, which is fine.
+        let _ = capture.send(config);
     }
     Ok(n)
 }

@@ -94,14 +94,4 @@ pub enum Error {
     /// Shared-model error (config, types, names).
     #[error(transparent)]
     Core(#[from] tidemark_core::Error),
-    /// Landing error.
-    #[error(transparent)]
-    Lake(Box<tidemark_lake::Error>),
-}
-
-impl From<tidemark_lake::Error> for Error {
-    fn from(e: tidemark_lake::Error) -> Self {
-        // Boxed: the lake error is large and would make every source Result large.
-        Error::Lake(Box::new(e))
-    }
 }

@@ -7,10 +7,10 @@
 //!   errors that say what to fix: unreachable host, refused login, missing privilege.
 //! * [`discover`]: selected tables, their columns and keys, from `information_schema`,
 //!   mapped through `tidemark_core::types`.
-//! * [`snapshot`]: a consistent, primary-key-chunked, resumable snapshot. Each chunk is
-//!   one Delta commit per table carrying the resume key, so a killed snapshot resumes after the
-//!   last committed chunk. The binlog position recorded with it is where change capture
-//!   resumes:
+//! * [`snapshot`]: a consistent read of a table in primary-key chunks, resumable
+//!   after any key (`tidemark_capture` lands each chunk with the resume key in the
+//!   same commit, so a killed snapshot resumes after the last committed chunk). The
+//!   binlog position recorded with it is where change capture resumes:
 //!   - MariaDB: `START TRANSACTION WITH CONSISTENT SNAPSHOT` exposes
 //!     `binlog_snapshot_file` / `_position`, the exact position of the snapshot's read
 //!     view, with no lock at all.
@@ -21,8 +21,8 @@
 //!     source — the lock-free approach of Debezium's incremental snapshots and Flink
 //!     CDC. The position right after the transaction starts is the high watermark;
 //!     when they are equal the snapshot is exact.
-//! * [`pull`]: incremental batch pulls by a watermark column, and the reconcile pass
-//!   that finds deleted keys.
+//! * [`pull`]: the reads of incremental batch pulls by a watermark column, and of the
+//!   reconcile pass that finds deleted keys.
 //! * [`binlog`]: the replica side of the replication protocol: committed source
 //!   transactions with the position after each commit, MariaDB GTIDs, values decoded
 //!   through the same text decoders as snapshot rows.
@@ -31,6 +31,9 @@
 //! * [`ddl`]: what a DDL statement in the binlog does to the tables it names, and the
 //!   values the server gave existing rows in the columns it added.
 //! * [`preflight`]: whether the server is ready for change capture, and what to change.
+//!
+//! This crate reads; it does not write the lake. What it reads lands through
+//! `tidemark_capture`'s one landing loop.
 
 #![warn(missing_docs)]
 

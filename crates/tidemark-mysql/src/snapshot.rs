@@ -1,42 +1,26 @@
-//! Consistent, chunked, resumable snapshots. See the crate docs for how the binlog
+//! Consistent, chunked snapshots: the source side. A table's rows are read in key
+//! order, chunk by chunk, from one consistent read view ([`open_read`]), resuming
+//! after a given key; `tidemark_capture::sources::snapshot` lands each chunk with the
+//! snapshot's progress in the same commit. See the crate docs for how the binlog
 //! position is taken without a global read lock.
 
 use std::sync::Arc;
 
-use indicatif::ProgressBar;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value};
 use tidemark_core::change::{ChangeBatch, ChangeBatchBuilder, Op};
-use tidemark_core::position::{BinlogPosition, KeyValue, SnapshotProgress, SourceState};
+use tidemark_core::position::{BinlogPosition, KeyValue};
 use tidemark_core::schema::TableSchema;
 use tidemark_core::types::MySqlType;
-use tidemark_lake::{TableKind, TableWriter, Warehouse};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::connect::Source;
-use crate::discover::{binlog_position, gtid_at, DiscoveredTable};
+use crate::discover::{binlog_position, gtid_at};
 use crate::{Error, Result};
 
 /// Rows per Arrow batch inside a chunk.
 const BATCH_ROWS: usize = 65_536;
-
-/// What a table's snapshot did.
-#[derive(Debug, Clone, Default)]
-pub struct TableReport {
-    /// `db.table` at the source.
-    pub table: String,
-    /// Rows landed by this run.
-    pub rows: u64,
-    /// Rows in the finished snapshot.
-    pub total_rows: u64,
-    /// Already complete before this run.
-    pub already_done: bool,
-    /// Values per column that were not instants and landed as NULL.
-    pub invalid: Vec<(String, u64)>,
-    /// Where change capture resumes (low watermark).
-    pub resume_from: Option<BinlogPosition>,
-}
 
 /// `name` → `` `name` ``.
 pub fn quote_ident(name: &str) -> String {
@@ -73,7 +57,7 @@ pub fn select_list(schema: &TableSchema) -> String {
 /// escaping: text as a charset-introduced hex string (`_utf8mb4 X'6b31'`), which is
 /// coercible, so comparisons use the column's own collation (the order `ORDER BY`
 /// gives); numbers and dates compare with it as they would with `'k1'`.
-pub(crate) fn literal(v: &KeyValue) -> String {
+pub fn literal(v: &KeyValue) -> String {
     match v {
         KeyValue::Text(s) => format!("_utf8mb4 X'{}'", hex(s.as_bytes())),
         KeyValue::Hex(h) => format!("X'{h}'"),
@@ -119,19 +103,28 @@ fn order_by(schema: &TableSchema) -> String {
 }
 
 /// One chunk read from the source.
-pub(crate) struct Chunk {
-    pub(crate) batches: Vec<ChangeBatch>,
-    pub(crate) rows: usize,
-    pub(crate) last_key: Option<Vec<KeyValue>>,
-    pub(crate) invalid: Vec<(String, u64)>,
+#[derive(Debug)]
+pub struct Chunk {
+    /// The rows, as change batches of the table's shape.
+    pub batches: Vec<ChangeBatch>,
+    /// How many.
+    pub rows: usize,
+    /// The key of the last row (chunks are in key order).
+    pub last_key: Option<Vec<KeyValue>>,
+    /// Values per column that were not instants and were read as NULL.
+    pub invalid: Vec<(String, u64)>,
 }
 
 /// How to read rows: which select list, op and position to stamp them with.
-pub(crate) struct ReadAs<'a> {
-    pub(crate) select: String,
-    pub(crate) op: Op,
-    pub(crate) source_ts_us: i64,
-    pub(crate) source_pos: &'a str,
+pub struct ReadAs<'a> {
+    /// The select list ([`select_list`], or keys only).
+    pub select: String,
+    /// The op the rows land as.
+    pub op: Op,
+    /// Their source instant.
+    pub source_ts_us: i64,
+    /// Their source position.
+    pub source_pos: &'a str,
 }
 
 impl ReadAs<'_> {
@@ -147,9 +140,11 @@ impl ReadAs<'_> {
 
 /// `LIMIT offset, rows`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limit {
-    pub(crate) offset: u64,
-    pub(crate) rows: usize,
+pub struct Limit {
+    /// Rows skipped.
+    pub offset: u64,
+    /// Rows read at most.
+    pub rows: usize,
 }
 
 impl From<usize> for Limit {
@@ -159,7 +154,7 @@ impl From<usize> for Limit {
 }
 
 /// Read rows matching `filter` in key order (up to `limit`) into change batches.
-pub(crate) async fn read_chunk(
+pub async fn read_chunk(
     source: &Source,
     conn: &mut Conn,
     schema: &Arc<TableSchema>,
@@ -249,7 +244,8 @@ pub(crate) async fn read_chunk(
     })
 }
 
-fn merge_counts(into: &mut Vec<(String, u64)>, more: Vec<(String, u64)>) {
+/// Add `more` invalid-value counts into `into`.
+pub fn merge_counts(into: &mut Vec<(String, u64)>, more: Vec<(String, u64)>) {
     for (c, n) in more {
         match into.iter_mut().find(|(x, _)| *x == c) {
             Some((_, m)) => *m += n,
@@ -258,92 +254,77 @@ fn merge_counts(into: &mut Vec<(String, u64)>, more: Vec<(String, u64)>) {
     }
 }
 
-pub(crate) fn now_us() -> i64 {
+/// Now, in microseconds since the epoch.
+pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// The table's state with this snapshot progress.
-fn state_at(base: &SourceState, progress: &SnapshotProgress) -> SourceState {
-    SourceState {
-        snapshot: Some(progress.clone()),
-        ..base.clone()
+/// The rows a crash left in only one of a table's two Delta tables: the key range
+/// after `behind_key` up to and including `ahead_key`, read anew (not with the other
+/// table's read view), so its rows are stamped with the instant of this read, never
+/// earlier.
+pub async fn repair_read(
+    source: &Source,
+    conn: &mut Conn,
+    schema: &Arc<TableSchema>,
+    behind_key: Option<&[KeyValue]>,
+    ahead_key: &[KeyValue],
+) -> Result<Chunk> {
+    let mut filter = key_at_most(schema, ahead_key);
+    if let Some(k) = behind_key {
+        filter = format!("{} AND {filter}", key_after(schema, k));
+    }
+    let how = ReadAs::snapshot(schema, now_us());
+    read_chunk(source, conn, schema, Some(filter), None, &how).await
+}
+
+/// The rest of a table from one consistent read view, read in chunks by a task of its
+/// own, so chunk k+1 is read while chunk k lands.
+#[derive(Debug)]
+pub struct SnapshotRead {
+    /// The chunks in key order; the last one has fewer than `chunk_rows` rows (maybe
+    /// none). Closed after it, or after an error.
+    pub chunks: mpsc::Receiver<Result<Chunk>>,
+    /// The instant the rows are stamped with: taken just before the view opened.
+    pub view_ts_us: i64,
+    /// Where change capture can resume for this read: the view's own position on
+    /// MariaDB (exact), the position before the view elsewhere (the safe low mark).
+    pub low: Option<BinlogPosition>,
+    /// The view's position (MariaDB's exact one, else the position just after it
+    /// opened).
+    pub high: Option<BinlogPosition>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SnapshotRead {
+    /// Wait for the reader task to end (after the last chunk was taken).
+    pub async fn finish(self, source: &Source, table: &str) -> Result<()> {
+        drop(self.chunks);
+        self.task.await.map_err(|e| Error::Query {
+            source_name: source.name.clone(),
+            table: table.to_string(),
+            message: format!("snapshot reader failed: {e}"),
+        })
     }
 }
 
-/// Snapshot one table, resuming where a previous run stopped.
-pub async fn snapshot_table(
+/// Open one read view of `schema`'s table on `conn` and read the rows after `after`
+/// (all of them with `None`) in chunks of `chunk_rows`.
+///
+/// Its rows are stamped with an instant taken before the view opens: a resumed
+/// snapshot reads values as of now, and stamping them with the first run's start
+/// would put later values into the past (AS OF between the two runs would show
+/// them). Taken before, not after: a change committed between the stamp and the view
+/// is then in the rows and replayed just after them, never replayed *before* older
+/// values.
+pub async fn open_read(
     source: &Source,
-    wh: &Warehouse,
-    table: &DiscoveredTable,
+    mut conn: Conn,
+    schema: &Arc<TableSchema>,
+    after: Option<Vec<KeyValue>>,
     chunk_rows: usize,
-    bar: ProgressBar,
-) -> Result<TableReport> {
-    let schema = table.schema.clone();
+) -> Result<SnapshotRead> {
     let name = schema.name.source();
-    let mut writer = TableWriter::open(wh, schema.clone()).await?;
-    let mut report = TableReport {
-        table: name.clone(),
-        ..Default::default()
-    };
-    let base = SourceState {
-        source: source.name.clone(),
-        source_table: name.clone(),
-        ..writer.committed(TableKind::History).state.clone()
-    };
-    let snap = |k| {
-        writer
-            .committed(k)
-            .state
-            .snapshot
-            .clone()
-            .unwrap_or_default()
-    };
-    let (cur, hist) = (snap(TableKind::Current), snap(TableKind::History));
-    if cur.done && hist.done {
-        report.already_done = true;
-        report.total_rows = cur.rows;
-        report.resume_from = cur.low.clone();
-        bar.finish_and_clear();
-        return Ok(report);
-    }
-
-    let mut conn = source.conn().await?;
-    // Repair a crash between the two commits of one chunk: the table that is behind
-    // gets exactly the key range the other one committed.
-    if cur.rows != hist.rows {
-        let (behind, ahead) = if cur.rows < hist.rows {
-            (TableKind::Current, hist.clone())
-        } else {
-            (TableKind::History, cur.clone())
-        };
-        let behind_key = if behind == TableKind::Current {
-            cur.last_key.clone()
-        } else {
-            hist.last_key.clone()
-        };
-        let ahead_key = ahead.last_key.clone().expect("ahead has committed rows");
-        let mut filter = key_at_most(&schema, &ahead_key);
-        if let Some(k) = &behind_key {
-            filter = format!("{} AND {filter}", key_after(&schema, k));
-        }
-        // A new read (not the other table's read view): its rows are stamped with the
-        // instant of this read, never earlier (see the read view below).
-        let how = ReadAs::snapshot(&schema, now_us());
-        let chunk = read_chunk(source, &mut conn, &schema, Some(filter), None, &how).await?;
-        warn!(table = %name, rows = chunk.rows, behind = behind.dir(), "repairing a chunk committed to only one of current/history by an interrupted run");
-        writer
-            .append(behind, &chunk.batches, now_us(), state_at(&base, &ahead))
-            .await?;
-    }
-    let mut progress = if cur.rows >= hist.rows { cur } else { hist };
-    bar.set_position(progress.rows);
-
-    // One read view for the rest of the table. Its rows are stamped with an instant
-    // taken before the view opens: a resumed snapshot reads values as of now, and
-    // stamping them with the first run's start would put later values into the past
-    // (AS OF between the two runs would show them). Taken before, not after: a change
-    // committed between the stamp and the view is then in the rows and replayed just
-    // after them, never replayed *before* older values.
     let view_ts = now_us();
     let low_now = binlog_position(source, &mut conn).await?;
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -359,31 +340,21 @@ pub async fn snapshot_table(
     } else {
         binlog_position(source, &mut conn).await?
     };
-    if progress.started_at_us == 0 {
-        progress.started_at_us = view_ts;
-    }
-    if progress.low.is_none() {
-        // On MariaDB the read view's own position is exact; elsewhere the position
-        // before the transaction began is the safe (low) watermark.
-        progress.low = if source.is_mariadb() {
-            high_now.clone()
-        } else {
-            low_now.clone()
-        };
-    }
     if low_now.is_none() {
         warn!(table = %name, "no binlog position (binary logging off or no REPLICATION CLIENT): the snapshot lands, but change capture cannot resume from it");
     }
-
-    // Reader task: reads chunk k+1 while chunk k is being committed.
-    let (tx, mut rx) = mpsc::channel::<Result<Chunk>>(1);
-    let reader = {
+    let low = if source.is_mariadb() {
+        high_now.clone()
+    } else {
+        low_now
+    };
+    let (tx, rx) = mpsc::channel::<Result<Chunk>>(1);
+    let task = {
         let source = source.clone();
         let schema = schema.clone();
-        let mut last = progress.last_key.clone();
-        let ts = view_ts;
+        let mut last = after;
         tokio::spawn(async move {
-            let how = ReadAs::snapshot(&schema, ts);
+            let how = ReadAs::snapshot(&schema, view_ts);
             loop {
                 let filter = last.as_ref().map(|k| key_after(&schema, k));
                 let chunk = read_chunk(
@@ -409,37 +380,13 @@ pub async fn snapshot_table(
             let _ = conn.query_drop("COMMIT").await;
         })
     };
-
-    while let Some(chunk) = rx.recv().await {
-        let chunk = chunk?;
-        progress.rows += chunk.rows as u64;
-        if let Some(k) = chunk.last_key {
-            progress.last_key = Some(k);
-        }
-        if chunk.rows < chunk_rows {
-            progress.done = true;
-            progress.high = high_now.clone();
-        }
-        merge_counts(&mut report.invalid, chunk.invalid);
-        writer
-            .append_both(&chunk.batches, now_us(), state_at(&base, &progress))
-            .await?;
-        report.rows += chunk.rows as u64;
-        bar.set_position(progress.rows);
-        info!(table = %name, rows = progress.rows, done = progress.done, "snapshot chunk committed");
-    }
-    reader.await.map_err(|e| Error::Query {
-        source_name: source.name.clone(),
-        table: name.clone(),
-        message: format!("snapshot reader failed: {e}"),
-    })?;
-    for (col, n) in &report.invalid {
-        warn!(table = %name, column = %col, values = n, "values that are not valid dates/years (zero dates) landed as NULL");
-    }
-    report.total_rows = progress.rows;
-    report.resume_from = progress.low.clone();
-    bar.finish_and_clear();
-    Ok(report)
+    Ok(SnapshotRead {
+        chunks: rx,
+        view_ts_us: view_ts,
+        low,
+        high: high_now,
+        task,
+    })
 }
 
 pub(crate) async fn mariadb_snapshot_position(

@@ -1,7 +1,7 @@
 //! `tidemark pull`.
 
 use anyhow::{bail, Result};
-use tidemark_mysql::pull::{pull_table, reconcile};
+use tidemark_capture::sources::pull::{pull_table, reconcile};
 use tracing::error;
 
 use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
@@ -42,25 +42,29 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         for t in &tables {
             pulled += 1;
             let r = if args.reconcile_only {
-                reconcile(&source, &wh, t).await.map(|deleted| {
-                    println!("{:<40} {deleted} deleted", t.schema.name.source());
-                })
+                reconcile(&source, &wh, t, Default::default())
+                    .await
+                    .map(|deleted| {
+                        println!("{:<40} {deleted} deleted", t.schema.name.source());
+                    })
             } else {
-                pull_table(&source, &wh, t, args.reconcile).await.map(|r| {
-                    println!(
-                        "{:<40} read {:>9}  changed {:>9}  deleted {:>7}  watermark {}{}",
-                        r.table,
-                        r.read,
-                        r.changed,
-                        r.deleted,
-                        r.watermark.as_deref().unwrap_or("-"),
-                        if r.snapshotted {
-                            "  (first landed by a snapshot)"
-                        } else {
-                            ""
-                        }
-                    );
-                })
+                pull_table(&source, &wh, t, args.reconcile, Default::default())
+                    .await
+                    .map(|r| {
+                        println!(
+                            "{:<40} read {:>9}  changed {:>9}  deleted {:>7}  watermark {}{}",
+                            r.table,
+                            r.read,
+                            r.changed,
+                            r.deleted,
+                            r.watermark.as_deref().unwrap_or("-"),
+                            if r.snapshotted {
+                                "  (first landed by a snapshot)"
+                            } else {
+                                ""
+                            }
+                        );
+                    })
             };
             if let Err(e) = r {
                 failed += 1;

@@ -92,6 +92,8 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
             environment: g.environment.clone(),
             only: args.source.clone(),
             until_caught_up: args.until_caught_up,
+            // The daemon gives capture its reloaded configs.
+            config_updates: None,
         },
         api_listen: args.api_listen.clone(),
         input_poll: None,

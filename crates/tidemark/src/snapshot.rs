@@ -3,9 +3,9 @@
 use anyhow::{bail, Result};
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tidemark_capture::sources::snapshot::snapshot_table;
 use tidemark_mysql::connect::Source;
 use tidemark_mysql::discover::{discover, DiscoveredTable};
-use tidemark_mysql::snapshot::snapshot_table;
 use tracing::error;
 
 use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
@@ -91,7 +91,15 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
                 bar.set_style(style.clone());
                 bar.set_prefix(t.schema.name.source());
                 let (source, wh) = (&source, &wh);
-                async move { (t, snapshot_table(source, wh, t, chunk_rows, bar).await) }
+                // Each chunk lands atomically, so an interrupted run (Ctrl-C) loses
+                // nothing and resumes after the last chunk; no stop flag is needed.
+                let stop = Default::default();
+                async move {
+                    (
+                        t,
+                        snapshot_table(source, wh, t, chunk_rows, bar, stop).await,
+                    )
+                }
             })
             .buffer_unordered(parallel)
             .collect()

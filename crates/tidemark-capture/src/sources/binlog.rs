@@ -24,19 +24,20 @@ use anyhow::{bail, Context, Result};
 use futures::{FutureExt, StreamExt};
 use indicatif::ProgressBar;
 use tidemark_core::change::ChangeBatchBuilder;
-use tidemark_core::position::BinlogPosition;
+use tidemark_core::position::{BinlogPosition, SourceState};
 use tidemark_core::schema::TableSchema;
 use tidemark_lake::{stored_schema, TableKind, TableWriter, Warehouse};
 use tidemark_mysql::binlog::{BinlogReader, StreamItem, Tracked, Transaction};
 use tidemark_mysql::connect::Source;
 use tidemark_mysql::discover::{describe, discover_each, DiscoveredTable};
 use tidemark_mysql::preflight::{preflight, Outcome};
-use tidemark_mysql::snapshot::snapshot_table;
 use tracing::{error, info, warn};
 
 use tidemark_mysql::ddl::{ddl_renames, ddl_tables, DdlKind, DdlTarget};
 
-use crate::landing::{plan_evolution, selects, spawn_compaction, CompactionTask, COMPACT_MIN_ROWS};
+use crate::landing::evolve::{evolve_in_place, fill, Evolved};
+use crate::landing::{selects, Item, Landed, Pace, Policy};
+use crate::sources::snapshot::snapshot_table;
 
 /// A table with no changes still gets a position-only commit this often, so a
 /// restart does not re-read a long stretch of binlog for its sake.
@@ -49,7 +50,7 @@ const MAX_RECONNECTS: u32 = 10;
 
 /// What one table's commit landed: rows, their last source instant, their
 /// `_ingest_ts`.
-type Landed = (usize, Option<i64>, i64);
+type Flushed = (usize, Option<i64>, i64);
 
 /// One source table in the stream.
 struct Table {
@@ -65,16 +66,13 @@ struct Table {
     /// End of the last transaction in `pending`, and its source instant.
     pending_end: Option<(BinlogPosition, i64)>,
     last_commit: Instant,
-    /// Rows in the current table's base, and history rows landed since its mark: the
-    /// compaction trigger.
-    base_rows: u64,
-    tail_rows: u64,
+    pace: Pace,
 }
 
 impl Table {
     /// Land pending rows (or just move the position to `to`) in the history log;
     /// returns the rows, their last source instant and their `_ingest_ts`.
-    async fn flush(&mut self, to: &BinlogPosition) -> Result<Landed> {
+    async fn flush(&mut self, to: &BinlogPosition) -> Result<Flushed> {
         let batch = self.pending.finish()?;
         let rows = batch.data.num_rows();
         let committed = self.writer.committed(TableKind::History).state.clone();
@@ -89,7 +87,7 @@ impl Table {
         };
         let ingest = self.commit_retrying(&batch, state).await?;
         self.pos = end;
-        self.tail_rows += rows as u64;
+        self.pace.tail_rows += rows as u64;
         self.last_commit = Instant::now();
         Ok((rows, source_ts, ingest))
     }
@@ -158,18 +156,16 @@ struct Stream {
     source: String,
     metrics: crate::metrics::Shared,
     wh: Warehouse,
-    compaction: Option<CompactionTask>,
+    /// The pipeline's stop flag (a snapshot of a table added while streaming stops
+    /// at its next chunk).
+    stop: Arc<AtomicBool>,
     /// Parked tables whose parking is not committed yet.
     to_persist: Vec<(Table, String)>,
-    last_maintenance: Instant,
-    maintained_last: Option<String>,
     tables: HashMap<String, Table>,
     /// Tables that stopped, with why: they keep their landed data and position.
     parked: HashMap<String, String>,
     /// End of the last transaction read.
     stream_end: BinlogPosition,
-    pending_rows: usize,
-    oldest_pending: Option<Instant>,
     last_source_ts_us: i64,
 }
 
@@ -266,11 +262,6 @@ impl Stream {
         // A DROP closes the table even when the server has a table of that name again
         // (re-created since): the CREATE that follows in the stream captures that one.
         let dropped = target.kind == DdlKind::Drop;
-        let state_at_end = |t: &Table| tidemark_core::position::SourceState {
-            binlog: Some(end.clone()),
-            last_source_ts_us: Some(ts_us),
-            ..t.writer.committed(TableKind::History).state.clone()
-        };
         let ts = ts_us.max(t.snapshot_ts_us);
         let seq = tidemark_mysql::binlog::seq_base(&end.file, end.pos as u32);
         // TRUNCATE and DROP close the rows whatever the server has now.
@@ -280,9 +271,11 @@ impl Stream {
         };
         match now {
             Ok(None) => {
-                let state = tidemark_core::position::SourceState {
+                let state = SourceState {
                     closed_at: (!truncate).then(|| position.clone()),
-                    ..state_at_end(t)
+                    binlog: Some(end.clone()),
+                    last_source_ts_us: Some(ts_us),
+                    ..t.writer.committed(TableKind::History).state.clone()
                 };
                 let rows = t
                     .writer
@@ -290,7 +283,7 @@ impl Stream {
                     .await
                     .with_context(|| format!("table {key}: closing its rows at {position}"))?;
                 t.pos = end.clone();
-                t.tail_rows += rows;
+                t.pace.tail_rows += rows;
                 if truncate {
                     info!(source = %self.source, table = %key, rows, position = %position, "table truncated at the source; its rows are closed in history");
                 } else {
@@ -302,27 +295,40 @@ impl Stream {
             Ok(Some(d)) if d.schema.same_definition(&t.schema) => {}
             Ok(Some(d)) => {
                 let renames = ddl_renames(sql);
-                let planned = plan_evolution(
-                    source, db, table, &t.writer, &d.schema, &renames, ts, &position, seq,
+                let evolved = evolve_in_place(
+                    source,
+                    db,
+                    table,
+                    &mut t.writer,
+                    &d.schema,
+                    &renames,
+                    &position,
+                    seq,
+                    |_| ts,
+                    |committed| SourceState {
+                        binlog: Some(end.clone()),
+                        last_source_ts_us: Some(ts_us),
+                        ..committed
+                    },
                 )
-                .await;
-                let (evolution, pending_fill) = match planned {
-                    Ok(p) => p,
+                .await?;
+                let evolution = match evolved {
+                    Ok(Evolved::Now(e)) => e,
+                    Ok(Evolved::Elsewhere) => {
+                        let why = schema_changed(
+                            "its definition in the lake was changed by another writer meanwhile"
+                                .to_string(),
+                        );
+                        self.park(Some(reader), &key, why);
+                        return Ok(());
+                    }
                     Err(why) => {
                         let why = schema_changed(why);
                         self.park(Some(reader), &key, why);
                         return Ok(());
                     }
                 };
-                let state = tidemark_core::position::SourceState {
-                    pending_fill,
-                    ..state_at_end(t)
-                };
-                t.writer
-                    .evolve(evolution.schema, &evolution.added, state)
-                    .await
-                    .with_context(|| format!("table {key}: schema change at {position}"))?;
-                let filled = match t.writer.fill_defaults().await {
+                let filled = match fill(&mut t.writer).await {
                     Ok(n) => n,
                     // The debt stays recorded (`pending_fill`): landing the table again
                     // is the way out, and the other tables go on.
@@ -334,15 +340,13 @@ impl Stream {
                         return Ok(());
                     }
                 };
-                t.tail_rows += filled;
+                // Reads now take every row from history; the next compaction writes a
+                // base of the new shape.
+                t.pace.rebuilding(filled);
                 let schema = t.writer.schema().clone();
                 t.schema = schema.clone();
                 t.pending = ChangeBatchBuilder::new(schema.clone(), 1024);
                 t.pos = end.clone();
-                // Reads now take every row from history; the next compaction writes a
-                // base of the new shape.
-                t.base_rows = 0;
-                t.tail_rows = t.tail_rows.max(COMPACT_MIN_ROWS);
                 reader.track(schema);
                 info!(source = %self.source, table = %key, position = %position,
                     changes = %evolution.changes.join("; "), "schema changed; the table evolved in place");
@@ -361,7 +365,15 @@ impl Stream {
         let key = d.schema.name.source();
         let chunk_rows = source.config.snapshot_chunk_rows;
         let landed = async {
-            snapshot_table(source, &self.wh, &d, chunk_rows, ProgressBar::hidden()).await?;
+            snapshot_table(
+                source,
+                &self.wh,
+                &d,
+                chunk_rows,
+                ProgressBar::hidden(),
+                self.stop.clone(),
+            )
+            .await?;
             open_table(&self.wh, &d).await
         }
         .await;
@@ -378,7 +390,8 @@ impl Stream {
         }
     }
 
-    fn add(&mut self, tx: Transaction, reader: &mut BinlogReader) {
+    /// Buffer a transaction's rows in their tables; returns how many.
+    fn add(&mut self, tx: Transaction, reader: &mut BinlogReader) -> usize {
         for (schema, e) in tx.failures {
             let name = schema.name.source();
             // A transaction the table landed before a restart is skipped anyway; its
@@ -394,6 +407,7 @@ impl Stream {
         }
         let pos_text = format!("{}:{}", tx.end.file, tx.end.pos);
         let mut failed = Vec::new();
+        let mut buffered = 0;
         for ch in &tx.changes {
             let name = ch.table.name.source();
             let Some(t) = self.tables.get_mut(&name) else {
@@ -413,8 +427,7 @@ impl Stream {
             match r {
                 Ok(()) => {
                     t.pending_end = Some((tx.end.clone(), tx.ts_us));
-                    self.pending_rows += 1;
-                    self.oldest_pending.get_or_insert_with(Instant::now);
+                    buffered += 1;
                 }
                 Err(e) => failed.push((name, format!("binlog at {pos_text}: {e}"))),
             }
@@ -424,10 +437,12 @@ impl Stream {
         }
         self.last_source_ts_us = tx.ts_us;
         self.stream_end = tx.end;
+        buffered
     }
 
-    /// Commit every table with pending rows, and idle tables whose position lags.
-    async fn flush(&mut self, all_positions: bool) -> Result<()> {
+    /// Commit every table with pending rows, and idle tables whose position lags
+    /// (all of them with `all_positions`).
+    async fn commit(&mut self, all_positions: bool) -> Result<Option<Vec<Landed>>> {
         for (mut t, why) in std::mem::take(&mut self.to_persist) {
             // Rows pending for a parked table are dropped: its position stays before
             // them, and landing it again re-reads them from the source.
@@ -461,49 +476,45 @@ impl Stream {
             })
             .collect();
         if due.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let tables = due.len();
         // Tables commit concurrently: each is its own pair of Delta tables.
         // Made and boxed before the stream holds them: see snapshot_missing.
-        let flushes: Vec<futures::future::BoxFuture<'_, (String, Result<Landed>)>> = due
+        let flushes: Vec<futures::future::BoxFuture<'_, (String, Result<Flushed>)>> = due
             .into_iter()
             .map(|t| {
                 let to = to.clone();
                 async move { (t.schema.name.source(), t.flush(&to).await) }.boxed()
             })
             .collect();
-        let results: Vec<(String, Result<Landed>)> = futures::stream::iter(flushes)
+        let results: Vec<(String, Result<Flushed>)> = futures::stream::iter(flushes)
             .buffer_unordered(4)
             .collect()
             .await;
         let mut rows = 0;
         let mut failed = Vec::new();
-        {
-            let mut m = self.metrics.lock().expect("metrics lock");
-            for (table, r) in results {
-                let (n, source_ts, ingest) = match r {
-                    Ok(landed) => landed,
-                    Err(e) if is_definite(&e) => {
-                        // This table stops; the others keep flowing. Its position
-                        // stays before the rows that did not land.
-                        failed.push((table, format!("{e:#}")));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                rows += n;
-                let tm = m.table(&self.source, &table);
-                tm.changes += n as u64;
-                if n > 0 {
-                    tm.last_source_ts_us = source_ts;
-                    tm.last_ingest_us = Some(ingest);
-                    if let Some(t) = self.tables.get(&table) {
-                        m.landed(&t.schema.name.sql());
-                    }
+        let mut landed = Vec::new();
+        for (table, r) in results {
+            let (n, source_ts, ingest) = match r {
+                Ok(flushed) => flushed,
+                Err(e) if is_definite(&e) => {
+                    // This table stops; the others keep flowing. Its position stays
+                    // before the rows that did not land.
+                    failed.push((table, format!("{e:#}")));
+                    continue;
                 }
-            }
-            m.committed(&self.source, started.elapsed().as_secs_f64());
+                Err(e) => return Err(e),
+            };
+            rows += n;
+            let sql_name = self.tables[&table].schema.name.sql();
+            landed.push(Landed {
+                table,
+                sql_name,
+                rows: n,
+                last_source_ts_us: source_ts,
+                ingest_us: Some(ingest),
+            });
         }
         for (table, why) in failed {
             self.park(
@@ -515,71 +526,14 @@ impl Stream {
         let lag_ms = (now_us() - self.last_source_ts_us) / 1000;
         info!(source = %self.source, rows, tables, position = %to,
             commit_ms = started.elapsed().as_millis() as u64, lag_ms, "committed");
-        self.pending_rows = 0;
-        self.oldest_pending = None;
-        self.maybe_compact(false).await;
-        Ok(())
+        Ok(Some(landed))
     }
 
-    /// Fold a table's history tail into its current base once the tail reaches a
-    /// fifth of the base (at least [`COMPACT_MIN_ROWS`]): the work per change then stays
-    /// the same however large the table grows, and reads never merge a tail larger
-    /// than that. One compaction at a time, in the background; ingestion goes on.
-    async fn maybe_compact(&mut self, wait: bool) {
-        if let Some(task) = &self.compaction {
-            if !wait && !task.is_finished() {
-                return;
-            }
-            let task = self.compaction.take().expect("present");
-            match task.await {
-                Ok((table, Ok(Some(c)))) => {
-                    if let Some(t) = self.tables.get_mut(&table) {
-                        t.tail_rows = t.tail_rows.saturating_sub(c.tail_rows);
-                        t.base_rows = c.rows;
-                    }
-                    info!(source = %self.source, table = %table, folded = c.tail_rows, rows = c.rows, "current table compacted");
-                }
-                Ok((_, Ok(None))) => {}
-                Ok((table, Err(e))) => {
-                    warn!(source = %self.source, table = %table, error = %format!("{e:#}"), "compaction failed; the table stays correct (read merges the tail) and compaction is retried later");
-                }
-                Err(e) => warn!(source = %self.source, error = %e, "compaction task failed"),
-            }
-        }
-        if wait {
-            return;
-        }
-        let due = self
-            .tables
-            .values()
-            .filter(|t| tidemark_lake::mor::compaction_due(t.tail_rows, t.base_rows))
-            .max_by_key(|t| t.tail_rows);
-        // Otherwise, every MAINTAIN_EVERY, one table (in turn) gets the full
-        // maintenance: small files bin-packed, a checkpoint, VACUUM.
-        let (table, full) = match due {
-            Some(t) => (t, false),
-            None if self.last_maintenance.elapsed() >= MAINTAIN_EVERY => {
-                let mut names: Vec<&String> = self.tables.keys().collect();
-                names.sort();
-                let Some(next) = names
-                    .iter()
-                    .find(|n| self.maintained_last.as_ref().is_none_or(|l| **n > l))
-                    .or(names.first())
-                    .map(|n| n.to_string())
-                else {
-                    return;
-                };
-                self.last_maintenance = Instant::now();
-                self.maintained_last = Some(next.clone());
-                (&self.tables[&next], true)
-            }
-            None => return,
-        };
-        self.compaction = Some(spawn_compaction(
-            self.wh.clone(),
-            table.schema.clone(),
-            full,
-        ));
+    fn paced(&mut self) -> Vec<(&Arc<TableSchema>, &mut Pace)> {
+        self.tables
+            .values_mut()
+            .map(|t| (&t.schema, &mut t.pace))
+            .collect()
     }
 }
 
@@ -645,10 +599,8 @@ pub async fn run_source(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
         source: name.to_string(),
         metrics,
         wh: wh.clone(),
-        compaction: None,
+        stop: stop.clone(),
         to_persist: Vec::new(),
-        last_maintenance: Instant::now(),
-        maintained_last: None,
         tables: HashMap::new(),
         parked: HashMap::new(),
         stream_end: BinlogPosition {
@@ -657,8 +609,6 @@ pub async fn run_source(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
             pos: 0,
             gtid: None,
         },
-        pending_rows: 0,
-        oldest_pending: None,
         last_source_ts_us: now_us(),
     };
     for (table, why) in snapshot_failures {
@@ -696,7 +646,7 @@ pub async fn run_source(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
     };
     stream.stream_end = start.clone();
     let server_id = source.config.replica_server_id(name);
-    let mut reader = BinlogReader::open(&source, &start, server_id, stream.tracked()).await?;
+    let reader = BinlogReader::open(&source, &start, server_id, stream.tracked()).await?;
     // "Caught up" means having read what the server had written when the run began,
     // not merely a quiet flush interval: a busy server can be slow to send, and a
     // backfill that stopped short would look finished.
@@ -706,37 +656,200 @@ pub async fn run_source(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
     } else {
         None
     };
-    let mut failures = 0u32;
-    // 2 s doubling to 32 s, with jitter, MAX_RECONNECTS times (about five minutes).
-    let reconnects = || {
-        use backon::BackoffBuilder;
-        backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(2))
-            .with_max_delay(Duration::from_secs(32))
-            .with_max_times(MAX_RECONNECTS as usize)
-            .with_jitter()
-            .build()
-    };
-    let mut backoff = reconnects();
     info!(source = %name, tables = stream.tables.len(), parked = stream.parked.len(), position = %start, "streaming");
+    let policy = Policy {
+        interval: Duration::from_millis(source.config.flush_interval_ms.max(10)),
+        flush_rows: source.config.flush_rows,
+        until_caught_up,
+        maintain_every: Some(MAINTAIN_EVERY),
+    };
+    let mut binlog = Binlog {
+        stream,
+        reader,
+        source,
+        server_id,
+        catch_up_to,
+        backoff: reconnects(),
+        failures: 0,
+        environment: cx.options.environment.clone(),
+        updates: cx.options.config_updates.clone(),
+    };
+    crate::landing::land(&mut binlog, policy, wh, stop, cx.metrics.clone()).await
+}
 
-    let interval = Duration::from_millis(source.config.flush_interval_ms.max(10));
-    let flush_rows = source.config.flush_rows.max(1);
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            stream.flush(true).await?;
-            stream.maybe_compact(true).await;
-            info!(source = %name, position = %stream.stream_end, "stopped cleanly");
+impl Binlog {
+    /// Follow a reloaded config's selection of this source's tables (databases,
+    /// include, exclude) without stopping: tables no longer selected stop being
+    /// captured (their landed history stays); newly selected ones are snapshotted and
+    /// streamed, as a table created at the source is. A table selected once before
+    /// resumes from its own committed position, so the stream is read again from
+    /// there (every other table skips what it has).
+    async fn reselect(&mut self, config: &tidemark_core::config::Config) -> Result<()> {
+        let name = self.stream.source.clone();
+        let new = match config.source_for(&self.environment, &name) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(source = %name, error = %e, "the reloaded config does not define this source; capture goes on with the selection it had (a removed source stops at the next restart)");
+                return Ok(());
+            }
+        };
+        let old = &self.source.config;
+        if (&old.databases, &old.include, &old.exclude)
+            == (&new.databases, &new.include, &new.exclude)
+        {
             return Ok(());
         }
-        let wait = match stream.oldest_pending {
-            Some(t) => interval.saturating_sub(t.elapsed()),
-            None => interval,
+        if let Err(e) = new.table_filter() {
+            warn!(source = %name, error = %e, "the reloaded selection is not valid; capture goes on with the one it had");
+            return Ok(());
+        }
+        self.source.config.databases = new.databases;
+        self.source.config.include = new.include;
+        self.source.config.exclude = new.exclude;
+        let mut removed = Vec::new();
+        for (key, t) in &self.stream.tables {
+            let n = &t.schema.name;
+            if !selects(&self.source, &n.source_db, &n.source_table)? {
+                removed.push(key.clone());
+            }
+        }
+        for key in &removed {
+            if let Some(t) = self.stream.tables.remove(key) {
+                let n = &t.schema.name;
+                self.reader.untrack(&n.source_db, &n.source_table);
+                info!(source = %name, table = %key, position = %t.pos, "no longer selected; capture of it stops and its landed history stays");
+            }
+        }
+        let (discovered, uncapturable) = discover_each(&self.source).await?;
+        for (table, e) in uncapturable {
+            if !self.stream.parked.contains_key(&table) && !self.stream.tables.contains_key(&table)
+            {
+                self.stream
+                    .park(Some(&mut self.reader), &table, e.to_string());
+            }
+        }
+        let mut added = Vec::new();
+        for mut d in discovered {
+            let key = d.schema.name.source();
+            if self.stream.tables.contains_key(&key) || self.stream.parked.contains_key(&key) {
+                continue;
+            }
+            // Landed before: it streams with the definition it was landed with, up to
+            // the schema change (as at startup).
+            match landed_schema(&self.stream.wh, &d).await {
+                Ok(Some(landed)) => d.schema = Arc::new(landed),
+                Ok(None) => {}
+                Err(e) => {
+                    let why = format!("its landed tables cannot be read: {e:#}");
+                    self.stream.park(Some(&mut self.reader), &key, why);
+                    continue;
+                }
+            }
+            self.stream
+                .add_table(&self.source, &mut self.reader, d)
+                .await;
+            if self.stream.tables.contains_key(&key) {
+                added.push(key);
+            }
+        }
+        info!(source = %name, added = %added.join(", "), removed = %removed.join(", "), "the selection changed; capture follows it");
+        // A table selected once before is behind the stream: read again from the
+        // oldest position.
+        let behind: Vec<String> = added
+            .iter()
+            .filter(|k| self.stream.stream_end.is_after(&self.stream.tables[*k].pos))
+            .cloned()
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        let Some(from) = self.stream.resume_position() else {
+            return Ok(());
         };
-        let item = match reader.next(wait.max(Duration::from_millis(1))).await {
+        match BinlogReader::open(&self.source, &from, self.server_id, self.stream.tracked()).await {
+            Ok(r) => {
+                info!(source = %name, position = %from, tables = %behind.join(", "), "reading the binlog again from the oldest position of the tables selected again");
+                self.reader = r;
+            }
+            Err(e) => {
+                for key in behind {
+                    let why = format!(
+                        "selected again, but the binlog cannot be read from its position {from} ({e}); land it again with `tidemark snapshot --resnapshot --table {key}`"
+                    );
+                    self.stream.park(Some(&mut self.reader), &key, why);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reconnection pauses: 2 s doubling to 32 s, with jitter, [`MAX_RECONNECTS`] times
+/// (about five minutes).
+fn reconnects() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(2))
+        .with_max_delay(Duration::from_secs(32))
+        .with_max_times(MAX_RECONNECTS as usize)
+        .with_jitter()
+        .build()
+}
+
+/// A MySQL source's binlog, as the landing loop reads it.
+struct Binlog {
+    stream: Stream,
+    reader: BinlogReader,
+    source: Source,
+    server_id: u32,
+    /// With `until_caught_up`: what the server had written when the run began.
+    catch_up_to: Option<BinlogPosition>,
+    backoff: backon::ExponentialBackoff,
+    failures: u32,
+    /// The environment whose credentials and overrides apply.
+    environment: String,
+    /// A config reloaded by the daemon: a changed selection takes effect here.
+    updates: Option<tokio::sync::watch::Receiver<Arc<tidemark_core::config::Config>>>,
+}
+
+/// What the binlog applies with nothing buffered before it.
+enum Barrier {
+    /// A DDL statement (rows before it land with the definition they were written
+    /// under, and a compaction of the old shape finishes first).
+    Ddl {
+        db: String,
+        sql: String,
+        end: BinlogPosition,
+        ts_us: i64,
+    },
+    /// The stream broke: reconnect after the pause, from the tables' committed
+    /// positions.
+    Reconnect(Duration),
+    /// The config was reloaded: its selection of this source's tables may differ.
+    Reselect(Arc<tidemark_core::config::Config>),
+}
+
+impl crate::landing::Source for Binlog {
+    type Barrier = Barrier;
+
+    fn name(&self) -> &str {
+        &self.stream.source
+    }
+
+    async fn next(&mut self, wait: Duration) -> Result<Item<Barrier>> {
+        if let Some(updates) = &mut self.updates {
+            if updates.has_changed().unwrap_or(false) {
+                let config = updates.borrow_and_update().clone();
+                return Ok(Item::Barrier {
+                    all_positions: true,
+                    then: Barrier::Reselect(config),
+                });
+            }
+        }
+        let item = match self.reader.next(wait).await {
             Ok(item) => {
-                failures = 0;
-                backoff = reconnects();
+                self.failures = 0;
+                self.backoff = reconnects();
                 item
             }
             // The server went away or the connection broke: land what is complete,
@@ -746,80 +859,107 @@ pub async fn run_source(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
                 e @ (tidemark_mysql::Error::Binlog { .. }
                 | tidemark_mysql::Error::Unreachable { .. }),
             ) => {
-                let Some(pause) = backoff.next() else {
+                let Some(pause) = self.backoff.next() else {
                     return Err(e.into());
                 };
-                failures += 1;
-                warn!(source = %name, error = %e, attempt = failures, pause_s = pause.as_secs(), "binlog stream lost; reconnecting");
-                stream.flush(true).await?;
-                tokio::time::sleep(pause).await;
-                let Some(from) = stream.resume_position() else {
-                    bail!("every selected table is parked; nothing to capture");
-                };
-                match BinlogReader::open(&source, &from, server_id, stream.tracked()).await {
-                    Ok(r) => reader = r,
-                    // The address now reaches another server: no retry helps.
-                    Err(e @ tidemark_mysql::Error::ServerChanged { .. }) => return Err(e.into()),
-                    Err(e) => warn!(source = %name, error = %e, "reconnect failed; trying again"),
-                }
-                continue;
+                self.failures += 1;
+                warn!(source = %self.stream.source, error = %e, attempt = self.failures, pause_s = pause.as_secs(), "binlog stream lost; reconnecting");
+                return Ok(Item::Barrier {
+                    all_positions: true,
+                    then: Barrier::Reconnect(pause),
+                });
             }
             Err(e) => return Err(e.into()),
         };
-        match item {
-            StreamItem::Commit(tx) => {
-                stream.add(tx, &mut reader);
-                let due = stream
-                    .oldest_pending
-                    .is_some_and(|t| t.elapsed() >= interval);
-                if stream.pending_rows >= flush_rows || due {
-                    stream.flush(false).await?;
-                }
-            }
+        Ok(match item {
+            StreamItem::Commit(tx) => match self.stream.add(tx, &mut self.reader) {
+                0 => Item::Read,
+                n => Item::Buffered(n),
+            },
             StreamItem::Ddl {
                 db,
                 sql,
                 end,
                 ts_us,
+            } => Item::Barrier {
+                all_positions: false,
+                then: Barrier::Ddl {
+                    db,
+                    sql,
+                    end,
+                    ts_us,
+                },
+            },
+            StreamItem::Idle => Item::Idle,
+        })
+    }
+
+    async fn commit(&mut self, all_positions: bool) -> Result<Option<Vec<Landed>>> {
+        self.stream.commit(all_positions).await
+    }
+
+    async fn apply(&mut self, barrier: Barrier) -> Result<Item<Barrier>> {
+        match barrier {
+            Barrier::Ddl {
+                db,
+                sql,
+                end,
+                ts_us,
             } => {
-                // Rows before the statement land with the definition they were written
-                // under, and a compaction in flight (of the old shape) finishes; then
-                // the tables it touches are checked.
-                stream.flush(false).await?;
-                stream.maybe_compact(true).await;
-                stream.stream_end = end.clone();
+                self.stream.stream_end = end.clone();
                 for target in ddl_tables(&sql, &db) {
-                    stream
-                        .ddl(&source, &mut reader, &target, &sql, &end, ts_us)
+                    self.stream
+                        .ddl(&self.source, &mut self.reader, &target, &sql, &end, ts_us)
                         .await?;
                 }
             }
-            StreamItem::Idle => {
-                if stream.pending_rows > 0 {
-                    stream.flush(false).await?;
-                } else if until_caught_up && catch_up_to.as_ref().is_none_or(|p| reader.has_read(p))
+            Barrier::Reconnect(pause) => {
+                tokio::time::sleep(pause).await;
+                let Some(from) = self.stream.resume_position() else {
+                    bail!("every selected table is parked; nothing to capture");
+                };
+                match BinlogReader::open(&self.source, &from, self.server_id, self.stream.tracked())
+                    .await
                 {
-                    stream.flush(true).await?;
-                    stream.maybe_compact(true).await;
-                    info!(source = %name, position = %stream.stream_end, parked = stream.parked.len(), "caught up");
-                    if !stream.parked.is_empty() {
-                        let list: Vec<String> = stream
-                            .parked
-                            .iter()
-                            .map(|(t, why)| format!("{t}: {why}"))
-                            .collect();
-                        bail!(
-                            "caught up, but {} table(s) are parked:\n  {}",
-                            list.len(),
-                            list.join("\n  ")
-                        );
+                    Ok(r) => self.reader = r,
+                    // The address now reaches another server: no retry helps.
+                    Err(e @ tidemark_mysql::Error::ServerChanged { .. }) => return Err(e.into()),
+                    Err(e) => {
+                        warn!(source = %self.stream.source, error = %e, "reconnect failed; trying again")
                     }
-                    return Ok(());
-                } else {
-                    stream.flush(false).await?;
                 }
             }
+            Barrier::Reselect(config) => self.reselect(&config).await?,
         }
+        Ok(Item::Read)
+    }
+
+    async fn caught_up(&mut self) -> Result<bool> {
+        Ok(self
+            .catch_up_to
+            .as_ref()
+            .is_none_or(|p| self.reader.has_read(p)))
+    }
+
+    fn finished(&self) -> Result<()> {
+        let parked = &self.stream.parked;
+        info!(source = %self.stream.source, position = %self.stream.stream_end, parked = parked.len(), "caught up");
+        if !parked.is_empty() {
+            let list: Vec<String> = parked
+                .iter()
+                .map(|(t, why)| format!("{t}: {why}"))
+                .collect();
+            bail!(
+                "caught up, but {} table(s) are parked:\n  {}",
+                list.len(),
+                list.join("\n  ")
+            );
+        }
+        Ok(())
+    }
+
+    fn paced(&mut self) -> Vec<(&Arc<TableSchema>, &mut Pace)> {
+        self.stream.paced()
     }
 }
 
@@ -829,7 +969,7 @@ async fn snapshot_missing(
     source: &Source,
     wh: &Warehouse,
     tables: &[DiscoveredTable],
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Vec<(String, String)> {
     let chunk_rows = source.config.snapshot_chunk_rows;
     // The futures are made (and boxed) before the stream holds them, so no closure is
@@ -843,14 +983,23 @@ async fn snapshot_missing(
                 if stop.load(Ordering::SeqCst) {
                     return None;
                 }
-                match snapshot_table(source, wh, t, chunk_rows, ProgressBar::hidden()).await {
+                match snapshot_table(
+                    source,
+                    wh,
+                    t,
+                    chunk_rows,
+                    ProgressBar::hidden(),
+                    stop.clone(),
+                )
+                .await
+                {
                     Ok(r) => {
                         if !r.already_done {
                             info!(table = %r.table, rows = r.total_rows, "snapshot complete");
                         }
                         None
                     }
-                    Err(e) => Some((name.clone(), format!("snapshot of {name}: {e}"))),
+                    Err(e) => Some((name.clone(), format!("snapshot of {name}: {e:#}"))),
                 }
             }
             .boxed()
@@ -951,7 +1100,6 @@ async fn open_table(wh: &Warehouse, d: &DiscoveredTable) -> Result<Table> {
         snapshot_ts_us: snap.started_at_us,
         pending_end: None,
         last_commit: Instant::now(),
-        base_rows: if rebuild { 0 } else { snap.rows },
-        tail_rows: if rebuild { COMPACT_MIN_ROWS } else { 0 },
+        pace: Pace::opened(snap.rows, rebuild),
     })
 }

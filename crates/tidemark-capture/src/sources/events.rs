@@ -28,13 +28,12 @@
 //!
 //! Schema changes: an event with a column its table lacks means the table changed at
 //! the source; the table evolves in place to the definition the `schema_from` source
-//! has now, as binlog capture does for DDL (`Landing::evolve`, `settle_fill`).
+//! has now, through the same `landing::evolve` as binlog capture's DDL.
 //!
 //! Not built yet: table definitions derived from Debezium's `schema` part without a
 //! MySQL connection (they come from the source named in `schema_from`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,7 +52,8 @@ use tidemark_mysql::connect::Source;
 use tidemark_mysql::discover::describe;
 use tracing::{error, info, warn};
 
-use crate::landing::{plan_evolution, selects, spawn_compaction, CompactionTask, COMPACT_MIN_ROWS};
+use crate::landing::evolve::{evolve_in_place, fill, Evolved};
+use crate::landing::{selects, Item, Landed, Pace, Policy};
 use crate::sources::kafka::{Input, Msg, Rebalanced, Watermarks};
 
 /// One landed table of the stream.
@@ -77,8 +77,7 @@ struct Table {
     snapshot_ts_us: i64,
     snapshot_rows: u64,
     last_source_ts_us: Option<i64>,
-    base_rows: u64,
-    tail_rows: u64,
+    pace: Pace,
 }
 
 /// What one table's flush did: rows landed, and the partitions this worker was fenced
@@ -158,7 +157,7 @@ impl Table {
                     }
                     self.moved.clear();
                     self.snapshot_rows = 0;
-                    self.tail_rows += rows as u64;
+                    self.pace.tail_rows += rows as u64;
                     return Ok((rows, fenced_all));
                 }
                 Err(fenced) => {
@@ -196,34 +195,6 @@ async fn open_writer(
     Ok((writer, mark))
 }
 
-/// Pay a schema change's debt before landing anything: the rows the table had when
-/// a column was added owe a version with the column's default
-/// (`SourceState::pending_fill`). The worker that evolves the table writes it at
-/// once, but it may have been killed between the two commits, or another worker of
-/// the group may open the table between them: whoever opens such a table writes it
-/// first. Of two workers doing that at once one commit wins; the other finds the
-/// debt paid. Returns the rows written.
-async fn settle_fill(writer: &mut TableWriter) -> tidemark_lake::Result<u64> {
-    let mut attempt = 0;
-    loop {
-        if writer
-            .committed(TableKind::History)
-            .state
-            .pending_fill
-            .is_none()
-        {
-            return Ok(0);
-        }
-        match writer.fill_defaults().await {
-            Err(e) if e.is_conflict() && attempt < 20 => {
-                attempt += 1;
-                writer.reload().await?;
-            }
-            r => return r,
-        }
-    }
-}
-
 /// The decoder a stream's config asks for.
 fn format_of(name: &str, cfg: &StreamConfig) -> Result<Format> {
     Ok(match cfg.format {
@@ -246,7 +217,7 @@ fn format_of(name: &str, cfg: &StreamConfig) -> Result<Format> {
     })
 }
 
-struct Landing {
+struct Stream {
     name: String,
     format: Format,
     source: Source,
@@ -278,13 +249,10 @@ struct Landing {
     /// `Table::flush`), with the lowest next offset a table has for them: the input
     /// reads them again from there if they are still this worker's.
     fenced: BTreeMap<String, i64>,
-    pending_rows: usize,
-    oldest_pending: Option<Instant>,
     replayed: u64,
-    compaction: Option<CompactionTask>,
 }
 
-impl Landing {
+impl Stream {
     /// The table `db.table` of a change, opened on first sight: `Ok(None)` when the
     /// config does not select it, `Ok(Err(why))` when it cannot be landed (its
     /// messages are dead letters); `Err` when the source or the lake failed (the
@@ -358,7 +326,8 @@ impl Landing {
                 })
                 .await?
         };
-        settle_fill(&mut writer).await.with_context(|| {
+        // A schema change's debt is paid before anything lands.
+        fill(&mut writer).await.with_context(|| {
             format!("table {db}.{table}: writing the defaults of added columns")
         })?;
         let st = writer.committed(TableKind::History).state.clone();
@@ -389,13 +358,17 @@ impl Landing {
             snapshot_ts_us: snapshot.started_at_us,
             snapshot_rows: 0,
             last_source_ts_us: st.last_source_ts_us,
-            base_rows: if mark == i64::MIN { 0 } else { snapshot.rows },
-            tail_rows: 0,
+            pace: Pace::opened(snapshot.rows, mark == i64::MIN),
         })))
     }
 
     /// Keep `msg` in the dead letters (once, even when it is read again).
-    async fn dead(&mut self, msg: &Msg, table: Option<String>, error: String) -> Result<()> {
+    async fn dead(
+        &mut self,
+        msg: &Msg,
+        table: Option<String>,
+        error: String,
+    ) -> Result<Item<Barrier>> {
         let part = msg.partition_name();
         if !self.letters_from.contains_key(&part) {
             if self.dead_letters.is_none() {
@@ -406,7 +379,7 @@ impl Landing {
             self.letters_from.insert(part.clone(), from);
         }
         if msg.offset < self.letters_from[&part] {
-            return Ok(());
+            return Ok(Item::Read);
         }
         warn!(stream = %self.name, position = %msg.position(), table = table.as_deref().unwrap_or("-"), error = %error, "message sent to tidemark.dead_letters");
         self.letters_upto.insert(part, msg.offset + 1);
@@ -421,11 +394,12 @@ impl Landing {
             error,
             received_us: chrono::Utc::now().timestamp_micros(),
         });
-        self.oldest_pending.get_or_insert_with(Instant::now);
-        Ok(())
+        // Nothing for a table, but the letter lands with the next commit.
+        Ok(Item::Buffered(0))
     }
 
-    async fn handle(&mut self, msg: Msg) -> Result<()> {
+    /// Decode one message and buffer what it carries.
+    async fn handle(&mut self, msg: Msg) -> Result<Item<Barrier>> {
         let read = self
             .consumed
             .insert((msg.topic.clone(), msg.partition), msg.offset + 1);
@@ -449,29 +423,30 @@ impl Landing {
         };
         match decoded {
             Err(e) => self.dead(&msg, None, e.to_string()).await,
-            Ok(Decoded::Change(ev)) => self.change(&msg, ev).await,
-            Ok(Decoded::Truncate(t)) => self.truncate(&msg, t).await,
+            Ok(Decoded::Change(ev)) => self.change(msg, ev, false).await,
+            Ok(Decoded::Truncate(t)) => self.truncate(msg, t).await,
             Ok(Decoded::SchemaChange(sc)) => {
                 info!(stream = %self.name, position = %position, db = %sc.db, ddl = sc.ddl.as_deref().unwrap_or("-"), "schema change seen; a changed table evolves when its events show the change");
-                Ok(())
+                Ok(Item::Read)
             }
             // Tombstones follow deletes already landed; heartbeats, transaction
             // boundaries and DMS control records carry no rows.
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Item::Read),
         }
     }
 
-    async fn change(&mut self, msg: &Msg, ev: ChangeEvent) -> Result<()> {
-        self.change_once(msg, ev, false).await
-    }
-
-    /// Land one change; `evolved`: its table was just evolved for it (once only).
-    async fn change_once(&mut self, msg: &Msg, mut ev: ChangeEvent, evolved: bool) -> Result<()> {
+    /// Buffer one change; `evolved`: its table was just evolved for it (once only).
+    async fn change(
+        &mut self,
+        msg: Msg,
+        mut ev: ChangeEvent,
+        evolved: bool,
+    ) -> Result<Item<Barrier>> {
         let part = msg.partition_name();
         let stream_name = self.name.clone();
         let t = match self.table(&ev.db, &ev.table).await? {
-            Ok(None) => return Ok(()),
-            Err(why) => return self.dead(msg, Some(ev.source_table()), why).await,
+            Ok(None) => return Ok(Item::Read),
+            Err(why) => return self.dead(&msg, Some(ev.source_table()), why).await,
             Ok(Some(t)) => t,
         };
         let prog = t.progress.entry(part.clone()).or_default();
@@ -513,7 +488,7 @@ impl Landing {
                     );
                 }
             }
-            return Ok(());
+            return Ok(Item::Read);
         }
         let origin = ev.origin.clone();
         if let Some(o) = &origin {
@@ -523,7 +498,7 @@ impl Landing {
                     prog.next_offset = msg.offset + 1;
                     t.moved.insert(part);
                     self.replayed += 1;
-                    return Ok(());
+                    return Ok(Item::Read);
                 }
                 // Neither skipped nor landed: either could be wrong. The stream stops
                 // here, before this message, and resumes here once resolved.
@@ -550,25 +525,22 @@ impl Landing {
         match push_event(builder, &schema, &ev, msg.offset) {
             Ok(()) => {}
             // The event has a column the table lacks: the table changed at the source.
+            // It evolves once what is buffered has landed under the old definition.
             Err(e @ DecodeError::UnknownColumn { .. }) if !evolved => {
-                return match self
-                    .evolve(
-                        &ev.db,
-                        &ev.table,
-                        ev.source_ts_us,
-                        &msg.position(),
-                        msg.offset,
-                    )
-                    .await?
-                {
-                    Ok(()) => Box::pin(self.change_once(msg, ev, true)).await,
-                    Err(why) => {
-                        self.dead(msg, Some(ev.source_table()), format!("{e} ({why})"))
-                            .await
-                    }
-                };
+                return Ok(Item::Barrier {
+                    all_positions: false,
+                    then: Barrier::Evolve {
+                        msg,
+                        ev,
+                        error: e.to_string(),
+                    },
+                });
             }
-            Err(e) => return self.dead(msg, Some(ev.source_table()), e.to_string()).await,
+            Err(e) => {
+                return self
+                    .dead(&msg, Some(ev.source_table()), e.to_string())
+                    .await
+            }
         }
         prog.next_offset = msg.offset + 1;
         if ev.snapshot {
@@ -580,16 +552,15 @@ impl Landing {
         // The newest, not the last: partitions interleave, and a schema change stamps
         // its default versions after every change landed.
         t.last_source_ts_us = t.last_source_ts_us.max(Some(ev.source_ts_us));
-        self.pending_rows += 1;
-        self.oldest_pending.get_or_insert_with(Instant::now);
-        Ok(())
+        Ok(Item::Buffered(1))
     }
 
     /// Evolve `db.table` in place to the definition the source has now (a column
     /// added, dropped or widened; see `tidemark_core::evolve`), as binlog capture does
-    /// for DDL. What is pending lands first, under the old definition. `Ok(Err(why))`
-    /// when it cannot be done in place; `Ok(Ok(()))` when the table has the new
-    /// definition now (evolved here or by another worker of the group).
+    /// for DDL. The landing loop has landed what was buffered, under the old
+    /// definition. `Ok(Err(why))` when it cannot be done in place; `Ok(Ok(()))` when
+    /// the table has the new definition now (evolved here or by another worker of the
+    /// group).
     async fn evolve(
         &mut self,
         db: &str,
@@ -599,11 +570,6 @@ impl Landing {
         seq: i64,
     ) -> Result<Result<(), String>> {
         let key = format!("{db}.{table}");
-        self.flush().await?;
-        if let Some(c) = self.compaction.take() {
-            // A compaction of the old shape finishes first.
-            let _ = c.await;
-        }
         let Some(d) = describe(&self.source, db, table).await? else {
             return Ok(Err(format!(
                 "{key} is no longer in source {}'s information_schema",
@@ -614,78 +580,54 @@ impl Landing {
             .tables
             .get_mut(&key)
             .context("the table of a change is open")?;
-        let mut attempt = 0;
-        let evolution = loop {
-            t.writer.reload().await?;
-            if stored_schema(t.writer.delta(TableKind::History)).as_ref() != Some(t.schema.as_ref())
-            {
+        if d.schema.same_definition(&t.schema) {
+            return Ok(Err(format!(
+                "source {}'s definition of {key} does not have that column either",
+                self.source.name
+            )));
+        }
+        // The rows' default versions belong at the change, which a stream does not
+        // see: after every change landed before it, and no later than this event.
+        // (Another partition's events may arrive after this one with an earlier time;
+        // versions stamped after them would hide them.)
+        let fill_ts = |st: &SourceState| {
+            st.last_source_ts_us
+                .map_or(ts_us, |landed| ts_us.min(landed + 1))
+        };
+        let evolved = evolve_in_place(
+            &self.source,
+            db,
+            table,
+            &mut t.writer,
+            &d.schema,
+            &[],
+            position,
+            seq,
+            fill_ts,
+            |st| st,
+        )
+        .await?;
+        let evolution = match evolved {
+            Ok(Evolved::Now(e)) => e,
+            Ok(Evolved::Elsewhere) => {
                 // Another worker of the group evolved it already: read it again.
                 self.tables.remove(&key);
                 return Ok(Ok(()));
             }
-            if d.schema.same_definition(&t.schema) {
+            Err(why) => {
                 return Ok(Err(format!(
-                    "source {}'s definition of {key} does not have that column either",
-                    self.source.name
-                )));
-            }
-            // The rows' default versions belong at the change, which a stream does
-            // not see: after every change landed before it, and no later than this
-            // event. (Another partition's events may arrive after this one with an
-            // earlier time; versions stamped after them would hide them.)
-            let fill_ts = t
-                .writer
-                .committed(TableKind::History)
-                .state
-                .last_source_ts_us
-                .map_or(ts_us, |landed| ts_us.min(landed + 1));
-            let planned = plan_evolution(
-                &self.source,
-                db,
-                table,
-                &t.writer,
-                &d.schema,
-                &[],
-                fill_ts,
-                position,
-                seq,
-            )
-            .await;
-            let (evolution, pending_fill) = match planned {
-                Ok(p) => p,
-                Err(why) => {
-                    return Ok(Err(format!(
-                        "{key} changed at the source in a way that cannot be applied in place: {why}; land it again with `tidemark snapshot --resnapshot --table {key}`"
-                    )))
-                }
-            };
-            let state = SourceState {
-                pending_fill,
-                ..t.writer.committed(TableKind::History).state.clone()
-            };
-            match t
-                .writer
-                .evolve(evolution.schema.clone(), &evolution.added, state)
-                .await
-            {
-                Ok(()) => break evolution,
-                // Another worker of the group committed meanwhile: look again.
-                Err(e) if e.is_conflict() && attempt < 20 => attempt += 1,
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("table {key}: schema change seen at {position}"))
-                }
+                    "{key} changed at the source in a way that cannot be applied in place: {why}; land it again with `tidemark snapshot --resnapshot --table {key}`"
+                )))
             }
         };
-        let filled = settle_fill(&mut t.writer)
+        let filled = fill(&mut t.writer)
             .await
             .with_context(|| format!("table {key}: writing the defaults of added columns"))?;
         t.schema = t.writer.schema().clone();
         t.pending.clear();
         // Reads take every row from history until the next compaction writes a base
         // of the new shape.
-        t.base_rows = 0;
-        t.tail_rows = t.tail_rows.max(COMPACT_MIN_ROWS) + filled;
+        t.pace.rebuilding(filled);
         info!(stream = %self.name, table = %key, position = %position,
             changes = %evolution.changes.join("; "), "schema changed at the source; the table evolved in place");
         Ok(Ok(()))
@@ -708,25 +650,36 @@ impl Landing {
         info!(stream = %self.name, partitions = revoked.len(), "partitions revoked; their pending changes are left to the new owner");
     }
 
-    /// Debezium's `op = t`: every row of the table went away. What is pending lands
-    /// first; then one commit of tombstones.
-    async fn truncate(&mut self, msg: &Msg, tr: Truncate) -> Result<()> {
+    /// Debezium's `op = t`: every row of the table went away. What is buffered lands
+    /// first (a barrier); then [`Stream::truncate_now`].
+    async fn truncate(&mut self, msg: Msg, tr: Truncate) -> Result<Item<Barrier>> {
         let part = msg.partition_name();
         let name = format!("{}.{}", tr.db, tr.table);
         match self.table(&tr.db, &tr.table).await? {
-            Ok(None) => return Ok(()),
-            Err(why) => return self.dead(msg, Some(name), why).await,
-            Ok(Some(t)) => {
+            Ok(None) => Ok(Item::Read),
+            Err(why) => self.dead(&msg, Some(name), why).await,
+            Ok(Some(t))
                 if t.progress
                     .get(&part)
-                    .is_some_and(|p| msg.offset < p.next_offset)
-                {
-                    return Ok(());
-                }
+                    .is_some_and(|p| msg.offset < p.next_offset) =>
+            {
+                Ok(Item::Read)
             }
+            Ok(Some(_)) => Ok(Item::Barrier {
+                all_positions: false,
+                then: Barrier::Truncate { msg, tr },
+            }),
         }
-        self.flush().await?;
-        let t = self.tables.get_mut(&name).expect("opened above");
+    }
+
+    /// One commit of tombstones for every row of the table.
+    async fn truncate_now(&mut self, msg: Msg, tr: Truncate) -> Result<()> {
+        let part = msg.partition_name();
+        let name = format!("{}.{}", tr.db, tr.table);
+        let t = self
+            .tables
+            .get_mut(&name)
+            .context("the truncated table is open")?;
         t.writer.reload().await?;
         let mut state = t.writer.committed(TableKind::History).state.clone();
         // Fenced as a flush is (see `Table::flush`): another worker that landed this
@@ -775,7 +728,7 @@ impl Landing {
 
     /// Commit the dead letters, then every table with something pending; the caller then tells
     /// the input what is in the lake.
-    async fn flush(&mut self) -> Result<()> {
+    async fn flush(&mut self) -> Result<Vec<Landed>> {
         let started = Instant::now();
         // Dead letters first: once the rows after a message land, its table's position
         // skips it when it is read again, so its letter must be in the lake by then.
@@ -808,27 +761,27 @@ impl Landing {
             .collect()
             .await;
         let mut rows = 0;
-        {
-            let mut m = self.metrics.lock().expect("metrics lock");
-            for (table, r) in results {
-                let (n, fenced) = r?;
-                for (part, next) in fenced {
-                    let at = self.fenced.entry(part).or_insert(next);
-                    *at = (*at).min(next);
-                }
-                rows += n;
-                let t = &self.tables[&table];
-                let tm = m.table(&self.name, &table);
-                tm.changes += n as u64;
-                if n > 0 {
-                    tm.last_source_ts_us = t.last_source_ts_us;
-                    tm.last_ingest_us = t.writer.committed(TableKind::History).state.last_ingest_us;
-                    m.landed(&t.schema.name.sql());
-                }
+        let mut landed = Vec::new();
+        for (table, r) in results {
+            let (n, fenced) = r?;
+            for (part, next) in fenced {
+                let at = self.fenced.entry(part).or_insert(next);
+                *at = (*at).min(next);
             }
-            m.committed(&self.name, started.elapsed().as_secs_f64());
-            m.stream(&self.name, dead as u64, self.replayed);
+            rows += n;
+            let t = &self.tables[&table];
+            landed.push(Landed {
+                sql_name: t.schema.name.sql(),
+                rows: n,
+                last_source_ts_us: t.last_source_ts_us,
+                ingest_us: t.writer.committed(TableKind::History).state.last_ingest_us,
+                table,
+            });
         }
+        self.metrics
+            .lock()
+            .expect("metrics lock")
+            .stream(&self.name, dead as u64, self.replayed);
         if tables > 0 || dead > 0 {
             // Where each partition has been read to (all of it is in the lake now).
             let read_to = self
@@ -841,39 +794,7 @@ impl Landing {
                 commit_ms = started.elapsed().as_millis() as u64, read_to = %read_to, "committed");
         }
         self.replayed = 0;
-        self.pending_rows = 0;
-        self.oldest_pending = None;
-        self.maybe_compact();
-        Ok(())
-    }
-
-    /// Fold a table's history tail into its current base in the background, as
-    /// `tidemark run` does for binlog capture (one at a time).
-    fn maybe_compact(&mut self) {
-        if self.compaction.as_ref().is_some_and(|c| !c.is_finished()) {
-            return;
-        }
-        if let Some(done) = self.compaction.take() {
-            match futures::FutureExt::now_or_never(done) {
-                Some(Ok((table, Err(e)))) => {
-                    warn!(stream = %self.name, table = %table, error = %format!("{e:#}"), "compaction failed; reads merge the tail meanwhile, and it is tried again")
-                }
-                Some(Err(e)) => warn!(stream = %self.name, error = %e, "compaction task failed"),
-                _ => {}
-            }
-        }
-        let Some(t) = self
-            .tables
-            .values_mut()
-            .filter(|t| tidemark_lake::mor::compaction_due(t.tail_rows, t.base_rows))
-            .max_by_key(|t| t.tail_rows)
-        else {
-            return;
-        };
-        // The figures are estimates that only pace compactions.
-        t.base_rows += t.tail_rows;
-        t.tail_rows = 0;
-        self.compaction = Some(spawn_compaction(self.wh.clone(), t.schema.clone(), false));
+        Ok(landed)
     }
 }
 
@@ -895,13 +816,13 @@ pub async fn run_stream(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
             cfg.schema_from
         )
     })?;
-    let mut input = Input::open(name, cfg)?;
-    let mut landing = Landing {
+    let input = Input::open(name, cfg)?;
+    let stream = Stream {
         name: name.to_string(),
         format: format_of(name, cfg)?,
         source,
         wh: wh.clone(),
-        metrics,
+        metrics: metrics.clone(),
         tables: HashMap::new(),
         ignored: HashSet::new(),
         failed: HashMap::new(),
@@ -913,68 +834,127 @@ pub async fn run_stream(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
         fenced: BTreeMap::new(),
         watermarks: input.watermarks(),
         high_water: HashMap::new(),
-        pending_rows: 0,
-        oldest_pending: None,
         replayed: 0,
-        compaction: None,
     };
     info!(stream = %name, kind = ?cfg.kind, "streaming");
-    let interval = Duration::from_millis(cfg.flush_interval_ms.max(10));
-    let flush_rows = cfg.flush_rows.max(1);
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            landing.flush().await?;
-            landing.settle(&mut input);
-            info!(stream = %name, "stopped cleanly");
-            break;
-        }
-        let wait = match landing.oldest_pending {
-            Some(t) => interval.saturating_sub(t.elapsed()),
-            // Nothing pending: a backfill asks soon whether it has caught up.
-            None if until_caught_up => interval.min(Duration::from_millis(200)),
-            None => interval,
-        };
-        let msg = input.next(wait.max(Duration::from_millis(1))).await?;
-        let rebalanced = input.rebalanced();
+    let policy = Policy {
+        interval: Duration::from_millis(cfg.flush_interval_ms.max(10)),
+        flush_rows: cfg.flush_rows,
+        until_caught_up,
+        maintain_every: None,
+    };
+    crate::landing::land(&mut Events { stream, input }, policy, wh, stop, metrics).await
+}
+
+/// An event stream (Kafka or files), as the landing loop reads it.
+struct Events {
+    stream: Stream,
+    input: Input,
+}
+
+/// What a stream applies with nothing buffered before it.
+enum Barrier {
+    /// The group's partitions moved (those revoked are dropped already): what is
+    /// left lands, then every table is read again at its next message, so
+    /// partitions that came from another worker start from what that worker
+    /// committed. The message read with the rebalance follows.
+    Rebalanced(Option<Msg>),
+    /// An event with a column its table lacks: the table evolves, then the event is
+    /// buffered again (`error`: why it did not fit).
+    Evolve {
+        msg: Msg,
+        ev: ChangeEvent,
+        error: String,
+    },
+    /// Debezium's truncate.
+    Truncate { msg: Msg, tr: Truncate },
+}
+
+impl crate::landing::Source for Events {
+    type Barrier = Barrier;
+
+    fn name(&self) -> &str {
+        &self.stream.name
+    }
+
+    async fn next(&mut self, wait: Duration) -> Result<Item<Barrier>> {
+        let msg = self.input.next(wait).await?;
+        let rebalanced = self.input.rebalanced();
         if !rebalanced.is_empty() {
             for r in &rebalanced {
                 if let Rebalanced::Revoked(parts) = r {
-                    landing.revoke(parts);
+                    self.stream.revoke(parts);
                 }
             }
-            // What is left is this worker's to land; then every table is read again
-            // at its next message, so partitions that came from another worker start
-            // from what that worker committed.
-            landing.flush().await?;
-            landing.settle(&mut input);
-            landing.tables.clear();
-            landing.letters_from.clear();
+            return Ok(Item::Barrier {
+                all_positions: true,
+                then: Barrier::Rebalanced(msg),
+            });
         }
         match msg {
-            Some(msg) => landing.handle(msg).await?,
-            None if until_caught_up
-                && landing.oldest_pending.is_none()
-                && input.caught_up(&landing.consumed)? =>
-            {
-                landing.flush().await?;
-                landing.settle(&mut input);
-                info!(stream = %name, "caught up");
-                break;
+            Some(msg) => self.stream.handle(msg).await,
+            None => Ok(Item::Idle),
+        }
+    }
+
+    /// Dead letters, then every table with something buffered; then the input is
+    /// told what is in the lake. With nothing buffered (and not `all_positions`),
+    /// nothing.
+    async fn commit(&mut self, all_positions: bool) -> Result<Option<Vec<Landed>>> {
+        let s = &mut self.stream;
+        if !all_positions && s.letters.is_empty() && !s.tables.values().any(Table::dirty) {
+            return Ok(None);
+        }
+        let landed = s.flush().await?;
+        s.settle(&mut self.input);
+        Ok(Some(landed))
+    }
+
+    async fn apply(&mut self, barrier: Barrier) -> Result<Item<Barrier>> {
+        match barrier {
+            Barrier::Rebalanced(msg) => {
+                self.stream.tables.clear();
+                self.stream.letters_from.clear();
+                match msg {
+                    Some(msg) => self.stream.handle(msg).await,
+                    None => Ok(Item::Read),
+                }
             }
-            None => {}
-        }
-        let due = landing
-            .oldest_pending
-            .is_some_and(|t| t.elapsed() >= interval);
-        if landing.pending_rows >= flush_rows || due {
-            landing.flush().await?;
-            landing.settle(&mut input);
+            Barrier::Evolve { msg, ev, error } => {
+                let s = &mut self.stream;
+                match s
+                    .evolve(
+                        &ev.db,
+                        &ev.table,
+                        ev.source_ts_us,
+                        &msg.position(),
+                        msg.offset,
+                    )
+                    .await?
+                {
+                    Ok(()) => s.change(msg, ev, true).await,
+                    Err(why) => {
+                        let table = ev.source_table();
+                        s.dead(&msg, Some(table), format!("{error} ({why})")).await
+                    }
+                }
+            }
+            Barrier::Truncate { msg, tr } => {
+                self.stream.truncate_now(msg, tr).await?;
+                Ok(Item::Read)
+            }
         }
     }
-    if let Some(c) = landing.compaction.take() {
-        if let Ok((table, Err(e))) = c.await {
-            warn!(stream = %name, table = %table, error = %format!("{e:#}"), "compaction failed; reads merge the tail meanwhile");
-        }
+
+    async fn caught_up(&mut self) -> Result<bool> {
+        self.input.caught_up(&self.stream.consumed)
     }
-    Ok(())
+
+    fn paced(&mut self) -> Vec<(&Arc<TableSchema>, &mut Pace)> {
+        self.stream
+            .tables
+            .values_mut()
+            .map(|t| (&t.schema, &mut t.pace))
+            .collect()
+    }
 }

@@ -11,14 +11,14 @@
 //! ```
 //!
 //! Exactly once: each table's pull commits its rows with the new watermark in one
-//! Delta commit (`tidemark_mysql::pull`), so a run killed half-way resumes, table by
+//! Delta commit (`tidemark_capture::sources::pull`), so a run killed half-way resumes, table by
 //! table, from what was committed.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use tidemark_mysql::pull::pull_table;
+use tidemark_capture::sources::pull::pull_table;
 use tidemark_scheduler::job::{Job, JobError, JobKind, RunContext, RunOutput};
 use tidemark_scheduler::spec::{ConfigError, JobSpec};
 
@@ -79,10 +79,10 @@ impl Job for Pull {
                 |source, t| {
                     let wh = wh.clone();
                     async move {
-                        pull_table(source, &wh, t, reconcile)
+                        pull_table(source, &wh, t, reconcile, Default::default())
                             .await
                             .map(|r| r.changed)
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| format!("{e:#}"))
                     }
                     .boxed()
                 },

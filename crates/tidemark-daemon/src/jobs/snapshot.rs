@@ -12,14 +12,14 @@
 //! ```
 //!
 //! Exactly once: each chunk is one Delta commit carrying its resume key
-//! (`tidemark_mysql::snapshot`).
+//! (`tidemark_capture::sources::snapshot`).
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use indicatif::ProgressBar;
-use tidemark_mysql::snapshot::snapshot_table;
+use tidemark_capture::sources::snapshot::snapshot_table;
 use tidemark_scheduler::job::{Job, JobError, JobKind, RunContext, RunOutput};
 use tidemark_scheduler::spec::{ConfigError, JobSpec};
 
@@ -69,11 +69,14 @@ impl Job for Snapshot {
                 |source, t| {
                     let (wh, chunk_rows) = (wh.clone(), source.config.snapshot_chunk_rows);
                     async move {
-                        snapshot_table(source, &wh, t, chunk_rows, ProgressBar::hidden())
+                        // A cancelled run is dropped between chunks; each chunk
+                        // lands atomically, so nothing is lost.
+                        let stop = Default::default();
+                        snapshot_table(source, &wh, t, chunk_rows, ProgressBar::hidden(), stop)
                             .await
                             // A table landed before gives nothing: it is left alone.
                             .map(|r| if r.already_done { 0 } else { r.total_rows })
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| format!("{e:#}"))
                     }
                     .boxed()
                 },

@@ -19,6 +19,7 @@ fn options(until_caught_up: bool) -> tidemark_capture::Options {
         environment: "dev".into(),
         only: None,
         until_caught_up,
+        config_updates: None,
     }
 }
 
@@ -27,6 +28,41 @@ fn load(config: &std::path::Path) -> (Config, Warehouse) {
     let env = c.environment("dev").unwrap();
     let wh = Warehouse::new(&env.warehouse, Default::default()).unwrap();
     (c, wh)
+}
+
+/// A daemon (`tidemark_daemon::App`) on `config`, running in a task until the flag it
+/// returns is set; `watched`: it reloads the config file when it changes and polls
+/// its jobs' inputs every 100 ms.
+async fn start_daemon(
+    config: &std::path::Path,
+    watched: bool,
+) -> (
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    Arc<AtomicBool>,
+    tidemark_scheduler::Handle,
+) {
+    let (c, wh) = load(config);
+    let app = tidemark_daemon::App::build(
+        c,
+        wh,
+        tidemark_daemon::Options {
+            config_path: watched.then(|| config.to_path_buf()),
+            capture: options(false),
+            api_listen: None,
+            input_poll: watched.then_some(Duration::from_millis(100)),
+        },
+        Default::default(),
+    )
+    .await
+    .expect("build the daemon");
+    assert!(app.api_addr().is_none(), "api_listen = \"off\"");
+    let handle = app.handle();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = {
+        let stop = stop.clone();
+        tokio::spawn(async move { app.run_until(stop).await })
+    };
+    (running, stop, handle)
 }
 
 /// Trigger `job` through the daemon's handle and wait for the run's end.
@@ -133,27 +169,7 @@ async fn the_daemon_app_runs_jobs_in_process() {
          [jobs.manual]\nkind = \"sql\"\nsql = \"SELECT count(*) AS n FROM {d}.t\"\ntarget = \"reports.manual\"\n",
         400_000 + std::process::id()
     ));
-    let (c, wh) = load(&config);
-    let app = tidemark_daemon::App::build(
-        c,
-        wh,
-        tidemark_daemon::Options {
-            config_path: Some(config.clone()),
-            capture: options(false),
-            api_listen: None,
-            input_poll: Some(Duration::from_millis(100)),
-        },
-        Default::default(),
-    )
-    .await
-    .expect("build the daemon");
-    assert!(app.api_addr().is_none(), "api_listen = \"off\"");
-    let handle = app.handle();
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = {
-        let stop = stop.clone();
-        tokio::spawn(async move { app.run_until(stop).await })
-    };
+    let (running, stop, handle) = start_daemon(&config, true).await;
     let start = Instant::now();
     loop {
         // Not there until the job's first run: asked without panicking.
@@ -195,26 +211,7 @@ async fn snapshot_and_pull_jobs_land_a_source_without_capture() {
         "capture = \"none\"\n\n[sources.main.tables.\"{d}.a\"]\nwatermark = \"updated_at\"\n\n[daemon]\napi_listen = \"off\"\n\n\
          [jobs.land]\nkind = \"snapshot\"\nsource = \"main\"\n\n[jobs.refresh]\nkind = \"pull\"\nsource = \"main\"\n"
     ));
-    let (c, wh) = load(&config);
-    let app = tidemark_daemon::App::build(
-        c,
-        wh,
-        tidemark_daemon::Options {
-            config_path: None,
-            capture: options(false),
-            api_listen: None,
-            input_poll: None,
-        },
-        Default::default(),
-    )
-    .await
-    .expect("a daemon with jobs only");
-    let handle = app.handle();
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = {
-        let stop = stop.clone();
-        tokio::spawn(async move { app.run_until(stop).await })
-    };
+    let (running, stop, handle) = start_daemon(&config, false).await;
     let r = run_job(&handle, "land").await;
     assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
     assert_eq!(r.rows, 2);
@@ -228,5 +225,133 @@ async fn snapshot_and_pull_jobs_land_a_source_without_capture() {
     assert_eq!(db.sql_i64(&format!("SELECT sum(v) FROM {d}.a")).await, 24);
     stop.store(true, Ordering::SeqCst);
     running.await.unwrap().expect("the daemon stops cleanly");
+    db.drop().await;
+}
+
+/// Wait until `query` over the lake returns `want` (the lake is opened afresh each time).
+async fn wait_for(config: &std::path::Path, query: &str, want: i64, what: &str) {
+    let start = Instant::now();
+    loop {
+        let engine = tidemark_query::Engine::open(&load(config).1).await.unwrap();
+        if let Ok(b) = engine.query(query).await {
+            let got = b.first().filter(|b| b.num_rows() == 1).and_then(|b| {
+                deltalake::arrow::compute::cast(
+                    b.column(0),
+                    &deltalake::arrow::datatypes::DataType::Int64,
+                )
+                .ok()
+                .and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<deltalake::arrow::array::Int64Array>()
+                        .map(|a| a.value(0))
+                })
+            });
+            if got == Some(want) {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{what}: {query} never gave {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_added_to_the_selection_is_captured_without_a_restart() {
+    let db = TestDb::new("reselect").await;
+    let d = db.name.clone();
+    for t in ["a", "b"] {
+        db.exec(&format!(
+            "CREATE TABLE {t} (id INT PRIMARY KEY, v INT NOT NULL)"
+        ))
+        .await;
+        db.exec(&format!("INSERT INTO {t} VALUES (1, 1), (2, 2)"))
+            .await;
+    }
+    let settings = |include: &str| {
+        format!(
+            "flush_interval_ms = 100\nserver_id = {}\ninclude = [{include}]\n\n[daemon]\napi_listen = \"off\"\n",
+            500_000 + std::process::id()
+        )
+    };
+    let config = db.config(&settings(&format!("\"{d}.a\"")));
+    let (running, stop, _) = start_daemon(&config, true).await;
+    db.exec("INSERT INTO a VALUES (3, 3)").await;
+    db.exec("INSERT INTO b VALUES (3, 3)").await;
+    wait_for(
+        &config,
+        &format!("SELECT count(*) FROM {d}.a"),
+        3,
+        "a captured",
+    )
+    .await;
+    let engine = tidemark_query::Engine::open(&load(&config).1)
+        .await
+        .unwrap();
+    assert!(
+        engine.query(&format!("SELECT * FROM {d}.b")).await.is_err(),
+        "b is not selected yet"
+    );
+    // The finance team's table joins the selection: the running daemon snapshots it
+    // and streams it from then on, and `a` keeps flowing meanwhile.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(&format!("[\"{d}.a\"]"), &format!("[\"{d}.a\", \"{d}.b\"]")),
+    )
+    .unwrap();
+    wait_for(
+        &config,
+        &format!("SELECT count(*) FROM {d}.b"),
+        3,
+        "b snapshotted",
+    )
+    .await;
+    db.exec("INSERT INTO b VALUES (4, 4)").await;
+    db.exec("UPDATE b SET v = v + 10 WHERE id = 1").await;
+    db.exec("INSERT INTO a VALUES (4, 4)").await;
+    wait_for(
+        &config,
+        &format!("SELECT sum(v) FROM {d}.b"),
+        20,
+        "b streamed",
+    )
+    .await;
+    wait_for(
+        &config,
+        &format!("SELECT count(*) FROM {d}.a"),
+        4,
+        "a still flowing",
+    )
+    .await;
+    // Out of the selection again: capture of `a` stops, its history stays.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(&format!("[\"{d}.a\", \"{d}.b\"]"), &format!("[\"{d}.b\"]")),
+    )
+    .unwrap();
+    // The reload is seen within a second or two; then a change to `a` is not landed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    db.exec("INSERT INTO a VALUES (5, 5)").await;
+    db.exec("INSERT INTO b VALUES (5, 5)").await;
+    wait_for(
+        &config,
+        &format!("SELECT count(*) FROM {d}.b"),
+        5,
+        "b after a left",
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    running.await.unwrap().expect("the daemon stops cleanly");
+    assert_eq!(db.sql_i64(&format!("SELECT count(*) FROM {d}.a")).await, 4);
+    // One version per change of b: 3 snapshot rows, 2 inserts, 1 update.
+    assert_eq!(
+        db.sql_i64(&format!("SELECT count(*) FROM {d}_history.b"))
+            .await,
+        6
+    );
     db.drop().await;
 }
