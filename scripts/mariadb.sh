@@ -81,23 +81,7 @@ pid_alive() {
 
 saved_port() { [ -f "$PORTFILE" ] && cat "$PORTFILE"; }
 
-# A port is taken if anything listens on it (any address) or accepts on 127.0.0.1.
-port_in_use() {
-    local p="$1"
-    if command -v ss >/dev/null 2>&1; then
-        if ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then return 0; fi
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
-}
-
-pick_port() {
-    local p="$1" limit=$(( $1 + 200 ))
-    while [ "$p" -lt "$limit" ]; do
-        if ! port_in_use "$p"; then echo "$p"; return 0; fi
-        p=$((p + 1))
-    done
-    die "no free port in $1..$((limit - 1))"
-}
+# port_in_use, pick_port: scripts/lib.sh.
 
 # Answers a query as root over TCP on the given port?
 answers() { client "$1" -N -B -e 'select 1' >/dev/null 2>&1; }

@@ -8,6 +8,9 @@
 #    scripts/mariadb.sh, postgresql-client for psql, openssl for the TLS tests),
 # 3. starts a private MariaDB (scripts/mariadb.sh; never the system one on
 #    3306) and exports TIDEMARK_TEST_MYSQL_URL,
+# 3-pg. starts a private PostgreSQL (scripts/postgres.sh; own cluster and port,
+#    never a system one on 5432), the target of the publish tests, and exports
+#    TIDEMARK_TEST_PG_URL and TIDEMARK_TEST_PG_PASSWORD; it is stopped on exit,
 # 3a. starts a private Kafka-protocol broker (scripts/tansu.sh: tansu, in-memory,
 #    installed once with cargo install if missing) and exports TIDEMARK_TEST_KAFKA,
 # 3b. starts moto (an S3-compatible server, pip-installed into
@@ -109,9 +112,13 @@ if "$REPO/scripts/mariadb.sh" status >/dev/null 2>&1; then MARIADB_WAS_RUNNING=1
 MOTO_PID=""
 
 TANSU_STARTED=0
+PG_STARTED=0
 
 cleanup() {
     local rc=$?
+    if [ "$PG_STARTED" = 1 ]; then
+        "$REPO/scripts/postgres.sh" stop || true
+    fi
     if [ "$TANSU_STARTED" = 1 ]; then
         "$REPO/scripts/tansu.sh" stop || true
     fi
@@ -133,6 +140,14 @@ trap 'exit 143' TERM
 TIDEMARK_TEST_MYSQL_URL="$("$REPO/scripts/mariadb.sh" start)"
 export TIDEMARK_TEST_MYSQL_URL
 echo "TIDEMARK_TEST_MYSQL_URL=$TIDEMARK_TEST_MYSQL_URL" >&2
+
+# ------------------------------------------------------------------ PostgreSQL
+section "Private PostgreSQL (scripts/postgres.sh), the publish tests' target"
+if ! "$REPO/scripts/postgres.sh" status >/dev/null 2>&1; then PG_STARTED=1; fi
+TIDEMARK_TEST_PG_URL="$("$REPO/scripts/postgres.sh" start)"
+# The throwaway test instance's password (scripts/postgres.sh sets it at initdb).
+export TIDEMARK_TEST_PG_URL TIDEMARK_TEST_PG_PASSWORD=tidemark
+echo "TIDEMARK_TEST_PG_URL=$TIDEMARK_TEST_PG_URL" >&2
 
 # ------------------------------------------------------------------ S3 (moto)
 section "S3-compatible test server (moto)"

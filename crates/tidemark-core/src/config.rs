@@ -44,6 +44,71 @@ pub struct Config {
     /// `[models]`: the SQL models `tidemark build` lands (tidemark-models).
     #[serde(default)]
     pub models: ModelsConfig,
+    /// `[publish.NAME]`: tables and models published to a PostgreSQL-protocol
+    /// database (tidemark-publish).
+    #[serde(default)]
+    pub publish: BTreeMap<String, PublishConfig>,
+}
+
+/// How a publication writes a table's changes at the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishMode {
+    /// Every version, as a row (the history log: inserts, updates, deletes as rows
+    /// with `_op`); no key at the target.
+    Append,
+    /// The latest image per key, upserted; a deleted row stays, its last image
+    /// marked `_op = 'd'`.
+    Merge,
+    /// The latest image per key, upserted, and deleted keys deleted: the target
+    /// equals the table.
+    Mirror,
+}
+
+impl PublishMode {
+    /// The name the config spells.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishMode::Append => "append",
+            PublishMode::Merge => "merge",
+            PublishMode::Mirror => "mirror",
+        }
+    }
+}
+
+/// `[publish.NAME]`: tables (or models) published to a PostgreSQL-protocol target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// `postgres://user@host:port/database` (no password; `redshift://` is refused
+    /// as not built yet).
+    pub target: String,
+    /// Environment variable holding the target password.
+    pub password_env: Option<String>,
+    /// File holding the target password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// Tables and models to publish, as SQL names them: `"schema.table"`.
+    pub tables: Vec<String>,
+    /// `append`, `merge` or `mirror`.
+    pub mode: PublishMode,
+    /// Schema at the target that receives the tables (and `tidemark_publish_state`).
+    #[serde(default = "default_publish_schema")]
+    pub schema: String,
+}
+
+fn default_publish_schema() -> String {
+    "public".to_string()
+}
+
+impl PublishConfig {
+    /// The target password from `password_env` or `password_file`, if either is set.
+    pub fn password(&self, publication: &str) -> Result<Option<String>> {
+        secret(
+            &format!("publication {publication}"),
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )
+    }
 }
 
 /// `[models]`: where the SQL models live and what they default to.
@@ -632,6 +697,42 @@ impl Config {
                 return Err(at("flush_rows must be at least 1"));
             }
         }
+        for (name, p) in &self.publish {
+            let at = |m: &str| bad(format!("publish.{name}: {m}"));
+            check_publish_target(&p.target).map_err(|m| at(&format!("target: {m}")))?;
+            if p.password_env.is_some() && p.password_file.is_some() {
+                return Err(at("set password_env or password_file, not both"));
+            }
+            if p.tables.is_empty() {
+                return Err(at(
+                    "tables is empty; name what to publish, e.g. tables = [\"shop.orders\"]",
+                ));
+            }
+            if p.schema.trim().is_empty() {
+                return Err(at("schema is empty"));
+            }
+            // Each table lands at the target as <schema>.<its table name>: two with
+            // one name would write into one table.
+            let mut seen = BTreeMap::new();
+            for t in &p.tables {
+                let Some((schema, table)) = t.split_once('.') else {
+                    return Err(at(&format!(
+                        "tables entry {t:?} is not \"schema.table\" (as SQL names it)"
+                    )));
+                };
+                if schema.is_empty() || table.is_empty() || table.contains('.') {
+                    return Err(at(&format!(
+                        "tables entry {t:?} is not \"schema.table\" (as SQL names it)"
+                    )));
+                }
+                if let Some(other) = seen.insert(table, t) {
+                    return Err(at(&format!(
+                        "{other} and {t} would both land as {}.{table} at the target; publish them in two publications with different schemas",
+                        p.schema
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -682,6 +783,35 @@ fn check_url(url: &str) -> std::result::Result<(), String> {
         .strip_prefix("mysql://")
         .ok_or_else(|| format!("{url:?} must start with mysql://"))?;
     let authority = rest.split('/').next().unwrap_or_default();
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        if userinfo.contains(':') {
+            return Err("the URL contains a password; put it in an environment variable (password_env) or a file (password_file) instead".into());
+        }
+    }
+    Ok(())
+}
+
+/// A publication's target: `postgres://` (or `postgresql://`) without a password.
+fn check_publish_target(url: &str) -> std::result::Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "{url:?} is not a URL; write postgres://user@host:port/database"
+        ));
+    };
+    match scheme {
+        "postgres" | "postgresql" => {}
+        "redshift" => {
+            return Err(
+                "redshift:// targets are not built yet (issue 19): only PostgreSQL targets (postgres://) publish today".into(),
+            )
+        }
+        other => {
+            return Err(format!(
+                "scheme {other}:// is not a publish target; write postgres://user@host:port/database"
+            ))
+        }
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
     if let Some((userinfo, _)) = authority.rsplit_once('@') {
         if userinfo.contains(':') {
             return Err("the URL contains a password; put it in an environment variable (password_env) or a file (password_file) instead".into());
@@ -861,6 +991,82 @@ watermark = "updated_at"
 }
 
 #[cfg(test)]
+mod publish {
+    use super::*;
+
+    const PUBLISH: &str = r#"
+[environments.dev]
+warehouse = "./wh/dev"
+[publish.pg]
+target = "postgres://loader@127.0.0.1:5432/dw"
+password_env = "DW_PASSWORD"
+tables = ["shop.orders", "analytics.revenue"]
+mode = "mirror"
+schema = "lake"
+"#;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_publication_parses() {
+        let c = Config::parse(PUBLISH, Path::new("t.toml")).unwrap();
+        let p = &c.publish["pg"];
+        assert_eq!(p.mode, PublishMode::Mirror);
+        assert_eq!(p.schema, "lake");
+        assert_eq!(p.tables, ["shop.orders", "analytics.revenue"]);
+        let defaulted = Config::parse(
+            &PUBLISH.replace("schema = \"lake\"\n", ""),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(defaulted.publish["pg"].schema, "public");
+    }
+
+    #[test]
+    fn bad_publications_are_named() {
+        let e = err(&PUBLISH.replace("loader@", "loader:hunter2@"));
+        assert!(
+            e.contains("publish.pg: target") && e.contains("password_env"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "the secret must not be echoed: {e}");
+        let e = err(&PUBLISH.replace("postgres://", "redshift://"));
+        assert!(
+            e.contains("publish.pg") && e.contains("not built yet"),
+            "{e}"
+        );
+        let e = err(&PUBLISH.replace("mode = \"mirror\"", "mode = \"upsert\""));
+        assert!(e.contains("upsert"), "{e}");
+        let e = err(&PUBLISH.replace("schema = \"lake\"", "schema = \"lake\"\nschmea = 1"));
+        assert!(e.contains("schmea"), "{e}");
+        let e = err(&PUBLISH.replace("\"analytics.revenue\"", "\"revenue\""));
+        assert!(e.contains("publish.pg") && e.contains("\"revenue\""), "{e}");
+        let e = err(&PUBLISH.replace("\"analytics.revenue\"", "\"analytics.orders\""));
+        assert!(e.contains("both land as lake.orders"), "{e}");
+        let e = err(&PUBLISH.replace("[\"shop.orders\", \"analytics.revenue\"]", "[]"));
+        assert!(e.contains("publish.pg: tables is empty"), "{e}");
+    }
+
+    #[test]
+    fn missing_password_env_names_the_publication() {
+        let c = Config::parse(
+            &PUBLISH.replace("DW_PASSWORD", "TIDEMARK_TEST_SURELY_UNSET_VAR"),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let e = c.publish["pg"].password("pg").unwrap_err().to_string();
+        assert!(
+            e.contains("publication pg") && e.contains("TIDEMARK_TEST_SURELY_UNSET_VAR"),
+            "{e}"
+        );
+    }
+}
+
+#[cfg(test)]
 mod example {
     use super::*;
 
@@ -886,6 +1092,7 @@ mod example {
             c.jobs.keys().collect::<Vec<_>>(),
             ["daily_revenue", "nightly_maintenance", "unpaid"]
         );
+        assert_eq!(c.publish["dw"].mode, PublishMode::Mirror);
     }
 
     const STREAM: &str = r#"

@@ -6,7 +6,8 @@
 //! * [`maintenance`]: compaction, checkpoints and VACUUM of the warehouse's tables;
 //! * [`pull`]: a batch pull (and reconcile) of a source's tables by watermark;
 //! * [`snapshot`]: land the tables of a source not landed yet;
-//! * [`build`]: build the SQL models (tidemark-models).
+//! * [`build`]: build the SQL models (tidemark-models);
+//! * [`publish`]: publish a publication's tables to its target (tidemark-publish).
 //!
 //! Capture is not a job: it is always on (see [`crate::App`]).
 
@@ -25,6 +26,7 @@ use tracing::error;
 
 pub mod build;
 pub mod maintenance;
+pub mod publish;
 pub mod pull;
 pub mod snapshot;
 pub mod sql;
@@ -66,6 +68,7 @@ pub fn registry(env: &Env) -> Registry {
     r.register(Arc::new(pull::Kind(env.clone())));
     r.register(Arc::new(snapshot::Kind(env.clone())));
     r.register(Arc::new(build::Kind(env.clone())));
+    r.register(Arc::new(publish::Kind(env.clone())));
     r
 }
 

@@ -9,6 +9,7 @@ mod common;
 mod demo;
 mod jobs;
 mod maintain;
+mod publish;
 mod pull;
 mod run;
 mod serve;
@@ -48,6 +49,9 @@ enum Command {
     /// Run the models' data tests (on their landed tables) and unit tests (on
     /// fixtures, without a warehouse with --unit).
     Test(build::TestArgs),
+    /// Publish a `[publish.NAME]` publication's tables to its PostgreSQL target,
+    /// incrementally and exactly once.
+    Publish(publish::Args),
     /// Compact, checkpoint and vacuum the warehouse's tables (history is kept).
     Maintain(maintain::Args),
     /// Where each table's change capture has got to, its freshness, parked tables.
@@ -90,6 +94,7 @@ fn main() -> std::process::ExitCode {
             Command::Test(a) => build::test(&cli.global, a).await,
             Command::Compile(a) => build::compile(&cli.global, a).await,
             Command::Maintain(a) => maintain::run(&cli.global, a).await,
+            Command::Publish(a) => publish::run(&cli.global, a).await,
             Command::Status(a) => status::run(&cli.global, a).await,
             Command::Run(a) => run::run(&cli.global, a).await,
             Command::Sql(a) => sql::run(&cli.global, a).await,

@@ -26,7 +26,9 @@ use crate::support::{record_checked, record_fault, rows_of, Lcg};
 
 const KEYS: u64 = 20_000;
 
-fn schema() -> Arc<TableSchema> {
+/// `shop.items (id INT PRIMARY KEY, qty INT, note VARCHAR(20))` (the publish tests
+/// land it too).
+pub(crate) fn schema() -> Arc<TableSchema> {
     let c = |n: &str, dt: &str, ct: &str| ColumnSchema {
         source_name: n.into(),
         name: String::new(),
@@ -52,7 +54,13 @@ fn schema() -> Arc<TableSchema> {
 }
 
 /// Land `n` random changes (inserts, updates, deletes) as one history commit.
-async fn land(w: &mut TableWriter, rng: &mut Lcg, clock: &mut i64, seq: &mut i64, n: usize) {
+pub(crate) async fn land(
+    w: &mut TableWriter,
+    rng: &mut Lcg,
+    clock: &mut i64,
+    seq: &mut i64,
+    n: usize,
+) {
     let mut b = ChangeBatchBuilder::new(w.schema().clone(), n);
     for _ in 0..n {
         if rng.next(4) == 0 {

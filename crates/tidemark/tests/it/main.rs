@@ -15,6 +15,7 @@ mod errors;
 mod faults;
 mod models;
 mod own_tables;
+mod publish;
 mod pull;
 mod resume;
 mod serve;
