@@ -355,3 +355,55 @@ async fn a_table_added_to_the_selection_is_captured_without_a_restart() {
     );
     db.drop().await;
 }
+
+/// The daemon's `publish` kind: a snapshot job lands a table, a publish job mirrors
+/// it into the PostgreSQL scripts/test.sh starts, and a second run sends nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publish_job_mirrors_a_landed_table_into_postgres() {
+    let pg_url = std::env::var("TIDEMARK_TEST_PG_URL").expect(
+        "TIDEMARK_TEST_PG_URL is not set: run the tests with scripts/test.sh, which starts a PostgreSQL (scripts/postgres.sh)",
+    );
+    let db = TestDb::new("publish_job").await;
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY, v DECIMAL(10,2) NOT NULL)")
+        .await;
+    db.exec("INSERT INTO t VALUES (1, 1.50), (2, 2.25), (3, 3.00)")
+        .await;
+    let d = &db.name;
+    let target_schema = format!("job_{}", std::process::id());
+    let config = db.config(&format!(
+        "capture = \"none\"\n\n[daemon]\napi_listen = \"off\"\n\n\
+         [publish.dw]\ntarget = \"{pg_url}\"\npassword_env = \"TIDEMARK_TEST_PG_PASSWORD\"\ntables = [\"{d}.t\"]\nmode = \"mirror\"\nschema = \"{target_schema}\"\n\n\
+         [jobs.land]\nkind = \"snapshot\"\nsource = \"main\"\n\n\
+         [jobs.publish_dw]\nkind = \"publish\"\npublication = \"dw\"\n"
+    ));
+    let (running, stop, handle) = start_daemon(&config, false).await;
+    assert_eq!(run_job(&handle, "land").await.outcome, Outcome::Succeeded);
+    let r = run_job(&handle, "publish_dw").await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+    let again = run_job(&handle, "publish_dw").await;
+    assert_eq!(again.outcome, Outcome::Succeeded, "{again:?}");
+    assert_eq!(again.rows, 0, "nothing new: the second run sends nothing");
+    stop.store(true, Ordering::SeqCst);
+    running.await.unwrap().expect("the daemon stops cleanly");
+
+    let mut cfg: tokio_postgres::Config = pg_url.parse().unwrap();
+    if let Ok(p) = std::env::var("TIDEMARK_TEST_PG_PASSWORD") {
+        cfg.password(p);
+    }
+    let (pg, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let row = pg
+        .query_one(
+            &format!("SELECT count(*), sum(v)::text FROM \"{target_schema}\".t"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 3);
+    assert_eq!(row.get::<_, String>(1), "6.75");
+    // The state table lives in the target schema: dropping it leaves nothing behind.
+    pg.batch_execute(&format!("DROP SCHEMA \"{target_schema}\" CASCADE"))
+        .await
+        .unwrap();
+    db.drop().await;
+}
