@@ -69,6 +69,25 @@ pub struct ColumnSchema {
 }
 
 impl ColumnSchema {
+    /// A source column as `information_schema` describes it; its SQL name is given
+    /// when a [`TableSchema`] is built from it.
+    pub fn source(
+        source_name: &str,
+        data_type: &str,
+        column_type: &str,
+        precision: Option<u64>,
+        scale: Option<u64>,
+    ) -> Self {
+        Self {
+            source_name: source_name.into(),
+            data_type: data_type.into(),
+            column_type: column_type.into(),
+            precision,
+            scale,
+            ..Self::default()
+        }
+    }
+
     /// The mapped MySQL type (validated when the schema was built).
     pub fn mysql_type(&self) -> MySqlType {
         MySqlType::from_information_schema(

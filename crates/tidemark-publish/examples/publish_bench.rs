@@ -33,15 +33,7 @@ fn arg(name: &str, default: &str) -> String {
 }
 
 fn schema() -> Arc<TableSchema> {
-    let c = |n: &str, dt: &str, ct: &str, p: Option<u64>, s: Option<u64>| ColumnSchema {
-        source_name: n.into(),
-        name: String::new(),
-        column_type: ct.into(),
-        data_type: dt.into(),
-        precision: p,
-        scale: s,
-        stored: Vec::new(),
-    };
+    let c = ColumnSchema::source;
     Arc::new(
         TableSchema::new(
             TableName::new("bench", "events", Naming::SnakeCase),

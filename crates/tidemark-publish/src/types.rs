@@ -141,13 +141,8 @@ mod tests {
 
     fn col(data_type: &str, column_type: &str, p: Option<u64>, s: Option<u64>) -> ColumnSchema {
         ColumnSchema {
-            source_name: "c".into(),
             name: "c".into(),
-            column_type: column_type.into(),
-            data_type: data_type.into(),
-            precision: p,
-            scale: s,
-            stored: Vec::new(),
+            ..ColumnSchema::source("c", data_type, column_type, p, s)
         }
     }
 

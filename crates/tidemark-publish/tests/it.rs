@@ -65,15 +65,7 @@ fn publication(schema: &str, tables: &[&str], mode: PublishMode) -> PublishConfi
 }
 
 fn column(name: &str, dt: &str, ct: &str) -> ColumnSchema {
-    ColumnSchema {
-        source_name: name.into(),
-        name: String::new(),
-        column_type: ct.into(),
-        data_type: dt.into(),
-        precision: None,
-        scale: None,
-        stored: Vec::new(),
-    }
+    ColumnSchema::source(name, dt, ct, None, None)
 }
 
 fn items_schema(cols: Vec<ColumnSchema>) -> TableSchema {
