@@ -71,16 +71,18 @@ fn spawn_run(config: &std::path::Path) -> Child {
     spawn_run_with(config, &[])
 }
 
-/// A plain HTTP/1.0 GET on loopback; the body.
-fn http_get(addr: &str, path: &str) -> String {
+/// A plain HTTP/1.0 GET on loopback; the body, or `None` while nothing listens yet.
+fn try_http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or(out)
+    s.read_to_string(&mut out).ok()?;
+    Some(
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or(out),
+    )
 }
 
 /// One transaction of 1..6 statements over both tables; counts what it changed.
@@ -470,13 +472,23 @@ async fn schema_changes_evolve_tables_in_place() {
     ] {
         db.exec(sql).await;
     }
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    let metrics = http_get(&addr, "/metrics");
     let parked_metric = |t: &str| {
         format!(
             "tidemark_table_parked{{source=\"main\",table=\"{}.{t}\"}} 1",
             db.name
         )
+    };
+    // The restarted run first catches up (a cold CI machine takes seconds to start
+    // a debug binary), so poll until both tables show as parked, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let metrics = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let m = try_http_get(&addr, "/metrics").unwrap_or_default();
+        let both =
+            m.contains(&parked_metric("t_narrow")) && m.contains(&parked_metric("t_computed"));
+        if both || std::time::Instant::now() > deadline {
+            break m;
+        }
     };
     assert!(metrics.contains(&parked_metric("t_narrow")), "{metrics}");
     assert!(metrics.contains(&parked_metric("t_computed")), "{metrics}");
