@@ -6,6 +6,7 @@
 #
 # Targets and what they feed (crates/tidemark-fuzz explains the fuzzer):
 #   debezium, dms, jsonl       change events (tidemark-events)
+#   avro                       Confluent-framed Avro envelopes and their schemas
 #   mariadb_gtid               MariaDB GTID and GTID-list events (tidemark-mysql)
 #   mariadb_compressed         MariaDB compressed query/rows events (log_bin_compress)
 #   transaction_payload        MySQL 8 transaction payloads (binlog_transaction_compression)

@@ -17,11 +17,13 @@
 #    target/test-services/moto/venv if moto_server is not on PATH) on a free
 #    loopback port and exports TIDEMARK_TEST_S3_ENDPOINT plus dummy AWS_*
 #    credentials; it is stopped on exit,
-# 3c. makes a venv with psycopg, SQLAlchemy, DuckDB and deltalake
-#     (target/test-services/pyclients/venv)
+# 3c. makes a venv with psycopg, SQLAlchemy, DuckDB, deltalake and
+#     confluent-kafka[avro] (target/test-services/pyclients/venv)
 #    and installs the PostgreSQL JDBC driver and a JDK if missing, for the
 #    endpoint's client-library tests: exports TIDEMARK_TEST_PYTHON and
 #    TIDEMARK_TEST_PGJDBC,
+# 3d. starts the schema registry stand-in (scripts/schema_registry.py) on a free
+#     loopback port and exports TIDEMARK_TEST_REGISTRY; it is stopped on exit,
 # 4. runs `cargo fmt --check` and `cargo clippy -D warnings`,
 # 5. runs the tests: `cargo nextest run` if cargo-nextest is installed, else
 #    `cargo test`; both with --workspace --locked.
@@ -110,6 +112,7 @@ section "Private MariaDB (scripts/mariadb.sh)"
 MARIADB_WAS_RUNNING=0
 if "$REPO/scripts/mariadb.sh" status >/dev/null 2>&1; then MARIADB_WAS_RUNNING=1; fi
 MOTO_PID=""
+REGISTRY_PID=""
 
 TANSU_STARTED=0
 PG_STARTED=0
@@ -121,6 +124,10 @@ cleanup() {
     fi
     if [ "$TANSU_STARTED" = 1 ]; then
         "$REPO/scripts/tansu.sh" stop || true
+    fi
+    if [ -n "$REGISTRY_PID" ]; then
+        kill "$REGISTRY_PID" 2>/dev/null || true
+        wait "$REGISTRY_PID" 2>/dev/null || true
     fi
     if [ -n "$MOTO_PID" ]; then
         kill "$MOTO_PID" 2>/dev/null || true
@@ -188,7 +195,7 @@ echo "TIDEMARK_TEST_S3_ENDPOINT=$TIDEMARK_TEST_S3_ENDPOINT (moto, pid $MOTO_PID,
 section "Client libraries for the endpoint tests (psycopg, SQLAlchemy, pgjdbc)"
 PYCLIENTS_DIR="$REPO/target/test-services/pyclients"
 PYCLIENTS_PY="$PYCLIENTS_DIR/venv/bin/python"
-if ! "$PYCLIENTS_PY" -c 'import psycopg, sqlalchemy, duckdb, deltalake, pyarrow' >/dev/null 2>&1; then
+if ! "$PYCLIENTS_PY" -c 'import psycopg, sqlalchemy, duckdb, deltalake, pyarrow, confluent_kafka.schema_registry.avro, fastavro' >/dev/null 2>&1; then
     echo "psycopg/SQLAlchemy/DuckDB/deltalake missing: pip install into $PYCLIENTS_DIR/venv" >&2
     mkdir -p "$PYCLIENTS_DIR"
     python3 -m venv "$PYCLIENTS_DIR/venv" >&2 || {
@@ -197,7 +204,9 @@ if ! "$PYCLIENTS_PY" -c 'import psycopg, sqlalchemy, duckdb, deltalake, pyarrow'
     }
     # duckdb and deltalake: the models' equivalence test runs the same SQL in an
     # engine that shares no code with tidemark.
-    "$PYCLIENTS_DIR/venv/bin/pip" install --quiet 'psycopg[binary]' sqlalchemy duckdb 'deltalake[pyarrow]' >&2
+    # confluent-kafka[avro]: Confluent's own AvroSerializer writes the Avro stream
+    # tests' messages (issue 21), registering schemas through the registry below.
+    "$PYCLIENTS_DIR/venv/bin/pip" install --quiet 'psycopg[binary]' sqlalchemy duckdb 'deltalake[pyarrow]' 'confluent-kafka[avro]' >&2
 fi
 export TIDEMARK_TEST_PYTHON="$PYCLIENTS_PY"
 TIDEMARK_TEST_PGJDBC=/usr/share/java/postgresql.jar
@@ -220,6 +229,24 @@ if ! "$REPO/scripts/tansu.sh" status >/dev/null 2>&1; then TANSU_STARTED=1; fi
 TIDEMARK_TEST_KAFKA="$("$REPO/scripts/tansu.sh" start)"
 export TIDEMARK_TEST_KAFKA
 echo "TIDEMARK_TEST_KAFKA=$TIDEMARK_TEST_KAFKA" >&2
+
+# ------------------------------------------------------------------ schema registry
+section "Schema registry stand-in (scripts/schema_registry.py)"
+# No Confluent-compatible registry installs here (Karapace is not on PyPI; Confluent's
+# and Apicurio's need Docker or Maven): a minimal one implementing the documented
+# REST endpoints that the AvroSerializer and tidemark use, on a free loopback port.
+REGISTRY_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+REGISTRY_LOG="$REPO/target/test-services/schema_registry.log"
+mkdir -p "$(dirname "$REGISTRY_LOG")"
+python3 "$REPO/scripts/schema_registry.py" --port "$REGISTRY_PORT" >"$REGISTRY_LOG" 2>&1 &
+REGISTRY_PID=$!
+for _ in $(seq 1 50); do
+    grep -q "listening" "$REGISTRY_LOG" 2>/dev/null && break
+    sleep 0.1
+done
+grep -q "listening" "$REGISTRY_LOG" || { cat "$REGISTRY_LOG" >&2; echo "the schema registry did not start" >&2; exit 1; }
+export TIDEMARK_TEST_REGISTRY="http://127.0.0.1:$REGISTRY_PORT"
+echo "TIDEMARK_TEST_REGISTRY=$TIDEMARK_TEST_REGISTRY" >&2
 
 # ------------------------------------------------------------------ lint
 if [ "${TIDEMARK_TEST_SKIP_LINT:-0}" = 1 ]; then

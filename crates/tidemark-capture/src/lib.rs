@@ -84,6 +84,8 @@ pub fn selected(config: &Config, options: &Options) -> Result<(Vec<String>, Vec<
     // Sources whose changes arrive through a stream are not read from the binlog.
     let (sources, streams): (Vec<String>, Vec<String>) = match options.only.as_deref() {
         Some(one) if config.streams.contains_key(one) => (Vec::new(), vec![one.to_string()]),
+        // A stream whose messages define its tables needs no source at all.
+        None if config.sources.is_empty() => (Vec::new(), config.streams.keys().cloned().collect()),
         one => (
             source_names(config, one)?
                 .into_iter()

@@ -7,4 +7,5 @@ pub mod binlog;
 pub mod events;
 pub mod kafka;
 pub mod pull;
+pub mod registry;
 pub mod snapshot;

@@ -343,8 +343,33 @@ pub struct StreamConfig {
     pub format: EventFormat,
     /// The MySQL source (`[sources.NAME]`, with `capture = "none"`) whose
     /// information_schema gives the tables' definitions, and whose databases, include,
-    /// exclude, naming and per-table keys select and name the tables.
-    pub schema_from: String,
+    /// exclude, naming and per-table keys select and name the tables. Without it, the
+    /// messages' own schemas define the tables (Debezium with JSON schemas on, or
+    /// Avro), and the stream's own `databases`, `include`, `exclude`, `naming` and
+    /// `tables` select and name them.
+    pub schema_from: Option<String>,
+    /// How Debezium's converter wrote the messages: `json` (default) or `avro`
+    /// (Confluent wire format, schemas from `schema_registry`).
+    #[serde(default)]
+    pub converter: Converter,
+    /// The Confluent-compatible schema registry of an `avro` stream.
+    pub schema_registry: Option<RegistryConfig>,
+    /// Without `schema_from`: databases to land (empty: every database seen).
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// Without `schema_from`: `db.table` glob patterns to land (empty: all).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Without `schema_from`: `db.table` glob patterns to skip.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Without `schema_from`: how source identifiers become SQL identifiers.
+    #[serde(default)]
+    pub naming: Naming,
+    /// Without `schema_from`: per-table options (`primary_key`, for messages whose
+    /// key has no schema).
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableOptions>,
     /// Kafka: bootstrap servers, `host:port[,host:port]`.
     pub brokers: Option<String>,
     /// Kafka: topics to read; an entry starting with `^` is a regular expression.
@@ -385,7 +410,59 @@ pub struct StreamConfig {
     pub flush_rows: usize,
 }
 
+/// How Debezium's converter serialised a stream's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Converter {
+    /// Kafka Connect's JsonConverter (with or without schemas).
+    #[default]
+    Json,
+    /// Confluent's AvroConverter: the Confluent wire format, with a schema registry.
+    Avro,
+}
+
+/// A Confluent-compatible schema registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `http(s)://host:port[/path]`.
+    pub url: String,
+    /// Basic-auth user (Confluent Cloud: the API key).
+    pub username: Option<String>,
+    /// Environment variable holding the basic-auth password (API secret).
+    pub password_env: Option<String>,
+    /// File holding the basic-auth password.
+    pub password_file: Option<PathBuf>,
+    /// A PEM file of the CA certificates to trust for `https://`, instead of the
+    /// system's (a private CA).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl RegistryConfig {
+    /// The basic-auth password, if configured.
+    pub fn password(&self, stream: &str) -> Result<Option<String>> {
+        secret(
+            &format!("stream {stream}: schema_registry"),
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )
+    }
+}
+
 impl StreamConfig {
+    /// Compiled include/exclude patterns of a stream without `schema_from`.
+    pub fn table_filter(&self) -> Result<TableFilter> {
+        table_filter(&self.include, &self.exclude)
+    }
+
+    /// Does a stream without `schema_from` land `db.table`?
+    pub fn selects(&self, db: &str, table: &str) -> Result<bool> {
+        Ok(
+            (self.databases.is_empty() || self.databases.iter().any(|d| d == db))
+                && self.table_filter()?.matches(db, table),
+        )
+    }
+
     /// The SASL password from `password_env` or `password_file`, if either is set.
     pub fn password(&self, stream: &str) -> Result<Option<String>> {
         secret(
@@ -630,27 +707,91 @@ impl Config {
         }
         for (name, st) in &self.streams {
             let at = |m: &str| bad(format!("streams.{name}: {m}"));
-            let Some(src) = self.sources.get(&st.schema_from) else {
-                return Err(at(&format!(
-                    "schema_from names source {:?}, which is not defined; define [sources.{}] (its information_schema gives the tables' definitions)",
-                    st.schema_from, st.schema_from
-                )));
-            };
-            if src.capture != Capture::None {
-                return Err(at(&format!(
-                    "source {0} is also captured from its binlog, so two writers would land the same tables; set capture = \"none\" in [sources.{0}]",
-                    st.schema_from
-                )));
+            match &st.schema_from {
+                Some(from) => {
+                    let Some(src) = self.sources.get(from) else {
+                        return Err(at(&format!(
+                            "schema_from names source {from:?}, which is not defined; define [sources.{from}] (its information_schema gives the tables' definitions), or remove schema_from to take them from the messages' schemas"
+                        )));
+                    };
+                    if src.capture != Capture::None {
+                        return Err(at(&format!(
+                            "source {from} is also captured from its binlog, so two writers would land the same tables; set capture = \"none\" in [sources.{from}]"
+                        )));
+                    }
+                    if let Some(other) = self
+                        .streams
+                        .iter()
+                        .find(|(n, o)| *n < name && o.schema_from.as_ref() == Some(from))
+                    {
+                        return Err(at(&format!(
+                            "stream {} also lands source {from}'s tables; one stream per source",
+                            other.0
+                        )));
+                    }
+                    if !st.databases.is_empty()
+                        || !st.include.is_empty()
+                        || !st.exclude.is_empty()
+                        || !st.tables.is_empty()
+                        || st.naming != Naming::default()
+                    {
+                        return Err(at(&format!(
+                            "databases, include, exclude, naming and tables come from [sources.{from}] when schema_from is set; set them there"
+                        )));
+                    }
+                }
+                None => {
+                    if st.format == EventFormat::Dms {
+                        return Err(at(
+                            "AWS DMS messages carry no table definitions; set schema_from = \"<source>\" naming a [sources.*] MySQL source with capture = \"none\"",
+                        ));
+                    }
+                    st.table_filter().map_err(|e| at(&e.to_string()))?;
+                    for key in st.tables.keys() {
+                        if !key.contains('.') {
+                            return Err(at(&format!(
+                                "tables.{key:?}: table keys are \"db.table\""
+                            )));
+                        }
+                    }
+                }
             }
-            if let Some(other) = self
-                .streams
-                .iter()
-                .find(|(n, o)| *n < name && o.schema_from == st.schema_from)
-            {
-                return Err(at(&format!(
-                    "stream {} also lands source {}'s tables; one stream per source",
-                    other.0, st.schema_from
-                )));
+            match (st.converter, &st.schema_registry) {
+                (Converter::Avro, None) => {
+                    return Err(at(
+                        "converter = \"avro\" needs [streams.NAME.schema_registry] with url = \"http://host:port\"",
+                    ))
+                }
+                (Converter::Json, Some(_)) => {
+                    return Err(at(
+                        "schema_registry is for converter = \"avro\"; set converter = \"avro\" or remove it",
+                    ))
+                }
+                (Converter::Avro, Some(r)) => {
+                    if st.kind != StreamKind::Kafka {
+                        return Err(at("converter = \"avro\" is for kind = \"kafka\""));
+                    }
+                    if st.format != EventFormat::Debezium {
+                        return Err(at("converter = \"avro\" is for format = \"debezium\""));
+                    }
+                    if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+                        return Err(at(&format!(
+                            "schema_registry.url {:?} must start with http:// or https://",
+                            r.url
+                        )));
+                    }
+                    if r.url.contains('@') {
+                        return Err(at(
+                            "schema_registry.url must not hold credentials; use username and password_env or password_file",
+                        ));
+                    }
+                    if r.password_env.is_some() && r.password_file.is_some() {
+                        return Err(at(
+                            "schema_registry: set password_env or password_file, not both",
+                        ));
+                    }
+                }
+                (Converter::Json, None) => {}
             }
             match st.kind {
                 StreamKind::Kafka => {
@@ -845,25 +986,7 @@ impl MySqlSourceConfig {
 
     /// Compiled include/exclude patterns.
     pub fn table_filter(&self) -> Result<TableFilter> {
-        let build = |pats: &[String]| -> Result<GlobSet> {
-            let mut b = GlobSetBuilder::new();
-            for p in pats {
-                b.add(Glob::new(p).map_err(|e| Error::Config {
-                    path: PathBuf::from("<config>"),
-                    message: format!("bad table pattern {p:?}: {e}"),
-                })?);
-            }
-            b.build().map_err(|e| Error::Config {
-                path: PathBuf::from("<config>"),
-                message: e.to_string(),
-            })
-        };
-        Ok(TableFilter {
-            include: (!self.include.is_empty())
-                .then(|| build(&self.include))
-                .transpose()?,
-            exclude: build(&self.exclude)?,
-        })
+        table_filter(&self.include, &self.exclude)
     }
 
     /// Options for `db.table`, if any.
@@ -873,6 +996,27 @@ impl MySqlSourceConfig {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// Compiled include/exclude `db.table` patterns.
+fn table_filter(include: &[String], exclude: &[String]) -> Result<TableFilter> {
+    let build = |pats: &[String]| -> Result<GlobSet> {
+        let mut b = GlobSetBuilder::new();
+        for p in pats {
+            b.add(Glob::new(p).map_err(|e| Error::Config {
+                path: PathBuf::from("<config>"),
+                message: format!("bad table pattern {p:?}: {e}"),
+            })?);
+        }
+        b.build().map_err(|e| Error::Config {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })
+    };
+    Ok(TableFilter {
+        include: (!include.is_empty()).then(|| build(include)).transpose()?,
+        exclude: build(exclude)?,
+    })
 }
 
 /// Which tables of a source are selected.
@@ -1136,5 +1280,43 @@ topics = ["^shop\\..*"]
         assert!(e.contains("schema_from names source \"nope\""), "{e}");
         let e = stream_err(&STREAM.replace("brokers = \"127.0.0.1:9092\"\n", ""));
         assert!(e.contains("needs brokers"), "{e}");
+    }
+
+    /// Issue 21: a stream needs no MySQL source when its messages define the tables.
+    #[test]
+    fn streams_without_a_source_select_their_own_tables() {
+        let own = STREAM.replace(
+            "schema_from = \"shop\"\n",
+            "databases = [\"shop\"]\nexclude = [\"shop.tmp_*\"]\n",
+        );
+        let c = Config::parse(&own, Path::new("t.toml")).unwrap();
+        let st = &c.streams["cdc"];
+        assert_eq!(st.schema_from, None);
+        assert!(st.selects("shop", "orders").unwrap());
+        assert!(!st.selects("shop", "tmp_1").unwrap());
+        assert!(!st.selects("other", "orders").unwrap());
+        let e = stream_err(&own.replace("format = \"debezium\"", "format = \"dms\""));
+        assert!(
+            e.contains("AWS DMS messages carry no table definitions"),
+            "{e}"
+        );
+        let e = stream_err(&STREAM.replace(
+            "schema_from = \"shop\"\n",
+            "schema_from = \"shop\"\ninclude = [\"shop.x\"]\n",
+        ));
+        assert!(e.contains("come from [sources.shop]"), "{e}");
+        let avro = own.replace(
+            "format = \"debezium\"\n",
+            "format = \"debezium\"\nconverter = \"avro\"\n",
+        );
+        let e = stream_err(&avro);
+        assert!(e.contains("needs [streams.NAME.schema_registry]"), "{e}");
+        let with_registry = format!(
+            "{avro}[streams.cdc.schema_registry]\nurl = \"http://127.0.0.1:8081\"\npassword_env = \"REGISTRY_SECRET\"\n"
+        );
+        let c = Config::parse(&with_registry, Path::new("t.toml")).unwrap();
+        assert_eq!(c.streams["cdc"].converter, Converter::Avro);
+        let e = stream_err(&with_registry.replace("http://", "http://u:p@"));
+        assert!(e.contains("must not hold credentials"), "{e}");
     }
 }

@@ -337,6 +337,31 @@ pub(crate) fn time_text(us: i64, fsp: u32) -> String {
     out
 }
 
+/// An integer typed by its Debezium or Kafka Connect logical name: days, instants
+/// and times scaled to what [`Datum`] holds; anything else a plain integer.
+pub(crate) fn integer(n: i64, logical: &str) -> Result<Datum, String> {
+    let scaled = |f: i64| {
+        n.checked_mul(f)
+            .ok_or_else(|| format!("{n} is out of range"))
+    };
+    Ok(match logical {
+        "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => {
+            Datum::Date(i32::try_from(n).map_err(|_| format!("{n} days is out of range"))?)
+        }
+        "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => {
+            Datum::Timestamp(scaled(1000)?)
+        }
+        "io.debezium.time.MicroTimestamp" => Datum::Timestamp(n),
+        "io.debezium.time.NanoTimestamp" => Datum::Timestamp(n.div_euclid(1000)),
+        "io.debezium.time.Time" | "org.apache.kafka.connect.data.Time" => {
+            Datum::Time(scaled(1000)?)
+        }
+        "io.debezium.time.MicroTime" => Datum::Time(n),
+        "io.debezium.time.NanoTime" => Datum::Time(n.div_euclid(1000)),
+        _ => Datum::Int(n),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,13 +8,12 @@
 
 use std::collections::HashMap;
 
-use tidemark_core::change::Op;
-
 use crate::codec;
+use crate::connect::{self, ConnectField};
+use crate::envelope::{self, Source};
 use crate::error::DecodeError;
 use crate::event::{
-    BinlogOrigin, ChangeEvent, Datum, DebeziumOptions, Decoded, Encoding, Row, SchemaChange,
-    TransactionBoundary, Truncate,
+    Datum, DebeziumOptions, Decoded, Definition, Encoding, Row, SchemaChange, TransactionBoundary,
 };
 use crate::json::{self, Json};
 
@@ -53,7 +52,10 @@ pub fn decode_debezium_with(
         position: position.to_string(),
         message,
     })?;
-    match decode_json(None, &doc, position, options)? {
+    // The key's schema (when it has one) names the primary key of a table defined
+    // from the messages; a key that is not JSON only costs that.
+    let key_doc = key.and_then(|k| json::parse(k).ok());
+    match decode_json(key_doc.as_ref(), &doc, position, options)? {
         Decoded::Tombstone { .. } => Ok(key_tombstone()),
         other => Ok(other),
     }
@@ -124,7 +126,7 @@ pub(crate) fn decode_json(
         .and_then(Json::as_str)
         .unwrap_or("");
     if payload.get("op").is_some() {
-        return change(schema, payload, position, options);
+        return change(key, schema, payload, position, options);
     }
     if schema_name.ends_with("SchemaChangeValue")
         || payload.get("ddl").is_some()
@@ -165,58 +167,22 @@ pub(crate) fn decode_json(
     ))
 }
 
-/// The most precise non-zero instant among `ts_ns`, `ts_us`, `ts_ms`, in µs.
+/// The most precise non-zero instant of a block, in µs.
 fn instant_us(block: Option<&Json>) -> Option<i64> {
     let b = block?;
-    let nonzero = |k: &str| b.field(k).and_then(Json::as_i64).filter(|v| *v != 0);
-    nonzero("ts_us")
-        .or_else(|| nonzero("ts_ns").map(|ns| ns.div_euclid(1000)))
-        .or_else(|| nonzero("ts_ms").and_then(|ms| ms.checked_mul(1000)))
+    envelope::instant_us(|k| b.field(k).and_then(Json::as_i64))
 }
 
-struct Source<'a> {
-    file: Option<&'a str>,
-    pos: i64,
-    row: i64,
-    gtid: Option<&'a str>,
-    server_id: i64,
-}
-
-impl Source<'_> {
-    fn read(source: Option<&Json>) -> Source<'_> {
-        let s = |k: &str| {
-            source
-                .and_then(|s| s.field(k))
-                .and_then(Json::as_str)
-                .filter(|v| !v.is_empty())
-        };
-        let n = |k: &str| {
-            source
-                .and_then(|s| s.field(k))
-                .and_then(Json::as_i64)
-                .unwrap_or(0)
-        };
-        Source {
-            file: s("file"),
-            pos: n("pos"),
-            row: n("row"),
-            gtid: s("gtid"),
-            server_id: n("server_id"),
-        }
-    }
-
-    /// `_source_pos`: binlog `file:pos:row`, else the GTID, else the message position.
-    fn source_pos(&self, position: &str) -> String {
-        match (self.file, self.gtid) {
-            (Some(f), _) => format!("{f}:{}:{}", self.pos, self.row),
-            (None, Some(g)) => g.to_string(),
-            (None, None) => position.to_string(),
-        }
-    }
+/// Debezium's `source` block of a JSON envelope.
+fn source_block(source: Option<&Json>) -> Source<'_> {
+    Source::read(
+        |k| source.and_then(|s| s.field(k)).and_then(Json::as_str),
+        |k| source.and_then(|s| s.field(k)).and_then(Json::as_i64),
+    )
 }
 
 fn schema_change(p: &Json, position: &str) -> SchemaChange {
-    let src = Source::read(p.field("source"));
+    let src = source_block(p.field("source"));
     let tables = match p.field("tableChanges") {
         Some(Json::Array(items)) => items
             .iter()
@@ -249,6 +215,7 @@ fn schema_change(p: &Json, position: &str) -> SchemaChange {
 }
 
 fn change(
+    key: Option<&Json>,
     schema: Option<&Json>,
     p: &Json,
     position: &str,
@@ -279,106 +246,122 @@ fn change(
         .ok_or_else(|| {
             err("the event has no timestamp (source.ts_ms or ts_ms); every Debezium change event carries one, so the message is damaged".into())
         })?;
-    let src = Source::read(source);
+    let src = source_block(source);
     let snapshot_flag = match source.and_then(|s| s.field("snapshot")) {
         Some(Json::Bool(b)) => *b,
         Some(Json::String(s)) => s != "false",
         _ => false,
     };
     let transaction = p.field("transaction");
-    let txn_id = transaction
-        .and_then(|t| t.field("id"))
-        .and_then(Json::scalar_text)
-        .or_else(|| src.gtid.map(str::to_string));
-    let total_order = transaction
-        .and_then(|t| t.field("total_order"))
-        .and_then(Json::as_i64);
-    let source_pos = src.source_pos(position);
-    let dedup_key = match (op_code, src.file, src.gtid, total_order) {
-        ("r", Some(f), _, _) => format!("snapshot:{f}:{}", src.pos),
-        ("r", None, _, _) => format!("snapshot:msg:{position}"),
-        (_, _, Some(g), Some(n)) => format!("gtid:{g}:{n}"),
-        (_, Some(f), _, _) => format!("binlog:{f}:{}:{}", src.pos, src.row),
-        _ => format!("msg:{position}"),
-    };
-    let op = match op_code {
-        "c" => Op::Create,
-        "u" => Op::Update,
-        "d" => Op::Delete,
-        "r" => Op::Read,
-        "t" => {
-            return Ok(Decoded::Truncate(Truncate {
-                db: db.to_string(),
-                table: table.to_string(),
-                source_ts_us,
-                source_pos,
-                message_pos: position.to_string(),
-                dedup_key,
-            }))
-        }
-        other => {
-            return Err(err(format!(
-                "unknown op {other:?}; the Debezium MySQL connector sends c (insert), u (update), d (delete), r (snapshot read) and t (truncate)"
-            )))
-        }
-    };
-    let typed = schema.is_some();
-    let before = row(
-        p.get("before"),
-        field_types(schema, "before").as_ref(),
-        "before",
-        &err,
-        position,
-        &qualified,
-    )?;
-    let after = row(
-        p.get("after"),
-        field_types(schema, "after").as_ref(),
-        "after",
-        &err,
-        position,
-        &qualified,
-    )?;
-    match op {
-        Op::Delete if before.is_none() => {
-            return Err(err(
-                "a delete without a before image; the connector must see full row images (binlog_row_image=FULL)".into(),
-            ))
-        }
-        Op::Create | Op::Update | Op::Read if after.is_none() => {
-            return Err(err(format!(
-                "op {op_code:?} without an after image; the message is damaged"
-            )))
-        }
-        _ => {}
-    }
-    let snapshot = snapshot_flag || op == Op::Read;
-    let origin = match src.file {
-        Some(file) if !snapshot => Some(BinlogOrigin {
-            server_id: u64::try_from(src.server_id).ok().filter(|s| *s != 0),
-            gtid: src.gtid.map(str::to_string),
-            file: file.to_string(),
-            pos: u64::try_from(src.pos).unwrap_or(0),
-            row: u64::try_from(src.row).unwrap_or(0),
-            txn_order: total_order.and_then(|n| u64::try_from(n).ok()),
-        }),
-        _ => None,
-    };
-    Ok(Decoded::Change(ChangeEvent {
-        db: db.to_string(),
-        table: table.to_string(),
-        op,
-        before,
-        after,
+    let parts = envelope::Change {
+        db,
+        table,
+        op_code,
+        src,
+        snapshot_flag,
+        txn_id: transaction
+            .and_then(|t| t.field("id"))
+            .and_then(Json::scalar_text),
+        total_order: transaction
+            .and_then(|t| t.field("total_order"))
+            .and_then(Json::as_i64),
         source_ts_us,
-        source_pos,
-        message_pos: position.to_string(),
-        txn_id,
-        snapshot,
-        dedup_key,
-        origin,
-        encoding: Encoding::debezium(options, typed),
-    }))
+    };
+    let images = || {
+        let image = |which: &str| {
+            row(
+                p.get(which),
+                field_types(schema, which).as_ref(),
+                which,
+                &err,
+                position,
+                &qualified,
+            )
+        };
+        Ok((image("before")?, image("after")?))
+    };
+    let definition = || match schema {
+        Some(s) => Ok(Some(std::sync::Arc::new(definition(s, key).map_err(&err)?))),
+        None => Ok(None),
+    };
+    parts.finish(
+        position,
+        &err,
+        images,
+        Encoding::debezium(options, schema.is_some()),
+        definition,
+    )
+}
+
+/// The table's definition from the envelope's schema (the `after` struct's fields,
+/// else the `before` struct's) and the key's schema (its fields are the primary
+/// key; none without one).
+fn definition(schema: &Json, key: Option<&Json>) -> Result<Definition, String> {
+    let image = |which: &str| {
+        let Some(Json::Array(fields)) = schema.field("fields") else {
+            return None;
+        };
+        match fields
+            .iter()
+            .find(|f| f.field("field").and_then(Json::as_str) == Some(which))?
+            .field("fields")
+        {
+            Some(Json::Array(cols)) => Some(cols),
+            _ => None,
+        }
+    };
+    let cols = image("after").or_else(|| image("before")).ok_or(
+        "the envelope's schema has no before or after struct, so it does not define the table",
+    )?;
+    let mut fields = Vec::with_capacity(cols.len());
+    for c in cols {
+        let name = c
+            .field("field")
+            .and_then(Json::as_str)
+            .ok_or("a field of the row schema has no name")?;
+        let s = |k: &str| c.field(k).and_then(Json::as_str).unwrap_or("").to_string();
+        let parameters: Vec<(String, String)> = c
+            .field("parameters")
+            .and_then(Json::members)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.scalar_text()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ft = FieldType {
+            ty: s("type"),
+            name: s("name"),
+            scale: parameters
+                .iter()
+                .find(|(k, _)| k == "scale")
+                .and_then(|(_, v)| v.parse().ok()),
+        };
+        let default = match c.get("default") {
+            None | Some(Json::Null) => None,
+            Some(d) => Some(typed(d, &ft).map_err(|e| format!("column {name}: its default: {e}"))?),
+        };
+        fields.push(ConnectField {
+            name: name.to_string(),
+            ty: ft.ty,
+            logical: ft.name,
+            parameters,
+            default,
+        });
+    }
+    let key_fields = key
+        .and_then(|k| unwrap_envelope(k).0)
+        .and_then(|s| match s.field("fields") {
+            Some(Json::Array(f)) => Some(f),
+            _ => None,
+        })
+        .map(|f| {
+            f.iter()
+                .filter_map(|f| f.field("field").and_then(Json::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    connect::definition(&fields, key_fields)
 }
 
 /// A field's Kafka Connect schema: physical type, logical name, scale parameter.
@@ -490,29 +473,7 @@ fn typed(v: &Json, ft: &FieldType) -> Result<Datum, String> {
     };
     let name = ft.name.as_str();
     Ok(match ft.ty.as_str() {
-        "int8" | "int16" | "int32" | "int64" => {
-            let n = int()?;
-            let scaled = |f: i64| {
-                n.checked_mul(f)
-                    .ok_or_else(|| format!("{n} is out of range"))
-            };
-            match name {
-                "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => {
-                    Datum::Date(i32::try_from(n).map_err(|_| format!("{n} days is out of range"))?)
-                }
-                "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => {
-                    Datum::Timestamp(scaled(1000)?)
-                }
-                "io.debezium.time.MicroTimestamp" => Datum::Timestamp(n),
-                "io.debezium.time.NanoTimestamp" => Datum::Timestamp(n.div_euclid(1000)),
-                "io.debezium.time.Time" | "org.apache.kafka.connect.data.Time" => {
-                    Datum::Time(scaled(1000)?)
-                }
-                "io.debezium.time.MicroTime" => Datum::Time(n),
-                "io.debezium.time.NanoTime" => Datum::Time(n.div_euclid(1000)),
-                _ => Datum::Int(n),
-            }
-        }
+        "int8" | "int16" | "int32" | "int64" => codec::integer(int()?, name)?,
         "float32" | "float64" => match v {
             Json::Number(n) => Datum::Number(n.clone()),
             // NaN and infinities have no JSON number; converters write them as text.

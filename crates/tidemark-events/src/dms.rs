@@ -183,5 +183,6 @@ pub(crate) fn decode_json(doc: &Json, position: &str) -> Result<Decoded, DecodeE
         // DMS records carry no binlog coordinates: Kafka offsets dedupe them.
         origin: None,
         encoding: Encoding::DMS,
+        definition: None,
     }))
 }

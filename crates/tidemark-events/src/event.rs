@@ -55,6 +55,42 @@ impl Row {
     }
 }
 
+/// A table's definition as the message's own schema gives it (Debezium's Kafka
+/// Connect schema in JSON, or the Avro schema from a schema registry), in MySQL's
+/// terms, so that a stream needs no MySQL connection to land its tables.
+///
+/// The columns are what `information_schema` would say as far as the schema tells:
+/// with the connector's `column.propagate.source.type` on, the source's own types;
+/// otherwise the narrowest MySQL type that holds every value the Connect type can
+/// carry (an `int16` lands as `smallint`, whether the source had TINYINT or
+/// SMALLINT). See [`crate::connect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    /// Columns in the order of the row image.
+    pub columns: Vec<ColumnDef>,
+    /// The primary key: the fields of the message key's schema, in key order. Empty
+    /// when the key carried no schema (the stream's `tables` option can name it).
+    pub key: Vec<String>,
+}
+
+/// One column of a [`Definition`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDef {
+    /// Name at the source.
+    pub name: String,
+    /// `DATA_TYPE` (`decimal`).
+    pub data_type: String,
+    /// `COLUMN_TYPE` (`decimal(10,2)`).
+    pub column_type: String,
+    /// `NUMERIC_PRECISION` (or the BIT width).
+    pub precision: Option<u64>,
+    /// `NUMERIC_SCALE`.
+    pub scale: Option<u64>,
+    /// The column's default, as MySQL would print it unquoted, when the schema gives
+    /// one: the value existing rows take when the column is added.
+    pub default: Option<String>,
+}
+
 /// A change to one row of one table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeEvent {
@@ -92,6 +128,9 @@ pub struct ChangeEvent {
     pub origin: Option<BinlogOrigin>,
     /// How to read values the message did not type.
     pub encoding: Encoding,
+    /// The table's definition, when the message carried a schema (shared by every
+    /// event decoded against the same schema).
+    pub definition: Option<std::sync::Arc<Definition>>,
 }
 
 /// Where a streamed change came from (defined with the positions that judge it).

@@ -32,23 +32,27 @@
 
 #![warn(missing_docs)]
 
+pub mod avro;
 mod codec;
+pub mod connect;
 mod convert;
 mod debezium;
 mod dms;
+mod envelope;
 mod error;
 mod event;
 mod file;
 mod json;
 
+pub use avro::{decode_avro, schema_ids, AvroSchemas};
 pub use convert::{push_event, to_values};
 pub use debezium::{decode_debezium, decode_debezium_with};
 pub use dms::decode_dms;
 pub use error::DecodeError;
 pub use event::{
-    BinaryHandling, BinlogOrigin, ChangeEvent, Control, Datum, DebeziumOptions, DecimalHandling,
-    Decoded, Encoding, Format, Producer, Row, SchemaChange, TimePrecision, TransactionBoundary,
-    Truncate,
+    BinaryHandling, BinlogOrigin, ChangeEvent, ColumnDef, Control, Datum, DebeziumOptions,
+    DecimalHandling, Decoded, Definition, Encoding, Format, Producer, Row, SchemaChange,
+    TimePrecision, TransactionBoundary, Truncate,
 };
 pub use file::{decode_line, read_jsonl, read_jsonl_named, JsonLines};
 

@@ -27,6 +27,17 @@ pub enum Evolved {
     Elsewhere,
 }
 
+/// Where the values of columns added to a table come from (what its existing rows
+/// hold once the column is there).
+#[derive(Debug, Clone, Copy)]
+pub enum Defaults<'a> {
+    /// The source's `information_schema`, read now.
+    Source(&'a MySql),
+    /// The new definition's own, by source column name (a stream whose messages
+    /// define the tables: their schemas carry each column's default).
+    Given(&'a [(String, String)]),
+}
+
 /// A schema change of `db.table` at `position` (`seq`), to `new` as the source has
 /// it now. `renames` are the columns the statement renamed (old, new); `fill_ts`
 /// says when the default versions of existing rows are stamped, given the table's
@@ -38,7 +49,7 @@ pub enum Evolved {
 /// another writer's is looked at again.
 #[allow(clippy::too_many_arguments)]
 pub async fn evolve_in_place(
-    source: &MySql,
+    defaults: Defaults<'_>,
     db: &str,
     table: &str,
     writer: &mut TableWriter,
@@ -59,7 +70,7 @@ pub async fn evolve_in_place(
         }
         let committed = writer.committed(TableKind::History).state.clone();
         let planned = plan(
-            source,
+            defaults,
             db,
             table,
             writer,
@@ -124,7 +135,7 @@ pub async fn fill(writer: &mut TableWriter) -> tidemark_lake::Result<u64> {
 /// in place.
 #[allow(clippy::too_many_arguments)]
 async fn plan(
-    source: &MySql,
+    defaults: Defaults<'_>,
     db: &str,
     table: &str,
     writer: &TableWriter,
@@ -140,7 +151,21 @@ async fn plan(
         .map(|s| s.schema().fields().map(|f| f.name().clone()).collect())
         .unwrap_or_default();
     let evolution = tidemark_core::evolve::evolve(writer.schema(), new, renames, &log_columns)?;
-    let defaults = added_defaults(source, db, table, &evolution.new_columns).await?;
+    let defaults = match defaults {
+        Defaults::Source(source) => {
+            added_defaults(source, db, table, &evolution.new_columns).await?
+        }
+        Defaults::Given(given) => given
+            .iter()
+            .filter(|(n, _)| {
+                evolution
+                    .new_columns
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(n))
+            })
+            .cloned()
+            .collect(),
+    };
     let values: Vec<(String, String)> = defaults
         .into_iter()
         .filter_map(|(source_name, v)| {

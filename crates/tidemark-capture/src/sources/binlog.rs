@@ -35,7 +35,7 @@ use tracing::{error, info, warn};
 
 use tidemark_mysql::ddl::{ddl_renames, ddl_tables, DdlKind, DdlTarget};
 
-use crate::landing::evolve::{evolve_in_place, fill, Evolved};
+use crate::landing::evolve::{evolve_in_place, fill, Defaults, Evolved};
 use crate::landing::{selects, Item, Landed, Pace, Policy};
 use crate::sources::snapshot::snapshot_table;
 
@@ -296,7 +296,7 @@ impl Stream {
             Ok(Some(d)) => {
                 let renames = ddl_renames(sql);
                 let evolved = evolve_in_place(
-                    source,
+                    Defaults::Source(source),
                     db,
                     table,
                     &mut t.writer,

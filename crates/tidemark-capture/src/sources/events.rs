@@ -26,12 +26,19 @@
 //! a rebalance drops what is pending for the partitions taken away (their new owner
 //! lands them from the lake's positions).
 //!
-//! Schema changes: an event with a column its table lacks means the table changed at
-//! the source; the table evolves in place to the definition the `schema_from` source
-//! has now, through the same `landing::evolve` as binlog capture's DDL.
+//! Table definitions ([`Catalog`]): from the MySQL source named in `schema_from`
+//! (its information_schema), or, without one, from the messages themselves: the
+//! Kafka Connect schema of Debezium's JSON envelope, or the Avro schema a schema
+//! registry holds for the message (`tidemark_events::connect` maps either to MySQL
+//! types). The message key's schema names the primary key.
 //!
-//! Not built yet: table definitions derived from Debezium's `schema` part without a
-//! MySQL connection (they come from the source named in `schema_from`).
+//! Schema changes: with `schema_from`, an event with a column its table lacks means
+//! the table changed at the source, and the table evolves in place to the definition
+//! the source has now. Without it, an event whose schema differs from the table's
+//! (a column added, dropped or widened) evolves the table to the event's definition,
+//! the added columns' defaults taken from the schema. Both go through the same
+//! `landing::evolve` as binlog capture's DDL; what cannot be applied in place parks
+//! only that table.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -40,21 +47,25 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use futures::{FutureExt, StreamExt};
 use tidemark_core::change::ChangeBatchBuilder;
+use tidemark_core::config::Converter;
 use tidemark_core::config::{EventFormat, StreamConfig};
+use tidemark_core::names::Naming;
 use tidemark_core::names::TableName;
 use tidemark_core::position::{PartitionProgress, Seen, SnapshotProgress, SourceState};
 use tidemark_core::schema::TableSchema;
 use tidemark_events::{
-    decode, decode_line, push_event, ChangeEvent, DecodeError, Decoded, Format, Truncate,
+    decode, decode_avro, decode_line, push_event, schema_ids, AvroSchemas, ChangeEvent,
+    DecodeError, Decoded, Definition, Format, Truncate,
 };
 use tidemark_lake::{stored_schema, DeadLetter, DeadLetters, TableKind, TableWriter, Warehouse};
 use tidemark_mysql::connect::Source;
 use tidemark_mysql::discover::describe;
 use tracing::{error, info, warn};
 
-use crate::landing::evolve::{evolve_in_place, fill, Evolved};
+use crate::landing::evolve::{evolve_in_place, fill, Defaults, Evolved};
 use crate::landing::{selects, Item, Landed, Pace, Policy};
 use crate::sources::kafka::{Input, Msg, Rebalanced, Watermarks};
+use crate::sources::registry::Registry;
 
 /// One landed table of the stream.
 struct Table {
@@ -78,6 +89,9 @@ struct Table {
     snapshot_rows: u64,
     last_source_ts_us: Option<i64>,
     pace: Pace,
+    /// Streams whose messages define the tables: the definition the table was last
+    /// seen to match, so an unchanged schema is recognised without rebuilding it.
+    definition: Option<Arc<Definition>>,
 }
 
 /// What one table's flush did: rows landed, and the partitions this worker was fenced
@@ -217,10 +231,88 @@ fn format_of(name: &str, cfg: &StreamConfig) -> Result<Format> {
     })
 }
 
+/// Where a stream's table definitions come from, and what selects and names its
+/// tables.
+enum Catalog {
+    /// `schema_from`: a MySQL source's information_schema, databases, include,
+    /// exclude, naming and per-table keys.
+    MySql(Box<Source>),
+    /// The messages' own schemas; the stream's config selects and names.
+    Messages(Box<StreamConfig>),
+}
+
+impl Catalog {
+    fn selects(&self, db: &str, table: &str) -> Result<bool> {
+        match self {
+            Catalog::MySql(source) => selects(source, db, table),
+            Catalog::Messages(cfg) => Ok(cfg.selects(db, table)?),
+        }
+    }
+
+    fn naming(&self) -> Naming {
+        match self {
+            Catalog::MySql(source) => source.config.naming,
+            Catalog::Messages(cfg) => cfg.naming,
+        }
+    }
+
+    /// `db.table` as the message `def` defines it (a stream without `schema_from`).
+    fn definition_of(
+        &self,
+        stream: &str,
+        db: &str,
+        table: &str,
+        def: Option<&Definition>,
+    ) -> std::result::Result<TableSchema, String> {
+        let Catalog::Messages(cfg) = self else {
+            unreachable!("only streams without schema_from read definitions from messages")
+        };
+        let Some(def) = def else {
+            return Err(format!(
+                "the message carries no schema, and stream {stream} has no schema_from, so the definition of {db}.{table} is unknown; turn on schemas at the connector (value.converter.schemas.enable=true and key.converter.schemas.enable=true, or the Avro converter), or set schema_from to a MySQL source with capture = \"none\""
+            ));
+        };
+        let columns = def
+            .columns
+            .iter()
+            .map(|c| {
+                tidemark_core::schema::ColumnSchema::source(
+                    &c.name,
+                    &c.data_type,
+                    &c.column_type,
+                    c.precision,
+                    c.scale,
+                )
+            })
+            .collect();
+        let key = cfg
+            .tables
+            .get(&format!("{db}.{table}"))
+            .and_then(|o| o.primary_key.clone())
+            .unwrap_or_else(|| def.key.clone());
+        if key.is_empty() {
+            return Err(format!(
+                "the message key of {db}.{table} has no schema, so its primary key is unknown; turn on key schemas at the connector (key.converter.schemas.enable=true), or name it: [streams.{stream}.tables.\"{db}.{table}\"] primary_key = [\"id\"]"
+            ));
+        }
+        let naming = cfg.naming;
+        TableSchema::new(TableName::new(db, table, naming), columns, &key, naming)
+            .map_err(|e| format!("{db}.{table}: {e}"))
+    }
+}
+
+/// How a stream's messages are decoded.
+enum Decoder {
+    /// JSON (Debezium's JsonConverter, AWS DMS): each message stands alone.
+    Json(Format),
+    /// Avro in the Confluent wire format: schemas by id, from the registry, cached.
+    Avro(Box<(Registry, AvroSchemas)>),
+}
+
 struct Stream {
     name: String,
-    format: Format,
-    source: Source,
+    decoder: Decoder,
+    catalog: Catalog,
     wh: Warehouse,
     metrics: crate::metrics::Shared,
     tables: HashMap<String, Table>,
@@ -257,7 +349,15 @@ impl Stream {
     /// config does not select it, `Ok(Err(why))` when it cannot be landed (its
     /// messages are dead letters); `Err` when the source or the lake failed (the
     /// stream stops, and resumes from the lake's positions when started again).
-    async fn table(&mut self, db: &str, table: &str) -> Result<Result<Option<&mut Table>, String>> {
+    ///
+    /// `def`: the definition the message carries (a stream without `schema_from`
+    /// creates a new table with it).
+    async fn table(
+        &mut self,
+        db: &str,
+        table: &str,
+        def: Option<&Arc<Definition>>,
+    ) -> Result<Result<Option<&mut Table>, String>> {
         let key = format!("{db}.{table}");
         if self.ignored.contains(&key) {
             return Ok(Ok(None));
@@ -266,13 +366,18 @@ impl Stream {
             return Ok(Err(why.clone()));
         }
         if !self.tables.contains_key(&key) {
-            match self.open(db, table).await? {
+            match self.open(db, table, def).await? {
                 Ok(Some(t)) => {
                     self.tables.insert(key.clone(), t);
                 }
                 Ok(None) => {
                     self.ignored.insert(key);
                     return Ok(Ok(None));
+                }
+                // A message without a schema says nothing of the table: the next one
+                // may define it.
+                Err(why) if def.is_none() && matches!(self.catalog, Catalog::Messages(_)) => {
+                    return Ok(Err(why));
                 }
                 Err(why) => {
                     error!(stream = %self.name, table = %key, error = %why, "table cannot be landed; its messages go to tidemark.dead_letters");
@@ -284,13 +389,19 @@ impl Stream {
         Ok(Ok(self.tables.get_mut(&key)))
     }
 
-    async fn open(&mut self, db: &str, table: &str) -> Result<Result<Option<Table>, String>> {
-        if !selects(&self.source, db, table)? {
+    async fn open(
+        &mut self,
+        db: &str,
+        table: &str,
+        def: Option<&Arc<Definition>>,
+    ) -> Result<Result<Option<Table>, String>> {
+        if !self.catalog.selects(db, table)? {
             return Ok(Ok(None));
         }
         // A table landed before streams with the definition it was landed with (a
-        // change shows in the events and evolves it); a new one takes the source's.
-        let name = TableName::new(db, table, self.source.config.naming);
+        // change shows in the events and evolves it); a new one takes the source's,
+        // or the message's.
+        let name = TableName::new(db, table, self.catalog.naming());
         let url = self
             .wh
             .table_url(&name.schema, &name.table, TableKind::History);
@@ -300,17 +411,23 @@ impl Stream {
         } else {
             None
         };
-        let schema = match landed {
-            Some(s) => Arc::new(s),
-            None => match describe(&self.source, db, table).await? {
+        let schema = match (landed, &self.catalog) {
+            (Some(s), _) => Arc::new(s),
+            (None, Catalog::MySql(source)) => match describe(source, db, table).await? {
                 Some(d) => d.schema,
                 None => {
                     return Ok(Err(format!(
                         "{db}.{table} is not in source {}'s information_schema (dropped, or not visible to its user), so its definition is unknown",
-                        self.source.name
+                        source.name
                     )))
                 }
             },
+            (None, catalog) => {
+                match catalog.definition_of(&self.name, db, table, def.map(|d| d.as_ref())) {
+                    Ok(s) => Arc::new(s),
+                    Err(why) => return Ok(Err(why)),
+                }
+            }
         };
         // Another worker of the group may be creating or opening the same table.
         let (mut writer, mark) = {
@@ -359,6 +476,7 @@ impl Stream {
             snapshot_rows: 0,
             last_source_ts_us: st.last_source_ts_us,
             pace: Pace::opened(snapshot.rows, mark == i64::MIN),
+            definition: None,
         })))
     }
 
@@ -407,19 +525,47 @@ impl Stream {
             info!(stream = %self.name, position = %msg.position(), "reading a partition");
         }
         let position = msg.position();
-        let decoded = if msg.file_line {
-            decode_line(
-                msg.value.as_deref().unwrap_or_default(),
-                self.format,
-                &position,
-            )
-        } else {
-            decode(
-                self.format,
-                msg.key.as_deref(),
-                msg.value.as_deref(),
-                &position,
-            )
+        let decoded = match &mut self.decoder {
+            Decoder::Json(format) if msg.file_line => {
+                decode_line(msg.value.as_deref().unwrap_or_default(), *format, &position)
+            }
+            Decoder::Json(format) => {
+                decode(*format, msg.key.as_deref(), msg.value.as_deref(), &position)
+            }
+            Decoder::Avro(avro) => {
+                let (registry, schemas) = &mut **avro;
+                match schema_ids(msg.key.as_deref(), msg.value.as_deref()) {
+                    Err(e) => Err(e),
+                    Ok((k, v)) => {
+                        // A registry that cannot be reached stops the stream (it resumes
+                        // from the lake's positions); a schema it refuses to give, or
+                        // cannot be parsed, is the message's fault: a dead letter.
+                        let mut refused = None;
+                        for id in [k, v].into_iter().flatten() {
+                            if schemas.has(id) {
+                                continue;
+                            }
+                            let text = registry.schema(id).await.with_context(|| {
+                                format!("stream {}, message {position}", self.name)
+                            })?;
+                            if let Err(e) = schemas.insert(id, &text) {
+                                refused = Some(e);
+                            }
+                        }
+                        match refused {
+                            Some(e) => {
+                                return self.dead(&msg, None, format!("{position}: {e}")).await
+                            }
+                            None => decode_avro(
+                                msg.key.as_deref(),
+                                msg.value.as_deref(),
+                                &position,
+                                schemas,
+                            ),
+                        }
+                    }
+                }
+            }
         };
         match decoded {
             Err(e) => self.dead(&msg, None, e.to_string()).await,
@@ -444,7 +590,38 @@ impl Stream {
     ) -> Result<Item<Barrier>> {
         let part = msg.partition_name();
         let stream_name = self.name.clone();
-        let t = match self.table(&ev.db, &ev.table).await? {
+        let by_messages = matches!(self.catalog, Catalog::Messages(_));
+        let def = ev.definition.clone();
+        if by_messages && def.is_none() {
+            let why = self
+                .catalog
+                .definition_of(&self.name, &ev.db, &ev.table, None)
+                .expect_err("no definition");
+            return self.dead(&msg, Some(ev.source_table()), why).await;
+        }
+        // A stream whose messages define the tables: a message with another
+        // definition than the table's means the table changed at the source. The
+        // definition is compared first, so an unchanged schema costs no rebuild.
+        let known = match (
+            self.tables
+                .get(&ev.source_table())
+                .and_then(|t| t.definition.as_ref()),
+            &def,
+        ) {
+            // Avro events of one schema share one definition.
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+            _ => false,
+        };
+        let candidate = match &def {
+            Some(d) if by_messages && !known && !evolved => {
+                Some(
+                    self.catalog
+                        .definition_of(&self.name, &ev.db, &ev.table, Some(d)),
+                )
+            }
+            _ => None,
+        };
+        let t = match self.table(&ev.db, &ev.table, def.as_ref()).await? {
             Ok(None) => return Ok(Item::Read),
             Err(why) => return self.dead(&msg, Some(ev.source_table()), why).await,
             Ok(Some(t)) => t,
@@ -512,6 +689,44 @@ impl Stream {
                 }
             }
         }
+        if let (Some(new), Some(def)) = (candidate, def) {
+            // An event older than what the table landed, in another shape: a
+            // partition lagging behind one that carried the change. It lands in the
+            // table's shape (a column the table no longer has is left out, one it
+            // gained is NULL) rather than turning the table back.
+            let older = t.last_source_ts_us.is_some_and(|l| ev.source_ts_us < l);
+            match new {
+                Ok(new) if new.same_definition(&t.schema) => t.definition = Some(def),
+                Ok(_) if older => {
+                    let keep = |img: &mut Option<tidemark_events::Row>| {
+                        if let Some(r) = img {
+                            r.columns.retain(|(c, _)| {
+                                t.schema.columns.iter().any(|k| &k.source_name == c)
+                            });
+                        }
+                    };
+                    keep(&mut ev.before);
+                    keep(&mut ev.after);
+                    warn!(stream = %stream_name, table = %ev.source_table(), position = %msg.position(),
+                        "an event older than the table's newest change has the table's earlier shape; it lands in the current shape");
+                }
+                Ok(_) => {
+                    return Ok(Item::Barrier {
+                        all_positions: false,
+                        then: Barrier::Evolve {
+                            msg,
+                            ev: Box::new(ev),
+                            error: "the message's schema differs from the table's definition"
+                                .into(),
+                        },
+                    })
+                }
+                Err(why) => {
+                    let table = ev.source_table();
+                    return self.dead(&msg, Some(table), why).await;
+                }
+            }
+        }
         if ev.snapshot {
             t.snapshot_ts_us = t.snapshot_ts_us.max(ev.source_ts_us);
         } else {
@@ -531,7 +746,7 @@ impl Stream {
                     all_positions: false,
                     then: Barrier::Evolve {
                         msg,
-                        ev,
+                        ev: Box::new(ev),
                         error: e.to_string(),
                     },
                 });
@@ -563,28 +778,76 @@ impl Stream {
     /// group).
     async fn evolve(
         &mut self,
-        db: &str,
-        table: &str,
-        ts_us: i64,
+        ev: &ChangeEvent,
         position: &str,
         seq: i64,
     ) -> Result<Result<(), String>> {
+        let (db, table, ts_us) = (ev.db.as_str(), ev.table.as_str(), ev.source_ts_us);
         let key = format!("{db}.{table}");
-        let Some(d) = describe(&self.source, db, table).await? else {
-            return Ok(Err(format!(
-                "{key} is no longer in source {}'s information_schema",
-                self.source.name
-            )));
+        let given: Vec<(String, String)>;
+        let (new, defaults) = match &self.catalog {
+            Catalog::MySql(source) => {
+                let Some(d) = describe(source, db, table).await? else {
+                    return Ok(Err(format!(
+                        "{key} is no longer in source {}'s information_schema",
+                        source.name
+                    )));
+                };
+                (d.schema, Defaults::Source(source))
+            }
+            catalog => {
+                let def = ev.definition.as_deref();
+                let new = match catalog.definition_of(&self.name, db, table, def) {
+                    Ok(s) => Arc::new(s),
+                    Err(why) => return Ok(Err(why)),
+                };
+                given = def
+                    .map(|d| {
+                        d.columns
+                            .iter()
+                            .filter_map(|c| Some((c.name.clone(), c.default.clone()?)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (new, Defaults::Given(&given))
+            }
         };
         let t = self
             .tables
             .get_mut(&key)
             .context("the table of a change is open")?;
-        if d.schema.same_definition(&t.schema) {
-            return Ok(Err(format!(
-                "source {}'s definition of {key} does not have that column either",
-                self.source.name
-            )));
+        if new.same_definition(&t.schema) {
+            return Ok(Err(match &self.catalog {
+                Catalog::MySql(source) => format!(
+                    "source {}'s definition of {key} does not have that column either",
+                    source.name
+                ),
+                Catalog::Messages(_) => {
+                    format!("the message's own schema of {key} does not have that column either")
+                }
+            }));
+        }
+        // From the messages alone a renamed column looks like one dropped and one
+        // added: applied so, every row not changed since would read NULL in the new
+        // column. Both at once is refused: the table's events go to the dead letters
+        // saying why, until it is landed again.
+        if let Catalog::Messages(_) = &self.catalog {
+            let names = |s: &TableSchema| -> BTreeSet<String> {
+                s.columns
+                    .iter()
+                    .map(|c| c.source_name.to_ascii_lowercase())
+                    .collect()
+            };
+            let (old_names, new_names) = (names(&t.schema), names(&new));
+            let gone: Vec<_> = old_names.difference(&new_names).cloned().collect();
+            let came: Vec<_> = new_names.difference(&old_names).cloned().collect();
+            if !gone.is_empty() && !came.is_empty() {
+                return Ok(Err(format!(
+                    "in one change, column(s) {} disappeared and {} appeared: from the messages alone a rename cannot be told from a drop and an add, and taking it for the latter would show NULL in every row not changed since",
+                    gone.join(", "),
+                    came.join(", ")
+                )));
+            }
         }
         // The rows' default versions belong at the change, which a stream does not
         // see: after every change landed before it, and no later than this event.
@@ -595,11 +858,11 @@ impl Stream {
                 .map_or(ts_us, |landed| ts_us.min(landed + 1))
         };
         let evolved = evolve_in_place(
-            &self.source,
+            defaults,
             db,
             table,
             &mut t.writer,
-            &d.schema,
+            &new,
             &[],
             position,
             seq,
@@ -616,7 +879,11 @@ impl Stream {
             }
             Err(why) => {
                 return Ok(Err(format!(
-                    "{key} changed at the source in a way that cannot be applied in place: {why}; land it again with `tidemark snapshot --resnapshot --table {key}`"
+                    "{key} changed at the source in a way that cannot be applied in place: {why}; {}",
+                    match &self.catalog {
+                        Catalog::MySql(_) => format!("land it again with `tidemark snapshot --resnapshot --table {key}`"),
+                        Catalog::Messages(_) => "land it again from a new connector snapshot (an incremental snapshot signal for the table, or a new connector), after moving the table's Delta directories aside".to_string(),
+                    }
                 )))
             }
         };
@@ -624,6 +891,7 @@ impl Stream {
             .await
             .with_context(|| format!("table {key}: writing the defaults of added columns"))?;
         t.schema = t.writer.schema().clone();
+        t.definition = None;
         t.pending.clear();
         // Reads take every row from history until the next compaction writes a base
         // of the new shape.
@@ -655,7 +923,7 @@ impl Stream {
     async fn truncate(&mut self, msg: Msg, tr: Truncate) -> Result<Item<Barrier>> {
         let part = msg.partition_name();
         let name = format!("{}.{}", tr.db, tr.table);
-        match self.table(&tr.db, &tr.table).await? {
+        match self.table(&tr.db, &tr.table, None).await? {
             Ok(None) => Ok(Item::Read),
             Err(why) => self.dead(&msg, Some(name), why).await,
             Ok(Some(t))
@@ -805,22 +1073,34 @@ pub async fn run_stream(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
     let (until_caught_up, metrics) = (cx.options.until_caught_up, cx.metrics.clone());
     let environment = cx.options.environment.as_str();
     let cfg = config.streams.get(name).context("stream not defined")?;
-    let source = Source::connect(
-        &cfg.schema_from,
-        config.source_for(environment, &cfg.schema_from)?,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "stream {name}: connecting to source {} for table definitions",
-            cfg.schema_from
-        )
-    })?;
+    let catalog = match &cfg.schema_from {
+        Some(from) => Catalog::MySql(Box::new(
+            Source::connect(from, config.source_for(environment, from)?)
+                .await
+                .with_context(|| {
+                    format!("stream {name}: connecting to source {from} for table definitions")
+                })?,
+        )),
+        None => Catalog::Messages(Box::new(cfg.clone())),
+    };
+    let decoder = match (&cfg.converter, &cfg.schema_registry) {
+        (Converter::Avro, Some(r)) => Decoder::Avro(Box::new((
+            Registry::new(
+                &r.url,
+                r.username.clone(),
+                r.password(name)?,
+                r.ca_file.as_deref(),
+            )
+            .with_context(|| format!("stream {name}: schema_registry"))?,
+            AvroSchemas::default(),
+        ))),
+        _ => Decoder::Json(format_of(name, cfg)?),
+    };
     let input = Input::open(name, cfg)?;
     let stream = Stream {
         name: name.to_string(),
-        format: format_of(name, cfg)?,
-        source,
+        decoder,
+        catalog,
         wh: wh.clone(),
         metrics: metrics.clone(),
         tables: HashMap::new(),
@@ -863,7 +1143,7 @@ enum Barrier {
     /// buffered again (`error`: why it did not fit).
     Evolve {
         msg: Msg,
-        ev: ChangeEvent,
+        ev: Box<ChangeEvent>,
         error: String,
     },
     /// Debezium's truncate.
@@ -922,17 +1202,8 @@ impl crate::landing::Source for Events {
             }
             Barrier::Evolve { msg, ev, error } => {
                 let s = &mut self.stream;
-                match s
-                    .evolve(
-                        &ev.db,
-                        &ev.table,
-                        ev.source_ts_us,
-                        &msg.position(),
-                        msg.offset,
-                    )
-                    .await?
-                {
-                    Ok(()) => s.change(msg, ev, true).await,
+                match s.evolve(&ev, &msg.position(), msg.offset).await? {
+                    Ok(()) => s.change(msg, *ev, true).await,
                     Err(why) => {
                         let table = ev.source_table();
                         s.dead(&msg, Some(table), format!("{error} ({why})")).await

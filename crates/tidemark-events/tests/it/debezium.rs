@@ -331,3 +331,62 @@ fn constructible(ev: ChangeEvent) -> ChangeEvent {
         ..ev
     }
 }
+
+/// Issue 21: with schemas on, the envelope defines the table (columns in MySQL's
+/// terms, defaults) and the key's schema names the primary key.
+#[test]
+fn the_schema_defines_the_table() {
+    let key = br#"{"schema":{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"}],"optional":false,"name":"shop.shop.invoices.Key"},"payload":{"id":7}}"#;
+    let ev = change(
+        decode_debezium(
+            Some(key),
+            Some(&fixture("debezium/types_with_schema.json")),
+            "topic/0/7",
+        )
+        .unwrap(),
+    );
+    let def = ev.definition.expect("a definition from the schema");
+    assert_eq!(def.key, vec!["id".to_string()]);
+    let types: Vec<(String, String)> = def
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), c.column_type.clone()))
+        .collect();
+    let want = [
+        ("id", "int"),
+        ("total", "decimal(10,2)"),
+        ("issued", "date"),
+        ("created_at", "datetime(3)"),
+        ("updated_at", "datetime(6)"),
+        ("paid_at", "timestamp(6)"),
+        ("is_paid", "bit(1)"),
+        ("doc", "json"),
+        ("blob", "longblob"),
+        ("note", "longtext"),
+    ];
+    for (name, ty) in want {
+        assert!(
+            types.iter().any(|(n, t)| n == name && t == ty),
+            "{name} should be {ty}: {types:?}"
+        );
+    }
+    // Every column maps, so the definition builds a table.
+    for c in &def.columns {
+        assert!(
+            tidemark_core::types::MySqlType::from_information_schema(
+                &c.data_type,
+                &c.column_type,
+                c.precision,
+                c.scale
+            )
+            .is_some(),
+            "{c:?}"
+        );
+    }
+    // Without a key (or a key without schema) the key is left to the config.
+    let ev = change(decode("debezium/types_with_schema.json"));
+    assert!(ev.definition.unwrap().key.is_empty());
+    // Schemaless messages define nothing.
+    let ev = change(decode("debezium/create_schemaless.json"));
+    assert!(ev.definition.is_none());
+}

@@ -1,6 +1,7 @@
 //! Decoding tests over payloads written from the Debezium MySQL connector's and AWS
 //! DMS's documented message formats (`testdata/`).
 
+mod avro;
 mod debezium;
 mod dms;
 mod garbled;

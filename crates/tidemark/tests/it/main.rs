@@ -13,6 +13,7 @@ mod daemon;
 mod demo;
 mod errors;
 mod faults;
+mod message_schemas;
 mod models;
 mod own_tables;
 mod publish;
