@@ -37,8 +37,8 @@
 //! the source has now. Without it, an event whose schema differs from the table's
 //! (a column added, dropped or widened) evolves the table to the event's definition,
 //! the added columns' defaults taken from the schema. Both go through the same
-//! `landing::evolve` as binlog capture's DDL; what cannot be applied in place parks
-//! only that table.
+//! `landing::evolve` as binlog capture's DDL; what cannot be applied in place sends
+//! that table's events to the dead letters, saying why, and the other tables flow.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
