@@ -3,7 +3,6 @@
 //! incremental builds and killed builds.
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use tidemark_query::Engine;
 
 use crate::project::Model;
@@ -29,26 +28,7 @@ impl Drift {
 }
 
 fn rendered(batches: &[RecordBatch]) -> Result<Vec<String>, String> {
-    let opts = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for b in batches {
-        let fmts = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        for r in 0..b.num_rows() {
-            out.push(
-                fmts.iter()
-                    .map(|f| f.value(r).to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
-        }
-    }
-    out.sort();
-    Ok(out)
+    tidemark_query::sorted_lines(batches, "|").map_err(|e| e.to_string())
 }
 
 /// [`drift`] of every model of `project` that stores rows (views store nothing).

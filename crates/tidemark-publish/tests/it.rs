@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use tidemark_core::change::{ChangeBatchBuilder, Op, Value};
 use tidemark_core::config::{PublishConfig, PublishMode};
 use tidemark_core::names::{Naming, TableName};
@@ -154,25 +153,7 @@ fn item(id: i64, name: &str, qty: i64) -> Vec<Value> {
 
 /// Rows as text lines (NULL spelled out), sorted.
 fn lines(batches: &[RecordBatch]) -> Vec<String> {
-    let opts = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for b in batches {
-        let f: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
-            .collect();
-        for r in 0..b.num_rows() {
-            out.push(
-                f.iter()
-                    .map(|x| x.value(r).to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
-        }
-    }
-    out.sort();
-    out
+    tidemark_query::sorted_lines(batches, "|").unwrap()
 }
 
 async fn lake_lines(engine: &Engine, sql: &str) -> Vec<String> {

@@ -47,3 +47,27 @@ pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<S
         }
     }
 }
+
+/// Each row as its cells' text joined by `sep` (NULL spelled out), sorted: results
+/// compared whatever their order (model drift, the test suites).
+pub fn sorted_lines(
+    batches: &[RecordBatch],
+    sep: &str,
+) -> std::result::Result<Vec<String>, deltalake::arrow::error::ArrowError> {
+    use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let fmts = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = fmts.iter().map(|f| f.value(r).to_string()).collect();
+            out.push(cells.join(sep));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

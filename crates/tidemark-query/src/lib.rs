@@ -51,5 +51,5 @@ mod travel;
 
 pub use engine::{parse, Engine, Form, Resolved, CATALOG};
 pub use error::{arrow_sqlstate, message as error_message, sqlstate, Error, Result};
-pub use format::{format_batches, OutputFormat};
+pub use format::{format_batches, sorted_lines, OutputFormat};
 pub use latest::Latest;

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::datafusion::prelude::SessionContext;
 use tidemark_core::change::{ChangeBatchBuilder, Op, Value};
 use tidemark_core::names::{Naming, TableName};
@@ -68,25 +67,7 @@ fn state() -> SourceState {
 
 /// Rows as sorted lines of text, for comparing results whatever their order.
 fn lines(batches: &[RecordBatch]) -> Vec<String> {
-    let opts = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for b in batches {
-        let f: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
-            .collect();
-        for r in 0..b.num_rows() {
-            out.push(
-                f.iter()
-                    .map(|x| x.value(r).to_string())
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-            );
-        }
-    }
-    out.sort();
-    out
+    tidemark_query::sorted_lines(batches, " | ").unwrap()
 }
 
 fn names(batches: &[RecordBatch]) -> Vec<String> {

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use mysql_async::prelude::Queryable;
 use tidemark_lake::Warehouse;
 use tidemark_query::Engine;
@@ -311,21 +310,7 @@ pub fn create_bucket(endpoint: &str, bucket: &str) {
 
 /// Rows of a result, each as its cells' text, sorted.
 pub fn rows_of(batches: &[RecordBatch]) -> Vec<String> {
-    let opts = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for b in batches {
-        let fmts: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
-            .collect();
-        for r in 0..b.num_rows() {
-            let cells: Vec<String> = fmts.iter().map(|f| f.value(r).to_string()).collect();
-            out.push(cells.join("|"));
-        }
-    }
-    out.sort();
-    out
+    tidemark_query::sorted_lines(batches, "|").unwrap()
 }
 
 /// The same projection at the source, as text.
