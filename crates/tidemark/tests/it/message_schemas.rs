@@ -109,12 +109,16 @@ fn row_schema(shape: Shape, db: &str, field: &str) -> String {
     )
 }
 
-/// The row image in `shape`.
-fn image(shape: Shape, id: i64, r: &Item) -> String {
+/// The row image in `shape` (`None`: null), the price written as `price` encodes
+/// it (each converter writes decimals its own way).
+fn image(shape: Shape, id: i64, r: Option<&Item>, price: fn(i64) -> String) -> String {
+    let Some(r) = r else {
+        return "null".to_string();
+    };
     let mut f = vec![
         format!(r#""id":{id}"#),
         format!(r#""name":"{}""#, r.name),
-        format!(r#""price":"{}""#, decimal_b64(r.cents)),
+        format!(r#""price":{}"#, price(r.cents)),
     ];
     if shape != Shape::NoBorn {
         f.push(format!(r#""born":{}"#, r.born));
@@ -148,7 +152,8 @@ fn message(
         row_schema(shape, db, "before"),
         row_schema(shape, db, "after"),
     );
-    let img = |r: Option<&Item>| r.map_or("null".to_string(), |r| image(shape, id, r));
+    // The JSON converter's Decimal: base64 of the unscaled value.
+    let img = |r| image(shape, id, r, |cents| format!(r#""{}""#, decimal_b64(cents)));
     let payload = format!(
         r#"{{"before":{},"after":{},"source":{{"version":"2.7.0.Final","connector":"mysql","name":"shop","ts_ms":{ts_ms},"snapshot":"false","db":"{db}","table":"items","server_id":1,"gtid":null,"file":"mysql-bin.000003","pos":{pos},"row":0}},"op":"{op}","ts_ms":{ts_ms}}}"#,
         img(before),
@@ -220,28 +225,11 @@ fn avro_message(
     pos: u64,
     ts_ms: i64,
 ) -> String {
-    let img = |r: Option<&Item>| {
-        let Some(r) = r else {
-            return "null".to_string();
-        };
-        let mut f = vec![
-            format!(r#""id":{id}"#),
-            format!(r#""name":"{}""#, r.name),
-            format!(
-                r#""price":{{"$decimal":"{}.{:02}"}}"#,
-                r.cents / 100,
-                r.cents % 100
-            ),
-        ];
-        if shape != Shape::NoBorn {
-            f.push(format!(r#""born":{}"#, r.born));
-        }
-        f.push(format!(r#""seen":{}"#, r.seen_us));
-        f.push(format!(r#""state":"{}""#, r.state));
-        if shape != Shape::First {
-            f.push(format!(r#""qty":{}"#, r.qty));
-        }
-        format!("{{{}}}", f.join(","))
+    // avro_produce.py's marker for a decimal.Decimal.
+    let img = |r| {
+        image(shape, id, r, |cents| {
+            format!(r#"{{"$decimal":"{}.{:02}"}}"#, cents / 100, cents % 100)
+        })
     };
     format!(
         r#"{{"topic":"TOPIC","key_schema":"key","key":{{"id":{id}}},"value_schema":"{shape:?}","value":{{"before":{},"after":{},"source":{{"version":"2.7.0.Final","connector":"mysql","name":"shop","ts_ms":{ts_ms},"snapshot":"false","db":"{db}","table":"items","server_id":1,"gtid":null,"file":"mysql-bin.000003","pos":{pos},"row":0}},"op":"{op}","ts_ms":{ts_ms}}}}}"#,
