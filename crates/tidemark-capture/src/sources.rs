@@ -9,3 +9,4 @@ pub mod kafka;
 pub mod pull;
 pub mod registry;
 pub mod snapshot;
+pub mod transactions;

@@ -375,6 +375,11 @@ pub struct StreamConfig {
     /// Kafka: topics to read; an entry starting with `^` is a regular expression.
     #[serde(default)]
     pub topics: Vec<String>,
+    /// Kafka: Debezium's transaction metadata topic (`<topic.prefix>.transaction`,
+    /// with `provide.transaction.metadata = true` at the connector). Read with the
+    /// topics; a table's changes of one source transaction then land in one commit,
+    /// never split.
+    pub transaction_topic: Option<String>,
     /// Kafka: consumer group. Workers in one group share the partitions. Default
     /// `tidemark-<stream name>`.
     pub group_id: Option<String>,
@@ -450,6 +455,17 @@ impl RegistryConfig {
 }
 
 impl StreamConfig {
+    /// The topics a Kafka stream subscribes to: `topics` and the transaction topic.
+    pub fn subscribed_topics(&self) -> Vec<String> {
+        let mut all = self.topics.clone();
+        if let Some(t) = &self.transaction_topic {
+            if !all.contains(t) {
+                all.push(t.clone());
+            }
+        }
+        all
+    }
+
     /// Compiled include/exclude patterns of a stream without `schema_from`.
     pub fn table_filter(&self) -> Result<TableFilter> {
         table_filter(&self.include, &self.exclude)
@@ -792,6 +808,18 @@ impl Config {
                     }
                 }
                 (Converter::Json, None) => {}
+            }
+            if let Some(t) = &st.transaction_topic {
+                if st.kind != StreamKind::Kafka || st.format != EventFormat::Debezium {
+                    return Err(at(
+                        "transaction_topic is Debezium's transaction metadata topic, for kind = \"kafka\" and format = \"debezium\"",
+                    ));
+                }
+                if t.trim().is_empty() || t.starts_with('^') {
+                    return Err(at(
+                        "transaction_topic names one topic (<topic.prefix>.transaction), not a pattern",
+                    ));
+                }
             }
             match st.kind {
                 StreamKind::Kafka => {

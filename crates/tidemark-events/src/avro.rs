@@ -261,6 +261,20 @@ pub fn decode_avro(
             status: status.to_string(),
             id,
             event_count: m.int("event_count").and_then(|n| u64::try_from(n).ok()),
+            collections: match m.get("data_collections") {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|c| match unwrap_union(c) {
+                        Value::Record(f) => {
+                            let c = Members(f);
+                            let n = u64::try_from(c.int("event_count")?).ok()?;
+                            Some((c.text("data_collection")?, n))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
         }));
     }
     let heartbeat_shape = !members.is_empty()

@@ -145,6 +145,17 @@ pub(crate) fn decode_json(
                 .field("event_count")
                 .and_then(Json::as_i64)
                 .and_then(|n| u64::try_from(n).ok()),
+            collections: match payload.field("data_collections") {
+                Some(Json::Array(items)) => items
+                    .iter()
+                    .filter_map(|c| {
+                        let name = c.field("data_collection")?.as_str()?.to_string();
+                        let n = u64::try_from(c.field("event_count")?.as_i64()?).ok()?;
+                        Some((name, n))
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
         }));
     }
     let heartbeat_shape = !members.is_empty()

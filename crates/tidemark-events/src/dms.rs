@@ -178,6 +178,8 @@ pub(crate) fn decode_json(doc: &Json, position: &str) -> Result<Decoded, DecodeE
         source_pos: stream_position.unwrap_or_else(|| position.to_string()),
         message_pos: position.to_string(),
         txn_id,
+        // DMS has no transaction topic to count a transaction's events.
+        transaction: None,
         snapshot: op == Op::Read,
         dedup_key,
         // DMS records carry no binlog coordinates: Kafka offsets dedupe them.

@@ -92,6 +92,7 @@ impl Change<'_> {
             total_order,
             source_ts_us,
         } = self;
+        let transaction = txn_id.clone();
         let txn_id = txn_id.or_else(|| src.gtid.map(str::to_string));
         let source_pos = src.source_pos(position);
         let dedup_key = match (op_code, src.file, src.gtid, total_order) {
@@ -159,6 +160,7 @@ impl Change<'_> {
             source_pos,
             message_pos: position.to_string(),
             txn_id,
+            transaction,
             snapshot,
             dedup_key,
             origin,

@@ -118,6 +118,9 @@ pub struct ChangeEvent {
     /// Transaction id: Debezium's `transaction.id` (transaction metadata on), else the
     /// GTID; DMS's `transaction-id`.
     pub txn_id: Option<String>,
+    /// Debezium's `transaction.id` only (`provide.transaction.metadata`): the event
+    /// is one of the events its transaction's `END` message counts.
+    pub transaction: Option<String>,
     /// Read by a snapshot (Debezium `r` or `source.snapshot`, DMS `load`).
     pub snapshot: bool,
     /// See [`ChangeEvent::dedup_position`].
@@ -221,6 +224,9 @@ pub struct TransactionBoundary {
     pub id: String,
     /// Events in the transaction (`END` only).
     pub event_count: Option<u64>,
+    /// Events per table (`END`'s `data_collections`: `db.table` and its
+    /// `event_count`); empty for `BEGIN`.
+    pub collections: Vec<(String, u64)>,
 }
 
 /// An AWS DMS control record (`record-type: control`).

@@ -26,6 +26,11 @@
 //! a rebalance drops what is pending for the partitions taken away (their new owner
 //! lands them from the lake's positions).
 //!
+//! Transactions: with `transaction_topic` (Debezium's transaction metadata), a
+//! table's changes of one source transaction are held until the transaction's END
+//! has been read and every change it counts for the table with it, then buffered
+//! together, so they land in one commit (`crate::sources::transactions`).
+//!
 //! Table definitions ([`Catalog`]): from the MySQL source named in `schema_from`
 //! (its information_schema), or, without one, from the messages themselves: the
 //! Kafka Connect schema of Debezium's JSON envelope, or the Avro schema a schema
@@ -40,7 +45,7 @@
 //! `landing::evolve` as binlog capture's DDL; what cannot be applied in place sends
 //! that table's events to the dead letters, saying why, and the other tables flow.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +71,7 @@ use crate::landing::evolve::{evolve_in_place, fill, Defaults, Evolved};
 use crate::landing::{selects, Item, Landed, Pace, Policy};
 use crate::sources::kafka::{Input, Msg, Rebalanced, Watermarks};
 use crate::sources::registry::Registry;
+use crate::sources::transactions::{Held, Transactions};
 
 /// One landed table of the stream.
 struct Table {
@@ -342,6 +348,11 @@ struct Stream {
     /// reads them again from there if they are still this worker's.
     fenced: BTreeMap<String, i64>,
     replayed: u64,
+    /// With `transaction_topic`: changes held until their source transaction is
+    /// complete for their table (see [`crate::sources::transactions`]).
+    txns: Option<Transactions>,
+    /// Changes released by `txns`, to be buffered before anything else is read.
+    ready: VecDeque<(Msg, Held)>,
 }
 
 impl Stream {
@@ -569,6 +580,18 @@ impl Stream {
         };
         match decoded {
             Err(e) => self.dead(&msg, None, e.to_string()).await,
+            Ok(Decoded::Change(ev)) if self.txns.is_some() => {
+                self.transactional(msg, Held::Row(Box::new(ev))).await
+            }
+            Ok(Decoded::Truncate(t)) if self.txns.is_some() => {
+                self.transactional(msg, Held::Truncate(t)).await
+            }
+            Ok(Decoded::Transaction(b)) if self.txns.is_some() => {
+                if let Some(tx) = &mut self.txns {
+                    tx.end(&msg, b);
+                }
+                self.release().await
+            }
             Ok(Decoded::Change(ev)) => self.change(msg, ev, false).await,
             Ok(Decoded::Truncate(t)) => self.truncate(msg, t).await,
             Ok(Decoded::SchemaChange(sc)) => {
@@ -578,6 +601,90 @@ impl Stream {
             // Tombstones follow deletes already landed; heartbeats, transaction
             // boundaries and DMS control records carry no rows.
             Ok(_) => Ok(Item::Read),
+        }
+    }
+
+    /// With `transaction_topic`: count the change toward its transaction's `END`, and
+    /// hold it until the transaction is complete for its table (or, outside a
+    /// transaction, until what its table and partition hold before it is released).
+    /// A change of a table not landed, or landed before (read again after a
+    /// restart), is not held.
+    async fn transactional(&mut self, msg: Msg, held: Held) -> Result<Item<Barrier>> {
+        let (db, table, def) = match &held {
+            Held::Row(ev) => (ev.db.clone(), ev.table.clone(), ev.definition.clone()),
+            Held::Truncate(t) => (t.db.clone(), t.table.clone(), None),
+        };
+        let name = format!("{db}.{table}");
+        let part = msg.partition_name();
+        let tx = self
+            .txns
+            .as_mut()
+            .context("a stream with transaction_topic")?;
+        if let Some(id) = held.transaction() {
+            tx.count(id, &name);
+        }
+        let behind = tx.holding(&name, &part);
+        if !behind {
+            if held.transaction().is_none() {
+                return self.buffer(msg, held).await;
+            }
+            match self.table(&db, &table, def.as_ref()).await? {
+                Ok(Some(t))
+                    if t.progress
+                        .get(&part)
+                        .is_none_or(|p| msg.offset >= p.next_offset) => {}
+                _ => return self.buffer(msg, held).await,
+            }
+        }
+        let tx = self
+            .txns
+            .as_mut()
+            .context("a stream with transaction_topic")?;
+        tx.hold(msg, name, held);
+        self.release().await
+    }
+
+    /// Buffer what the transactions release now.
+    async fn release(&mut self) -> Result<Item<Barrier>> {
+        if let Some(tx) = &mut self.txns {
+            let out = tx.release();
+            let catalog = &self.catalog;
+            tx.prune(|t| {
+                t.split_once('.')
+                    .is_none_or(|(db, t)| catalog.selects(db, t).unwrap_or(true))
+            });
+            self.ready.extend(out);
+        }
+        self.drain().await
+    }
+
+    /// Buffer the released changes, all in one go (the landing loop commits only
+    /// between calls, so a transaction's changes of one table land together). A
+    /// barrier (a schema change, a truncate) stops it; the rest follow it.
+    async fn drain(&mut self) -> Result<Item<Barrier>> {
+        let (mut rows, mut any) = (0, false);
+        while let Some((msg, held)) = self.ready.pop_front() {
+            match self.buffer(msg, held).await? {
+                Item::Buffered(n) => {
+                    rows += n;
+                    any = true;
+                }
+                Item::Read | Item::Idle => {}
+                barrier @ Item::Barrier { .. } => return Ok(barrier),
+            }
+        }
+        Ok(if any {
+            Item::Buffered(rows)
+        } else {
+            Item::Read
+        })
+    }
+
+    /// Buffer a change that need not (or no longer) wait.
+    async fn buffer(&mut self, msg: Msg, held: Held) -> Result<Item<Barrier>> {
+        match held {
+            Held::Row(ev) => self.change(msg, *ev, false).await,
+            Held::Truncate(t) => self.truncate(msg, t).await,
         }
     }
 
@@ -914,6 +1021,10 @@ impl Stream {
                 .retain(|l| !(l.topic == *topic && l.partition == *p));
             self.letters_upto.remove(&part);
             self.consumed.remove(&(topic.clone(), *p));
+            if let Some(tx) = &mut self.txns {
+                tx.revoke(&part);
+            }
+            self.ready.retain(|(m, _)| m.partition_name() != part);
         }
         info!(stream = %self.name, partitions = revoked.len(), "partitions revoked; their pending changes are left to the new owner");
     }
@@ -991,7 +1102,17 @@ impl Stream {
                 input.seek(&topic, p, next);
             }
         }
-        input.landed(&self.consumed);
+        // The group's offsets never pass a change held back for its transaction, nor
+        // an END still needed: a restart reads them again.
+        let mut upto = self.consumed.clone();
+        if let Some(tx) = &self.txns {
+            for (k, limit) in tx.limits() {
+                if let Some(o) = upto.get_mut(&k) {
+                    *o = (*o).min(limit);
+                }
+            }
+        }
+        input.landed(&upto);
     }
 
     /// Commit the dead letters, then every table with something pending; the caller then tells
@@ -1115,6 +1236,11 @@ pub async fn run_stream(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
         watermarks: input.watermarks(),
         high_water: HashMap::new(),
         replayed: 0,
+        txns: cfg
+            .transaction_topic
+            .as_ref()
+            .map(|_| Transactions::default()),
+        ready: VecDeque::new(),
     };
     info!(stream = %name, kind = ?cfg.kind, "streaming");
     let policy = Policy {
@@ -1158,6 +1284,14 @@ impl crate::landing::Source for Events {
     }
 
     async fn next(&mut self, wait: Duration) -> Result<Item<Barrier>> {
+        // What a barrier interrupted goes first.
+        if !self.stream.ready.is_empty() {
+            return self.stream.drain().await;
+        }
+        if let Some(w) = self.stream.txns.as_mut().and_then(Transactions::stalled) {
+            warn!(stream = %self.stream.name, waiting = %w,
+                "changes held for over a minute waiting for their source transaction to complete; check that the connector writes the transaction topic (provide.transaction.metadata = true) and that transaction_topic names it, and that one worker reads all of a table's partitions");
+        }
         let msg = self.input.next(wait).await?;
         let rebalanced = self.input.rebalanced();
         if !rebalanced.is_empty() {
@@ -1219,6 +1353,23 @@ impl crate::landing::Source for Events {
 
     async fn caught_up(&mut self) -> Result<bool> {
         self.input.caught_up(&self.stream.consumed)
+    }
+
+    /// A caught-up run that still holds changes back did not land everything there
+    /// was: it says which, rather than looking complete.
+    fn finished(&self) -> Result<()> {
+        if let Some(tx) = &self.stream.txns {
+            let held = tx.held();
+            if held > 0 {
+                anyhow::bail!(
+                    "stream {}: {held} changes were read but not landed, because their source transactions are not complete in what the topics hold: {}. They land once the rest arrives (run again). Check that the connector writes the transaction topic (provide.transaction.metadata = true) and that transaction_topic names it",
+                    self.stream.name,
+                    tx.waiting(Duration::ZERO).join("; ")
+                );
+            }
+        }
+        info!(source = %self.stream.name, "caught up");
+        Ok(())
     }
 
     fn paced(&mut self) -> Vec<(&Arc<TableSchema>, &mut Pace)> {

@@ -255,12 +255,12 @@ impl KafkaInput {
             .with_context(|| {
                 format!("stream {name}: cannot create the Kafka consumer (check brokers and properties)")
             })?;
-        let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+        let subscribed = cfg.subscribed_topics();
+        let topics: Vec<&str> = subscribed.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
             .with_context(|| format!("stream {name}: subscribing to {topics:?}"))?;
-        let topics = cfg
-            .topics
+        let topics = subscribed
             .iter()
             .map(|t| match t.starts_with('^') {
                 true => regex::Regex::new(t)

@@ -61,6 +61,8 @@ fn update_with_schema_and_transaction_metadata() {
         ev.txn_id.as_deref(),
         Some("3E11FA47-71CA-11E1-9E33-C80AA9429562:23")
     );
+    // The transaction the END on the transaction topic counts this event in.
+    assert_eq!(ev.transaction, ev.txn_id);
     // GTID plus the event's order in its transaction: the same on any server.
     assert_eq!(
         ev.dedup_position(),
@@ -191,6 +193,7 @@ fn heartbeat_schema_change_and_transactions() {
             status: "BEGIN".into(),
             id: "3E11FA47-71CA-11E1-9E33-C80AA9429562:23".into(),
             event_count: None,
+            collections: Vec::new(),
         })
     );
     assert_eq!(
@@ -199,6 +202,7 @@ fn heartbeat_schema_change_and_transactions() {
             status: "END".into(),
             id: "3E11FA47-71CA-11E1-9E33-C80AA9429562:23".into(),
             event_count: Some(2),
+            collections: vec![("inventory.customers".into(), 2)],
         })
     );
 }

@@ -23,5 +23,6 @@ mod serve;
 mod serve_reload;
 mod streams;
 mod support;
+mod transactions;
 mod types;
 mod verify;
