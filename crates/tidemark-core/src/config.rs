@@ -76,12 +76,13 @@ impl PublishMode {
     }
 }
 
-/// `[publish.NAME]`: tables (or models) published to a PostgreSQL-protocol target.
+/// `[publish.NAME]`: tables (or models) published to a PostgreSQL-protocol target:
+/// PostgreSQL, or Amazon Redshift (rows staged as Parquet in S3, then `COPY`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublishConfig {
-    /// `postgres://user@host:port/database` (no password; `redshift://` is refused
-    /// as not built yet).
+    /// `postgres://user@host:port/database` or `redshift://user@host:5439/database`
+    /// (no password in either).
     pub target: String,
     /// Environment variable holding the target password.
     pub password_env: Option<String>,
@@ -94,6 +95,17 @@ pub struct PublishConfig {
     /// Schema at the target that receives the tables (and `tidemark_publish_state`).
     #[serde(default = "default_publish_schema")]
     pub schema: String,
+    /// Redshift: where the rows are staged for `COPY`, `s3://bucket/prefix/` (in the
+    /// cluster's region: COPY of Parquet reads only from there).
+    pub staging: Option<String>,
+    /// Redshift: object_store options for the staging bucket (`region`, `endpoint`,
+    /// ...), as for an S3 warehouse; credentials come from the usual `AWS_*`
+    /// variables (or the instance/container role), never from here.
+    #[serde(default)]
+    pub staging_options: BTreeMap<String, String>,
+    /// Redshift: the IAM role (ARN) Redshift assumes to read the staged files
+    /// (`COPY … IAM_ROLE`); a comma-separated chain of roles is passed as is.
+    pub iam_role: Option<String>,
 }
 
 fn default_publish_schema() -> String {
@@ -101,6 +113,11 @@ fn default_publish_schema() -> String {
 }
 
 impl PublishConfig {
+    /// Whether the target is Amazon Redshift (`redshift://`).
+    pub fn is_redshift(&self) -> bool {
+        self.target.starts_with("redshift://")
+    }
+
     /// The target password from `password_env` or `password_file`, if either is set.
     pub fn password(&self, publication: &str) -> Result<Option<String>> {
         secret(
@@ -880,6 +897,7 @@ impl Config {
             if p.schema.trim().is_empty() {
                 return Err(at("schema is empty"));
             }
+            check_publish_redshift(p).map_err(|m| at(&m))?;
             // Each table lands at the target as <schema>.<its table name>: two with
             // one name would write into one table.
             let mut seen = BTreeMap::new();
@@ -968,15 +986,10 @@ fn check_publish_target(url: &str) -> std::result::Result<(), String> {
         ));
     };
     match scheme {
-        "postgres" | "postgresql" => {}
-        "redshift" => {
-            return Err(
-                "redshift:// targets are not built yet (issue 19): only PostgreSQL targets (postgres://) publish today".into(),
-            )
-        }
+        "postgres" | "postgresql" | "redshift" => {}
         other => {
             return Err(format!(
-                "scheme {other}:// is not a publish target; write postgres://user@host:port/database"
+                "scheme {other}:// is not a publish target; write postgres://user@host:port/database or redshift://user@host:5439/database"
             ))
         }
     }
@@ -984,6 +997,52 @@ fn check_publish_target(url: &str) -> std::result::Result<(), String> {
     if let Some((userinfo, _)) = authority.rsplit_once('@') {
         if userinfo.contains(':') {
             return Err("the URL contains a password; put it in an environment variable (password_env) or a file (password_file) instead".into());
+        }
+    }
+    Ok(())
+}
+
+/// What a `redshift://` publication needs besides the target (and what only it
+/// takes): `staging`, an `s3://` prefix, and `iam_role`, the role COPY assumes.
+fn check_publish_redshift(p: &PublishConfig) -> std::result::Result<(), String> {
+    if !p.is_redshift() {
+        if p.staging.is_some() || p.iam_role.is_some() || !p.staging_options.is_empty() {
+            return Err(
+                "staging, staging_options and iam_role are for redshift:// targets only".into(),
+            );
+        }
+        return Ok(());
+    }
+    let Some(staging) = &p.staging else {
+        return Err("a redshift:// target needs staging, the S3 prefix the rows are staged under for COPY, e.g. staging = \"s3://my-bucket/tidemark-staging/\"".into());
+    };
+    let bucket = staging
+        .strip_prefix("s3://")
+        .map(|rest| rest.split('/').next().unwrap_or_default())
+        .unwrap_or_default();
+    if bucket.is_empty() {
+        return Err(format!(
+            "staging {staging:?} is not an S3 prefix; write s3://bucket/prefix/ (e.g. staging = \"s3://my-bucket/tidemark-staging/\")"
+        ));
+    }
+    if staging.contains(['\'', '\\']) {
+        return Err(format!(
+            "staging {staging:?} contains a quote or a backslash, which the COPY statement cannot carry"
+        ));
+    }
+    let Some(role) = &p.iam_role else {
+        return Err("a redshift:// target needs iam_role, the IAM role Redshift assumes to read the staged files, e.g. iam_role = \"arn:aws:iam::123456789012:role/tidemark-copy\"".into());
+    };
+    // One role, or a chain (`arn:…:role/a,arn:…:role/b`), as COPY takes it.
+    for arn in role.split(',') {
+        let ok = arn.starts_with("arn:aws")
+            && arn.contains(":iam::")
+            && arn.contains(":role/")
+            && !arn.contains(['\'', '\\', ' ']);
+        if !ok {
+            return Err(format!(
+                "iam_role {role:?} is not an IAM role ARN; write e.g. iam_role = \"arn:aws:iam::123456789012:role/tidemark-copy\""
+            ));
         }
     }
     Ok(())
@@ -1206,11 +1265,8 @@ schema = "lake"
             "{e}"
         );
         assert!(!e.contains("hunter2"), "the secret must not be echoed: {e}");
-        let e = err(&PUBLISH.replace("postgres://", "redshift://"));
-        assert!(
-            e.contains("publish.pg") && e.contains("not built yet"),
-            "{e}"
-        );
+        let e = err(&PUBLISH.replace("postgres://", "mysql://"));
+        assert!(e.contains("publish.pg") && e.contains("redshift://"), "{e}");
         let e = err(&PUBLISH.replace("mode = \"mirror\"", "mode = \"upsert\""));
         assert!(e.contains("upsert"), "{e}");
         let e = err(&PUBLISH.replace("schema = \"lake\"", "schema = \"lake\"\nschmea = 1"));
@@ -1221,6 +1277,75 @@ schema = "lake"
         assert!(e.contains("both land as lake.orders"), "{e}");
         let e = err(&PUBLISH.replace("[\"shop.orders\", \"analytics.revenue\"]", "[]"));
         assert!(e.contains("publish.pg: tables is empty"), "{e}");
+    }
+
+    const REDSHIFT: &str = r#"
+[environments.dev]
+warehouse = "./wh/dev"
+[publish.rs]
+target = "redshift://loader@dw.example.com:5439/analytics"
+password_env = "DW_PASSWORD"
+tables = ["shop.orders"]
+mode = "merge"
+staging = "s3://my-bucket/tidemark-staging/"
+staging_options = { region = "eu-west-1" }
+iam_role = "arn:aws:iam::123456789012:role/tidemark-copy"
+"#;
+
+    #[test]
+    fn a_redshift_publication_parses() {
+        let c = Config::parse(REDSHIFT, Path::new("t.toml")).unwrap();
+        let p = &c.publish["rs"];
+        assert!(p.is_redshift());
+        assert_eq!(
+            p.staging.as_deref(),
+            Some("s3://my-bucket/tidemark-staging/")
+        );
+        assert_eq!(p.staging_options["region"], "eu-west-1");
+        assert_eq!(
+            p.iam_role.as_deref(),
+            Some("arn:aws:iam::123456789012:role/tidemark-copy")
+        );
+        // A chain of roles passes as COPY takes it.
+        Config::parse(
+            &REDSHIFT.replace(
+                "role/tidemark-copy\"",
+                "role/a,arn:aws:iam::210987654321:role/b\"",
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn redshift_needs_staging_and_iam_role() {
+        let e = err(&REDSHIFT.replace("iam_role = ", "# iam_role = "));
+        assert!(
+            e.contains("publish.rs: a redshift:// target needs iam_role")
+                && e.contains("iam_role = \"arn:aws:iam::123456789012:role/"),
+            "{e}"
+        );
+        let e = err(&REDSHIFT.replace("staging = ", "# staging = "));
+        assert!(
+            e.contains("publish.rs: a redshift:// target needs staging")
+                && e.contains("staging = \"s3://"),
+            "{e}"
+        );
+        let e = err(&REDSHIFT.replace("s3://my-bucket/", "/tmp/"));
+        assert!(e.contains("is not an S3 prefix"), "{e}");
+        let e = err(&REDSHIFT.replace("arn:aws:iam::123456789012:role/", "tidemark-"));
+        assert!(e.contains("is not an IAM role ARN"), "{e}");
+        let e = err(&REDSHIFT.replace("role/tidemark-copy", "role/x'; DROP TABLE t; --"));
+        assert!(e.contains("is not an IAM role ARN"), "{e}");
+        // Only Redshift takes them.
+        let e = err(&PUBLISH.replace(
+            "schema = \"lake\"",
+            "schema = \"lake\"\nstaging = \"s3://b/p/\"",
+        ));
+        assert!(
+            e.contains("publish.pg: staging") && e.contains("redshift:// targets only"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -122,6 +122,9 @@ async fn main() {
         tables: vec!["bench.events".into()],
         mode,
         schema: arg("--schema", "bench_publish"),
+        staging: None,
+        staging_options: Default::default(),
+        iam_role: None,
     };
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");

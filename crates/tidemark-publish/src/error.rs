@@ -39,6 +39,17 @@ pub enum Error {
         /// The server's message (with its detail and hint).
         message: String,
     },
+    /// Staging the rows in S3 for a Redshift COPY failed (the S3 client's error, or
+    /// a value wider than its Redshift column). What was staged is deleted again.
+    #[error("publication {publication}: table {table}: staging the rows for Redshift: {message}")]
+    Staging {
+        /// The publication.
+        publication: String,
+        /// The lake table.
+        table: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Reading the lake failed.
     #[error("publication {publication}: table {table}: reading the lake: {message}")]
     Lake {

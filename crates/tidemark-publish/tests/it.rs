@@ -20,6 +20,9 @@ use tidemark_lake::{TableKind, TableWriter, Warehouse};
 use tidemark_publish::{publish, Error, Options, Outcome};
 use tidemark_query::Engine;
 
+#[path = "it/redshift.rs"]
+mod redshift;
+
 const PASSWORD_ENV: &str = "TIDEMARK_TEST_PG_PASSWORD";
 
 fn pg_url() -> String {
@@ -60,6 +63,9 @@ fn publication(schema: &str, tables: &[&str], mode: PublishMode) -> PublishConfi
         tables: tables.iter().map(|t| t.to_string()).collect(),
         mode,
         schema: schema.into(),
+        staging: None,
+        staging_options: Default::default(),
+        iam_role: None,
     }
 }
 
@@ -354,9 +360,9 @@ async fn append_sends_every_version_once() {
     assert!(deletes > 0, "append carries deletes as rows with _op = 'd'");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_type_round_trips() {
-    let schema = target_schema("types").await;
+/// `shop.types`: a column of every MySQL type the lake lands, and three rows: one
+/// with a value in each, one of NULLs, one of small values.
+fn all_types() -> (TableSchema, Vec<(Op, Vec<Value>)>) {
     let dec = |p: u64, s: u64| ColumnSchema {
         precision: Some(p),
         scale: Some(s),
@@ -401,7 +407,6 @@ async fn every_type_round_trips() {
         Naming::SnakeCase,
     )
     .unwrap();
-    let mut lake = Lake::new(ts).await;
     // 2026-03-04 05:06:07.089012 UTC, in micros.
     let instant: i64 = 1_772_600_767_089_012;
     let full = vec![
@@ -439,8 +444,18 @@ async fn every_type_round_trips() {
         v[12] = Value::Date(0);
         v
     };
-    lake.land(&[(Op::Create, full), (Op::Create, nulls), (Op::Create, small)])
-        .await;
+    (
+        ts,
+        vec![(Op::Create, full), (Op::Create, nulls), (Op::Create, small)],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_round_trips() {
+    let schema = target_schema("types").await;
+    let (ts, rows) = all_types();
+    let mut lake = Lake::new(ts).await;
+    lake.land(&rows).await;
     let cfg = publication(&schema, &["shop.types"], PublishMode::Mirror);
     let out = run(&lake.engine().await, "t", &cfg).await;
     assert_eq!(published(&out).rows, 3);
