@@ -542,6 +542,11 @@ pub struct EnvironmentConfig {
     /// Per-environment overrides of source connection settings.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceOverride>,
+    /// Another environment whose warehouse this one's model builds read, read-only
+    /// (dbt's `defer`): `source()` reads its landed tables, and `ref()` its models
+    /// where this environment has not built them. Builds write only here.
+    #[serde(default)]
+    pub defer_to: Option<String>,
 }
 
 /// Connection settings that differ between environments.
@@ -693,6 +698,32 @@ impl Config {
                         "environments.{name}.sources.{src} overrides a source that is not defined; define [sources.{src}]"
                     )));
                 }
+            }
+        }
+        // A build defers one step, to another environment that does not defer.
+        for (name, env) in &self.environments {
+            let Some(to) = &env.defer_to else {
+                continue;
+            };
+            match self.environments.get(to) {
+                _ if to == name => {
+                    return Err(bad(format!(
+                        "environments.{name}.defer_to names {name} itself; it names the environment whose sources {name}'s builds read (e.g. \"prod\")"
+                    )))
+                }
+                None => {
+                    return Err(bad(format!(
+                        "environments.{name}.defer_to = {to:?}: no such environment; defined: {}",
+                        self.environments.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )))
+                }
+                Some(other) if other.defer_to.is_some() => {
+                    return Err(bad(format!(
+                        "environments.{name}.defer_to = {to:?}, which defers to {:?} itself: a build defers one step; point {name} at the environment that has the data",
+                        other.defer_to.as_deref().unwrap_or_default()
+                    )))
+                }
+                Some(_) => {}
             }
         }
         // Two environments on one warehouse would let dev overwrite prod.
@@ -1471,5 +1502,48 @@ topics = ["^shop\\..*"]
         assert_eq!(c.streams["cdc"].converter, Converter::Avro);
         let e = stream_err(&with_registry.replace("http://", "http://u:p@"));
         assert!(e.contains("must not hold credentials"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod defer {
+    use super::*;
+
+    const ENVS: &str = r#"
+[environments.dev]
+warehouse = "./wh/dev"
+defer_to = "prod"
+[environments.test]
+warehouse = "./wh/test"
+defer_to = "prod"
+[environments.prod]
+warehouse = "./wh/prod"
+"#;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn environments_defer_one_step_to_another() {
+        let c = Config::parse(ENVS, Path::new("t.toml")).unwrap();
+        assert_eq!(c.environments["dev"].defer_to.as_deref(), Some("prod"));
+        assert_eq!(c.environments["prod"].defer_to, None);
+        let e = err(&ENVS.replace(
+            "defer_to = \"prod\"\n[environments.test]",
+            "defer_to = \"dev\"\n[environments.test]",
+        ));
+        assert!(e.contains("names dev itself"), "{e}");
+        let e = err(&ENVS.replacen("defer_to = \"prod\"", "defer_to = \"staging\"", 1));
+        assert!(
+            e.contains("no such environment") && e.contains("dev, prod, test"),
+            "{e}"
+        );
+        let e = err(&ENVS.replacen("defer_to = \"prod\"", "defer_to = \"test\"", 1));
+        assert!(e.contains("defers to \"prod\" itself"), "{e}");
+        let e = err(&ENVS.replace("defer_to", "defer"));
+        assert!(e.contains("defer"), "{e}");
     }
 }

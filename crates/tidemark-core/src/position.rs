@@ -174,6 +174,13 @@ pub struct InputMark {
     /// another, and its log says nothing about the rows the old one had.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub table_id: String,
+    /// The warehouse (root URL) the input was read from when the build deferred to
+    /// another environment's (`defer_to`); absent when it was the build's own. A
+    /// build reading the input from elsewhere than its last build did is not up to
+    /// date, and an incremental model then builds whole: the other warehouse's
+    /// versions say nothing about this one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred_from: Option<String>,
 }
 
 /// How far one table has landed the events of one partition of an event stream.

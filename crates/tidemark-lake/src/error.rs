@@ -33,6 +33,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A write asked of a warehouse opened read-only (another environment's, read by
+    /// a deferred build): refused before anything is touched.
+    #[error("warehouse {location} is open read-only: {what} refused (a deferred build writes only to its own environment's warehouse)")]
+    ReadOnly {
+        /// The warehouse.
+        location: String,
+        /// What was refused.
+        what: String,
+    },
     /// The stored table does not match what the source now looks like.
     #[error("table {table}: {message}")]
     Schema {

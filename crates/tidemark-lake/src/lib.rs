@@ -53,6 +53,7 @@ mod maintain;
 pub mod mor;
 mod own;
 mod provider;
+mod readonly;
 mod rows;
 mod runs;
 mod s3;

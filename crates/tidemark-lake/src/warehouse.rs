@@ -53,6 +53,10 @@ pub struct Warehouse {
     /// The bucket's client, for `s3://` warehouses (listing; Delta tables build their
     /// own through the registered factories).
     store: Option<Arc<dyn ObjectStore>>,
+    /// Set for a warehouse opened read-only ([`Warehouse::open_read_only`]): the
+    /// store (at the root of the file system or bucket) every Delta table it opens
+    /// reads through, which refuses every write.
+    read_only: Option<Arc<dyn ObjectStore>>,
 }
 
 impl Warehouse {
@@ -61,6 +65,43 @@ impl Warehouse {
     /// (endpoint, region, allow_http, ...); credentials come from the `AWS_*`
     /// environment variables and are refused here.
     pub fn new(location: &str, storage_options: HashMap<String, String>) -> Result<Self> {
+        Self::open_with(location, storage_options, false)
+    }
+
+    /// Open another environment's warehouse to read only (a deferred build reads its
+    /// sources): nothing is created (a local directory must exist), every Delta table
+    /// it opens reads through a store that refuses every write (put, delete, copy,
+    /// rename), and its own writing operations ([`Warehouse::retire`], tidemark's own
+    /// files, [`crate::TableWriter::open`]) are refused. So no code holding it can
+    /// change a byte there, by design rather than by care.
+    pub fn open_read_only(
+        location: &str,
+        storage_options: HashMap<String, String>,
+    ) -> Result<Self> {
+        Self::open_with(location, storage_options, true)
+    }
+
+    /// Whether the warehouse was opened with [`Warehouse::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.is_some()
+    }
+
+    /// The refusal of `what` on a read-only warehouse.
+    pub(crate) fn refuse_read_only(&self, what: &str) -> Result<()> {
+        if self.read_only.is_some() {
+            return Err(Error::ReadOnly {
+                location: self.root.to_string(),
+                what: what.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn open_with(
+        location: &str,
+        storage_options: HashMap<String, String>,
+        read_only: bool,
+    ) -> Result<Self> {
         let bad = |message: String| Error::Warehouse {
             location: location.to_string(),
             message,
@@ -90,7 +131,15 @@ impl Warehouse {
             url
         } else {
             let path = Path::new(location);
-            std::fs::create_dir_all(path).map_err(|e| bad(format!("cannot create it: {e}")))?;
+            if read_only {
+                if !path.is_dir() {
+                    return Err(bad(
+                        "no such directory (a warehouse read from is not created)".into(),
+                    ));
+                }
+            } else {
+                std::fs::create_dir_all(path).map_err(|e| bad(format!("cannot create it: {e}")))?;
+            }
             let abs = path
                 .canonicalize()
                 .map_err(|e| bad(format!("cannot resolve it: {e}")))?;
@@ -100,10 +149,23 @@ impl Warehouse {
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
         }
+        let read_only = if !read_only {
+            None
+        } else {
+            let under: Arc<dyn ObjectStore> = match &store {
+                Some(s) => s.clone(),
+                None => Arc::new(object_store::local::LocalFileSystem::new()),
+            };
+            Some(
+                Arc::new(crate::readonly::ReadOnlyStore::new(under, root.as_str()))
+                    as Arc<dyn ObjectStore>,
+            )
+        };
         Ok(Self {
             root,
             storage_options,
             store,
+            read_only,
         })
     }
 
@@ -111,7 +173,11 @@ impl Warehouse {
     /// (`None` for a local directory). Also how files of change events under an S3
     /// prefix are read (`[streams.*]` with `kind = "files"`).
     pub fn object_store(&self) -> Option<(Arc<dyn ObjectStore>, ObjectPath)> {
-        let store = self.store.clone()?;
+        let store = match &self.read_only {
+            // The bucket itself, read only.
+            Some(ro) if self.store.is_some() => ro.clone(),
+            _ => self.store.clone()?,
+        };
         let path = ObjectPath::from_url_path(self.root.path()).ok()?;
         Some((store, path))
     }
@@ -119,6 +185,8 @@ impl Warehouse {
     /// A store for tidemark's own small files under `<root>/.tidemark/<sub>/` (run
     /// claims, view definitions), and the prefix in it: the warehouse's object
     /// store, or for a local directory a file-system store rooted there (created).
+    /// On a read-only warehouse the store reads only, and a local directory missing
+    /// is an error rather than created.
     pub(crate) fn own_files(&self, sub: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
         if let Some((store, root)) = self.object_store() {
             return Ok((store, root.join(".tidemark").join(sub)));
@@ -133,11 +201,23 @@ impl Warehouse {
             .to_file_path()
             .map_err(|_| err("not a local path".into()))?;
         let dir = path.join(".tidemark").join(sub);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
-        let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-            .map_err(|e| err(e.to_string()))?;
-        Ok((Arc::new(fs), ObjectPath::default()))
+        if self.read_only.is_some() {
+            if !dir.is_dir() {
+                return Err(err(format!("{} does not exist", dir.display())));
+            }
+        } else {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let fs: Arc<dyn ObjectStore> = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|e| err(e.to_string()))?,
+        );
+        let fs = match self.read_only {
+            Some(_) => Arc::new(crate::readonly::ReadOnlyStore::new(fs, self.root.as_str())),
+            None => fs,
+        };
+        Ok((fs, ObjectPath::default()))
     }
 
     /// The warehouse root URL.
@@ -156,7 +236,29 @@ impl Warehouse {
     }
 
     /// A handle on a Delta table; `loaded` tells whether it exists yet.
+    ///
+    /// On a read-only warehouse the table reads through a store that refuses every
+    /// write, and nothing is created: a table that is not there is `(handle, false)`.
     pub async fn delta_table(&self, url: &Url) -> Result<(DeltaTable, bool)> {
+        let delta_err = |source| Error::Delta {
+            table: url.to_string(),
+            source,
+        };
+        if let Some(ro) = &self.read_only {
+            let table = DeltaTableBuilder::from_url(url.clone())
+                .and_then(|b| {
+                    b.with_storage_options(self.storage_options.clone())
+                        .with_storage_backend(ro.clone(), url.clone())
+                        .build()
+                })
+                .map_err(delta_err)?;
+            if let Ok(path) = url.to_file_path() {
+                if !path.join("_delta_log").is_dir() {
+                    return Ok((table, false));
+                }
+            }
+            return self.load(table, url).await;
+        }
         // delta-rs refuses a local location that does not exist yet.
         if let Ok(path) = url.to_file_path() {
             std::fs::create_dir_all(&path).map_err(|e| Error::Warehouse {
@@ -164,12 +266,13 @@ impl Warehouse {
                 message: format!("cannot create the table directory: {e}"),
             })?;
         }
-        let mut table = DeltaTableBuilder::from_url(url.clone())
+        let table = DeltaTableBuilder::from_url(url.clone())
             .and_then(|b| b.with_storage_options(self.storage_options.clone()).build())
-            .map_err(|source| Error::Delta {
-                table: url.to_string(),
-                source,
-            })?;
+            .map_err(delta_err)?;
+        self.load(table, url).await
+    }
+
+    async fn load(&self, mut table: DeltaTable, url: &Url) -> Result<(DeltaTable, bool)> {
         match table.load().await {
             Ok(()) => Ok((table, true)),
             Err(DeltaTableError::NotATable(_)) => Ok((table, false)),
@@ -186,6 +289,7 @@ impl Warehouse {
     /// stay plain Delta tables any engine can read. Returns where they went, or `None`
     /// when the table was not in the warehouse.
     pub async fn retire(&self, schema: &str, table: &str) -> Result<Option<String>> {
+        self.refuse_read_only(&format!("moving {schema}.{table} aside"))?;
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         if self.store.is_some() {
             return Err(Error::Warehouse {

@@ -754,6 +754,9 @@ impl TableWriter {
     /// Open (creating if needed) both Delta tables of `schema` and read what they have
     /// committed.
     pub async fn open(wh: &Warehouse, schema: Arc<TableSchema>) -> Result<Self> {
+        // A read-only warehouse (another environment's) has no writers: its tables'
+        // store refuses writes anyway, this says so before anything is tried.
+        wh.refuse_read_only(&format!("writing {}", schema.name.sql()))?;
         let history = Target::open(
             wh,
             &schema,

@@ -263,3 +263,103 @@ async fn the_compacted_base_is_ordered_by_key_across_and_within_files() {
         "files overlap in key range: {ranges:?}"
     );
 }
+
+/// Every file and directory under `dir`: (path, size, modified, contents).
+fn tree(dir: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            let body = if meta.is_dir() {
+                todo.push(e.path());
+                Vec::new()
+            } else {
+                std::fs::read(e.path()).unwrap()
+            };
+            out.push((
+                e.path().display().to_string(),
+                meta.len(),
+                meta.modified().unwrap(),
+                body,
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Another environment's warehouse opened read-only: its tables read as usual, and
+/// every way of writing there is refused (the writer, moving a table aside, tidemark's
+/// own files, a write through a loaded table's store), leaving every byte as it was.
+#[tokio::test]
+async fn a_read_only_warehouse_reads_and_cannot_write() {
+    use object_store::ObjectStoreExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("prod");
+    let wh = Warehouse::new(root.to_str().unwrap(), Default::default()).unwrap();
+    let mut w = TableWriter::open(&wh, schema()).await.unwrap();
+    let b = batch(&[(Op::Create, 1, "one", 1), (Op::Create, 2, "two", 2)]);
+    for kind in [TableKind::History, TableKind::Current] {
+        w.apply(kind, &b, 10, state(2)).await.unwrap();
+    }
+    drop(w);
+    let before = tree(&root);
+
+    let ro = Warehouse::open_read_only(root.to_str().unwrap(), Default::default()).unwrap();
+    assert!(ro.is_read_only() && !wh.is_read_only());
+    assert_eq!(ro.list().await.unwrap().len(), 1);
+    let (hist, exists) = ro
+        .delta_table(&ro.table_url("shop", "items", TableKind::History))
+        .await
+        .unwrap();
+    assert!(exists);
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    hist.update_datafusion_session(&ctx.state()).unwrap();
+    ctx.register_table("hist", hist.table_provider().await.unwrap())
+        .unwrap();
+    assert!(table_text(&ctx, "SELECT count(*) AS n FROM hist")
+        .await
+        .contains("| 2 "));
+    // A table that is not there is not created.
+    let (_, exists) = ro
+        .delta_table(&ro.table_url("shop", "nothing", TableKind::Current))
+        .await
+        .unwrap();
+    assert!(!exists && !root.join("shop").join("nothing").exists());
+
+    let refused = |e: String| assert!(e.contains("read-only"), "{e}");
+    refused(
+        TableWriter::open(&ro, schema())
+            .await
+            .unwrap_err()
+            .to_string(),
+    );
+    refused(ro.retire("shop", "items").await.unwrap_err().to_string());
+    let store = hist.log_store().object_store(None);
+    refused(
+        store
+            .put(&"_delta_log/00000000000000000009.json".into(), "{}".into())
+            .await
+            .unwrap_err()
+            .to_string(),
+    );
+    refused(
+        store
+            .delete(&"_delta_log/00000000000000000000.json".into())
+            .await
+            .unwrap_err()
+            .to_string(),
+    );
+    assert!(tidemark_lake::ViewDefs::open(&ro).is_err());
+    // A missing directory is not created either.
+    assert!(Warehouse::open_read_only(
+        dir.path().join("nope").to_str().unwrap(),
+        Default::default()
+    )
+    .is_err());
+    assert!(!dir.path().join("nope").exists());
+
+    assert!(before == tree(&root), "the read-only warehouse changed");
+}

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use crate::error::Error;
 use crate::graph;
 use crate::land;
-use crate::project::{Materialized, Model, Project};
+use crate::project::{Materialized, Model, Project, Strategy};
 use crate::render::sql_hash;
 
 /// What to build and how.
@@ -85,6 +85,8 @@ pub struct Built {
     pub deleted: u64,
     /// Built from its inputs' changes only.
     pub incremental: bool,
+    /// An append build: the rows of its inputs' new rows, added (`inserted`).
+    pub appended: bool,
     /// A view: its definition was stored (nothing else is).
     pub view: bool,
     /// Why an incremental model was built whole, if it was.
@@ -122,13 +124,22 @@ impl Report {
 }
 
 /// Build the selected models of `project` into `wh`, reading through `engine` (one
-/// over `wh`, or over another warehouse's sources for a deferred environment).
+/// over `wh`, or, for a deferred environment, over `wh` and another environment's
+/// warehouse read-only: [`crate::defer`]). Everything a build writes (model tables,
+/// their history, views, what `--full-refresh` moves aside) goes to `wh`, and only
+/// there: the writers are made for `wh` alone, and `engine` writes nowhere.
 pub async fn build(
     wh: &Warehouse,
     engine: Arc<Engine>,
     project: &Project,
     options: &Options,
 ) -> Result<Report, String> {
+    if wh.is_read_only() {
+        return Err(format!(
+            "warehouse {} is open read-only: a build writes to its own environment's warehouse",
+            wh.root()
+        ));
+    }
     let selected = graph::select(project, &options.select)?;
     let cycles = graph::cycles(project);
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
@@ -328,6 +339,9 @@ async fn input_marks(engine: &Engine, model: &Model) -> Result<BTreeMap<String, 
                     .snapshot()
                     .map(|s| s.metadata().id().to_string())
                     .unwrap_or_default(),
+                // Read from another environment's warehouse (a deferred build): its
+                // versions are that warehouse's, never mistaken for this one's.
+                deferred_from: engine.deferred_root(&t.schema, &t.table),
             },
         );
     }
@@ -391,13 +405,15 @@ async fn build_one(
             full_refresh,
             &marks,
         )
-        .await;
+        .await?;
         let df = match &read {
-            Read::Keys { plan, .. } => engine
+            Read::Keys { plan, .. } | Read::Appended { plan: Some(plan) } => engine
                 .session_context()
                 .execute_logical_plan(plan.clone())
                 .await
                 .map_err(|e| sql_err(&e))?,
+            // No input gained a row: nothing to append (the new versions still land).
+            Read::Appended { plan: None } => full.limit(0, Some(0)).map_err(|e| sql_err(&e))?,
             Read::Filtered => {
                 let isql = model.incremental_sql.as_deref().expect("dbt-style");
                 engine.sql(isql).await.map_err(|e| sql_err(&e))?
@@ -407,6 +423,8 @@ async fn build_one(
         (df, marks, read)
     };
     let incremental = !matches!(read, Read::Whole { .. });
+    // Rows are added, never changed: an append model's incremental builds.
+    let appending = incremental && model.config.strategy == Strategy::Append;
     let result_schema = df.schema().as_arrow().clone();
     let batches = df.collect().await.map_err(|e| sql_err(&e))?;
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -443,10 +461,48 @@ async fn build_one(
             .missing_among(TableKind::Current, &result, Some(keys), ts, &position)
             .await
             .map_err(lake)?,
-        // The template's filter decided what was read: nothing is known gone.
-        Read::Filtered => tidemark_lake::concat(&schema, &[]).map_err(lake)?,
+        // The template's filter decided what was read: nothing is known gone. An
+        // append removes nothing.
+        Read::Filtered | Read::Appended { .. } => {
+            tidemark_lake::concat(&schema, &[]).map_err(lake)?
+        }
     };
     let (inserted, updated) = ops(&changed);
+    // An appended row whose key the table holds would be a row twice (or a changed
+    // one): refused, nothing written.
+    if appending && inserted < rows {
+        // Another build of the model that landed meanwhile holds them: said as its
+        // commit would say it.
+        let (now, _) = wh.delta_table(&url).await.map_err(lake)?;
+        let newest = tidemark_lake::committed_state(&now)
+            .await
+            .map_err(lake)?
+            .state
+            .model
+            .map(|m| m.build);
+        let after = previous.as_ref().map(|p| p.build);
+        if newest != after {
+            return Err(land::raced(model, newest, after));
+        }
+        return Err(Error::Result {
+            model: model.name.clone(),
+            path: model.path.clone(),
+            message: format!(
+                "{} of the {rows} row(s) this build would append have a {} the table already holds: an append model holds each row once. Give its rows a column that tells them apart (their input's key){}",
+                rows - inserted,
+                if model.config.unique_key.is_empty() {
+                    "row that".to_string()
+                } else {
+                    format!("unique_key ({}) that", model.config.unique_key.join(", "))
+                },
+                if model.incremental_sql.is_some() {
+                    ", or filter out what was appended before under {% if is_incremental() %}"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
     let deleted = gone.data.num_rows() as u64;
     let all = tidemark_lake::concat(&schema, &[changed, gone]).map_err(lake)?;
     let progress = ModelProgress {
@@ -472,6 +528,7 @@ async fn build_one(
         updated,
         deleted,
         incremental,
+        appended: appending,
         view: false,
         full_because: match read {
             Read::Whole { because } => because,
@@ -496,11 +553,19 @@ enum Read {
     },
     /// The template's own `is_incremental()` SQL (dbt's way).
     Filtered,
+    /// An append build: the model over its inputs' new rows
+    /// ([`crate::incremental::append_plan`]); `None` when no input gained a row.
+    Appended {
+        plan: Option<deltalake::datafusion::logical_expr::LogicalPlan>,
+    },
 }
 
 /// Decide how `model` reads: whole (tables; incremental models on a first build,
-/// after a SQL change, on --full-refresh, or when the key cannot be followed), from
-/// the keys its inputs' changes touched, or through its template's filter.
+/// after a SQL change, on --full-refresh, when an input was landed again or is read
+/// from another warehouse than last time, or when the key cannot be followed), from
+/// the keys its inputs' changes touched, from its inputs' new rows (append), or
+/// through its template's filter. An append model that cannot be appended to from
+/// its inputs' new rows is refused, on its first build too.
 async fn how_to_read(
     engine: &Engine,
     model: &Model,
@@ -509,29 +574,93 @@ async fn how_to_read(
     hash: &str,
     full_refresh: bool,
     marks: &BTreeMap<String, InputMark>,
-) -> Read {
+) -> Result<Read, Error> {
     if model.config.materialized != Materialized::Incremental {
-        return Read::Whole { because: None };
+        return Ok(Read::Whole { because: None });
+    }
+    let append = model.config.strategy == Strategy::Append;
+    let inputs: BTreeSet<crate::render::Target> = model
+        .reads
+        .iter()
+        .filter(|t| marks.contains_key(&t.to_string()))
+        .cloned()
+        .collect();
+    let refused = |why: String| {
+        Error::Result {
+        model: model.name.clone(),
+        path: model.path.clone(),
+        message: format!(
+            "incremental_strategy = 'append': {why}. An append build makes the new rows of a model that selects, projects and inner-joins landed tables from their new rows; make it incremental_strategy = 'merge' with a unique_key, or filter what is new yourself under {{% if is_incremental() %}}"
+        ),
+    }
+    };
+    if append && model.incremental_sql.is_none() {
+        crate::incremental::appendable(full.logical_plan(), &inputs).map_err(refused)?;
     }
     let because = |why: &str| Read::Whole {
         because: Some(why.to_string()),
     };
     let Some(previous) = previous else {
-        return because("first build");
+        return Ok(because("first build"));
     };
     if full_refresh {
-        return because("--full-refresh");
+        return Ok(because("--full-refresh"));
     }
     if previous.sql_hash != hash {
-        return because("its SQL changed");
+        return Ok(because("its SQL changed"));
     }
     if model.incremental_sql.is_some() {
-        return Read::Filtered;
+        return Ok(Read::Filtered);
     }
-    match keys_to_rebuild(engine, model, full, &previous.inputs, marks).await {
-        Ok((plan, keys)) => Read::Keys { plan, keys },
-        Err(why) => because(&why),
+    if let Some(why) = crate::incremental::moved(&previous.inputs, marks) {
+        return Ok(because(&why));
     }
+    if append {
+        return appended(engine, model, full, &inputs, &previous.inputs, marks)
+            .await
+            .map_err(|e| Error::Sql {
+                model: model.name.clone(),
+                path: model.path.clone(),
+                message: format!("reading the rows its inputs landed since its last build: {e}"),
+            });
+    }
+    Ok(
+        match keys_to_rebuild(engine, model, full, &previous.inputs, marks).await {
+            Ok((plan, keys)) => Read::Keys { plan, keys },
+            Err(why) => because(&why),
+        },
+    )
+}
+
+/// An append build's plan: the model over the rows its inputs first landed between
+/// `from` and `to`.
+async fn appended(
+    engine: &Engine,
+    model: &Model,
+    full: &deltalake::datafusion::dataframe::DataFrame,
+    inputs: &BTreeSet<crate::render::Target>,
+    from: &BTreeMap<String, InputMark>,
+    to: &BTreeMap<String, InputMark>,
+) -> Result<Read, String> {
+    let mut new = BTreeMap::new();
+    for t in inputs {
+        let name = t.to_string();
+        let (Some(m1), Some(m2)) = (from.get(&name), to.get(&name)) else {
+            return Err(format!("{name} has no recorded version"));
+        };
+        if m1 == m2 {
+            continue;
+        }
+        new.insert(
+            t.clone(),
+            crate::incremental::new_keys(engine, t, m1, m2).await?,
+        );
+    }
+    let rows: usize = new.values().map(|(_, k)| k.num_rows()).sum();
+    info!(model = %model.name, new_input_rows = rows, "append: the rows of the input rows landed since the last build");
+    Ok(Read::Appended {
+        plan: crate::incremental::append_plan(full.logical_plan(), &new)?,
+    })
 }
 
 /// The plan restricted to the keys the inputs' changes since `from` touched, with
@@ -549,17 +678,6 @@ async fn keys_to_rebuild(
     ),
     String,
 > {
-    for (name, now) in to {
-        match from.get(name) {
-            None => return Err(format!("it reads {name}, which its last build did not")),
-            // A table landed again (--resnapshot) starts a new log: rows it no longer
-            // has left no tombstones there.
-            Some(then) if now.version < then.version || now.table_id != then.table_id => {
-                return Err(format!("{name} was landed again since its last build"))
-            }
-            Some(_) => {}
-        }
-    }
     let plan = full.logical_plan().clone();
     let key = &model.config.unique_key;
     let inputs: std::collections::BTreeSet<crate::render::Target> = model

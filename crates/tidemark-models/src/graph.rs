@@ -242,6 +242,7 @@ mod tests {
             config: ModelConfig {
                 materialized: Materialized::Table,
                 unique_key: vec![],
+                strategy: Default::default(),
                 tags: tags.iter().map(|s| s.to_string()).collect(),
                 description: None,
                 enabled: true,

@@ -24,6 +24,22 @@
 //!
 //! A crash at any point leaves the last commit's versions in force, and the next build
 //! recomputes the same keys: nothing is lost or applied twice.
+//!
+//! ## Append
+//!
+//! An incremental model with `incremental_strategy = 'append'` (no `unique_key`
+//! needed) adds rows and never changes them. A build after the first one takes, from
+//! each input's log, the keys of the rows it first landed since the version the last
+//! build read ([`new_keys`]: inserts and snapshot reads of keys the log did not have
+//! before; a key deleted and inserted again is not new), and runs the model once per
+//! input that gained rows: that input narrowed to its new rows, the inputs before it
+//! to their other rows, those after it whole ([`append_plan`]). Together: every row
+//! of the result with at least one new input row in it, once. That holds for models
+//! that select, project and inner-join landed tables ([`appendable`]), the shapes
+//! where a row of the result comes from one row of each input; others are refused.
+//! The rows land as inserts in one commit with the input versions read, as for a
+//! merge: a build retried after a crash appends nothing twice. An input row updated
+//! or deleted later leaves the rows made from it as they were (dbt's append).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,7 +47,7 @@ use std::sync::Arc;
 use deltalake::arrow::array::{Array, RecordBatch};
 use deltalake::arrow::compute::{cast, concat_batches};
 use deltalake::arrow::datatypes::{Field, Schema};
-use deltalake::datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
+use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use deltalake::datafusion::common::{Column, ScalarValue, TableReference};
 use deltalake::datafusion::datasource::{provider_as_source, MemTable};
 use deltalake::datafusion::logical_expr::utils::split_conjunction;
@@ -40,8 +56,9 @@ use deltalake::datafusion::logical_expr::{
     Operator,
 };
 use deltalake::datafusion::prelude::SessionContext;
+use tidemark_core::change::Op;
 use tidemark_core::position::InputMark;
-use tidemark_core::schema::{TableSchema, INGEST_TS};
+use tidemark_core::schema::{TableSchema, INGEST_TS, OP};
 use tidemark_query::Engine;
 
 use crate::render::Target;
@@ -363,21 +380,71 @@ pub fn restrict(
     lineage: &Lineage,
     keys: &RecordBatch,
 ) -> Result<LogicalPlan, String> {
-    let single = keys.num_columns() == 1 && keys.num_rows() <= IN_LIST_MAX;
-    let values: Vec<Expr> = if single {
-        let c = keys.column(0);
-        (0..c.len())
-            .map(|i| ScalarValue::try_from_array(c, i).map(lit))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?
-    } else {
-        Vec::new()
-    };
-    let keys_source = {
+    let each = lineage
+        .iter()
+        .map(|(t, cols)| {
+            (
+                t.clone(),
+                Restriction {
+                    cols: cols.clone(),
+                    keys: keys.clone(),
+                    keep: true,
+                },
+            )
+        })
+        .collect();
+    restrict_inputs(plan, &each)
+}
+
+/// How [`restrict_inputs`] narrows one input.
+#[derive(Debug, Clone)]
+pub struct Restriction {
+    /// The input's columns, matched in order against the columns of `keys`.
+    pub cols: Vec<String>,
+    /// Key values.
+    pub keys: RecordBatch,
+    /// Keep the rows whose columns hold one of `keys` (`true`), or the other rows.
+    pub keep: bool,
+}
+
+/// `plan` with the scan of each input named in `each` narrowed as it says: to the
+/// rows whose columns hold one of its keys, or to the others (an IN list, or a semi-
+/// or anti-join above [`IN_LIST_MAX`] keys or for keys of several columns).
+pub fn restrict_inputs(
+    plan: LogicalPlan,
+    each: &BTreeMap<Target, Restriction>,
+) -> Result<LogicalPlan, String> {
+    struct Prepared<'a> {
+        r: &'a Restriction,
+        /// An IN list of these values (one key column), else a join.
+        values: Option<Vec<Expr>>,
+        source: Arc<dyn deltalake::datafusion::logical_expr::TableSource>,
+    }
+    let mut prepared: BTreeMap<&Target, Prepared<'_>> = BTreeMap::new();
+    for (t, r) in each {
+        let keys = &r.keys;
+        let values = if keys.num_columns() == 1 && keys.num_rows() <= IN_LIST_MAX {
+            let c = keys.column(0);
+            Some(
+                (0..c.len())
+                    .map(|i| ScalarValue::try_from_array(c, i).map(lit))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
         let mem = MemTable::try_new(keys.schema(), vec![vec![keys.clone()]])
             .map_err(|e| e.to_string())?;
-        provider_as_source(Arc::new(mem))
-    };
+        prepared.insert(
+            t,
+            Prepared {
+                r,
+                values,
+                source: provider_as_source(Arc::new(mem)),
+            },
+        );
+    }
     let mut n = 0usize;
     let out = plan
         .transform_down_with_subqueries(|node| {
@@ -386,46 +453,274 @@ pub fn restrict(
                 LogicalPlan::SubqueryAlias(s) => s.alias.clone(),
                 _ => return Ok(Transformed::no(node)),
             };
-            let Some(cols) = lineage.get(&target_of(&name)) else {
+            let Some(p) = prepared.get(&target_of(&name)) else {
                 return Ok(Transformed::no(node));
             };
-            let qualified: Vec<Column> = cols
-                .iter()
-                .map(|c| Column::new(Some(name.clone()), c))
-                .collect();
-            let schema = node.schema().clone();
-            let restricted = if single {
-                let input_type = schema
-                    .field_with_unqualified_name(&qualified[0].name)?
-                    .data_type()
-                    .clone();
-                let typed: Vec<Expr> = values
+            let qualified: Vec<Column> =
+                p.r.cols
                     .iter()
-                    .map(|v| v.clone().cast_to(&input_type, schema.as_ref()))
-                    .collect::<Result<_, _>>()?;
-                LogicalPlanBuilder::from(node)
-                    .filter(Expr::Column(qualified[0].clone()).in_list(typed, false))?
-                    .build()?
-            } else {
-                n += 1;
-                let alias = format!("__tidemark_keys_{n}");
-                let right =
-                    LogicalPlanBuilder::scan(alias.clone(), keys_source.clone(), None)?.build()?;
-                let right_cols: Vec<Column> = keys
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| Column::new(Some(alias.clone()), f.name()))
+                    .map(|c| Column::new(Some(name.clone()), c))
                     .collect();
-                LogicalPlanBuilder::from(node)
-                    .join(right, JoinType::LeftSemi, (qualified, right_cols), None)?
-                    .build()?
+            let schema = node.schema().clone();
+            let restricted = match &p.values {
+                Some(values) => {
+                    let input_type = schema
+                        .field_with_unqualified_name(&qualified[0].name)?
+                        .data_type()
+                        .clone();
+                    let typed: Vec<Expr> = values
+                        .iter()
+                        .map(|v| v.clone().cast_to(&input_type, schema.as_ref()))
+                        .collect::<Result<_, _>>()?;
+                    LogicalPlanBuilder::from(node)
+                        .filter(Expr::Column(qualified[0].clone()).in_list(typed, !p.r.keep))?
+                        .build()?
+                }
+                None => {
+                    n += 1;
+                    let alias = format!("__tidemark_keys_{n}");
+                    let right =
+                        LogicalPlanBuilder::scan(alias.clone(), p.source.clone(), None)?.build()?;
+                    let right_cols: Vec<Column> =
+                        p.r.keys
+                            .schema()
+                            .fields()
+                            .iter()
+                            .map(|f| Column::new(Some(alias.clone()), f.name()))
+                            .collect();
+                    let how = if p.r.keep {
+                        JoinType::LeftSemi
+                    } else {
+                        JoinType::LeftAnti
+                    };
+                    LogicalPlanBuilder::from(node)
+                        .join(right, how, (qualified, right_cols), None)?
+                        .build()?
+                }
             };
             // Its inside is the table's own plan: nothing there to restrict again.
             Ok(Transformed::new(restricted, true, TreeNodeRecursion::Jump))
         })
         .map_err(|e| e.to_string())?;
     Ok(out.data)
+}
+
+/// Whether an append build can make `plan`'s new rows from its inputs' new rows:
+/// each row of the result must come from one row of each input it reads (selections,
+/// projections, inner joins), every table read must be one of `inputs` (landed, with
+/// versions), once. Returns the inputs read; `Err` says what stands in the way.
+pub fn appendable(
+    plan: &LogicalPlan,
+    inputs: &BTreeSet<Target>,
+) -> Result<BTreeSet<Target>, String> {
+    let mut scanned: BTreeMap<Target, usize> = BTreeMap::new();
+    let mut problem: Option<String> = None;
+    plan.apply(|p| {
+        if let Some(t) = input_of(p, inputs) {
+            *scanned.entry(t).or_default() += 1;
+            // The inlined view's own plan is the table's.
+            return Ok(TreeNodeRecursion::Jump);
+        }
+        let mut subquery = false;
+        p.apply_subqueries(|_| {
+            subquery = true;
+            Ok(TreeNodeRecursion::Stop)
+        })?;
+        let why = if subquery {
+            Some("it has a subquery (IN, EXISTS or a scalar one): a new row there can change rows made before".to_string())
+        } else {
+            match p {
+                LogicalPlan::Projection(_)
+                | LogicalPlan::Filter(_)
+                | LogicalPlan::SubqueryAlias(_)
+                | LogicalPlan::Sort(_)
+                | LogicalPlan::Repartition(_) => None,
+                LogicalPlan::Join(j) if j.join_type == JoinType::Inner => None,
+                LogicalPlan::Join(j) => Some(format!(
+                    "it has a {} join: a new row on one side can change rows made before",
+                    j.join_type
+                )),
+                LogicalPlan::TableScan(s) => Some(format!(
+                    "it reads {}, which has no versions (a view, or a table a job writes): what is new there cannot be told",
+                    target_of(&s.table_name)
+                )),
+                LogicalPlan::Aggregate(_) => Some(
+                    "it aggregates (GROUP BY, count, sum, ...): a new input row changes a row made before"
+                        .into(),
+                ),
+                LogicalPlan::Distinct(_) => {
+                    Some("it has DISTINCT: a new input row may repeat a row made before".into())
+                }
+                LogicalPlan::Union(_) => Some("it has a UNION".into()),
+                LogicalPlan::Window(_) => Some(
+                    "it uses a window function: a new input row changes rows made before".into(),
+                ),
+                LogicalPlan::Limit(_) => Some("it has a LIMIT".into()),
+                other => Some(format!("its plan has a {} step", other.display())),
+            }
+        };
+        match why {
+            Some(w) => {
+                problem = Some(w);
+                Ok(TreeNodeRecursion::Stop)
+            }
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(p) = problem {
+        return Err(p);
+    }
+    if let Some((t, _)) = scanned.iter().find(|(_, n)| **n > 1) {
+        return Err(format!("it reads {t} more than once"));
+    }
+    if scanned.is_empty() {
+        return Err("it reads no landed table".into());
+    }
+    Ok(scanned.into_keys().collect())
+}
+
+/// The key values (the input's own key columns, and their names) of the rows input
+/// `t` first landed between `from` and `to`: inserts and snapshot reads in its log
+/// after `from`'s mark, of keys the log had nothing of at or before that mark. A key
+/// deleted and inserted again is not new; an update is not.
+pub async fn new_keys(
+    engine: &Engine,
+    t: &Target,
+    from: &InputMark,
+    to: &InputMark,
+) -> Result<(Vec<String>, RecordBatch), String> {
+    let name = t.to_string();
+    let e = |e: deltalake::datafusion::error::DataFusionError| e.to_string();
+    let hist = engine
+        .loaded_history(&t.schema, &t.table)
+        .ok_or_else(|| format!("{name} is not loaded"))?;
+    let ts: TableSchema = engine
+        .landed_schema(&t.schema, &t.table)
+        .ok_or_else(|| format!("{name} is not loaded"))?;
+    let ctx = SessionContext::new();
+    hist.update_datafusion_session(&ctx.state())
+        .map_err(|e| e.to_string())?;
+    let provider = tidemark_lake::provider(&hist)
+        .await
+        .map_err(|e| e.to_string())?;
+    let log = tidemark_lake::mor::logical_log(&ctx, &ts, provider).map_err(|e| e.to_string())?;
+    let log = ctx.read_table(log).map_err(e)?;
+    let quoted = |c: &str| col(format!("\"{}\"", c.replace('"', "\"\"")));
+    let ingest = || quoted(INGEST_TS);
+    let pk: Vec<String> = ts.key_names().iter().map(|s| s.to_string()).collect();
+    let inserted = quoted(OP).in_list(vec![lit(Op::Create.code()), lit(Op::Read.code())], false);
+    let since = log
+        .clone()
+        .filter(
+            ingest()
+                .gt(lit(tidemark_lake::mor::ingest_literal(from.ingest_us)))
+                .and(ingest().lt_eq(lit(tidemark_lake::mor::ingest_literal(to.ingest_us))))
+                .and(inserted),
+        )
+        .map_err(e)?
+        .select(pk.iter().map(|c| quoted(c)).collect::<Vec<_>>())
+        .map_err(e)?
+        .distinct()
+        .map_err(e)?;
+    let before = log
+        .filter(ingest().lt_eq(lit(tidemark_lake::mor::ingest_literal(from.ingest_us))))
+        .map_err(e)?
+        .select(
+            pk.iter()
+                .map(|c| quoted(c).alias(format!("__pk_{c}")))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(e)?;
+    let right: Vec<String> = pk.iter().map(|c| format!("__pk_{c}")).collect();
+    let new = since
+        .join(
+            before,
+            JoinType::LeftAnti,
+            &pk.iter().map(String::as_str).collect::<Vec<_>>(),
+            &right.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+        )
+        .map_err(e)?;
+    let schema = Arc::new(new.schema().as_arrow().clone());
+    let batches = new.collect().await.map_err(e)?;
+    let keys = concat_batches(&schema, &batches).map_err(|e| e.to_string())?;
+    Ok((pk, keys))
+}
+
+/// The plan of an append build. For each input that gained rows (`new`: per input,
+/// its key columns and the keys of its new rows), the model with that input narrowed
+/// to its new rows, the inputs before it to their other rows and those after it
+/// whole; all of them together (UNION ALL). For a plan [`appendable`] accepts, that
+/// is every row with at least one new input row in it, once. `None` when no input
+/// gained a row.
+pub fn append_plan(
+    plan: &LogicalPlan,
+    new: &BTreeMap<Target, (Vec<String>, RecordBatch)>,
+) -> Result<Option<LogicalPlan>, String> {
+    let gained: Vec<(&Target, &(Vec<String>, RecordBatch))> =
+        new.iter().filter(|(_, (_, k))| k.num_rows() > 0).collect();
+    let mut terms = Vec::new();
+    for i in 0..gained.len() {
+        let each: BTreeMap<Target, Restriction> = gained[..=i]
+            .iter()
+            .enumerate()
+            .map(|(j, (t, (cols, keys)))| {
+                (
+                    (*t).clone(),
+                    Restriction {
+                        cols: cols.clone(),
+                        keys: keys.clone(),
+                        keep: j == i,
+                    },
+                )
+            })
+            .collect();
+        terms.push(restrict_inputs(plan.clone(), &each)?);
+    }
+    let mut terms = terms.into_iter();
+    let Some(first) = terms.next() else {
+        return Ok(None);
+    };
+    let mut b = LogicalPlanBuilder::from(first);
+    for t in terms {
+        b = b.union(t).map_err(|e| e.to_string())?;
+    }
+    b.build().map(Some).map_err(|e| e.to_string())
+}
+
+/// Why the inputs' recorded versions cannot be followed from `from` (what the last
+/// build read) to `to` (what this one reads), if they cannot: an input read now that
+/// the last build did not, read from another warehouse than last time (a deferred
+/// build after one that was not, or the other way round), or landed again.
+pub fn moved(
+    from: &BTreeMap<String, InputMark>,
+    to: &BTreeMap<String, InputMark>,
+) -> Option<String> {
+    let place = |m: &InputMark| {
+        m.deferred_from
+            .clone()
+            .unwrap_or_else(|| "this warehouse".into())
+    };
+    for (name, now) in to {
+        match from.get(name) {
+            None => return Some(format!("it reads {name}, which its last build did not")),
+            Some(then) if then.deferred_from != now.deferred_from => {
+                return Some(format!(
+                    "its last build read {name} from {}, this one reads it from {}",
+                    place(then),
+                    place(now)
+                ))
+            }
+            // A table landed again (--resnapshot) starts a new log: rows it no longer
+            // has left no tombstones there.
+            Some(then) if now.version < then.version || now.table_id != then.table_id => {
+                return Some(format!("{name} was landed again since its last build"))
+            }
+            Some(_) => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -377,14 +377,20 @@ pub async fn commit(
         .map_err(|e| Error::lake(&model.name, e))?
     {
         Ok(_) => Ok(()),
-        Err(newest) => Err(Error::Result {
-            model: model.name.clone(),
-            path: model.path.clone(),
-            message: format!(
-                "another build of this model landed (build {}) while this one ran from build {}; nothing of this one was written: build again",
-                newest.unwrap_or(0),
-                after.unwrap_or(0)
-            ),
-        }),
+        Err(newest) => Err(raced(model, newest, after)),
+    }
+}
+
+/// Another build of `model` landed build `newest` while this one ran from build
+/// `after`: nothing of this one is written.
+pub fn raced(model: &Model, newest: Option<i64>, after: Option<i64>) -> Error {
+    Error::Result {
+        model: model.name.clone(),
+        path: model.path.clone(),
+        message: format!(
+            "another build of this model landed (build {}) while this one ran from build {}; nothing of this one was written: build again",
+            newest.unwrap_or(0),
+            after.unwrap_or(0)
+        ),
     }
 }

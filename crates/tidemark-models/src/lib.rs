@@ -25,6 +25,11 @@
 //! * [`land`]: a result as a tidemark table: types, keys, evolution, the commit.
 //! * [`build`]: the build itself.
 //! * [`drift`]: whether a model's table equals its SQL run now (equivalence tests).
+//! * [`defer`]: a build of one environment reading another's warehouse, read-only
+//!   (dbt's `defer`): `[environments.dev] defer_to = "prod"`.
+//!
+//! Incremental models merge by `unique_key` (the default) or append
+//! (`incremental_strategy = 'append'`): see [`incremental`].
 //!
 //! Exactly once: each build's commit carries its number, SQL hash and the Delta
 //! versions of the inputs it read ([`tidemark_core::position::ModelProgress`]). A
@@ -32,6 +37,7 @@
 //! a crash does not land twice.
 
 pub mod build;
+pub mod defer;
 pub mod drift;
 pub mod error;
 pub mod graph;
@@ -42,5 +48,6 @@ pub mod render;
 pub mod testing;
 
 pub use build::{build, test, Built, Options, Outcome, Report, Tested};
+pub use defer::{deferred_to, open, Defer, OpenError};
 pub use error::{Error, Result};
-pub use project::{Materialized, Model, Project};
+pub use project::{Materialized, Model, Project, Strategy};

@@ -23,11 +23,24 @@ pub enum Materialized {
     /// the model has history (`schema_history.model`, `FOR SYSTEM_TIME AS OF`).
     Table,
     /// Like a table, but a build reads only what changed in its inputs since the
-    /// versions it last read, and merges by `unique_key` (deletes included).
+    /// versions it last read, and merges by `unique_key` (deletes included), or
+    /// appends the rows of what its inputs gained ([`Strategy::Append`]).
     Incremental,
     /// A name for the query, evaluated when read: always current, no history of its
     /// own, nothing stored but its definition.
     View,
+}
+
+/// How an incremental build lands (`incremental_strategy`, dbt's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Rows recomputed for the keys the inputs' changes touched, merged by
+    /// `unique_key`: inserts, updates and deletes (the default; needs `unique_key`).
+    #[default]
+    Merge,
+    /// Rows made from the input rows inserted since the last build, appended; an
+    /// input row updated or deleted later leaves what was appended as it is.
+    Append,
 }
 
 /// `unique_key = "id"` or `unique_key = ["a", "b"]`.
@@ -47,6 +60,8 @@ struct RawConfig {
     #[serde(default)]
     unique_key: Option<OneOrMany>,
     #[serde(default)]
+    incremental_strategy: Option<String>,
+    #[serde(default)]
     schema: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
@@ -64,6 +79,8 @@ pub struct ModelConfig {
     /// Columns that identify a row of the result (every column when empty: then
     /// the result must not repeat a row).
     pub unique_key: Vec<String>,
+    /// How an incremental model's builds land (merge for other materialisations).
+    pub strategy: Strategy,
     /// Tags, for `--select tag:x`.
     pub tags: Vec<String>,
     /// What the model is.
@@ -464,9 +481,26 @@ fn settings(
         Some(OneOrMany::One(k)) => vec![k],
         Some(OneOrMany::Many(ks)) => ks,
     };
-    if materialized == Materialized::Incremental && unique_key.is_empty() {
+    let strategy = match (raw.incremental_strategy.as_deref(), materialized) {
+        (None | Some("merge"), _) => Strategy::Merge,
+        (Some("append"), Materialized::Incremental) => Strategy::Append,
+        (Some("append"), _) => {
+            return Err(bad(
+                "incremental_strategy = 'append' is for materialized = 'incremental'".into(),
+            ))
+        }
+        (Some(other), _) => {
+            return Err(bad(format!(
+                "incremental_strategy = '{other}': expected 'merge' (the default: by unique_key) or 'append'"
+            )))
+        }
+    };
+    if materialized == Materialized::Incremental
+        && strategy == Strategy::Merge
+        && unique_key.is_empty()
+    {
         return Err(bad(
-            "an incremental model needs unique_key (the columns that identify a row of its result): changes in its inputs are merged by it".into(),
+            "an incremental model needs unique_key (the columns that identify a row of its result): changes in its inputs are merged by it; or incremental_strategy = 'append', which appends the rows of new input rows".into(),
         ));
     }
     let schema = raw.schema.unwrap_or_else(|| default_schema.to_string());
@@ -479,6 +513,7 @@ fn settings(
         ModelConfig {
             materialized,
             unique_key,
+            strategy,
             tags: raw.tags,
             description: raw.description.or_else(|| side.description.clone()),
             enabled: raw.enabled.unwrap_or(true),

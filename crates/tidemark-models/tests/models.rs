@@ -103,7 +103,7 @@ async fn example_models_build_incrementally_and_travel_in_time() {
     let engine = Arc::new(Engine::open(&wh).await.unwrap());
     let project = Project::load(&config, Some(&engine.landed_names()), "dev").unwrap();
     assert!(project.broken.is_empty(), "{:#?}", project.broken);
-    assert_eq!(project.models.len(), 5);
+    assert_eq!(project.models.len(), 6);
     assert!(project.models["revenue_by_country"]
         .deps
         .contains("customer_summary"));
@@ -175,6 +175,12 @@ async fn example_models_build_incrementally_and_travel_in_time() {
         assert!(b.incremental, "{name} should build incrementally: {b:?}");
         assert!(b.inserted + b.updated > 0, "{name}: {b:?}");
     }
+    // The ledger of payments grew by the new payments only.
+    let ledger = built(&second, "payments_received");
+    assert!(
+        ledger.appended && ledger.inserted > 0 && ledger.updated == 0 && ledger.deleted == 0,
+        "{ledger:?}"
+    );
     // Customers whose last open invoice was settled left the receivables.
     assert!(
         built(&second, "open_receivables").deleted > 0,
@@ -276,5 +282,163 @@ async fn a_broken_model_stops_only_what_reads_it() {
     assert_eq!(
         rows(&engine, "SELECT count(*) FROM analytics.good").await,
         rows(&engine, "SELECT count(*) FROM invoicing.customers").await
+    );
+}
+
+/// Append models: each build adds the rows of the input rows landed since the last
+/// one, once. Over an insert-only input (payments) the model equals its SQL after
+/// every build; over inputs that are updated (customers' emails) or deleted from
+/// (draft invoices) it keeps what it appended, as dbt's append does. Builds run
+/// again, or at the same time, append nothing twice. A model whose new rows cannot
+/// be told from its inputs' (an aggregate) is refused with the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_models_add_what_is_new_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = Warehouse::new(dir.path().join("wh").to_str().unwrap(), Default::default()).unwrap();
+    let mut landing = Landing::new(&wh).await;
+    landing.days(10).await;
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(models.join(name), text).unwrap();
+    let append = "{{ config(materialized = 'incremental', incremental_strategy = 'append') }}\n";
+    write(
+        "payments_log.sql",
+        &format!("{append}SELECT id AS payment_id, invoice_id, amount, method FROM {{{{ source('invoicing', 'payments') }}}} WHERE amount > 0"),
+    );
+    write(
+        "customer_emails.sql",
+        &format!("{append}SELECT id AS customer_id, email FROM {{{{ source('invoicing', 'customers') }}}}"),
+    );
+    write(
+        "invoice_ids.sql",
+        &format!("{append}SELECT id AS invoice_id, customer_id FROM {{{{ source('invoicing', 'invoices') }}}}"),
+    );
+    write(
+        "per_customer.sql",
+        &format!("{append}SELECT customer_id, count(*) AS invoices FROM {{{{ source('invoicing', 'invoices') }}}} GROUP BY customer_id"),
+    );
+    let config = ModelsConfig {
+        path: models.clone(),
+        ..Default::default()
+    };
+    let build = |wh: Warehouse, config: ModelsConfig| async move {
+        let engine = Arc::new(Engine::open(&wh).await.unwrap());
+        let project = Project::load(&config, Some(&engine.landed_names()), "dev").unwrap();
+        assert!(project.broken.is_empty(), "{:#?}", project.broken);
+        tidemark_models::build(&wh, engine, &project, &Options::default())
+            .await
+            .unwrap()
+    };
+    let drift = |wh: Warehouse, config: ModelsConfig, name: &'static str| async move {
+        let engine = Engine::open(&wh).await.unwrap();
+        let project = Project::load(&config, Some(&engine.landed_names()), "dev").unwrap();
+        tidemark_models::drift::drift(&engine, &project.models[name])
+            .await
+            .unwrap()
+    };
+    let count = |wh: Warehouse, sql: &'static str| async move {
+        let engine = Engine::open(&wh).await.unwrap();
+        rows(&engine, sql).await[0].parse::<u64>().unwrap()
+    };
+
+    let first = build(wh.clone(), config.clone()).await;
+    let b = built(&first, "payments_log");
+    assert!(
+        !b.incremental && b.full_because.as_deref() == Some("first build"),
+        "{b:?}"
+    );
+    // Refused on its first build, with why and the way out.
+    let refused = match first.get("per_customer") {
+        Some(Outcome::Failed(e)) => e.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        refused.contains("aggregates") && refused.contains("'merge' with a unique_key"),
+        "{refused}"
+    );
+    assert!(drift(wh.clone(), config.clone(), "payments_log")
+        .await
+        .is_none());
+
+    for round in 0..3 {
+        let before = count(
+            wh.clone(),
+            "SELECT count(*) FROM invoicing.payments WHERE amount > 0",
+        )
+        .await;
+        landing.days(5).await;
+        let after = count(
+            wh.clone(),
+            "SELECT count(*) FROM invoicing.payments WHERE amount > 0",
+        )
+        .await;
+        let report = build(wh.clone(), config.clone()).await;
+        let b = built(&report, "payments_log");
+        assert!(
+            b.appended && b.incremental && b.updated == 0 && b.deleted == 0,
+            "round {round}: {b:?}"
+        );
+        assert_eq!(
+            b.inserted,
+            after - before,
+            "round {round}: the new payments, once"
+        );
+        assert_eq!(
+            b.rows, b.inserted,
+            "round {round}: only the new rows were made"
+        );
+        let d = drift(wh.clone(), config.clone(), "payments_log").await;
+        assert!(d.is_none(), "round {round}: {d:#?}");
+    }
+
+    // Nothing new: nothing to do.
+    let again = build(wh.clone(), config.clone()).await;
+    for name in ["payments_log", "customer_emails", "invoice_ids"] {
+        assert!(
+            matches!(again.get(name), Some(Outcome::UpToDate)),
+            "{name}: {again:#?}"
+        );
+    }
+    // Two builds at once after more days: one appends, the other finds its commit
+    // (and lands nothing) or the model up to date; no row twice.
+    landing.days(3).await;
+    let (a, b) = tokio::join!(
+        build(wh.clone(), config.clone()),
+        build(wh.clone(), config.clone())
+    );
+    let appended: Vec<u64> = [&a, &b]
+        .iter()
+        .filter_map(|r| match r.get("payments_log") {
+            Some(Outcome::Built(b)) => Some(b.inserted),
+            Some(Outcome::UpToDate) => None,
+            Some(Outcome::Failed(e)) => {
+                assert!(e.contains("another build of this model landed"), "{e}");
+                None
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(appended.len(), 1, "{a:#?}\n{b:#?}");
+    let d = drift(wh.clone(), config.clone(), "payments_log").await;
+    assert!(d.is_none(), "{d:#?}");
+    let again = build(wh.clone(), config.clone()).await;
+    assert!(
+        matches!(again.get("payments_log"), Some(Outcome::UpToDate)),
+        "{again:#?}"
+    );
+
+    // Updates are not reflected: every customer once, some with the email they had
+    // when appended.
+    let d = drift(wh.clone(), config.clone(), "customer_emails").await;
+    assert_eq!(d.landed, d.expected, "one row per customer: {d:#?}");
+    assert!(
+        !d.only_landed.is_empty(),
+        "an email changed after it was appended: {d:#?}"
+    );
+    // Deletes are not either: every invoice there is, and drafts deleted since.
+    let d = drift(wh.clone(), config.clone(), "invoice_ids").await;
+    assert!(
+        d.only_expected.is_empty() && d.landed > d.expected,
+        "{d:#?}"
     );
 }

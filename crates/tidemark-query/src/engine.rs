@@ -44,6 +44,8 @@ pub(crate) struct Known {
     /// The closed history, loaded after the current table (see `plan_versions`);
     /// `None` for tables landed before it existed.
     closed_loaded: Option<deltalake::DeltaTable>,
+    /// Loaded from the deferred warehouse (read-only), not the engine's own.
+    deferred: bool,
 }
 
 /// What a name in the catalog reads, for access control: which source table (if
@@ -77,10 +79,22 @@ pub enum Form {
     Log,
 }
 
-/// A SQL engine over one warehouse.
+/// Another environment's warehouse an engine also reads (a deferred build: dbt's
+/// `defer`), opened read-only, and which of its names the engine's own warehouse
+/// keeps.
+struct Deferred {
+    wh: Warehouse,
+    /// (schema, table) served from the engine's own warehouse even where the deferred
+    /// one has a table of that name (the models a deferred build builds itself).
+    keep_own: RwLock<std::collections::BTreeSet<(String, String)>>,
+}
+
+/// A SQL engine over one warehouse (and, for a deferred build, another one read-only:
+/// [`Engine::open_deferred`]).
 pub struct Engine {
     ctx: SessionContext,
     wh: Warehouse,
+    deferred: Option<Deferred>,
     tables: RwLock<BTreeMap<(String, String), Known>>,
     /// Tables jobs write (`Warehouse::list_derived`), as last registered.
     derived: RwLock<BTreeMap<(String, String), deltalake::DeltaTable>>,
@@ -101,6 +115,40 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Open every table in the warehouse.
     pub async fn open(wh: &Warehouse) -> Result<Self> {
+        Self::open_with(wh, None).await
+    }
+
+    /// Open every table of `wh` and of `deferred`, another environment's warehouse
+    /// opened with [`Warehouse::open_read_only`] (refused otherwise): a deferred build
+    /// reads that one's tables under their own names, read-only, and writes only to
+    /// `wh` (through its own writer; the engine writes nowhere). Where both have a
+    /// table of one name the deferred one is served, unless [`Engine::keep_own`] names
+    /// it. Views defined in `deferred` are served where `wh` defines none of that name;
+    /// `wh`'s own tables (dead letters, runs) and the tables jobs write are `wh`'s only.
+    pub async fn open_deferred(wh: &Warehouse, deferred: &Warehouse) -> Result<Self> {
+        if !deferred.is_read_only() {
+            return Err(Error::Sql(format!(
+                "the deferred warehouse {} must be opened read-only",
+                deferred.root()
+            )));
+        }
+        if deferred.root() == wh.root() {
+            return Err(Error::Sql(format!(
+                "a build cannot defer to its own warehouse ({})",
+                wh.root()
+            )));
+        }
+        Self::open_with(
+            wh,
+            Some(Deferred {
+                wh: deferred.clone(),
+                keep_own: RwLock::new(Default::default()),
+            }),
+        )
+        .await
+    }
+
+    async fn open_with(wh: &Warehouse, deferred: Option<Deferred>) -> Result<Self> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, "public")
             .with_information_schema(true);
@@ -108,6 +156,7 @@ impl Engine {
         let engine = Self {
             ctx,
             wh: wh.clone(),
+            deferred,
             tables: RwLock::new(BTreeMap::new()),
             derived: RwLock::new(BTreeMap::new()),
             views: RwLock::new(BTreeMap::new()),
@@ -115,6 +164,62 @@ impl Engine {
         };
         engine.refresh().await?;
         Ok(engine)
+    }
+
+    /// Serve `names` (schema, table) from the engine's own warehouse only, never from
+    /// the deferred one (a deferred build's selected models, and the models its own
+    /// warehouse has), and refresh. Without a deferred warehouse, nothing changes.
+    pub async fn keep_own(
+        &self,
+        names: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<usize> {
+        let Some(d) = &self.deferred else {
+            return Ok(0);
+        };
+        *d.keep_own.write().expect("keep_own lock") = names.into_iter().collect();
+        self.refresh().await
+    }
+
+    /// The deferred warehouse, if the engine has one.
+    pub fn deferred_warehouse(&self) -> Option<&Warehouse> {
+        self.deferred.as_ref().map(|d| &d.wh)
+    }
+
+    /// Where landed table `schema.table` is read from when that is the deferred
+    /// warehouse: its root URL (`None`: the engine's own warehouse, or unknown).
+    pub fn deferred_root(&self, schema: &str, table: &str) -> Option<String> {
+        let deferred = self.deferred.as_ref()?;
+        self.known(schema, table)
+            .filter(|k| k.deferred)
+            .map(|_| deferred.wh.root().to_string())
+    }
+
+    /// The tables to serve: (location, from the deferred warehouse).
+    async fn listed(&self) -> Result<Vec<(tidemark_lake::TableLocation, bool)>> {
+        let own = self.wh.list().await?;
+        let Some(d) = &self.deferred else {
+            return Ok(own.into_iter().map(|l| (l, false)).collect());
+        };
+        let keep = d.keep_own.read().expect("keep_own lock").clone();
+        let mut out: BTreeMap<(String, String), (tidemark_lake::TableLocation, bool)> = own
+            .into_iter()
+            .map(|l| ((l.schema.clone(), l.table.clone()), (l, false)))
+            .collect();
+        for l in d.wh.list().await? {
+            let key = (l.schema.clone(), l.table.clone());
+            if !keep.contains(&key) {
+                out.insert(key, (l, true));
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// The warehouse a table is read from.
+    fn warehouse_of(&self, deferred: bool) -> &Warehouse {
+        match (&self.deferred, deferred) {
+            (Some(d), true) => &d.wh,
+            _ => &self.wh,
+        }
     }
 
     /// Bring the tables up to the warehouse's newest commits: tables with new
@@ -132,10 +237,20 @@ impl Engine {
             .catalog(CATALOG)
             .ok_or_else(|| Error::Sql("default catalog missing".into()))?;
         let mut changed = 0;
-        let listed = self.wh.list().await?;
-        for loc in &listed {
+        let listed = self.listed().await?;
+        for (loc, deferred) in &listed {
+            let deferred = *deferred;
+            let wh = self.warehouse_of(deferred);
             let key = (loc.schema.clone(), loc.table.clone());
-            let known = self.tables.read().expect("tables lock").get(&key).cloned();
+            // A table whose origin changed (a model the deferred build has now built
+            // itself) is loaded anew from where it is read now.
+            let known = self
+                .tables
+                .read()
+                .expect("tables lock")
+                .get(&key)
+                .filter(|k| k.deferred == deferred)
+                .cloned();
             // The current table first, then the closed history, then the log: a
             // closed history read after the base is at or past the base's mark (its
             // newer closures are filtered out), and the tail starts at the mark.
@@ -143,7 +258,7 @@ impl Engine {
                 Some(k) => {
                     let mut cur = k.cur_loaded.clone();
                     cur.update_incremental(None).await?;
-                    let closed = self.load_closed(loc, k.closed_loaded.as_ref()).await?;
+                    let closed = self.load_closed(wh, loc, k.closed_loaded.as_ref()).await?;
                     let mut hist = k.hist_loaded.clone();
                     hist.update_incremental(None).await?;
                     let closed_version =
@@ -160,15 +275,11 @@ impl Engine {
                     (cur, closed, hist)
                 }
                 None => {
-                    let cur_url = self
-                        .wh
-                        .table_url(&loc.schema, &loc.table, TableKind::Current);
-                    let (cur, cur_ok) = self.wh.delta_table(&cur_url).await?;
-                    let closed = self.load_closed(loc, None).await?;
-                    let hist_url = self
-                        .wh
-                        .table_url(&loc.schema, &loc.table, TableKind::History);
-                    let (hist, hist_ok) = self.wh.delta_table(&hist_url).await?;
+                    let cur_url = wh.table_url(&loc.schema, &loc.table, TableKind::Current);
+                    let (cur, cur_ok) = wh.delta_table(&cur_url).await?;
+                    let closed = self.load_closed(wh, loc, None).await?;
+                    let hist_url = wh.table_url(&loc.schema, &loc.table, TableKind::History);
+                    let (hist, hist_ok) = wh.delta_table(&hist_url).await?;
                     if !(cur_ok && hist_ok) {
                         warn!(schema = %loc.schema, table = %loc.table, "not a tidemark table (no current or no history); skipped");
                         continue;
@@ -244,6 +355,7 @@ impl Engine {
                     cur_loaded: cur,
                     hist_loaded: hist,
                     closed_loaded: closed,
+                    deferred,
                 },
             );
             changed += 1;
@@ -254,7 +366,11 @@ impl Engine {
             .read()
             .expect("tables lock")
             .keys()
-            .filter(|k| !listed.iter().any(|l| l.schema == k.0 && l.table == k.1))
+            .filter(|k| {
+                !listed
+                    .iter()
+                    .any(|(l, _)| l.schema == k.0 && l.table == k.1)
+            })
             .cloned()
             .collect();
         for (s, t) in gone {
@@ -360,10 +476,23 @@ impl Engine {
             Some(d) => d.list().await?,
             None => Vec::new(),
         };
-        let now: BTreeMap<(String, String), String> = defs
+        let mut now: BTreeMap<(String, String), String> = defs
             .into_iter()
             .map(|d| ((d.schema, d.name), d.sql))
             .collect();
+        // The deferred warehouse's views, where this one defines none of the name
+        // and does not keep the name its own.
+        if let Some(d) = &self.deferred {
+            if let Some(theirs) = tidemark_lake::ViewDefs::existing(&d.wh)? {
+                let keep = d.keep_own.read().expect("keep_own lock").clone();
+                for v in theirs.list().await? {
+                    let key = (v.schema, v.name);
+                    if !keep.contains(&key) && !now.contains_key(&key) {
+                        now.insert(key, v.sql);
+                    }
+                }
+            }
+        }
         let before = self.views.read().expect("views lock").clone();
         if !tables_changed && now == before {
             return Ok(0);
@@ -429,6 +558,7 @@ impl Engine {
     /// before, updated incrementally); `None` when it does not exist.
     async fn load_closed(
         &self,
+        wh: &Warehouse,
         loc: &tidemark_lake::TableLocation,
         known: Option<&deltalake::DeltaTable>,
     ) -> Result<Option<deltalake::DeltaTable>> {
@@ -437,10 +567,8 @@ impl Engine {
             c.update_incremental(None).await?;
             return Ok(Some(c));
         }
-        let url = self
-            .wh
-            .table_url(&loc.schema, &loc.table, TableKind::Closed);
-        let (c, exists) = self.wh.delta_table(&url).await?;
+        let url = wh.table_url(&loc.schema, &loc.table, TableKind::Closed);
+        let (c, exists) = wh.delta_table(&url).await?;
         Ok(exists.then_some(c))
     }
 

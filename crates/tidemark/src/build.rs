@@ -1,9 +1,7 @@
 //! `tidemark build`: land the SQL models (tidemark-models) in dependency order.
 
-use std::sync::Arc;
-
 use anyhow::{bail, Result};
-use tidemark_models::{Options, Outcome, Project};
+use tidemark_models::{Defer, Options, Outcome};
 
 use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
 
@@ -24,6 +22,42 @@ pub struct Args {
     /// Models built at once (default: [models] threads).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub defer: DeferArgs,
+}
+
+/// Which environment's warehouse a build reads besides its own.
+#[derive(Debug, clap::Args)]
+pub struct DeferArgs {
+    /// Read the landed sources (and the models this build neither selects nor has
+    /// built before) from this environment's warehouse, read-only; write only to
+    /// --env's (default: [environments.<env>] defer_to).
+    #[arg(long, value_name = "ENV", conflicts_with = "no_defer")]
+    pub defer: Option<String>,
+    /// Read only --env's warehouse, even when its config says defer_to.
+    #[arg(long)]
+    pub no_defer: bool,
+}
+
+impl DeferArgs {
+    /// The environment deferred to, its warehouse opened read-only.
+    fn resolve(
+        &self,
+        g: &GlobalArgs,
+        config: Option<&tidemark_core::config::Config>,
+    ) -> Result<Option<Defer>> {
+        let d = tidemark_models::deferred_to(
+            config,
+            &g.environment,
+            self.defer.as_deref(),
+            self.no_defer,
+        )
+        .map_err(anyhow::Error::msg)?;
+        if let Some(d) = &d {
+            tracing::info!(environment = %g.environment, deferred_to = %d.environment, warehouse = %d.warehouse().root(), "reading the deferred environment's sources, read-only");
+        }
+        Ok(d)
+    }
 }
 
 /// `[models]` of the config (defaults without one), its path replaced by `--models`.
@@ -45,8 +79,11 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     let config = load_config(g, false)?;
     let wh = warehouse(g, config.as_ref())?;
     let models = models_config(config.as_ref(), args.models);
-    let engine = Arc::new(tidemark_query::Engine::open(&wh).await?);
-    let project = Project::load(&models, Some(&engine.landed_names()), &g.environment)?;
+    let defer = args.defer.resolve(g, config.as_ref())?;
+    let (engine, project) =
+        tidemark_models::open(&wh, defer.as_ref(), &models, &g.environment, &args.select)
+            .await
+            .map_err(anyhow::Error::msg)?;
     if project.models.is_empty() && project.broken.is_empty() {
         bail!("no models: {} has no .sql files", models.path.display());
     }
@@ -70,7 +107,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
             Outcome::Built(b) if b.view => format!("view defined; {} ms", b.millis),
             Outcome::Built(b) => format!(
                 "built {} (build {}): {} rows; {} new, {} changed, {} gone; {} ms{}",
-                if b.incremental {
+                if b.appended {
+                    "by appending"
+                } else if b.incremental {
                     "incrementally"
                 } else {
                     "whole"
@@ -125,6 +164,8 @@ pub struct TestArgs {
     /// Unit tests only: no warehouse is read.
     #[arg(long)]
     pub unit: bool,
+    #[command(flatten)]
+    pub defer: DeferArgs,
 }
 
 /// Run `tidemark test`.
@@ -132,15 +173,19 @@ pub async fn test(g: &GlobalArgs, args: TestArgs) -> Result<()> {
     init_logging(g);
     let config = load_config(g, false)?;
     let models = models_config(config.as_ref(), args.models);
-    let engine = if args.unit {
-        None
+    let (engine, project) = if args.unit {
+        let project = tidemark_models::Project::load(&models, None, &g.environment)?;
+        (None, project)
     } else {
         let wh = warehouse(g, config.as_ref())?;
-        Some(tidemark_query::Engine::open(&wh).await?)
+        let defer = args.defer.resolve(g, config.as_ref())?;
+        let (engine, project) =
+            tidemark_models::open(&wh, defer.as_ref(), &models, &g.environment, &args.select)
+                .await
+                .map_err(anyhow::Error::msg)?;
+        (Some(engine), project)
     };
-    let landed = engine.as_ref().map(|e| e.landed_names());
-    let project = Project::load(&models, landed.as_deref(), &g.environment)?;
-    let results = tidemark_models::test(engine.as_ref(), &project, &args.select)
+    let results = tidemark_models::test(engine.as_deref(), &project, &args.select)
         .await
         .map_err(anyhow::Error::msg)?;
     let mut failed = Vec::new();
@@ -195,6 +240,8 @@ pub struct CompileArgs {
     /// order, targets, the tables each reads).
     #[arg(long)]
     pub out: std::path::PathBuf,
+    #[command(flatten)]
+    pub defer: DeferArgs,
 }
 
 /// Run `tidemark compile`: render the models as a build would, without running them.
@@ -203,8 +250,11 @@ pub async fn compile(g: &GlobalArgs, args: CompileArgs) -> Result<()> {
     let config = load_config(g, false)?;
     let models = models_config(config.as_ref(), args.models);
     let wh = warehouse(g, config.as_ref())?;
-    let engine = tidemark_query::Engine::open(&wh).await?;
-    let project = Project::load(&models, Some(&engine.landed_names()), &g.environment)?;
+    let defer = args.defer.resolve(g, config.as_ref())?;
+    let (_engine, project) =
+        tidemark_models::open(&wh, defer.as_ref(), &models, &g.environment, &args.select)
+            .await
+            .map_err(anyhow::Error::msg)?;
     for (name, e) in &project.broken {
         eprintln!("{name}: {e}");
     }
@@ -223,6 +273,7 @@ pub async fn compile(g: &GlobalArgs, args: CompileArgs) -> Result<()> {
             "table": m.target.table,
             "materialized": format!("{:?}", m.config.materialized).to_lowercase(),
             "unique_key": m.config.unique_key,
+            "incremental_strategy": format!("{:?}", m.config.strategy).to_lowercase(),
             "reads": m.reads.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
             "sql": m.sql,
         }));

@@ -198,6 +198,10 @@ const EXAMPLE_MODELS: &[(&str, &str)] = &[
         include_str!("../../../examples/models/finance/revenue_by_country.sql"),
     ),
     (
+        "finance/payments_received.sql",
+        include_str!("../../../examples/models/finance/payments_received.sql"),
+    ),
+    (
         "tests/paid_never_exceeds_billed.sql",
         include_str!("../../../examples/models/tests/paid_never_exceeds_billed.sql"),
     ),

@@ -14,12 +14,15 @@
 //! next run without a restart. Exactly once comes from the models themselves: each
 //! model's commit carries the input versions it read, and a model whose SQL and
 //! inputs are unchanged is up to date. A manual trigger may pass `select`.
+//!
+//! In an environment that defers (`[environments.<env>] defer_to`), the build reads
+//! the deferred environment's sources read-only, as `tidemark build` does there.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use tidemark_models::{Options, Outcome, Project};
+use tidemark_models::{Options, Outcome};
 use tidemark_scheduler::job::{Job, JobError, JobKind, RunContext, RunOutput};
 use tidemark_scheduler::spec::{ConfigError, JobSpec};
 
@@ -68,18 +71,28 @@ impl Job for Build {
         let full_refresh = self.full_refresh;
         async move {
             let config = env.config();
+            let defer = tidemark_models::deferred_to(Some(&config), &env.environment, None, false)
+                .map_err(|e| JobError::Definite {
+                    message: e,
+                    action: format!("correct [environments.{}] defer_to in the config", env.environment),
+                })?;
             // An engine of its own: the build refreshes it as models land, and
             // records the input versions its plans read.
-            let engine = Arc::new(
-                tidemark_query::Engine::open(&env.wh)
-                    .await
-                    .map_err(|e| JobError::Transient(format!("reading the warehouse: {e}")))?,
-            );
-            let project = Project::load(&config.models, Some(&engine.landed_names()), &env.environment)
-                .map_err(|e| JobError::Definite {
-                    message: e.to_string(),
-                    action: "correct [models] path in the config".into(),
-                })?;
+            let (engine, project) = tidemark_models::open(
+                &env.wh,
+                defer.as_ref(),
+                &config.models,
+                &env.environment,
+                &select,
+            )
+            .await
+            .map_err(|e| match e {
+                tidemark_models::OpenError::Warehouse(m) => JobError::Transient(m),
+                tidemark_models::OpenError::Models(message) => JobError::Definite {
+                    message,
+                    action: "correct [models] path (or the job's select) in the config".into(),
+                },
+            })?;
             let options = Options {
                 select,
                 full_refresh,

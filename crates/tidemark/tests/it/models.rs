@@ -197,3 +197,231 @@ async fn builds_killed_at_random_moments_lose_and_double_nothing() {
     assert!(o.status.success(), "DuckDB disagrees:\n{out}");
     assert!(out.contains("\"differ\": 0"), "{out}");
 }
+
+/// `tidemark` run in an environment of a config file (no --warehouse).
+fn in_env(config: &Path, env: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .arg("--config")
+        .arg(config)
+        .arg("--env")
+        .arg(env)
+        .args(args)
+        .env("TIDEMARK_LOG_FORMAT", "json")
+        .env_remove("TIDEMARK_ENV")
+        .env_remove("TIDEMARK_WAREHOUSE")
+        .output()
+        .expect("run tidemark")
+}
+
+/// Every file and directory under `dir`, with its size, modification time and
+/// contents: what must not change in a warehouse that is only read.
+fn tree(dir: &Path) -> Vec<(String, u64, std::time::SystemTime, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            let body = if meta.is_dir() {
+                todo.push(e.path());
+                Vec::new()
+            } else {
+                std::fs::read(e.path()).unwrap()
+            };
+            out.push((
+                e.path().display().to_string(),
+                meta.len(),
+                meta.modified().unwrap(),
+                body,
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Assert `dir` is as `before` found it, naming what changed.
+fn assert_untouched(dir: &Path, before: &[(String, u64, std::time::SystemTime, Vec<u8>)]) {
+    let after = tree(dir);
+    let names = |t: &[(String, u64, std::time::SystemTime, Vec<u8>)]| -> Vec<String> {
+        t.iter().map(|(p, ..)| p.clone()).collect()
+    };
+    assert_eq!(
+        names(before),
+        names(&after),
+        "files added or removed in prod"
+    );
+    for (b, a) in before.iter().zip(&after) {
+        assert!(b == a, "{} changed in prod", a.0);
+    }
+    record_checked(after.len(), "prod files unchanged by a deferred dev build");
+}
+
+/// A model's rows (its own columns, not tidemark's) in a warehouse, sorted.
+async fn model_rows(wh: &Path, table: &str) -> Vec<String> {
+    let wh = Warehouse::new(wh.to_str().unwrap(), Default::default()).unwrap();
+    let engine = Engine::open(&wh).await.unwrap();
+    let df = engine
+        .sql(&format!("SELECT * FROM {table}"))
+        .await
+        .unwrap_or_else(|e| panic!("{table}: {e}"));
+    let cols: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| !f.name().starts_with('_'))
+        .map(|f| tidemark_lake::quote(f.name()))
+        .collect();
+    let batches = engine
+        .query(&format!("SELECT {} FROM {table}", cols.join(", ")))
+        .await
+        .unwrap();
+    tidemark_query::sorted_lines(&batches, "|").unwrap()
+}
+
+/// dbt's defer: dev, with no data of its own, builds reading prod's landed tables
+/// (and prod's models it neither selects nor has built) read-only, and writes only to
+/// its own warehouse: every file of prod is byte for byte as it was, with its size
+/// and modification time, after each dev build; a model built in dev equals the
+/// same model built in prod. Incremental models follow prod's changes in dev, and
+/// the versions they record name prod, so a later dev build reading dev's own
+/// sources builds them whole instead of taking prod's versions for dev's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_build_defers_to_prod_and_never_writes_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prod, dev) = (dir.path().join("prod"), dir.path().join("dev"));
+    let config = dir.path().join("tidemark.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[environments.dev]\nwarehouse = \"dev\"\ndefer_to = \"prod\"\n\n\
+             [environments.prod]\nwarehouse = \"prod\"\n\n[models]\npath = \"{}\"\n",
+            models_dir().display()
+        ),
+    )
+    .unwrap();
+    let prod_wh = Warehouse::new(prod.to_str().unwrap(), Default::default()).unwrap();
+    let workload = || {
+        Workload::new(WorkloadConfig {
+            days: 30,
+            end_us: 1_717_200_000_000_000,
+            ..Default::default()
+        })
+    };
+    let mut lander = Lander::open(&prod_wh, Naming::SnakeCase).await.unwrap();
+    let mut days = workload();
+    for _ in 0..15 {
+        lander.land(&days.next_day().unwrap()).await.unwrap();
+    }
+    // Prod builds its models, as its daemon would.
+    ok(in_env(&config, "prod", &["build"]));
+    let before = tree(&prod);
+
+    // Dev builds one model that reads another: the other is prod's.
+    let out = ok(in_env(
+        &config,
+        "dev",
+        &["build", "--select", "revenue_by_country"],
+    ));
+    assert!(
+        out.contains("revenue_by_country") && out.contains("built whole"),
+        "{out}"
+    );
+    assert_untouched(&prod, &before);
+    let dev_wh = Warehouse::new(dev.to_str().unwrap(), Default::default()).unwrap();
+    let listed: Vec<String> = dev_wh
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| format!("{}.{}", l.schema, l.table))
+        .collect();
+    assert_eq!(
+        listed,
+        ["analytics.revenue_by_country"],
+        "dev holds what it built, only"
+    );
+    assert_eq!(
+        model_rows(&dev, "analytics.revenue_by_country").await,
+        model_rows(&prod, "analytics.revenue_by_country").await
+    );
+
+    // Every model in dev: each equals prod's, built from the same versions.
+    let tables = [
+        "customer_summary",
+        "open_receivables",
+        "revenue_by_month",
+        "revenue_by_country",
+        "payments_received",
+    ];
+    let same_as_prod = || async {
+        for t in tables {
+            let t = format!("analytics.{t}");
+            let (d, p) = (model_rows(&dev, &t).await, model_rows(&prod, &t).await);
+            assert!(!p.is_empty(), "{t}");
+            assert_eq!(d, p, "{t} in dev differs from prod's");
+        }
+    };
+    ok(in_env(&config, "dev", &["build"]));
+    assert_untouched(&prod, &before);
+    same_as_prod().await;
+    // Asked to defer to itself, or to an environment not defined: refused.
+    let o = in_env(&config, "dev", &["build", "--defer", "dev"]);
+    assert!(
+        !o.status.success() && text(&o).contains("cannot defer to itself"),
+        "{}",
+        text(&o)
+    );
+    let o = in_env(&config, "dev", &["build", "--defer", "staging"]);
+    assert!(
+        !o.status.success() && text(&o).contains("staging"),
+        "{}",
+        text(&o)
+    );
+
+    // Prod moves on; dev follows from prod's changes, incrementally.
+    for _ in 0..5 {
+        lander.land(&days.next_day().unwrap()).await.unwrap();
+    }
+    ok(in_env(&config, "prod", &["build"]));
+    let before = tree(&prod);
+    let out = ok(in_env(&config, "dev", &["build"]));
+    assert!(
+        line_of(&out, "customer_summary ").contains("built incrementally"),
+        "{out}"
+    );
+    assert!(
+        line_of(&out, "payments_received ").contains("built by appending"),
+        "{out}"
+    );
+    assert_untouched(&prod, &before);
+    same_as_prod().await;
+
+    // Dev lands sources of its own and builds from them: the versions its models
+    // recorded are prod's, so they build whole, with the reason.
+    drop(lander);
+    let mut own = Lander::open(&dev_wh, Naming::SnakeCase).await.unwrap();
+    let mut days = workload();
+    for _ in 0..10 {
+        own.land(&days.next_day().unwrap()).await.unwrap();
+    }
+    let out = ok(in_env(&config, "dev", &["build", "--no-defer"]));
+    for name in ["customer_summary ", "payments_received "] {
+        let l = line_of(&out, name);
+        assert!(
+            l.contains("built whole")
+                && l.contains("prod")
+                && l.contains("this one reads it from this warehouse"),
+            "{l}"
+        );
+    }
+    assert_untouched(&prod, &before);
+    assert_models_equal_their_sql(&dev_wh).await;
+}
+
+fn line_of(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{prefix}: {out}"))
+        .to_string()
+}
