@@ -9,8 +9,9 @@
 # 3. starts a private MariaDB (scripts/mariadb.sh; never the system one on
 #    3306) and exports TIDEMARK_TEST_MYSQL_URL,
 # 3-pg. starts a private PostgreSQL (scripts/postgres.sh; own cluster and port,
-#    never a system one on 5432), the target of the publish tests, and exports
-#    TIDEMARK_TEST_PG_URL and TIDEMARK_TEST_PG_PASSWORD; it is stopped on exit,
+#    never a system one on 5432, TLS on), the target of the publish tests, and
+#    exports TIDEMARK_TEST_PG_URL, TIDEMARK_TEST_PG_PASSWORD and TIDEMARK_TEST_PG_CA
+#    (its TLS certificate's CA); it is stopped on exit,
 # 3a. starts a private Kafka-protocol broker (scripts/tansu.sh: tansu, in-memory,
 #    installed once with cargo install if missing) and exports TIDEMARK_TEST_KAFKA,
 # 3b. starts moto (an S3-compatible server, pip-installed into
@@ -24,7 +25,9 @@
 #    TIDEMARK_TEST_PGJDBC,
 # 3d. starts the schema registry stand-in (scripts/schema_registry.py) on a free
 #     loopback port and exports TIDEMARK_TEST_REGISTRY; it is stopped on exit,
-# 4. runs `cargo fmt --check` and `cargo clippy -D warnings`,
+# 4. runs `cargo fmt --check` and clippy with -D warnings, inside the build of
+#    the tests (clippy-driver as RUSTC_WORKSPACE_WRAPPER: no second compile of the
+#    dependencies; TIDEMARK_TEST_CLIPPY=separate runs `cargo clippy` instead),
 # 5. runs the tests: `cargo nextest run` if cargo-nextest is installed, else
 #    `cargo test`; both with --workspace --locked.
 #
@@ -34,6 +37,8 @@
 #
 # Environment:
 #   TIDEMARK_TEST_SKIP_LINT=1     skip fmt and clippy
+#   TIDEMARK_TEST_CLIPPY=separate run `cargo clippy` on its own (the default lints
+#                                 inside the test build)
 #   TIDEMARK_TEST_RUNNER=cargo    force `cargo test` (or =nextest to require nextest)
 #   TIDEMARK_TEST_KEEP_MARIADB=1  leave the private MariaDB running afterwards
 #   CI=true                       adds --no-fail-fast
@@ -154,7 +159,10 @@ if ! "$REPO/scripts/postgres.sh" status >/dev/null 2>&1; then PG_STARTED=1; fi
 TIDEMARK_TEST_PG_URL="$("$REPO/scripts/postgres.sh" start)"
 # The throwaway test instance's password (scripts/postgres.sh sets it at initdb).
 export TIDEMARK_TEST_PG_URL TIDEMARK_TEST_PG_PASSWORD=tidemark
-echo "TIDEMARK_TEST_PG_URL=$TIDEMARK_TEST_PG_URL" >&2
+# The CA that signed the instance's TLS certificate, for the publisher's TLS tests.
+TIDEMARK_TEST_PG_CA="$("$REPO/scripts/postgres.sh" ca)"
+export TIDEMARK_TEST_PG_CA
+echo "TIDEMARK_TEST_PG_URL=$TIDEMARK_TEST_PG_URL TIDEMARK_TEST_PG_CA=$TIDEMARK_TEST_PG_CA" >&2
 
 # ------------------------------------------------------------------ S3 (moto)
 section "S3-compatible test server (moto)"
@@ -254,8 +262,24 @@ if [ "${TIDEMARK_TEST_SKIP_LINT:-0}" = 1 ]; then
 else
     section "cargo fmt --all -- --check"
     cargo fmt --all -- --check
-    section "cargo clippy --workspace --all-targets --locked -- -D warnings"
-    cargo clippy --workspace --all-targets --locked -- -D warnings
+    if [ "${TIDEMARK_TEST_CLIPPY:-build}" = separate ]; then
+        section "cargo clippy --workspace --all-targets --locked -- -D warnings"
+        cargo clippy --workspace --all-targets --locked -- -D warnings
+    else
+        # Clippy inside the build the tests need: clippy-driver compiles the
+        # workspace's own crates (RUSTC_WORKSPACE_WRAPPER; dependencies still go
+        # through rustc), so its lints are those of `cargo clippy --workspace
+        # --all-targets -- -D warnings`, without the check-only second compile of
+        # every dependency that `cargo clippy` does (a large part of a cold run on
+        # 2 cores). Exported for the rest of the script: the test runner then finds
+        # the crates built as they are, with nothing to compile again.
+        CLIPPY_DRIVER="$(command -v clippy-driver)" \
+            || die "clippy-driver is missing (rustup component add clippy), or set TIDEMARK_TEST_SKIP_LINT=1"
+        export RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER"
+        export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+        section "clippy -D warnings, in cargo build --workspace --all-targets --locked"
+        cargo build --workspace --all-targets --locked
+    fi
 fi
 
 # ------------------------------------------------------------------ tests

@@ -716,10 +716,15 @@ async fn wait_for_history(db: &TestDb, versions: i64, timeout: Duration) {
         if n == versions {
             return;
         }
-        assert!(
-            n < versions && start.elapsed() < timeout,
-            "history has {n} versions, waiting for {versions}"
-        );
+        if n > versions || start.elapsed() >= timeout {
+            // The background run's log (if one runs) says why it stopped landing.
+            let log = std::fs::read_to_string(db.dir.path().join("run.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "history has {n} versions, waiting for {versions}; the tail of run.log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
