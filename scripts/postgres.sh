@@ -5,6 +5,8 @@
 #   scripts/postgres.sh stop              fast shutdown, waits for the server to exit
 #   scripts/postgres.sh url               prints postgres://tidemark@127.0.0.1:PORT/postgres
 #   scripts/postgres.sh status            exit 0 and print the URL if running, else exit 1
+#   scripts/postgres.sh ca                prints the path of the CA certificate (PEM) that
+#                                         signed the server's TLS certificate
 #
 # Everything lives under $REPO/target/test-services/postgres/ (data directory, socket
 # directory, log, port file). The server reads no system configuration (its own
@@ -15,6 +17,12 @@
 # Logins over TCP need a password (scram-sha-256), so the tests exercise the
 # password path: user `tidemark`, password `tidemark` (a throwaway test instance;
 # the tests read it from TIDEMARK_TEST_PG_PASSWORD, which test.sh exports).
+#
+# TLS is on (the publisher's TLS tests): at start, a throwaway CA and a server
+# certificate it signs (subject alternative names IP 127.0.0.1 and DNS localhost)
+# are made with the openssl CLI under $BASE/tls/ if missing, and passed to the
+# server as ssl_cert_file / ssl_key_file. Plaintext connections stay allowed
+# (pg_hba's `host` lines match both), as the other tests use them.
 #
 # PostgreSQL refuses to run as root. As root, the cluster belongs to the `postgres`
 # system user (created by Debian's package) and every server command runs as it.
@@ -34,6 +42,7 @@ DATADIR="$BASE/data"
 SOCKDIR="$BASE/run"
 PORTFILE="$BASE/port"
 LOGFILE="$BASE/postgres.log"
+TLSDIR="$BASE/tls"
 DEFAULT_PORT="${TIDEMARK_PG_PORT:-35432}"
 TIMEOUT="${TIDEMARK_PG_TIMEOUT:-60}"
 PG_USER=tidemark
@@ -134,6 +143,71 @@ init_datadir() {
     rm -f "$pwfile"
 }
 
+# ---------------------------------------------------------------- TLS
+
+# A CA and a server certificate it signs, made once and kept (a cluster restarted
+# keeps its certificate, so a CA path a test run read stays valid). webpki, which
+# the publisher's rustls uses, wants real X.509 v3 roles: a CA with
+# basicConstraints CA:TRUE, a leaf with CA:FALSE and serverAuth, names in the
+# subjectAltName (the CN is not looked at).
+ensure_tls() {
+    if [ -s "$TLSDIR/ca.crt" ] && [ -s "$TLSDIR/server.crt" ] && [ -s "$TLSDIR/server.key" ]; then
+        return 0
+    fi
+    command -v openssl >/dev/null 2>&1 || {
+        log "openssl missing: installing it"
+        as_root apt-get update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y openssl
+    }
+    log "making a test CA and server certificate in $TLSDIR"
+    rm -rf "$TLSDIR"
+    mkdir -p "$TLSDIR"
+    cat >"$TLSDIR/ca.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = tidemark test CA
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+CNF
+    cat >"$TLSDIR/server.ext" <<'EXT'
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EXT
+    if ! {
+        openssl req -x509 -new -config "$TLSDIR/ca.cnf" -extensions v3_ca \
+            -newkey rsa:2048 -nodes -keyout "$TLSDIR/ca.key" -out "$TLSDIR/ca.crt" \
+            -days 3650 -sha256 &&
+        openssl req -new -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$TLSDIR/server.key" -out "$TLSDIR/server.csr" &&
+        openssl x509 -req -in "$TLSDIR/server.csr" -CA "$TLSDIR/ca.crt" -CAkey "$TLSDIR/ca.key" \
+            -CAcreateserial -CAserial "$TLSDIR/ca.srl" -days 3650 -sha256 \
+            -extfile "$TLSDIR/server.ext" -out "$TLSDIR/server.crt"
+    } >"$TLSDIR/openssl.log" 2>&1; then
+        cat "$TLSDIR/openssl.log" >&2
+        rm -rf "$TLSDIR"
+        die "making the test certificates failed"
+    fi
+    # PostgreSQL refuses a key file others can read.
+    chmod 600 "$TLSDIR/server.key" "$TLSDIR/ca.key"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres:postgres "$TLSDIR" "$TLSDIR/server.key" "$TLSDIR/server.crt"
+    fi
+}
+
+# Is the running server's TLS on (it may have been started before TLS was added)?
+tls_on() {
+    [ "$(PGPASSWORD="$PG_PASSWORD" PGCONNECT_TIMEOUT=3 psql -X -q -w -h 127.0.0.1 -p "$1" \
+        -U "$PG_USER" -d postgres -tAc 'show ssl' 2>/dev/null)" = on ]
+}
+
 # ---------------------------------------------------------------- start/stop
 
 do_start() {
@@ -145,10 +219,14 @@ do_start() {
         esac
     done
     ensure_packages
+    ensure_tls
     if [ "$fresh" -eq 0 ] && running; then
-        log "already running (port $(saved_port))"
-        print_url "$(saved_port)"
-        return 0
+        if tls_on "$(saved_port)"; then
+            log "already running (port $(saved_port))"
+            print_url "$(saved_port)"
+            return 0
+        fi
+        log "running without TLS: restarting it with TLS"
     fi
     if [ -f "$DATADIR/PG_VERSION" ] && as_owner "$BINDIR/pg_ctl" -D "$DATADIR" status >/dev/null 2>&1; then
         do_stop
@@ -168,7 +246,7 @@ do_start() {
         [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$LOGFILE"
         # -w waits until it accepts connections; fsync off: a test instance.
         if as_owner "$BINDIR/pg_ctl" -D "$DATADIR" -l "$LOGFILE" -w -t "$TIMEOUT" \
-                -o "-c listen_addresses=127.0.0.1 -p $port -k $SOCKDIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+                -o "-c listen_addresses=127.0.0.1 -p $port -k $SOCKDIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c ssl=on -c ssl_cert_file=$TLSDIR/server.crt -c ssl_key_file=$TLSDIR/server.key" \
                 start >/dev/null 2>&1; then
             ok=1
             break
@@ -184,6 +262,7 @@ do_start() {
     [ "$ok" -eq 1 ] || { tail -n 40 "$LOGFILE" >&2; die "postgres failed to start"; }
     echo "$port" >"$PORTFILE"
     answers "$port" || { tail -n 40 "$LOGFILE" >&2; die "server up but $PG_USER cannot log in over TCP"; }
+    tls_on "$port" || { tail -n 40 "$LOGFILE" >&2; die "server up but TLS is off"; }
     log "ready (port $port)"
     print_url "$port"
 }
@@ -207,6 +286,9 @@ case "$cmd" in
     url)
         p="$(saved_port)" || die "no port file; run: $0 start"
         print_url "$p" ;;
+    ca)
+        [ -s "$TLSDIR/ca.crt" ] || die "no CA certificate yet; run: $0 start"
+        echo "$TLSDIR/ca.crt" ;;
     status)
         ensure_packages
         if running; then
@@ -217,6 +299,6 @@ case "$cmd" in
             exit 1
         fi ;;
     *)
-        echo "usage: $0 start [--fresh] | stop | url | status" >&2
+        echo "usage: $0 start [--fresh] | stop | url | status | ca" >&2
         exit 2 ;;
 esac

@@ -59,6 +59,13 @@
 //! (`--resnapshot`), or a target table someone else changed parks that table with a
 //! message naming it and the way out (`tidemark publish NAME --full-refresh --table
 //! T`); the publication's other tables go on.
+//!
+//! ## TLS
+//! libpq's `sslmode` and `sslrootcert` in the target URL, with libpq's meanings
+//! (`tls.rs`): rustls with the ring provider, a certificate verifier per mode.
+//! `postgres://` defaults to `prefer`, `redshift://` to `require` (see
+//! [`redshift`]). TLS that cannot be set up as asked is a configuration error
+//! naming the host, not an unreachable target: retrying would not fix it.
 
 #![warn(missing_docs)]
 
@@ -67,6 +74,7 @@ mod error;
 mod lake;
 pub mod redshift;
 mod target;
+mod tls;
 mod types;
 
 use bytes::BytesMut;
@@ -168,7 +176,8 @@ pub async fn publish(
     };
     let tables = tables_of(engine, name, cfg, options)?;
     let password = cfg.password(name).map_err(|e| config_err(e.to_string()))?;
-    let client_cfg = target::client_config(&cfg.target, password.as_deref()).map_err(config_err)?;
+    let client_cfg = target::client_config(&cfg.target, password.as_deref(), tls::SslMode::Prefer)
+        .map_err(config_err)?;
     let unreachable = |e: &tokio_postgres::Error| Error::Unreachable {
         publication: name.to_string(),
         target: cfg.target.clone(),
@@ -176,7 +185,7 @@ pub async fn publish(
     };
     let mut client = target::connect(&client_cfg)
         .await
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|e| connect_error(e, &config_err, &unreachable))?;
     target::setup(&mut client, &cfg.schema)
         .await
         .map_err(|e| match e.as_db_error() {
@@ -202,6 +211,20 @@ pub async fn publish(
         report.tables.push((t, outcome));
     }
     Ok(report)
+}
+
+/// A failed connection as the publication reports it: TLS that cannot be set up as
+/// asked is configuration (a retry fails the same way), the rest is an unreachable
+/// target (worth a retry).
+pub(crate) fn connect_error(
+    e: target::ConnectError,
+    config_err: &dyn Fn(String) -> Error,
+    unreachable: &dyn Fn(&tokio_postgres::Error) -> Error,
+) -> Error {
+    match e {
+        target::ConnectError::Tls(message) => config_err(format!("TLS to the target: {message}")),
+        target::ConnectError::Client(e) => unreachable(&e),
+    }
 }
 
 /// The publication's tables this run publishes, checked: each landed (with its

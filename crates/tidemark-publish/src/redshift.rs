@@ -54,6 +54,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use tracing::{info, warn};
 
 use crate::error::pg_message;
+use crate::tls::SslMode;
 use crate::types::{ident, qualified, PgType};
 use crate::{lake, target, Error, Options, Outcome, PgStep, Published, Report, Result, Step};
 
@@ -1089,10 +1090,20 @@ pub type InsteadOfCopy =
     dyn Fn(Staged) -> BoxFuture<'static, std::result::Result<Vec<String>, String>> + Send + Sync;
 
 /// The connection settings of a `redshift://user@host[:5439]/database` target.
-pub fn client_config(
+///
+/// Without `sslmode` in the URL, TLS is required (`sslmode=require`), not merely
+/// preferred as for PostgreSQL: every Redshift cluster offers TLS, a cluster whose
+/// `require_ssl` parameter is on (AWS's default for new clusters since 2025) refuses
+/// plaintext, and a cluster is often reached across networks tidemark's operator
+/// does not control, where `prefer` would fall back to plaintext silently if
+/// anything in between answered "no TLS". The certificate is not verified under
+/// that default (libpq's `require`); `sslmode=verify-full` verifies it against the
+/// system store (Redshift's certificates are issued by ACM, whose Amazon roots the
+/// usual system stores hold) or `sslrootcert`.
+pub(crate) fn client_config(
     url: &str,
     password: Option<&str>,
-) -> std::result::Result<tokio_postgres::Config, String> {
+) -> std::result::Result<target::Target, String> {
     let rest = url
         .strip_prefix("redshift://")
         .ok_or_else(|| format!("{url:?} is not a redshift:// URL"))?;
@@ -1109,7 +1120,7 @@ pub fn client_config(
     } else {
         format!("postgres://{authority}:5439{tail}")
     };
-    target::client_config(&url, password)
+    target::client_config(&url, password, SslMode::Require)
         .map_err(|e| e.replace("PostgreSQL URL", "redshift:// URL"))
 }
 
@@ -1159,7 +1170,7 @@ pub async fn publish_with(
     };
     let client = target::connect(&client_cfg)
         .await
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|e| crate::connect_error(e, &config_err, &unreachable))?;
     setup(&client, &cfg.schema)
         .await
         .map_err(|e| match e.as_db_error() {
@@ -1432,18 +1443,31 @@ mod tests {
 
     #[test]
     fn redshift_urls_default_to_port_5439() {
-        let c = client_config("redshift://loader@dw.example.com/analytics", None).unwrap();
+        let c = client_config("redshift://loader@dw.example.com/analytics", None)
+            .unwrap()
+            .config;
         assert_eq!(c.get_ports(), [5439]);
-        let c = client_config("redshift://loader@[::1]/analytics", None).unwrap();
+        let c = client_config("redshift://loader@[::1]/analytics", None)
+            .unwrap()
+            .config;
         assert_eq!(c.get_ports(), [5439]);
         assert_eq!(c.get_user(), Some("loader"));
         let c = client_config(
             "redshift://loader@dw.example.com:5440/analytics",
             Some("pw"),
         )
-        .unwrap();
+        .unwrap()
+        .config;
         assert_eq!(c.get_ports(), [5440]);
         assert!(client_config("redshift://u@h/db?password=x", None).is_err());
+        // TLS is required unless the URL says otherwise.
+        let mode = |url: &str| client_config(url, None).unwrap().tls.mode;
+        assert_eq!(mode("redshift://u@h/db"), SslMode::Require);
+        assert_eq!(
+            mode("redshift://u@h/db?sslmode=verify-ca"),
+            SslMode::VerifyCa
+        );
+        assert_eq!(mode("redshift://u@h/db?sslmode=prefer"), SslMode::Prefer);
         assert!(client_config("postgres://u@h/db", None).is_err());
     }
 

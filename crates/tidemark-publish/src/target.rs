@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use tokio_postgres::{Client, GenericClient, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::warn;
 
+use crate::tls::{self, SslMode, TlsParams};
 use crate::types::{ident, qualified, PgType};
 
 /// The table in the target schema that records, per publication and table, what the
@@ -15,50 +17,120 @@ pub const STATE_TABLE: &str = "tidemark_publish_state";
 /// The staging table of one publish transaction (temporary, dropped at commit).
 pub const STAGE: &str = "__tidemark_stage";
 
+/// A target as the client connects to it: tokio-postgres's settings, and the TLS
+/// the URL asked for.
+pub struct Target {
+    /// The client's settings (without the TLS parameters tokio-postgres refuses).
+    pub config: tokio_postgres::Config,
+    /// `sslmode` and `sslrootcert`, as given or defaulted.
+    pub tls: TlsParams,
+    /// The rustls connector, `None` for `sslmode=disable`.
+    connector: Option<MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // tokio-postgres's Config Debug redacts the password.
+        f.debug_struct("Target")
+            .field("config", &self.config)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A connection string the client takes, checked: no password in it (the config
-/// check refuses one in the userinfo; the query string could carry one too), and no
-/// TLS asked for, which is not built yet.
+/// check refuses one in the userinfo; the query string could carry one too), and
+/// its TLS parameters (`sslmode`, `sslrootcert`; see `tls.rs`) turned into a
+/// connector. `default_mode` applies when the URL has no `sslmode`: PostgreSQL
+/// targets take tokio-postgres's (and libpq's) `prefer`.
 pub fn client_config(
     target: &str,
     password: Option<&str>,
-) -> Result<tokio_postgres::Config, String> {
+    default_mode: SslMode,
+) -> Result<Target, String> {
     let url = target.replacen("postgresql://", "postgres://", 1);
     if let Some((_, query)) = url.split_once('?') {
-        for kv in query.split('&') {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            match k {
-                "password" => {
-                    return Err("the target URL carries a password; use password_env or password_file".into())
-                }
-                "sslmode" if v != "disable" && v != "prefer" => {
-                    return Err(format!(
-                        "sslmode={v}: TLS to the target is not built yet; publish over a private network or an SSH tunnel, or leave sslmode out"
-                    ))
-                }
-                _ => {}
-            }
+        if query
+            .split('&')
+            .any(|kv| kv.split('=').next() == Some("password"))
+        {
+            return Err(
+                "the target URL carries a password; use password_env or password_file".into(),
+            );
         }
     }
+    let (url, tls) = tls::take_tls_params(&url, default_mode)?;
     let mut cfg: tokio_postgres::Config = url
         .parse()
         .map_err(|e| format!("target is not a PostgreSQL URL: {e}"))?;
     if let Some(p) = password {
         cfg.password(p);
     }
+    cfg.ssl_mode(tls.mode.client_mode());
     cfg.application_name("tidemark publish");
     cfg.connect_timeout(Duration::from_secs(10));
-    Ok(cfg)
+    let connector = tls::connector(&tls, cfg.get_ssl_negotiation())?;
+    Ok(Target {
+        config: cfg,
+        tls,
+        connector,
+    })
+}
+
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// TLS could not be set up as the URL asks (a server without TLS under
+    /// `require`, a certificate that does not verify): what to change, naming the
+    /// host. A retry would fail the same way.
+    Tls(String),
+    /// Anything else (refused, timed out, the password, a lost server).
+    Client(tokio_postgres::Error),
 }
 
 /// Connect; the connection task runs until the client is dropped.
-pub async fn connect(cfg: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, conn) = cfg.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            warn!(error = %e, "publish target connection ended");
+pub async fn connect(target: &Target) -> Result<Client, ConnectError> {
+    let connected = match &target.connector {
+        None => target.config.connect(NoTls).await.map(|(client, conn)| {
+            tokio::spawn(drive(conn));
+            client
+        }),
+        Some(tls) => target
+            .config
+            .connect(tls.clone())
+            .await
+            .map(|(client, conn)| {
+                tokio::spawn(drive(conn));
+                client
+            }),
+    };
+    connected.map_err(|e| {
+        let hosts = target
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        match tls::failure(&e, &target.tls, &hosts) {
+            Some(message) => ConnectError::Tls(message),
+            None => ConnectError::Client(e),
         }
-    });
-    Ok(client)
+    })
+}
+
+/// Run a connection's IO until the client is dropped.
+async fn drive<F>(conn: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if let Err(e) = conn.await {
+        warn!(error = %e, "publish target connection ended");
+    }
 }
 
 /// A stable 64-bit key for `pg_advisory_xact_lock` (FNV-1a: the same on every
@@ -385,13 +457,61 @@ mod tests {
     }
 
     #[test]
-    fn urls_with_secrets_or_tls_are_refused() {
-        assert!(client_config("postgres://u@h:5/db", Some("pw")).is_ok());
-        assert!(client_config("postgresql://u@h:5/db", None).is_ok());
-        let e = client_config("postgres://u@h:5/db?password=x", None).unwrap_err();
+    fn urls_with_secrets_are_refused() {
+        let prefer = SslMode::Prefer;
+        assert!(client_config("postgres://u@h:5/db", Some("pw"), prefer).is_ok());
+        assert!(client_config("postgresql://u@h:5/db", None, prefer).is_ok());
+        let e = client_config("postgres://u@h:5/db?password=x", None, prefer).unwrap_err();
         assert!(e.contains("password_env") && !e.contains("=x"), "{e}");
-        let e = client_config("postgres://u@h:5/db?sslmode=require", None).unwrap_err();
-        assert!(e.contains("TLS"), "{e}");
+        let e = client_config(
+            "postgres://u@h:5/db?sslmode=require&password=x",
+            None,
+            prefer,
+        )
+        .unwrap_err();
+        assert!(e.contains("password_env") && !e.contains("=x"), "{e}");
+    }
+
+    #[test]
+    fn tls_parameters_reach_the_client_as_modes_it_knows() {
+        use tokio_postgres::config::SslMode as Client;
+        let mode = |url: &str| {
+            let t = client_config(url, None, SslMode::Prefer).unwrap();
+            (t.tls.mode, t.config.get_ssl_mode(), t.connector.is_some())
+        };
+        // No sslmode: tokio-postgres's and libpq's default, now able to upgrade.
+        assert_eq!(
+            mode("postgres://u@h/db"),
+            (SslMode::Prefer, Client::Prefer, true)
+        );
+        assert_eq!(
+            mode("postgres://u@h/db?sslmode=disable"),
+            (SslMode::Disable, Client::Disable, false)
+        );
+        assert_eq!(
+            mode("postgres://u@h/db?sslmode=require"),
+            (SslMode::Require, Client::Require, true)
+        );
+        // The others keep their parameters: a verifying mode is TLS-or-nothing.
+        let t = client_config(
+            "postgres://u@h:7/db?application_name=x&sslmode=require&connect_timeout=4",
+            None,
+            SslMode::Prefer,
+        )
+        .unwrap();
+        assert_eq!(t.config.get_ports(), [7]);
+        // client_config names the connection itself, whatever the URL says.
+        assert_eq!(t.config.get_application_name(), Some("tidemark publish"));
+        let e = client_config(
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+            None,
+            SslMode::Prefer,
+        )
+        .unwrap_err();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        let e =
+            client_config("postgres://u@h/db?sslmode=allow", None, SslMode::Prefer).unwrap_err();
+        assert!(e.contains("sslmode=allow"), "{e}");
     }
 
     #[test]

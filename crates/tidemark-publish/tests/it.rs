@@ -22,6 +22,8 @@ use tidemark_query::Engine;
 
 #[path = "it/redshift.rs"]
 mod redshift;
+#[path = "it/tls.rs"]
+mod tls;
 
 const PASSWORD_ENV: &str = "TIDEMARK_TEST_PG_PASSWORD";
 
