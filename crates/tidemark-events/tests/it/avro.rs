@@ -2,14 +2,11 @@
 //! apache-avro against schemas shaped as Debezium's Avro converter writes them
 //! (`tests/fixtures/avro/*.avsc`), and messages that Confluent's own AvroSerializer
 //! framed through `scripts/schema_registry.py` (`tests/fixtures/avro/framed.jsonl`,
-//! regenerated as `tests/fixtures/avro/README.md` says).
+//! regenerated as `tests/fixtures/avro/README.md` says); both built in
+//! `avro_messages.rs`, which the decoder's own tests share.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
 
-use apache_avro::types::Value;
-use apache_avro::writer::datum::GenericDatumWriter;
-use apache_avro::{Decimal, Schema};
 use tidemark_core::change::Op;
 use tidemark_core::names::{Naming, TableName};
 use tidemark_core::schema::{ColumnSchema, TableSchema};
@@ -17,148 +14,15 @@ use tidemark_events::{
     decode_avro, schema_ids, AvroSchemas, ChangeEvent, Datum, DecodeError, Decoded, Definition,
 };
 
+use crate::avro_messages::*;
 use crate::{change, land};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/avro")
-}
-
-fn read(name: &str) -> String {
-    std::fs::read_to_string(fixtures().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-const KEY: u32 = 11;
-const V1: u32 = 12;
-const V2: u32 = 13;
 
 fn schemas() -> AvroSchemas {
     let mut s = AvroSchemas::default();
-    s.insert(KEY, &read("key.avsc")).unwrap();
-    s.insert(V1, &read("value_v1.avsc")).unwrap();
-    s.insert(V2, &read("value_v2.avsc")).unwrap();
-    s
-}
-
-/// apache-avro checks defaults against types when parsing, and Debezium's bytes
-/// defaults are not what it expects; writing never needs them.
-fn writer_schema(name: &str) -> Schema {
-    fn strip(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(m) => {
-                m.remove("default");
-                m.values_mut().for_each(strip);
-            }
-            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
-            _ => {}
-        }
+    for (id, schema) in fixture_schemas() {
+        s.insert(id, &schema).unwrap();
     }
-    let mut j: serde_json::Value = serde_json::from_str(&read(name)).unwrap();
-    strip(&mut j);
-    Schema::parse(&j).unwrap()
-}
-
-fn framed(id: u32, schema: &Schema, v: Value) -> Vec<u8> {
-    let mut out = vec![0];
-    out.extend(id.to_be_bytes());
-    out.extend(
-        GenericDatumWriter::builder(schema)
-            .build()
-            .unwrap()
-            .write_value_to_vec(v)
-            .unwrap(),
-    );
-    out
-}
-
-fn some(v: Value) -> Value {
-    Value::Union(1, Box::new(v))
-}
-
-fn null() -> Value {
-    Value::Union(0, Box::new(Value::Null))
-}
-
-fn rec(fields: Vec<(&str, Value)>) -> Value {
-    Value::Record(
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    )
-}
-
-/// The `orders` row the tests write: id 7, 1234.50, 2024-02-29 13:45:10.123456, …
-fn order_row(id: i32, note: Option<&str>) -> Value {
-    rec(vec![
-        ("id", Value::Int(id)),
-        (
-            "total",
-            Value::Decimal(Decimal::from(123_450i32.to_be_bytes().to_vec())),
-        ),
-        ("created_at", Value::Long(1_709_214_310_123_456)),
-        ("issued", some(Value::Int(19_782))),
-        (
-            "note",
-            note.map_or_else(null, |n| some(Value::String(n.into()))),
-        ),
-        ("status", Value::String("paid".into())),
-        ("qty", Value::Int(-3)),
-        ("flags", some(Value::Bytes(vec![5]))),
-        ("weight", some(Value::Double(2.5))),
-        (
-            "paid_at",
-            some(Value::String("2024-02-29T13:45:10.123456Z".into())),
-        ),
-        ("doc", some(Value::String("{\"k\":[1,2]}".into()))),
-    ])
-}
-
-fn source(pos: i64, snapshot: &str, gtid: Option<&str>) -> Value {
-    let opt_str = |s: Option<&str>| s.map_or_else(null, |s| some(Value::String(s.into())));
-    rec(vec![
-        ("version", Value::String("2.7.0.Final".into())),
-        ("connector", Value::String("mysql".into())),
-        ("name", Value::String("dbserver1".into())),
-        ("ts_ms", Value::Long(1_709_214_310_000)),
-        // [Enum string, "null"]: the string is branch 0.
-        (
-            "snapshot",
-            Value::Union(0, Box::new(Value::String(snapshot.into()))),
-        ),
-        ("db", Value::String("shop".into())),
-        ("sequence", null()),
-        ("ts_us", some(Value::Long(1_709_214_310_123_456))),
-        ("ts_ns", null()),
-        ("table", some(Value::String("orders".into()))),
-        ("server_id", Value::Long(223_344)),
-        ("gtid", opt_str(gtid)),
-        ("file", Value::String("mysql-bin.000003".into())),
-        ("pos", Value::Long(pos)),
-        ("row", Value::Int(1)),
-        ("thread", some(Value::Long(7))),
-        ("query", null()),
-    ])
-}
-
-fn envelope(before: Option<Value>, after: Option<Value>, op: &str, source: Value) -> Value {
-    rec(vec![
-        ("before", before.map_or_else(null, some)),
-        ("after", after.map_or_else(null, some)),
-        ("source", source),
-        ("op", Value::String(op.into())),
-        ("ts_ms", some(Value::Long(1_709_214_310_500))),
-        ("ts_us", null()),
-        ("ts_ns", null()),
-        ("transaction", null()),
-    ])
-}
-
-fn key(id: i32) -> Vec<u8> {
-    framed(
-        KEY,
-        &writer_schema("key.avsc"),
-        rec(vec![("id", Value::Int(id))]),
-    )
+    s
 }
 
 fn decode(
@@ -354,26 +218,7 @@ fn snapshot_reads_deletes_truncates_and_transactions() {
     );
 
     // Transaction metadata: the GTID and the order in the transaction.
-    let mut env = envelope(
-        None,
-        Some(order_row(8, None)),
-        "c",
-        source(
-            600,
-            "false",
-            Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:23"),
-        ),
-    );
-    if let Value::Record(f) = &mut env {
-        f[7].1 = some(rec(vec![
-            (
-                "id",
-                Value::String("3e11fa47-71ca-11e1-9e33-c80aa9429562:23".into()),
-            ),
-            ("total_order", Value::Long(2)),
-            ("data_collection_order", Value::Long(1)),
-        ]));
-    }
+    let env = in_transaction(8);
     let ev = change(decode(Some(&key(8)), Some(&framed(V1, &v1, env)), &s).unwrap());
     assert_eq!(
         ev.dedup_key,
@@ -406,13 +251,8 @@ fn tombstones_heartbeats_and_transaction_boundaries() {
     assert_eq!(schema_ids(None, None).unwrap(), (None, None));
 
     let mut s = s;
-    let heartbeat = r#"{"type":"record","name":"Heartbeat","namespace":"io.debezium.connector.common","fields":[{"name":"ts_ms","type":"long"}],"connect.name":"io.debezium.connector.common.Heartbeat"}"#;
-    s.insert(20, heartbeat).unwrap();
-    let hb = framed(
-        20,
-        &Schema::parse_str(heartbeat).unwrap(),
-        rec(vec![("ts_ms", Value::Long(1_000))]),
-    );
+    s.insert(HEARTBEAT_ID, HEARTBEAT).unwrap();
+    let hb = heartbeat(1_000);
     assert_eq!(
         decode(None, Some(&hb), &s).unwrap(),
         Decoded::Heartbeat {
@@ -420,18 +260,8 @@ fn tombstones_heartbeats_and_transaction_boundaries() {
         }
     );
 
-    let tx = r#"{"type":"record","name":"TransactionMetadataValue","namespace":"io.debezium.connector.common","fields":[{"name":"status","type":"string"},{"name":"id","type":"string"},{"name":"event_count","type":["null","long"],"default":null},{"name":"ts_ms","type":"long"}]}"#;
-    s.insert(21, tx).unwrap();
-    let end = framed(
-        21,
-        &Schema::parse_str(tx).unwrap(),
-        rec(vec![
-            ("status", Value::String("END".into())),
-            ("id", Value::String("gtid:5".into())),
-            ("event_count", some(Value::Long(3))),
-            ("ts_ms", Value::Long(5)),
-        ]),
-    );
+    s.insert(TRANSACTION_ID, TRANSACTION).unwrap();
+    let end = transaction_end();
     match decode(None, Some(&end), &s).unwrap() {
         Decoded::Transaction(t) => {
             assert_eq!(
@@ -538,35 +368,14 @@ fn bad_schemas_are_refused_at_insert_naming_the_id() {
     assert!(e.contains("expected a Debezium envelope"), "{e}");
 }
 
-/// A Kafka message's key and value.
-type Message = (Option<Vec<u8>>, Option<Vec<u8>>);
-
-/// The messages Confluent's AvroSerializer wrote (through scripts/avro_produce.py and
-/// scripts/schema_registry.py), with the schemas as the registry returned them.
+/// The messages Confluent's AvroSerializer wrote, with the schemas as the registry
+/// returned them.
 fn serializer_messages() -> (AvroSchemas, Vec<Message>) {
-    let registry: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&read("registry.json")).unwrap();
     let mut s = AvroSchemas::default();
-    for (id, schema) in &registry {
-        s.insert(id.parse().unwrap(), schema.as_str().unwrap())
-            .unwrap();
+    for (id, schema) in registry() {
+        s.insert(id, &schema).unwrap();
     }
-    let hex = |v: &serde_json::Value| {
-        v.as_str().map(|h| {
-            (0..h.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-                .collect::<Vec<u8>>()
-        })
-    };
-    let messages = read("framed.jsonl")
-        .lines()
-        .map(|l| {
-            let m: serde_json::Value = serde_json::from_str(l).unwrap();
-            (hex(&m["key"]), hex(&m["value"]))
-        })
-        .collect();
-    (s, messages)
+    (s, framed_by_serializer())
 }
 
 #[test]
@@ -634,34 +443,6 @@ fn confluent_serializer_bytes_decode() {
     assert_eq!(rows.len(), 4, "{rows:?}");
 }
 
-/// Deterministic xorshift, so a failure reproduces.
-fn garbles(input: &[u8], rounds: usize) -> Vec<Vec<u8>> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ input.len() as u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    (0..rounds)
-        .map(|_| {
-            let mut v = input.to_vec();
-            for _ in 0..1 + next() % 3 {
-                let i = (next() % (v.len() as u64 + 1)) as usize;
-                match next() % 4 {
-                    0 if i < v.len() => v[i] = next() as u8,
-                    1 if i < v.len() => v[i] = [0, 1, 0x7f, 0x80, 0xff][(next() % 5) as usize],
-                    2 if i < v.len() => {
-                        v.remove(i);
-                    }
-                    _ => v.insert(i, next() as u8),
-                }
-            }
-            v
-        })
-        .collect()
-}
-
 fn exercise(input: &[u8], s: &AvroSchemas) {
     let _ = schema_ids(Some(input), Some(input));
     for (k, v) in [
@@ -682,12 +463,8 @@ fn exercise(input: &[u8], s: &AvroSchemas) {
 
 fn seeds() -> (AvroSchemas, Vec<Vec<u8>>) {
     let (mut s, messages) = serializer_messages();
-    for (id, name) in [
-        (KEY, "key.avsc"),
-        (V1, "value_v1.avsc"),
-        (V2, "value_v2.avsc"),
-    ] {
-        s.insert(id, &read(name)).unwrap();
+    for (id, schema) in fixture_schemas() {
+        s.insert(id, &schema).unwrap();
     }
     let seeds = messages
         .into_iter()
@@ -710,13 +487,7 @@ fn truncated_and_garbled_messages_never_panic() {
         }
     }
     // Lengths that ask for more than there is, or than anything should allocate.
-    for hostile in [
-        vec![0, 0, 0, 0, 3, 2, 0xff, 0xff, 0xff, 0xff, 0x0f],
-        vec![
-            0, 0, 0, 0, 3, 0, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-        ],
-        vec![0, 0, 0, 0, 1],
-    ] {
+    for hostile in hostile() {
         exercise(&hostile, &s);
     }
 }

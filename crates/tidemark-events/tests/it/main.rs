@@ -2,6 +2,7 @@
 //! DMS's documented message formats (`testdata/`).
 
 mod avro;
+mod avro_messages;
 mod debezium;
 mod dms;
 mod garbled;
