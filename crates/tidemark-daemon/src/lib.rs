@@ -306,6 +306,11 @@ impl App {
 /// longest debounce, then until no run is in flight twice in a row), so that
 /// `--until-caught-up` ends with the jobs' outputs landed too.
 async fn settle(handle: &Handle, config: &Config) {
+    // No job, nothing a commit could trigger: a backfill ends as soon as it has
+    // landed (the wait below cost every `--until-caught-up` run 2 s).
+    if handle.jobs().is_empty() {
+        return;
+    }
     let debounce = config
         .jobs
         .values()

@@ -73,6 +73,10 @@ use crate::sources::kafka::{Input, Msg, Rebalanced, Watermarks};
 use crate::sources::registry::Registry;
 use crate::sources::transactions::{Held, Transactions};
 
+/// How long a partition's log end is not asked for again after the broker failed to
+/// say it (see `Stream::high_water_failed`).
+const HIGH_WATER_RETRY: Duration = Duration::from_secs(15);
+
 /// One landed table of the stream.
 struct Table {
     schema: Arc<TableSchema>,
@@ -343,6 +347,10 @@ struct Stream {
     /// only when a table's position is beyond it (another worker may have landed
     /// messages written since).
     high_water: HashMap<String, i64>,
+    /// Per partition, when the broker last failed to say where its log ends: not
+    /// asked again for [`HIGH_WATER_RETRY`], so replaying a partition while the broker
+    /// does not answer costs one timeout, not one per replayed message.
+    high_water_failed: HashMap<String, Instant>,
     /// Partitions another worker landed while this one held rows of them (see
     /// `Table::flush`), with the lowest next offset a table has for them: the input
     /// reads them again from there if they are still this worker's.
@@ -740,7 +748,11 @@ impl Stream {
             // when what it said last is below the table's position.
             let next = prog.next_offset;
             let known = self.high_water.get(&part).copied().unwrap_or(-1);
-            let high = match (&self.watermarks, known < next) {
+            let failed_lately = self
+                .high_water_failed
+                .get(&part)
+                .is_some_and(|t| t.elapsed() < HIGH_WATER_RETRY);
+            let high = match (&self.watermarks, known < next && !failed_lately) {
                 (Some(w), true) => {
                     let (topic, p) = (msg.topic.clone(), msg.partition);
                     let w = w.clone();
@@ -748,8 +760,14 @@ impl Stream {
                         .await
                         .ok()
                         .flatten();
-                    if let Some(h) = fresh {
-                        self.high_water.insert(part.clone(), h);
+                    match fresh {
+                        Some(h) => {
+                            self.high_water.insert(part.clone(), h);
+                            self.high_water_failed.remove(&part);
+                        }
+                        None => {
+                            self.high_water_failed.insert(part.clone(), Instant::now());
+                        }
                     }
                     fresh
                 }
@@ -1235,6 +1253,7 @@ pub async fn run_stream(cx: &crate::Pipeline<'_>, name: &str) -> Result<()> {
         fenced: BTreeMap::new(),
         watermarks: input.watermarks(),
         high_water: HashMap::new(),
+        high_water_failed: HashMap::new(),
         replayed: 0,
         txns: cfg
             .transaction_topic
