@@ -132,19 +132,27 @@ pub async fn open(
             .map_err(|e| models_err(&e))?;
         return Ok((Arc::new(engine), project));
     };
-    let engine = Engine::open_deferred(wh, &defer.warehouse)
-        .await
-        .map_err(|e| {
-            OpenError::Warehouse(format!(
-                "reading environment {} ({}, deferred to) and this warehouse: {e}",
-                defer.environment,
-                defer.warehouse.root()
-            ))
-        })?;
+    let engine = open_deferred(wh, defer).await?;
     // `source()` names what the deferred warehouse landed.
     let project = Project::load(models, Some(&engine.landed_names()), environment)
         .map_err(|e| models_err(&e))?;
     let selected = crate::graph::select(&project, select).map_err(|e| models_err(&e))?;
+    let here = own_names(wh).await?;
+    let keep: BTreeSet<(String, String)> = project
+        .models
+        .iter()
+        .map(|(name, m)| (name, (m.target.schema.clone(), m.target.table.clone())))
+        .filter(|(name, key)| selected.contains(*name) || here.contains(key))
+        .map(|(_, key)| key)
+        .collect();
+    engine.keep_own(keep).await.map_err(|e| wh_err(&e))?;
+    Ok((Arc::new(engine), project))
+}
+
+/// Every table and view `wh` has, by (schema, name).
+async fn own_names(wh: &Warehouse) -> Result<BTreeSet<(String, String)>, OpenError> {
+    let wh_err =
+        |e: &dyn std::fmt::Display| OpenError::Warehouse(format!("reading the warehouse: {e}"));
     let mut here: BTreeSet<(String, String)> = wh
         .list()
         .await
@@ -157,13 +165,32 @@ pub async fn open(
             here.insert((v.schema, v.name));
         }
     }
-    let keep: BTreeSet<(String, String)> = project
-        .models
-        .iter()
-        .map(|(name, m)| (name, (m.target.schema.clone(), m.target.table.clone())))
-        .filter(|(name, key)| selected.contains(*name) || here.contains(key))
-        .map(|(_, key)| key)
-        .collect();
-    engine.keep_own(keep).await.map_err(|e| wh_err(&e))?;
-    Ok((Arc::new(engine), project))
+    Ok(here)
+}
+
+/// The engine `tidemark sql` reads an environment that defers through: everything
+/// `wh` has (its models, tables, views) from `wh`, every other name from the
+/// deferred warehouse, read-only. Unlike a build's ([`open`]), no model is taken as
+/// this environment's before it has been built here.
+pub async fn open_for_queries(wh: &Warehouse, defer: &Defer) -> Result<Arc<Engine>, OpenError> {
+    let engine = open_deferred(wh, defer).await?;
+    let here = own_names(wh).await?;
+    engine
+        .keep_own(here)
+        .await
+        .map_err(|e| OpenError::Warehouse(format!("reading the warehouse: {e}")))?;
+    Ok(Arc::new(engine))
+}
+
+/// An engine over `wh` and `defer`'s warehouse (read-only), its error naming both.
+async fn open_deferred(wh: &Warehouse, defer: &Defer) -> Result<Engine, OpenError> {
+    Engine::open_deferred(wh, &defer.warehouse)
+        .await
+        .map_err(|e| {
+            OpenError::Warehouse(format!(
+                "reading environment {} ({}, deferred to) and this warehouse: {e}",
+                defer.environment,
+                defer.warehouse.root()
+            ))
+        })
 }

@@ -48,6 +48,6 @@ pub mod render;
 pub mod testing;
 
 pub use build::{build, test, Built, Options, Outcome, Report, Tested};
-pub use defer::{deferred_to, open, Defer, OpenError};
+pub use defer::{deferred_to, open, open_for_queries, Defer, OpenError};
 pub use error::{Error, Result};
 pub use project::{Materialized, Model, Project, Strategy};

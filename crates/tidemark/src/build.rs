@@ -41,7 +41,7 @@ pub struct DeferArgs {
 
 impl DeferArgs {
     /// The environment deferred to, its warehouse opened read-only.
-    fn resolve(
+    pub(crate) fn resolve(
         &self,
         g: &GlobalArgs,
         config: Option<&tidemark_core::config::Config>,

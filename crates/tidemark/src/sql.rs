@@ -1,8 +1,11 @@
 //! `tidemark sql`.
 
+use std::sync::Arc;
+
 use anyhow::{bail, Result};
 use tidemark_query::{format_batches, Engine, OutputFormat};
 
+use crate::build::DeferArgs;
 use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
 
 /// Options of `tidemark sql`.
@@ -13,6 +16,12 @@ pub struct Args {
     /// Output format: table, csv or json (one object per line).
     #[arg(long, default_value = "table")]
     pub format: String,
+    /// With an environment that defers to another (`defer_to`, or --defer ENV), read
+    /// every name its warehouse does not have from that one's, read-only: a dev
+    /// environment with no data of its own answers from prod's landed tables and
+    /// models, and from the models it built itself.
+    #[command(flatten)]
+    pub defer: DeferArgs,
 }
 
 /// Run `tidemark sql`.
@@ -26,7 +35,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     };
     let config = load_config(g, false)?;
     let wh = warehouse(g, config.as_ref())?;
-    let engine = Engine::open(&wh).await?;
+    let engine = match args.defer.resolve(g, config.as_ref())? {
+        None => Arc::new(Engine::open(&wh).await?),
+        Some(defer) => tidemark_models::open_for_queries(&wh, &defer).await?,
+    };
     let batches = engine.query(&args.query).await?;
     print!("{}", format_batches(&batches, format)?);
     if format == OutputFormat::Table {

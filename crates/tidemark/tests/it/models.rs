@@ -345,6 +345,29 @@ async fn a_dev_build_defers_to_prod_and_never_writes_there() {
         model_rows(&dev, "analytics.revenue_by_country").await,
         model_rows(&prod, "analytics.revenue_by_country").await
     );
+    // `tidemark sql` in dev reads the same way: prod's landed tables (and models dev
+    // has not built), read-only, and dev's own model; `--no-defer` only dev's.
+    let q = "SELECT (SELECT count(*) FROM invoicing.invoices) AS invoices, \
+             (SELECT count(*) FROM analytics.revenue_by_country) AS countries, \
+             (SELECT count(*) FROM analytics.open_receivables) AS receivables";
+    // The CSV, without the log lines `ok` also returns.
+    let csv = |out: String| -> String {
+        out.lines()
+            .filter(|l| !l.starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let in_prod = csv(ok(in_env(&config, "prod", &["sql", "--format", "csv", q])));
+    let in_dev = csv(ok(in_env(&config, "dev", &["sql", "--format", "csv", q])));
+    assert!(!in_prod.contains(",0"), "prod has rows: {in_prod}");
+    assert_eq!(in_dev, in_prod);
+    let o = in_env(&config, "dev", &["sql", "--no-defer", q]);
+    assert!(
+        !o.status.success() && text(&o).contains("does not exist"),
+        "dev alone has neither prod's sources nor its models: {}",
+        text(&o)
+    );
+    assert_untouched(&prod, &before);
 
     // Every model in dev: each equals prod's, built from the same versions.
     let tables = [
