@@ -60,7 +60,9 @@ PSQL=(psql -X -q -v ON_ERROR_STOP=1 "$URL")
 
 case "${BENCH_PROFILE:-release}" in
     release)
-        cargo build --release --locked -p tidemark-publish --example publish_bench
+        # -p tidemark too: the dependencies' features as the other benchmarks'
+        # release builds have them, so those are reused.
+        cargo build --release --locked -p tidemark -p tidemark-publish --example publish_bench
         BENCH="$REPO/target/release/examples/publish_bench" ;;
     dev-opt)
         opt=()
