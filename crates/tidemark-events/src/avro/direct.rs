@@ -30,7 +30,7 @@ use apache_avro::types::Value;
 use apache_avro::{Schema, Uuid};
 use base64::Engine;
 
-use super::{bytes, float, float_json, FieldMeta, Parsed};
+use super::{bytes, change_error, float, float_json, no_table, FieldMeta, Parsed, NO_TIMESTAMP};
 use crate::codec;
 use crate::envelope::{self, Source};
 use crate::error::DecodeError;
@@ -1197,20 +1197,10 @@ pub(super) fn decode_change(
     let source = source.as_ref();
     let name = |k: &str| source.and_then(|s| s.str(k));
     let (Some(db), Some(table)) = (name("db"), name("table")) else {
-        return Err(DecodeError::envelope(
-            position,
-            None,
-            format!("the change event (schema id {value_id}, {}) has no source.db and source.table, so tidemark cannot tell which table it is for; tidemark reads the Debezium MySQL connector's envelope", parsed.name),
-        ));
+        return Err(no_table(position, value_id, &parsed.name));
     };
     let qualified = format!("{db}.{table}");
-    let err = |msg: String| {
-        DecodeError::envelope(
-            position,
-            Some(qualified.clone()),
-            format!("{msg} (Avro schema id {value_id})"),
-        )
-    };
+    let err = |msg: String| change_error(position, &qualified, value_id, msg);
     let op_code = match op {
         Scalar::Str(s) => s,
         other => {
@@ -1226,9 +1216,7 @@ pub(super) fn decode_change(
     let instant = |b: Option<&Block>| b.and_then(|b| envelope::instant_us(|k| b.int(k)));
     let source_ts_us = instant(source)
         .or_else(|| instant(Some(&times)))
-        .ok_or_else(|| {
-            err("the event has no timestamp (source.ts_ms or ts_ms); every Debezium change event carries one, so the message is damaged".into())
-        })?;
+        .ok_or_else(|| err(NO_TIMESTAMP.into()))?;
     let src = Source::read(
         |k| source.and_then(|s| s.str(k)),
         |k| source.and_then(|s| s.int(k)),

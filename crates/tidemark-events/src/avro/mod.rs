@@ -499,6 +499,27 @@ fn schema_change(m: &Members, position: &str) -> SchemaChange {
     }
 }
 
+/// A change event whose `source` names no table (both readers).
+fn no_table(position: &str, value_id: u32, schema: &str) -> DecodeError {
+    DecodeError::envelope(
+        position,
+        None,
+        format!("the change event (schema id {value_id}, {schema}) has no source.db and source.table, so tidemark cannot tell which table it is for; tidemark reads the Debezium MySQL connector's envelope"),
+    )
+}
+
+/// What is wrong with a change event of table `qualified` (both readers).
+fn change_error(position: &str, qualified: &str, value_id: u32, msg: String) -> DecodeError {
+    DecodeError::envelope(
+        position,
+        Some(qualified.to_string()),
+        format!("{msg} (Avro schema id {value_id})"),
+    )
+}
+
+/// A change event without any timestamp (both readers).
+const NO_TIMESTAMP: &str = "the event has no timestamp (source.ts_ms or ts_ms); every Debezium change event carries one, so the message is damaged";
+
 fn change(
     m: &Members,
     key: Option<(u32, &Parsed)>,
@@ -510,20 +531,10 @@ fn change(
     let source = m.record("source");
     let name = |k: &str| source.as_ref().and_then(|s| s.str(k));
     let (Some(db), Some(table)) = (name("db"), name("table")) else {
-        return Err(DecodeError::envelope(
-            position,
-            None,
-            format!("the change event (schema id {value_id}, {}) has no source.db and source.table, so tidemark cannot tell which table it is for; tidemark reads the Debezium MySQL connector's envelope", parsed.name),
-        ));
+        return Err(no_table(position, value_id, &parsed.name));
     };
     let qualified = format!("{db}.{table}");
-    let err = |msg: String| {
-        DecodeError::envelope(
-            position,
-            Some(qualified.clone()),
-            format!("{msg} (Avro schema id {value_id})"),
-        )
-    };
+    let err = |msg: String| change_error(position, &qualified, value_id, msg);
     let op_code = match m.get("op") {
         Some(Value::String(s) | Value::Enum(_, s)) => s.as_str(),
         other => {
@@ -535,9 +546,7 @@ fn change(
     };
     let source_ts_us = instant_us(source.as_ref())
         .or_else(|| instant_us(Some(m)))
-        .ok_or_else(|| {
-            err("the event has no timestamp (source.ts_ms or ts_ms); every Debezium change event carries one, so the message is damaged".into())
-        })?;
+        .ok_or_else(|| err(NO_TIMESTAMP.into()))?;
     let src = source_block(source.as_ref());
     let snapshot_flag = match source.as_ref().and_then(|s| s.get("snapshot")) {
         Some(Value::Boolean(b)) => *b,
