@@ -125,6 +125,11 @@ impl TableWriter {
     /// (`u`) from what `kind` holds for their key. Unchanged rows are dropped.
     pub async fn changed(&self, kind: TableKind, src: &ChangeBatch) -> Result<ChangeBatch> {
         let ctx = self.diff_context(kind, src).await?;
+        self.run(&ctx, &self.changed_sql(), src).await
+    }
+
+    /// What [`Self::changed`] runs against the registered `src` and `latest`.
+    fn changed_sql(&self) -> String {
         let schema = self.schema();
         let on = key_join(schema);
         let first_key = quote(schema.key_names()[0]);
@@ -140,15 +145,76 @@ impl TableWriter {
             .map(|c| format!("s.{}", quote(&c.name)))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!(
+        format!(
             "SELECT {cols}, CASE WHEN l.{first_key} IS NULL THEN 'c' ELSE 'u' END AS {op}, s.{ts}, s.{pos}, s.{seq} \
              FROM src s LEFT JOIN latest l ON {on} WHERE l.{first_key} IS NULL OR {differs}",
             op = quote(OP),
             ts = quote(SOURCE_TS),
             pos = quote(SOURCE_POS),
             seq = quote(SEQ),
-        );
-        self.run(&ctx, &sql, src).await
+        )
+    }
+
+    /// [`Self::changed`] and [`Self::missing_among`] for a source that delivers the
+    /// whole state of the keys in `among` (an incremental model's rebuilt keys), from
+    /// one read of what `kind` holds for those keys. Run separately, each would join
+    /// the whole stored table: a build that recomputed 1 % of a model's keys read the
+    /// model twice (bench/RESULTS.md).
+    pub async fn changed_among(
+        &self,
+        kind: TableKind,
+        src: &ChangeBatch,
+        among: &RecordBatch,
+        source_ts_us: i64,
+        source_pos: &str,
+    ) -> Result<(ChangeBatch, ChangeBatch)> {
+        let err = |e: &dyn std::fmt::Display| Error::Batch {
+            table: self.schema().name.sql(),
+            message: e.to_string(),
+        };
+        let ctx = self.diff_context(kind, src).await?;
+        // A key-set filter, not a semi-join: DataFusion pushes it through the
+        // merge-on-read view onto the base's scan, which tests the key column and
+        // decodes the other columns of the matching rows only.
+        let keys = self
+            .schema()
+            .key_names()
+            .iter()
+            .map(|k| deltalake::datafusion::logical_expr::col(quote(k)))
+            .collect();
+        // The keys of `src` too: a row recomputed for a key outside `among` must
+        // still be compared with its stored row, or it would land as a new one.
+        let mut both = Vec::with_capacity(among.num_columns());
+        for (i, f) in among.schema().fields().iter().enumerate() {
+            let mine = src
+                .data
+                .column_by_name(f.name())
+                .ok_or_else(|| err(&format!("the rows have no key column {}", f.name())))?;
+            let mine = deltalake::arrow::compute::cast(mine, f.data_type()).map_err(|e| err(&e))?;
+            both.push(
+                deltalake::arrow::compute::concat(&[among.column(i).as_ref(), mine.as_ref()])
+                    .map_err(|e| err(&e))?,
+            );
+        }
+        let both = RecordBatch::try_new(among.schema(), both).map_err(|e| err(&e))?;
+        let has = crate::keyset::key_in(keys, &both).map_err(|e| err(&e))?;
+        let held = ctx
+            .table("latest")
+            .await
+            .map_err(|e| err(&e))?
+            .filter(has)
+            .map_err(|e| err(&e))?;
+        let schema = Arc::new(held.schema().as_arrow().clone());
+        let held = held.collect().await.map_err(|e| err(&e))?;
+        ctx.deregister_table("latest").map_err(|e| err(&e))?;
+        let mem = MemTable::try_new(schema, vec![held]).map_err(|e| err(&e))?;
+        ctx.register_table("latest", Arc::new(mem))
+            .map_err(|e| err(&e))?;
+        let changed = self.run(&ctx, &self.changed_sql(), src).await?;
+        let gone = self
+            .run(&ctx, &self.missing_sql(source_ts_us, source_pos, ""), src)
+            .await?;
+        Ok((changed, gone))
     }
 
     /// Deletes for the keys `kind` holds that are not among `src`'s keys (`src` holds
@@ -178,7 +244,6 @@ impl TableWriter {
     ) -> Result<ChangeBatch> {
         let ctx = self.diff_context(kind, src).await?;
         let schema = self.schema();
-        let on = key_join(schema);
         let mut extra = String::new();
         if let Some(keys) = among {
             let mem = MemTable::try_new(keys.schema(), vec![vec![keys.clone()]]).map_err(|e| {
@@ -200,13 +265,26 @@ impl TableWriter {
                 .join(" AND ");
             extra = format!(" AND EXISTS (SELECT 1 FROM among a WHERE {within})");
         }
+        self.run(
+            &ctx,
+            &self.missing_sql(source_ts_us, source_pos, &extra),
+            src,
+        )
+        .await
+    }
+
+    /// What [`Self::missing_among`] runs against the registered `src` and `latest`;
+    /// `extra` narrows the stored rows further.
+    fn missing_sql(&self, source_ts_us: i64, source_pos: &str, extra: &str) -> String {
+        let schema = self.schema();
+        let on = key_join(schema);
         let cols = schema
             .columns
             .iter()
             .map(|c| format!("l.{}", quote(&c.name)))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!(
+        format!(
             "SELECT {cols}, 'd' AS {op}, arrow_cast(to_timestamp_micros({source_ts_us}), 'Timestamp(Microsecond, Some(\"UTC\"))') AS {ts}, '{pos}' AS {posq}, CAST(0 AS BIGINT) AS {seq} \
              FROM latest l WHERE NOT EXISTS (SELECT 1 FROM src s WHERE {on}){extra}",
             op = quote(OP),
@@ -214,7 +292,6 @@ impl TableWriter {
             pos = source_pos.replace('\'', "''"),
             posq = quote(SOURCE_POS),
             seq = quote(SEQ),
-        );
-        self.run(&ctx, &sql, src).await
+        )
     }
 }

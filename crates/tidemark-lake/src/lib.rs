@@ -49,6 +49,7 @@ pub mod closed;
 mod dead_letters;
 mod diff;
 mod error;
+pub mod keyset;
 mod maintain;
 pub mod mor;
 mod own;

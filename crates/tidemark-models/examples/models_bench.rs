@@ -127,6 +127,11 @@ async fn build(
 
 #[tokio::main]
 async fn main() {
+    // RUST_LOG=tidemark_models=info shows each build's phases (bench/models.sh sets it).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let rows: i64 = arg("--rows", "5000000").parse().unwrap();
     let change: f64 = arg("--change", "0.01").parse().unwrap();
     let dir = tempfile::tempdir().unwrap();

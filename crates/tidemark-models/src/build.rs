@@ -379,6 +379,7 @@ async fn build_one(
     };
     let hash = sql_hash(&model.sql);
     let build = previous.as_ref().map_or(1, |p| p.build + 1);
+    let mut phases = Phases::new();
     let (df, marks, read) = {
         let _shared = gate.read().await;
         let marks = input_marks(engine, model).await?;
@@ -406,6 +407,7 @@ async fn build_one(
             &marks,
         )
         .await?;
+        phases.done("plan");
         let df = match &read {
             Read::Keys { plan, .. } | Read::Appended { plan: Some(plan) } => engine
                 .session_context()
@@ -426,7 +428,22 @@ async fn build_one(
     // Rows are added, never changed: an append model's incremental builds.
     let appending = incremental && model.config.strategy == Strategy::Append;
     let result_schema = df.schema().as_arrow().clone();
-    let batches = df.collect().await.map_err(|e| sql_err(&e))?;
+    let task = Arc::new(df.task_ctx());
+    let physical = df.create_physical_plan().await.map_err(|e| sql_err(&e))?;
+    let batches = deltalake::datafusion::physical_plan::collect(physical.clone(), task)
+        .await
+        .map_err(|e| sql_err(&e))?;
+    phases.done("query");
+    // What a slow build read, operator by operator (RUST_LOG=tidemark_models=debug).
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let shown =
+            deltalake::datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
+                physical.as_ref(),
+            )
+            .indent(true)
+            .to_string();
+        tracing::debug!(model = %model.name, plan = %shown, "the build's query, executed");
+    }
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let schema = land::table_schema(model, &result_schema)?;
     // Checked before the table is touched: a refused result lands nothing.
@@ -445,28 +462,36 @@ async fn build_one(
     let schema = writer.schema().clone();
     let ts = chrono::Utc::now().timestamp_micros();
     let result = land::change_batch(model, &schema, &batches, ts, build)?;
-    let changed = writer
-        .changed(TableKind::Current, &result)
-        .await
-        .map_err(lake)?;
     let position = format!("build:{build}");
-    let gone = match &read {
+    let (changed, gone) = match &read {
         // Whole: every key the result lacks is gone.
-        Read::Whole { .. } => writer
-            .missing(TableKind::Current, &result, ts, &position)
-            .await
-            .map_err(lake)?,
-        // From the changes: the recomputed keys the result lacks.
+        Read::Whole { .. } => (
+            writer
+                .changed(TableKind::Current, &result)
+                .await
+                .map_err(lake)?,
+            writer
+                .missing(TableKind::Current, &result, ts, &position)
+                .await
+                .map_err(lake)?,
+        ),
+        // From the changes: the recomputed keys the result lacks, compared with the
+        // model's rows of those keys only.
         Read::Keys { keys, .. } => writer
-            .missing_among(TableKind::Current, &result, Some(keys), ts, &position)
+            .changed_among(TableKind::Current, &result, keys, ts, &position)
             .await
             .map_err(lake)?,
         // The template's filter decided what was read: nothing is known gone. An
         // append removes nothing.
-        Read::Filtered | Read::Appended { .. } => {
-            tidemark_lake::concat(&schema, &[]).map_err(lake)?
-        }
+        Read::Filtered | Read::Appended { .. } => (
+            writer
+                .changed(TableKind::Current, &result)
+                .await
+                .map_err(lake)?,
+            tidemark_lake::concat(&schema, &[]).map_err(lake)?,
+        ),
     };
+    phases.done("diff");
     let (inserted, updated) = ops(&changed);
     // An appended row whose key the table holds would be a row twice (or a changed
     // one): refused, nothing written.
@@ -518,6 +543,7 @@ async fn build_one(
         previous.as_ref().map(|p| p.build),
     )
     .await?;
+    phases.done("commit");
     if let Err(e) = writer.compact_if_due().await {
         warn!(model = %model.name, error = %e, "compaction failed; reads merge the tail meanwhile, and the next build tries again");
     }
@@ -538,8 +564,40 @@ async fn build_one(
         failed_tests: Vec::new(),
         warned_tests: Vec::new(),
     };
-    info!(model = %model.name, build, rows, inserted, updated, deleted, ms = built.millis, "model built");
+    info!(model = %model.name, build, rows, inserted, updated, deleted, ms = built.millis, phases = %phases, "model built");
     Ok(Outcome::Built(built))
+}
+
+/// Where a build's time went, for the log line that reports it: an operator asking
+/// why an incremental build is slow needs to know which step read too much.
+struct Phases {
+    last: Instant,
+    spent: Vec<(&'static str, u128)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Self {
+            last: Instant::now(),
+            spent: Vec::new(),
+        }
+    }
+
+    /// `name` took the time since the previous step ended.
+    fn done(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.spent.push((name, (now - self.last).as_millis()));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, ms)) in self.spent.iter().enumerate() {
+            write!(f, "{}{name} {ms} ms", if i == 0 { "" } else { ", " })?;
+        }
+        Ok(())
+    }
 }
 
 /// How a build reads its inputs.
@@ -698,8 +756,9 @@ async fn keys_to_rebuild(
                 .ok_or_else(|| format!("the result has no column {k}"))
         })
         .collect::<Result<_, _>>()?;
+    let started = Instant::now();
     let keys = crate::incremental::affected_keys(engine, &lineage, &typed, from, to).await?;
-    info!(model = %model.name, keys = keys.num_rows(), inputs = lineage.len(), "incremental: recomputing the keys the inputs' changes touched");
+    info!(model = %model.name, keys = keys.num_rows(), inputs = lineage.len(), ms = started.elapsed().as_millis() as u64, "incremental: recomputing the keys the inputs' changes touched");
     let restricted = crate::incremental::restrict(plan, &lineage, &keys)?;
     Ok((restricted, keys))
 }

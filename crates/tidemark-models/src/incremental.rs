@@ -14,11 +14,11 @@
 //!    the earlier images of those rows when the key column is not the input's own
 //!    key (an invoice moved from one customer to another touches both). Their key
 //!    values are the keys the build must recompute ([`affected_keys`]);
-//! 3. plans the model with every input restricted to those keys ([`restrict`]). The
-//!    restriction sits above each input's current view: DataFusion pushes it into
-//!    the view when it filters the input's own key, not when it filters another
-//!    column (`invoices.customer_id`), so such an input is still read whole
-//!    (bench/RESULTS.md: 15 % of a whole rebuild at 5M rows);
+//! 3. plans the model with every input restricted to those keys ([`restrict`]): a
+//!    filter on each input's lineage columns (an `IN` list, or a [`tidemark_lake::keyset`]
+//!    test for many keys), which DataFusion pushes through the input's current view
+//!    (below its merge of base and tail) onto the scans, so the merge handles the
+//!    recomputed keys' rows only;
 //! 4. lands, in one commit with the new input versions, the recomputed rows that
 //!    differ and deletes for recomputed keys the query no longer returns.
 //!
@@ -49,7 +49,7 @@ use deltalake::arrow::compute::{cast, concat_batches};
 use deltalake::arrow::datatypes::{Field, Schema};
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use deltalake::datafusion::common::{Column, ScalarValue, TableReference};
-use deltalake::datafusion::datasource::{provider_as_source, MemTable};
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::logical_expr::utils::split_conjunction;
 use deltalake::datafusion::logical_expr::{
     col, lit, BinaryExpr, Distinct, Expr, ExprSchemable, JoinType, LogicalPlan, LogicalPlanBuilder,
@@ -255,7 +255,6 @@ pub async fn affected_keys(
     from: &BTreeMap<String, InputMark>,
     to: &BTreeMap<String, InputMark>,
 ) -> Result<RecordBatch, String> {
-    use deltalake::datafusion::logical_expr::JoinType;
     let out_schema = Arc::new(Schema::new(
         key.iter()
             .map(|(n, t)| Field::new(n, t.clone(), true))
@@ -305,7 +304,10 @@ pub async fn affected_keys(
         };
         let mut affected = as_key(since.clone()).map_err(|e| e.to_string())?;
         // When the model's key is not the input's own key, a row's earlier images
-        // count too: an update may have moved it from one key to another.
+        // count too: an update may have moved it from one key to another. They are
+        // the log's rows before the changes of the keys the changes touched: a
+        // key-set filter on the log, which its scan applies as it reads (a semi-join
+        // here would hash-join the whole log).
         let pk: BTreeSet<String> = ts.key_names().iter().map(|s| s.to_lowercase()).collect();
         let from_cols: BTreeSet<String> = cols.iter().map(|s| s.to_lowercase()).collect();
         if pk != from_cols {
@@ -315,27 +317,24 @@ pub async fn affected_keys(
                 .map_err(|e| e.to_string())?
                 .distinct()
                 .map_err(|e| e.to_string())?;
-            let renamed: Vec<Expr> = pk_cols
-                .iter()
-                .map(|c| quoted(c).alias(format!("__pk_{c}")))
-                .collect();
-            let touched = touched.select(renamed).map_err(|e| e.to_string())?;
-            let left: Vec<String> = pk_cols.clone();
-            let right: Vec<String> = pk_cols.iter().map(|c| format!("__pk_{c}")).collect();
-            let before = log
-                .filter(ingest().lt_eq(lit(tidemark_lake::mor::ingest_literal(m1.ingest_us))))
-                .map_err(|e| e.to_string())?
-                .join(
-                    touched,
-                    JoinType::LeftSemi,
-                    &left.iter().map(String::as_str).collect::<Vec<_>>(),
-                    &right.iter().map(String::as_str).collect::<Vec<_>>(),
-                    None,
-                )
-                .map_err(|e| e.to_string())?;
-            affected = affected
-                .union(as_key(before).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
+            let touched_schema = Arc::new(touched.schema().as_arrow().clone());
+            let touched = touched.collect().await.map_err(|e| e.to_string())?;
+            let touched = concat_batches(&touched_schema, &touched).map_err(|e| e.to_string())?;
+            if touched.num_rows() > 0 {
+                let before = log
+                    .filter(
+                        ingest()
+                            .lt_eq(lit(tidemark_lake::mor::ingest_literal(m1.ingest_us)))
+                            .and(tidemark_lake::keyset::key_in(
+                                pk_cols.iter().map(|c| quoted(c)).collect(),
+                                &touched,
+                            )?),
+                    )
+                    .map_err(|e| e.to_string())?;
+                affected = affected
+                    .union(as_key(before).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+            }
         }
         let batches = affected
             .distinct()
@@ -369,8 +368,10 @@ pub async fn affected_keys(
     concat_batches(&out_schema, &batches).map_err(|e| e.to_string())
 }
 
-/// Above 1,000 keys a join filters the inputs instead of an IN list (long IN lists
-/// overflow the stack in DataFusion's recursive rewrites: 19,000 did at 2M rows).
+/// Up to 1,000 keys of one column an `IN` list narrows an input: its file and row-group
+/// statistics can skip what holds none of them. Above, a [`tidemark_lake::keyset`] filter
+/// (long IN lists overflow the stack in DataFusion's recursive rewrites: 19,000 did
+/// at 2M rows).
 const IN_LIST_MAX: usize = 1_000;
 
 /// `plan` with each input's scan keeping only the rows whose lineage columns hold an
@@ -408,17 +409,18 @@ pub struct Restriction {
 }
 
 /// `plan` with the scan of each input named in `each` narrowed as it says: to the
-/// rows whose columns hold one of its keys, or to the others (an IN list, or a semi-
-/// or anti-join above [`IN_LIST_MAX`] keys or for keys of several columns).
+/// rows whose columns hold one of its keys, or to the others. The narrowing is a
+/// filter (an IN list, or above [`IN_LIST_MAX`] keys or for keys of several columns
+/// a [`tidemark_lake::keyset`] test), which DataFusion pushes into the input's view: below
+/// its merge of base and tail, onto the scans.
 pub fn restrict_inputs(
     plan: LogicalPlan,
     each: &BTreeMap<Target, Restriction>,
 ) -> Result<LogicalPlan, String> {
     struct Prepared<'a> {
         r: &'a Restriction,
-        /// An IN list of these values (one key column), else a join.
+        /// An IN list of these values (one key column), else a key set.
         values: Option<Vec<Expr>>,
-        source: Arc<dyn deltalake::datafusion::logical_expr::TableSource>,
     }
     let mut prepared: BTreeMap<&Target, Prepared<'_>> = BTreeMap::new();
     for (t, r) in each {
@@ -434,18 +436,8 @@ pub fn restrict_inputs(
         } else {
             None
         };
-        let mem = MemTable::try_new(keys.schema(), vec![vec![keys.clone()]])
-            .map_err(|e| e.to_string())?;
-        prepared.insert(
-            t,
-            Prepared {
-                r,
-                values,
-                source: provider_as_source(Arc::new(mem)),
-            },
-        );
+        prepared.insert(t, Prepared { r, values });
     }
-    let mut n = 0usize;
     let out = plan
         .transform_down_with_subqueries(|node| {
             let name = match &node {
@@ -456,48 +448,40 @@ pub fn restrict_inputs(
             let Some(p) = prepared.get(&target_of(&name)) else {
                 return Ok(Transformed::no(node));
             };
-            let qualified: Vec<Column> =
+            let qualified: Vec<Expr> =
                 p.r.cols
                     .iter()
-                    .map(|c| Column::new(Some(name.clone()), c))
+                    .map(|c| Expr::Column(Column::new(Some(name.clone()), c)))
                     .collect();
             let schema = node.schema().clone();
-            let restricted = match &p.values {
+            let filter = match &p.values {
                 Some(values) => {
-                    let input_type = schema
-                        .field_with_unqualified_name(&qualified[0].name)?
-                        .data_type()
-                        .clone();
+                    let input_type = qualified[0].get_type(schema.as_ref())?;
                     let typed: Vec<Expr> = values
                         .iter()
                         .map(|v| v.clone().cast_to(&input_type, schema.as_ref()))
                         .collect::<Result<_, _>>()?;
-                    LogicalPlanBuilder::from(node)
-                        .filter(Expr::Column(qualified[0].clone()).in_list(typed, !p.r.keep))?
-                        .build()?
+                    let listed = qualified[0].clone().in_list(typed, !p.r.keep);
+                    if p.r.keep {
+                        listed
+                    } else {
+                        // NOT IN is NULL for a NULL key; an anti-join keeps the row.
+                        qualified[0].clone().is_null().or(listed)
+                    }
                 }
                 None => {
-                    n += 1;
-                    let alias = format!("__tidemark_keys_{n}");
-                    let right =
-                        LogicalPlanBuilder::scan(alias.clone(), p.source.clone(), None)?.build()?;
-                    let right_cols: Vec<Column> =
-                        p.r.keys
-                            .schema()
-                            .fields()
-                            .iter()
-                            .map(|f| Column::new(Some(alias.clone()), f.name()))
-                            .collect();
-                    let how = if p.r.keep {
-                        JoinType::LeftSemi
+                    let has = tidemark_lake::keyset::key_in(qualified, &p.r.keys)
+                        .map_err(deltalake::datafusion::error::DataFusionError::Plan)?;
+                    if p.r.keep {
+                        has
                     } else {
-                        JoinType::LeftAnti
-                    };
-                    LogicalPlanBuilder::from(node)
-                        .join(right, how, (qualified, right_cols), None)?
-                        .build()?
+                        // A row whose key is NULL holds none of the keys: kept, as
+                        // by an anti-join.
+                        !has
+                    }
                 }
             };
+            let restricted = LogicalPlanBuilder::from(node).filter(filter)?.build()?;
             // Its inside is the table's own plan: nothing there to restrict again.
             Ok(Transformed::new(restricted, true, TreeNodeRecursion::Jump))
         })
