@@ -47,7 +47,9 @@ TM="$REPO/target/release/tidemark"
 rm -rf "$BENCH_DIR"; mkdir -p "$BENCH_DIR"
 
 echo "== 1. incremental against whole: $ROWS rows, $CHANGE changed"
-"$REPO/target/release/examples/models_bench" --rows "$ROWS" --change "$CHANGE" | tee "$BENCH_DIR/incremental.json"
+# Each build logs its phases (plan, query, diff, commit) to stderr.
+RUST_LOG="${RUST_LOG:-tidemark_models=info}" \
+    "$REPO/target/release/examples/models_bench" --rows "$ROWS" --change "$CHANGE" | tee "$BENCH_DIR/incremental.json"
 
 echo "== 2. example models against DuckDB: demo at scale $SCALE, $DAYS days"
 DEMO="$BENCH_DIR/demo"
