@@ -5,7 +5,8 @@
 #
 # 1. checks the Rust toolchain (cargo, rustfmt, clippy),
 # 2. installs missing system packages with apt (mariadb-server/-client via
-#    scripts/mariadb.sh, postgresql-client for psql, openssl for the TLS tests),
+#    scripts/mariadb.sh, postgresql-client for psql, openssl for the TLS tests,
+#    chromium and chromium-driver for the web console's browser test),
 # 3. starts a private MariaDB (scripts/mariadb.sh; never the system one on
 #    3306) and exports TIDEMARK_TEST_MYSQL_URL,
 # 3-pg. starts a private PostgreSQL (scripts/postgres.sh; own cluster and port,
@@ -18,8 +19,8 @@
 #    target/test-services/moto/venv if moto_server is not on PATH) on a free
 #    loopback port and exports TIDEMARK_TEST_S3_ENDPOINT plus dummy AWS_*
 #    credentials; it is stopped on exit,
-# 3c. makes a venv with psycopg, SQLAlchemy, DuckDB, deltalake and
-#     confluent-kafka[avro] (target/test-services/pyclients/venv)
+# 3c. makes a venv with psycopg, SQLAlchemy, DuckDB, deltalake,
+#     confluent-kafka[avro] and selenium (target/test-services/pyclients/venv)
 #    and installs the PostgreSQL JDBC driver and a JDK if missing, for the
 #    endpoint's client-library tests: exports TIDEMARK_TEST_PYTHON and
 #    TIDEMARK_TEST_PGJDBC,
@@ -109,6 +110,12 @@ psql --version >&2
 if ! command -v openssl >/dev/null 2>&1; then
     echo "openssl missing: installing it" >&2
     apt_install openssl
+fi
+# The web console's browser test drives Debian's headless Chromium through
+# chromedriver (selenium comes with the client libraries' venv below).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "chromium/chromedriver missing: installing chromium chromium-driver" >&2
+    apt_install chromium chromium-driver
 fi
 # mariadb-server / mariadb-client are installed by scripts/mariadb.sh start if missing.
 
@@ -203,8 +210,8 @@ echo "TIDEMARK_TEST_S3_ENDPOINT=$TIDEMARK_TEST_S3_ENDPOINT (moto, pid $MOTO_PID,
 section "Client libraries for the endpoint tests (psycopg, SQLAlchemy, pgjdbc)"
 PYCLIENTS_DIR="$REPO/target/test-services/pyclients"
 PYCLIENTS_PY="$PYCLIENTS_DIR/venv/bin/python"
-if ! "$PYCLIENTS_PY" -c 'import psycopg, sqlalchemy, duckdb, deltalake, pyarrow, confluent_kafka.schema_registry.avro, fastavro' >/dev/null 2>&1; then
-    echo "psycopg/SQLAlchemy/DuckDB/deltalake missing: pip install into $PYCLIENTS_DIR/venv" >&2
+if ! "$PYCLIENTS_PY" -c 'import psycopg, sqlalchemy, duckdb, deltalake, pyarrow, confluent_kafka.schema_registry.avro, fastavro, selenium' >/dev/null 2>&1; then
+    echo "psycopg/SQLAlchemy/DuckDB/deltalake/selenium missing: pip install into $PYCLIENTS_DIR/venv" >&2
     mkdir -p "$PYCLIENTS_DIR"
     python3 -m venv "$PYCLIENTS_DIR/venv" >&2 || {
         apt_install python3-venv
@@ -214,7 +221,9 @@ if ! "$PYCLIENTS_PY" -c 'import psycopg, sqlalchemy, duckdb, deltalake, pyarrow,
     # engine that shares no code with tidemark.
     # confluent-kafka[avro]: Confluent's own AvroSerializer writes the Avro stream
     # tests' messages (issue 21), registering schemas through the registry below.
-    "$PYCLIENTS_DIR/venv/bin/pip" install --quiet 'psycopg[binary]' sqlalchemy duckdb 'deltalake[pyarrow]' 'confluent-kafka[avro]' >&2
+    # selenium: the web console's browser test (issue 20) drives headless Chromium
+    # through Debian's chromedriver (installed above), never a downloaded driver.
+    "$PYCLIENTS_DIR/venv/bin/pip" install --quiet 'psycopg[binary]' sqlalchemy duckdb 'deltalake[pyarrow]' 'confluent-kafka[avro]' selenium >&2
 fi
 export TIDEMARK_TEST_PYTHON="$PYCLIENTS_PY"
 TIDEMARK_TEST_PGJDBC=/usr/share/java/postgresql.jar

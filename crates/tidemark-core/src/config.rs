@@ -36,6 +36,9 @@ pub struct Config {
     /// `[daemon]`: the HTTP API and scheduling of `tidemark run`.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// `[console]`: the web console (`tidemark console`, and `tidemark run`).
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// `[jobs.NAME]`: scheduled and triggered jobs. Kept as tables here: each job
     /// kind validates its own keys (`tidemark_scheduler::parse_jobs`), so a kind added
     /// later needs no change to this file.
@@ -48,6 +51,11 @@ pub struct Config {
     /// database (tidemark-publish).
     #[serde(default)]
     pub publish: BTreeMap<String, PublishConfig>,
+    /// `[features.VIEW]`: feature views (tidemark-features). Kept as tables here, like
+    /// `[jobs]`: tidemark-features parses them into typed definitions with errors
+    /// naming the view and the key, so this crate needs no knowledge of them.
+    #[serde(default)]
+    pub features: BTreeMap<String, toml::Table>,
 }
 
 /// How a publication writes a table's changes at the target.
@@ -202,6 +210,39 @@ fn default_api_listen() -> String {
 
 fn default_tokens_file() -> PathBuf {
     PathBuf::from("tokens.toml")
+}
+
+/// `[console]`: the web console. Its users and roles are `[server]`'s.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Address `tidemark console` listens on. Loopback by default.
+    #[serde(default = "default_console_listen")]
+    pub listen: String,
+    /// Whether `tidemark run` also serves the console, at `/console/` of its HTTP API.
+    #[serde(default)]
+    pub daemon: bool,
+    /// Minutes a console session may go unused before it is signed out.
+    #[serde(default = "default_console_idle")]
+    pub session_idle_minutes: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_console_listen(),
+            daemon: false,
+            session_idle_minutes: default_console_idle(),
+        }
+    }
+}
+
+fn default_console_listen() -> String {
+    "127.0.0.1:8420".to_string()
+}
+
+fn default_console_idle() -> u64 {
+    60
 }
 
 /// `[server]`: the PostgreSQL-protocol endpoint. Paths are relative to the config

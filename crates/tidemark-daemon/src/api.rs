@@ -286,6 +286,28 @@ async fn metrics(State(api): State<Api>, caller: Caller) -> Result<Response, Api
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
+/// Serve `app` over TLS with this certificate and key (PEM, as `[server]` names
+/// them: the endpoint's rustls settings) until `shutdown` completes; what `tidemark
+/// console` does when `[server]` has a certificate.
+pub async fn serve_https(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = tidemark_server::tls::server_config(cert, key, vec![b"http/1.1".to_vec()])?;
+    let tls = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        cancel.cancel();
+    });
+    serve_tls(listener, app, tls, token).await;
+    Ok(())
+}
+
 /// Serve `app` over TLS until `shutdown`: axum's `serve` speaks plain TCP only, so
 /// each connection is accepted through rustls and handed to hyper. A client whose
 /// handshake fails is dropped (and logged at debug: scanners are common).
@@ -296,10 +318,10 @@ pub(crate) async fn serve_tls(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "the HTTP API could not accept a connection");
                     continue;
@@ -315,6 +337,8 @@ pub(crate) async fn serve_tls(
                     return;
                 }
             };
+            // The client's address, as `into_make_service_with_connect_info` gives it.
+            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             let service = hyper_util::service::TowerToHyperService::new(app);
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);

@@ -58,6 +58,9 @@ pub struct Options {
     /// How often new-data inputs are polled for commits made by other processes
     /// (default 1 s; this process's own capture notifies at once).
     pub input_poll: Option<Duration>,
+    /// Routes served beside the API on its listener (the web console, under
+    /// `/console/`: `tidemark-console`, which depends on this crate, not the reverse).
+    pub extra_routes: Option<axum::Router>,
 }
 
 /// The daemon, built and bound, not yet running.
@@ -235,11 +238,17 @@ impl App {
         let users = api.as_ref().map(|(_, s)| s.users.clone());
         let serving = api.map(|(listener, state)| {
             let shutdown = shutdown.clone();
+            let extra = options.extra_routes.clone();
             tokio::spawn(async move {
-                let app = api::router(state);
+                let app = match extra {
+                    Some(extra) => api::router(state).merge(extra),
+                    None => api::router(state),
+                };
                 match tls {
                     Some(tls) => api::serve_tls(listener, app, tls, shutdown).await,
                     None => {
+                        // With the client's address (the console's sign-in limits).
+                        let app = app.into_make_service_with_connect_info::<SocketAddr>();
                         if let Err(e) = axum::serve(listener, app)
                             .with_graceful_shutdown(async move { shutdown.cancelled().await })
                             .await

@@ -167,7 +167,7 @@ impl Entry {
         }
     }
 
-    fn finish(mut self, outcome: &str, rows: Option<i64>, error: Option<&PgWireError>) {
+    pub(crate) fn finish(mut self, outcome: &str, rows: Option<i64>, error: Option<&PgWireError>) {
         self.record.duration_us =
             i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX);
         self.record.rows = rows;

@@ -42,6 +42,7 @@ pub mod auth;
 mod catalog;
 mod compat;
 mod copy;
+pub mod direct;
 mod error;
 mod handlers;
 mod privileges;
@@ -227,6 +228,45 @@ pub(crate) struct Shared {
     pub(crate) pids: pgwire::api::RandomPidSecretKeyGenerator,
 }
 
+impl Shared {
+    /// What a [`Server`] and a [`direct::Gateway`] both start from: the users and
+    /// roles loaded and checked, pg_catalog set up, `tidemark.audit` open.
+    async fn open(
+        engine: Arc<Engine>,
+        wh: &tidemark_lake::Warehouse,
+        opts: &Options,
+    ) -> Result<Arc<Self>> {
+        let users = auth::Users::load(&opts.users_file)?;
+        if users.is_empty() {
+            warn!(users_file = %opts.users_file.display(), "no users: nobody can log in; add one with `tidemark user add NAME`");
+        }
+        let access = Access {
+            users,
+            policy: opts.policy.clone(),
+        };
+        let base = catalog::base_context(&engine)?;
+        compat::install(&base);
+        let policy_ctx = SessionContext::new();
+        access.validate(&engine, &base).await?;
+        let audit = audit::AuditLog::start(wh, &engine, &base, opts.audit_flush).await?;
+        Ok(Arc::new(Shared {
+            engine,
+            base,
+            access: Arc::new(LiveAccess::new(access)),
+            reloading: tokio::sync::Mutex::new(()),
+            policy_ctx,
+            pg_static: catalog::static_tables()?,
+            query_memory: opts.query_memory,
+            audit,
+            require_tls: opts.require_tls,
+            statement_timeout: opts.statement_timeout,
+            fake_salt_secret: rand::random(),
+            connections: Arc::new(ConnectionManager::new()),
+            pids: Default::default(),
+        }))
+    }
+}
+
 /// Stops a background task when the server stops.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -272,40 +312,13 @@ impl Server {
             }
             None => None,
         };
-        let users = auth::Users::load(&opts.users_file)?;
-        if users.is_empty() {
-            warn!(users_file = %opts.users_file.display(), "no users: nobody can log in; add one with `tidemark user add NAME`");
-        }
-        let access = Access {
-            users,
-            policy: opts.policy,
-        };
-        let base = catalog::base_context(&engine)?;
-        compat::install(&base);
-        let policy_ctx = SessionContext::new();
-        access.validate(&engine, &base).await?;
-        let audit = audit::AuditLog::start(wh, &engine, &base, opts.audit_flush).await?;
+        let shared = Shared::open(engine, wh, &opts).await?;
         let listener = TcpListener::bind(opts.listen)
             .await
             .map_err(|source| Error::Bind {
                 addr: opts.listen,
                 source,
             })?;
-        let shared = Arc::new(Shared {
-            engine,
-            base,
-            access: Arc::new(LiveAccess::new(access)),
-            reloading: tokio::sync::Mutex::new(()),
-            policy_ctx,
-            pg_static: catalog::static_tables()?,
-            query_memory: opts.query_memory,
-            audit,
-            require_tls: opts.require_tls,
-            statement_timeout: opts.statement_timeout,
-            fake_salt_secret: rand::random(),
-            connections: Arc::new(ConnectionManager::new()),
-            pids: Default::default(),
-        });
         Ok(Self {
             listener,
             shared,
@@ -329,6 +342,12 @@ impl Server {
         Reloader {
             shared: self.shared.clone(),
         }
+    }
+
+    /// In-process sessions over this server's users, roles and audit (the web
+    /// console beside `tidemark run --serve`): one audit writer, one reload for both.
+    pub fn gateway(&self) -> direct::Gateway {
+        direct::Gateway::new(self.shared.clone())
     }
 
     /// Serve until `shutdown` completes; connections in progress are dropped then.

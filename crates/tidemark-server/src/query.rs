@@ -113,11 +113,7 @@ pub(crate) struct Parser {
 impl QueryHandler {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
-            parser: Arc::new(Parser {
-                shared,
-                compat: PostgresCompatibilityParser::new(),
-                general: compat::general_rules(),
-            }),
+            parser: Arc::new(Parser::new(shared)),
         }
     }
 }
@@ -132,12 +128,20 @@ fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
 }
 
 impl Parser {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            compat: PostgresCompatibilityParser::new(),
+            general: compat::general_rules(),
+        }
+    }
+
     /// Parse SQL into statements, with the client-compatibility rewrites applied:
     /// every statement gets those that only make it plannable, and statements that
     /// read the catalogs also those that exist for the catalog queries clients send
     /// (see [`compat::reads_catalog`]), so an analyst's query answers over the wire
     /// what it answers in `tidemark sql`.
-    fn statements(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
+    pub(crate) fn statements(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
         let plain = match SqlParser::parse_sql(&PostgreSqlDialect {}, sql) {
             Ok(plain) => plain,
             Err(e) => return self.unusual_statements(sql, e.to_string()),
@@ -211,7 +215,11 @@ impl Parser {
         compat::rewrite(s, false)
     }
 
-    async fn prepare(&self, session: &Session, statement: Statement) -> PgWireResult<Planned> {
+    pub(crate) async fn prepare(
+        &self,
+        session: &Session,
+        statement: Statement,
+    ) -> PgWireResult<Planned> {
         if let Some((query, format)) = copy::classify(&statement)? {
             let plan = self.plan(session, query).await?;
             return Ok(Planned::Copy(Box::new(plan), format));
@@ -244,7 +252,7 @@ impl Parser {
     /// that starts now (see [`crate::Reloader`]): a reload's grants, masks and row
     /// filters apply from the session's next statement. A session whose user was
     /// removed, or has another role now, is ended (FATAL) with the reason.
-    fn renew_grants(&self, session: &Session) -> PgWireResult<()> {
+    pub(crate) fn renew_grants(&self, session: &Session) -> PgWireResult<()> {
         match self
             .shared
             .access
@@ -351,7 +359,7 @@ fn result_fields(schema: &Schema, format: &Format) -> PgWireResult<Vec<FieldInfo
         .collect())
 }
 
-fn timeout_error(limit: Duration) -> PgWireError {
+pub(crate) fn timeout_error(limit: Duration) -> PgWireError {
     sql_error(
         "57014",
         format!(
@@ -370,7 +378,7 @@ fn timeout_error(limit: Duration) -> PgWireError {
 /// returns as soon as the plan is started. So the stream, on its first poll (when
 /// pgwire has stopped listening), installs its own receiver on the connection's
 /// cancel handle.
-fn with_deadline<T: Send + 'static>(
+pub(crate) fn with_deadline<T: Send + 'static>(
     rows: impl Stream<Item = PgWireResult<T>> + Send + 'static,
     limit: Option<Duration>,
     start: tokio::time::Instant,

@@ -6,7 +6,9 @@ use clap::{Parser, Subcommand};
 mod build;
 mod check;
 mod common;
+mod console;
 mod demo;
+mod features;
 mod jobs;
 mod maintain;
 mod publish;
@@ -60,6 +62,8 @@ enum Command {
     Sql(sql::Args),
     /// Serve the warehouse over the PostgreSQL protocol (psql, JDBC, Python, BI tools).
     Serve(serve::Args),
+    /// Serve the web console (health, catalog, SQL editor) to the endpoint's users.
+    Console(console::Args),
     /// Prove the lake equals the source at one binlog position, and its history
     /// consistent; exits non-zero on any difference.
     Verify(verify::Args),
@@ -71,6 +75,8 @@ enum Command {
     Token(token::Args),
     /// Run the whole product offline on generated invoicing data.
     Demo(demo::Args),
+    /// Feature views (`[features.*]`) and point-in-time correct training sets.
+    Features(features::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -99,11 +105,13 @@ fn main() -> std::process::ExitCode {
             Command::Run(a) => run::run(&cli.global, a).await,
             Command::Sql(a) => sql::run(&cli.global, a).await,
             Command::Serve(a) => serve::run(&cli.global, a).await,
+            Command::Console(a) => console::run(&cli.global, a).await,
             Command::User(a) => user::run(&cli.global, a).await,
             Command::Jobs(a) => jobs::run(&cli.global, a).await,
             Command::Token(a) => token::run(&cli.global, a).await,
             Command::Verify(a) => verify::run(&cli.global, a).await,
             Command::Demo(a) => demo::run(&cli.global, a).await,
+            Command::Features(a) => features::run(&cli.global, a).await,
         }
     });
     match result {

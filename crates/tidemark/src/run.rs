@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
 
@@ -54,7 +54,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     // stretched capture commits from 10 ms to 8 s (bench/serve.sh). With a runtime
     // each, the OS shares the cores between the two, and capture, idle most of the
     // time, gets its turn as soon as it has work.
-    let (serve_stop, serving, _sql_runtime) = if args.serve {
+    let (serve_stop, serving, sql_runtime, gateway) = if args.serve {
         let runtime = SqlRuntime::new()?;
         let (environment, server_config, server_wh) =
             (g.environment.clone(), config.server.clone(), wh.clone());
@@ -68,6 +68,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         // Users and roles reload in the running endpoint (SIGHUP, a changed config
         // or users file), on the endpoint's runtime, stopping with it.
+        let gateway = server.gateway();
         let (reloader, config_path) = (server.reloader(), g.config.clone());
         let reload = {
             let _on_its_runtime = runtime.handle().enter();
@@ -82,9 +83,23 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
             reload.abort();
             r
         });
-        (Some(tx), Some(task), Some(runtime))
+        (Some(tx), Some(task), Some(runtime), Some(gateway))
     } else {
-        (None, None, None)
+        (None, None, None, None)
+    };
+    // The web console under the HTTP API (`[console] daemon = true`): its queries on
+    // the endpoint's runtime (or one like it), not capture's; with --serve, over the
+    // endpoint's own users, roles and audit.
+    let (console, _sql_runtime) = if config.console.daemon {
+        let runtime = match sql_runtime {
+            Some(r) => r,
+            None => SqlRuntime::new()?,
+        };
+        let handle = runtime.handle().clone();
+        let console = crate::console::in_daemon(g, &config, &wh, gateway, handle).await?;
+        (Some(console), Some(runtime))
+    } else {
+        (None, sql_runtime)
     };
     let options = tidemark_daemon::Options {
         config_path: Some(g.config.clone()),
@@ -97,16 +112,25 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         },
         api_listen: args.api_listen.clone(),
         input_poll: None,
+        extra_routes: console.as_ref().map(|c| c.routes.clone()),
     };
     let captured = match tidemark_daemon::App::build(config, wh, options, metrics).await {
         Ok(app) => {
             if let Some(addr) = app.api_addr() {
                 info!(address = %addr, "HTTP API at http://{addr}/api/v1/ (OpenAPI: /api/v1/openapi.json)");
+                if console.is_some() {
+                    info!(address = %addr, "web console at http://{addr}/console/");
+                }
+            } else if console.is_some() {
+                warn!("[console] daemon = true, but the HTTP API is off, so the console is not served");
             }
             app.run_until(stop).await
         }
         Err(e) => Err(e),
     };
+    if let Some(c) = console {
+        c.close().await;
+    }
     // The endpoint stops with capture (statements answered so far reach the audit).
     if let (Some(tx), Some(task)) = (serve_stop, serving) {
         let _ = tx.send(());

@@ -50,6 +50,7 @@ async fn start_daemon(
             capture: options(false),
             api_listen: None,
             input_poll: watched.then_some(Duration::from_millis(100)),
+            extra_routes: None,
         },
         Default::default(),
     )

@@ -1,0 +1,200 @@
+//! `tidemark console`: the web console (tidemark-console) on a listener of its own,
+//! over the SQL endpoint's users, roles and audit. `tidemark run` serves the same
+//! console under its HTTP API when `[console] daemon = true` ([`in_daemon`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tidemark_console::{Console, Options};
+use tidemark_core::config::Config;
+use tidemark_query::Engine;
+use tidemark_server::direct::Gateway;
+
+use crate::common::{init_logging, load_config, warehouse, GlobalArgs};
+
+/// Options of `tidemark console`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Listen on this address instead of `[console] listen` (default 127.0.0.1:8420;
+    /// port 0 picks a free port).
+    #[arg(long, env = "TIDEMARK_CONSOLE_LISTEN")]
+    pub listen: Option<String>,
+}
+
+/// Stops a background task with the console.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn options(config: Option<&Config>, tls: bool, runtime: Option<tokio::runtime::Handle>) -> Options {
+    let idle = config.map_or(60, |c| c.console.session_idle_minutes.max(1));
+    Options {
+        secure_cookies: tls,
+        session_idle: Duration::from_secs(idle.saturating_mul(60)),
+        runtime,
+    }
+}
+
+/// Run `tidemark console` until Ctrl-C / SIGTERM.
+pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
+    init_logging(g);
+    let config = load_config(g, false)?;
+    let server_config = config
+        .as_ref()
+        .map(|c| c.server.clone())
+        .unwrap_or_default();
+    let listen = args.listen.unwrap_or_else(|| {
+        config
+            .as_ref()
+            .map(|c| c.console.listen.clone())
+            .unwrap_or_default()
+    });
+    let listen = if listen.is_empty() {
+        tidemark_core::config::ConsoleConfig::default().listen
+    } else {
+        listen
+    };
+    let wh = warehouse(g, config.as_ref())?;
+    let server_options = tidemark_server::Options::from_config(&server_config)?;
+    let (refresh, tls) = (server_options.refresh, server_options.tls.clone());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("the console cannot listen on {listen} ([console] listen)"))?;
+    let addr = listener.local_addr()?;
+    // Passwords are typed into the sign-in page: off this machine only over TLS.
+    if tls.is_none() && !addr.ip().is_loopback() {
+        bail!("the console would listen on {addr} without TLS, so passwords would cross the network in the clear; set [server] tls_cert and tls_key, or listen on a loopback address");
+    }
+    let engine = Arc::new(Engine::open(&wh).await?);
+    let gateway = Gateway::open(engine.clone(), &wh, server_options).await?;
+    let _fresh = refresh.map(|every| AbortOnDrop(tidemark_console::keep_fresh(engine, every)));
+    let _reload = AbortOnDrop(crate::serve::spawn_reload(
+        gateway.reloader(),
+        g.config.clone(),
+    ));
+    let console = Console::new(
+        gateway.clone(),
+        wh,
+        options(config.as_ref(), tls.is_some(), None),
+    );
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!(
+        "tidemark: web console at {scheme}://{addr}/console/ (environment {}); sign in as a user of the SQL endpoint",
+        g.environment
+    );
+    let app = console.router();
+    match &tls {
+        Some((cert, key)) => {
+            tidemark_daemon::api::serve_https(listener, app, cert, key, shutdown()).await?
+        }
+        None => axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("serving the console")?,
+    }
+    // Statements run so far reach tidemark.audit before exit.
+    gateway.close().await;
+    Ok(())
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The console as `tidemark run` serves it, at `/console/` of the HTTP API, and what
+/// must live as long as it does.
+pub struct InDaemon {
+    /// The routes to merge into the API's.
+    pub routes: axum::Router,
+    /// The console's own gateway, when it opened one (to close at shutdown).
+    own: Option<Gateway>,
+    _tasks: Vec<AbortOnDrop>,
+}
+
+impl InDaemon {
+    /// Commit the audit records of console statements not yet written.
+    pub async fn close(self) {
+        if let Some(g) = self.own {
+            g.close().await;
+        }
+    }
+}
+
+/// The console for `tidemark run`, its queries on `runtime` (the SQL endpoint's, not
+/// capture's). With `--serve`, `gateway` is the endpoint's: one audit writer, one
+/// reload; without, the console opens its own on `runtime`.
+pub async fn in_daemon(
+    g: &GlobalArgs,
+    config: &Config,
+    wh: &tidemark_lake::Warehouse,
+    gateway: Option<Gateway>,
+    runtime: tokio::runtime::Handle,
+) -> Result<InDaemon> {
+    let server_options = tidemark_server::Options::from_config(&config.server)?;
+    let (refresh, tls) = (server_options.refresh, server_options.tls.is_some());
+    let mut tasks = Vec::new();
+    let mut own = None;
+    let gateway = match gateway {
+        Some(g) => g,
+        None => {
+            let owh = wh.clone();
+            let gateway = runtime
+                .spawn(async move {
+                    let engine = Arc::new(Engine::open(&owh).await?);
+                    anyhow::Ok(Gateway::open(engine, &owh, server_options).await?)
+                })
+                .await
+                .context("starting the console")??;
+            let _on_its_runtime = runtime.enter();
+            if let Some(every) = refresh {
+                tasks.push(AbortOnDrop(tidemark_console::keep_fresh(
+                    gateway.engine().clone(),
+                    every,
+                )));
+            }
+            tasks.push(AbortOnDrop(crate::serve::spawn_reload(
+                gateway.reloader(),
+                g.config.clone(),
+            )));
+            own = Some(gateway.clone());
+            gateway
+        }
+    };
+    let console = Console::new(
+        gateway,
+        wh.clone(),
+        options(Some(config), tls, Some(runtime)),
+    );
+    Ok(InDaemon {
+        routes: console.router(),
+        own,
+        _tasks: tasks,
+    })
+}
