@@ -98,3 +98,27 @@ pub fn warehouse(g: &GlobalArgs, config: Option<&Config>) -> Result<Warehouse> {
     info!(environment = %g.environment, warehouse = %location, "acting on");
     Warehouse::new(&location, options).with_context(|| format!("environment {}", g.environment))
 }
+
+/// Resolves on Ctrl-C or SIGTERM: when a long-running command (`serve`, `console`)
+/// stops serving and flushes what it holds.
+pub async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -91,41 +91,20 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     let app = console.router();
     match &tls {
         Some((cert, key)) => {
-            tidemark_daemon::api::serve_https(listener, app, cert, key, shutdown()).await?
+            tidemark_daemon::api::serve_https(listener, app, cert, key, crate::common::shutdown())
+                .await?
         }
         None => axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(crate::common::shutdown())
         .await
         .context("serving the console")?,
     }
     // Statements run so far reach tidemark.audit before exit.
     gateway.close().await;
     Ok(())
-}
-
-async fn shutdown() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// The console as `tidemark run` serves it, at `/console/` of the HTTP API, and what

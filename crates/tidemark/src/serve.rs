@@ -35,7 +35,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     let server = bind(&g.environment, &server_config, &wh).await?;
     let _reload = AbortOnDrop(spawn_reload(server.reloader(), g.config.clone()));
     server
-        .run_until(shutdown())
+        .run_until(crate::common::shutdown())
         .await
         .context("serving the PostgreSQL protocol")?;
     Ok(())
@@ -53,28 +53,6 @@ pub async fn bind(
     let addr = server.local_addr()?;
     eprintln!("tidemark: PostgreSQL protocol on {addr} (environment {environment})");
     Ok(server)
-}
-
-async fn shutdown() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Stops the reload watcher with the server.
