@@ -155,7 +155,7 @@ impl TableWriter {
         )
     }
 
-    /// [`Self::changed`] and [`Self::missing_among`] for a source that delivers the
+    /// [`Self::changed`] and [`Self::missing`] for a source that delivers the
     /// whole state of the keys in `among` (an incremental model's rebuilt keys), from
     /// one read of what `kind` holds for those keys. Run separately, each would join
     /// the whole stored table: a build that recomputed 1 % of a model's keys read the
@@ -212,7 +212,7 @@ impl TableWriter {
             .map_err(|e| err(&e))?;
         let changed = self.run(&ctx, &self.changed_sql(), src).await?;
         let gone = self
-            .run(&ctx, &self.missing_sql(source_ts_us, source_pos, ""), src)
+            .run(&ctx, &self.missing_sql(source_ts_us, source_pos), src)
             .await?;
         Ok((changed, gone))
     }
@@ -227,55 +227,13 @@ impl TableWriter {
         source_ts_us: i64,
         source_pos: &str,
     ) -> Result<ChangeBatch> {
-        self.missing_among(kind, src, None, source_ts_us, source_pos)
+        let ctx = self.diff_context(kind, src).await?;
+        self.run(&ctx, &self.missing_sql(source_ts_us, source_pos), src)
             .await
     }
 
-    /// [`Self::missing`] limited to the keys in `among` (a batch of the key columns,
-    /// by name): for a source that delivers the whole state of some keys only (an
-    /// incremental model's rebuilt keys).
-    pub async fn missing_among(
-        &self,
-        kind: TableKind,
-        src: &ChangeBatch,
-        among: Option<&RecordBatch>,
-        source_ts_us: i64,
-        source_pos: &str,
-    ) -> Result<ChangeBatch> {
-        let ctx = self.diff_context(kind, src).await?;
-        let schema = self.schema();
-        let mut extra = String::new();
-        if let Some(keys) = among {
-            let mem = MemTable::try_new(keys.schema(), vec![vec![keys.clone()]]).map_err(|e| {
-                Error::Batch {
-                    table: schema.name.sql(),
-                    message: e.to_string(),
-                }
-            })?;
-            ctx.register_table("among", Arc::new(mem))
-                .map_err(|e| Error::Batch {
-                    table: schema.name.sql(),
-                    message: e.to_string(),
-                })?;
-            let within = schema
-                .key_names()
-                .iter()
-                .map(|k| format!("a.{q} = l.{q}", q = quote(k)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            extra = format!(" AND EXISTS (SELECT 1 FROM among a WHERE {within})");
-        }
-        self.run(
-            &ctx,
-            &self.missing_sql(source_ts_us, source_pos, &extra),
-            src,
-        )
-        .await
-    }
-
-    /// What [`Self::missing_among`] runs against the registered `src` and `latest`;
-    /// `extra` narrows the stored rows further.
-    fn missing_sql(&self, source_ts_us: i64, source_pos: &str, extra: &str) -> String {
+    /// What [`Self::missing`] runs against the registered `src` and `latest`.
+    fn missing_sql(&self, source_ts_us: i64, source_pos: &str) -> String {
         let schema = self.schema();
         let on = key_join(schema);
         let cols = schema
@@ -286,7 +244,7 @@ impl TableWriter {
             .join(", ");
         format!(
             "SELECT {cols}, 'd' AS {op}, arrow_cast(to_timestamp_micros({source_ts_us}), 'Timestamp(Microsecond, Some(\"UTC\"))') AS {ts}, '{pos}' AS {posq}, CAST(0 AS BIGINT) AS {seq} \
-             FROM latest l WHERE NOT EXISTS (SELECT 1 FROM src s WHERE {on}){extra}",
+             FROM latest l WHERE NOT EXISTS (SELECT 1 FROM src s WHERE {on})",
             op = quote(OP),
             ts = quote(SOURCE_TS),
             pos = source_pos.replace('\'', "''"),
