@@ -1,7 +1,7 @@
 //! Where tables live: `<root>/<schema>/<table>/{current,history}`, in a local directory
 //! or under `s3://bucket/prefix`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -317,6 +317,43 @@ impl Warehouse {
         std::fs::create_dir_all(root.join(".retired")).map_err(io)?;
         std::fs::rename(&from, &to).map_err(io)?;
         Ok(Some(to.display().to_string()))
+    }
+
+    /// The tables moved aside so far: the entries of `<root>/.retired/`
+    /// (`<schema>.<table>.<UTC instant>`, see [`Warehouse::retire`], or moved there by
+    /// hand on an object store as its message says). A long-running reader compares
+    /// this with what it saw before: a new entry means the table at that place is a
+    /// new Delta table, whose log must not be followed on from the old one's version.
+    /// One listing for the whole warehouse.
+    pub async fn retired(&self) -> Result<BTreeSet<String>> {
+        if let Some(store) = &self.store {
+            let err = |e: String| Error::Warehouse {
+                location: self.root.to_string(),
+                message: format!("cannot list .retired/: {e}"),
+            };
+            let root =
+                ObjectPath::from_url_path(self.root.path()).map_err(|e| err(e.to_string()))?;
+            let listed = store
+                .list_with_delimiter(Some(&root.join(".retired")))
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            return Ok(listed
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .collect());
+        }
+        let root = self.root.to_file_path().map_err(|_| Error::Warehouse {
+            location: self.root.to_string(),
+            message: "not a local path".into(),
+        })?;
+        Ok(std::fs::read_dir(root.join(".retired"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Tables with a current table in the warehouse, sorted. Directories starting

@@ -1,6 +1,6 @@
 //! The DataFusion session over a warehouse.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use deltalake::arrow::array::RecordBatch;
@@ -15,7 +15,7 @@ use deltalake::datafusion::sql::sqlparser::dialect::{PostgreSqlDialect, Snowflak
 use tidemark_core::names::history_schema;
 use tidemark_core::schema::TableSchema;
 use tidemark_lake::{stored_schema, TableKind, Warehouse};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::travel;
 use crate::{Error, Result};
@@ -102,6 +102,9 @@ pub struct Engine {
     views: RwLock<BTreeMap<(String, String), String>>,
     /// Refreshes one at a time.
     refreshing: tokio::sync::Mutex<()>,
+    /// The entries of the own and the deferred warehouse's `.retired/` at the last
+    /// refresh (`None` before the first): see [`Self::forget_relanded`].
+    retired: std::sync::Mutex<Option<(BTreeSet<String>, BTreeSet<String>)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -161,6 +164,7 @@ impl Engine {
             derived: RwLock::new(BTreeMap::new()),
             views: RwLock::new(BTreeMap::new()),
             refreshing: tokio::sync::Mutex::new(()),
+            retired: std::sync::Mutex::new(None),
         };
         engine.refresh().await?;
         Ok(engine)
@@ -214,6 +218,53 @@ impl Engine {
         Ok(out.into_values().collect())
     }
 
+    /// Forget the tables landed again since the last refresh, so that they are
+    /// loaded anew. `tidemark snapshot --resnapshot` moves a table's Delta tables
+    /// aside (to `.retired/<schema>.<table>.<instant>`) and lands new ones at the same
+    /// place; following the old table's log from its version into the new one would
+    /// serve the old rows when the new log is shorter and a mix of both tables'
+    /// files when it is longer (tests/relanded.rs). Nothing in the new log says so:
+    /// its later commits carry no table id. One listing per warehouse and refresh.
+    async fn forget_relanded(&self) -> Result<()> {
+        let own = self.wh.retired().await?;
+        let deferred = match &self.deferred {
+            Some(d) => d.wh.retired().await?,
+            None => BTreeSet::new(),
+        };
+        let new: Vec<(bool, String)> = {
+            let mut seen = self.retired.lock().expect("retired lock");
+            let new = match seen.as_ref() {
+                // The first refresh loads every table anyway.
+                None => Vec::new(),
+                Some((o, d)) => own
+                    .difference(o)
+                    .map(|n| (false, n.clone()))
+                    .chain(deferred.difference(d).map(|n| (true, n.clone())))
+                    .collect(),
+            };
+            *seen = Some((own, deferred));
+            new
+        };
+        if !new.is_empty() {
+            self.tables
+                .write()
+                .expect("tables lock")
+                .retain(|(schema, table), k| {
+                    // `<schema>.<table>.<instant>`; a name with dots in it may also
+                    // match another table's entry, which costs that table a reload.
+                    let prefix = format!("{schema}.{table}.");
+                    let again = new
+                        .iter()
+                        .any(|(d, n)| *d == k.deferred && n.starts_with(&prefix));
+                    if again {
+                        info!(schema = %schema, table = %table, "landed again: loading it anew");
+                    }
+                    !again
+                });
+        }
+        Ok(())
+    }
+
     /// The warehouse a table is read from.
     fn warehouse_of(&self, deferred: bool) -> &Warehouse {
         match (&self.deferred, deferred) {
@@ -238,6 +289,7 @@ impl Engine {
             .ok_or_else(|| Error::Sql("default catalog missing".into()))?;
         let mut changed = 0;
         let listed = self.listed().await?;
+        self.forget_relanded().await?;
         for (loc, deferred) in &listed {
             let deferred = *deferred;
             let wh = self.warehouse_of(deferred);
