@@ -10,7 +10,9 @@ const PAGE_ROWS = 100;
 const state = {
   me: null, // { user, role, admin, csrf } once signed in
   sql: 'SELECT * FROM invoicing.invoices LIMIT 100',
-  query: null, // { id, sql, offset, done } of the result on show
+  query: null, // { id, sql, asOf, offset, done } of the result on show
+  asOf: '', // the editor's "as of" (an ISO instant), '' for now
+  chart: null, // { kind, x, y } chosen in the editor, or opened from a saved chart
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -77,6 +79,8 @@ function showError(e, target) {
 // ---------------------------------------------------------------- sign-in
 
 function signedOut(message) {
+  // Pages shown after a sign-in are timed from the click, not from navigation.
+  firstRoute = false;
   state.me = null;
   state.query = null;
   $('#top').hidden = true;
@@ -125,23 +129,52 @@ async function signOut() {
 
 // ---------------------------------------------------------------- pages
 
-const PAGES = { health: renderHealth, catalog: renderCatalog, sql: renderSql };
+const PAGES = {
+  health: renderHealth,
+  catalog: renderCatalog,
+  table: renderTable,
+  sql: renderSql,
+  dashboards: renderDashboards,
+  dashboard: renderDashboard,
+};
+let firstRoute = true;
+let routes = 0; // pages shown so far: a page left before it finished is not timed
+// Pages reached from another page's links, and the nav entry they belong under.
+const NAV_OF = { table: 'catalog', dashboard: 'dashboards' };
 
 function route() {
   if (!state.me) return;
-  const name = (location.hash.replace(/^#\//, '') || 'health').split('/')[0];
+  const [name, ...rest] = (location.hash.replace(/^#\//, '') || 'health').split('/');
   const page = PAGES[name] ? name : 'health';
+  const arg = decodeURIComponent(rest.join('/'));
   for (const a of document.querySelectorAll('nav a')) {
-    a.classList.toggle('active', a.id === 'nav-' + page);
+    a.classList.toggle('active', a.id === 'nav-' + (NAV_OF[page] || page));
   }
   // Leaving the editor closes its open result on the server.
   if (page !== 'sql') closeShown();
   const view = $('#view');
   view.dataset.page = page;
-  PAGES[page](view).catch((e) => {
-    const box = el('p', { class: 'error', id: 'page-error' });
-    view.append(box);
-    showError(e, box);
+  delete view.dataset.loaded;
+  // How long the page took to show everything it draws (the browser test and
+  // bench/console.sh read these measures): for the first page of a document from
+  // the navigation's start (assets, session check and all), then from the click.
+  const t0 = firstRoute ? 0 : performance.now();
+  firstRoute = false;
+  const mine = ++routes;
+  const done = () => {
+    if (mine !== routes) return;
+    performance.measure('tidemark:' + page, { start: t0, end: performance.now() });
+    view.dataset.loaded = page;
+  };
+  // Each page draws into a container of its own: a page left before its data
+  // came back then writes into a detached element, never over the next page.
+  const box = el('div', { class: 'page' });
+  view.replaceChildren(box);
+  PAGES[page](box, arg).then(done, (e) => {
+    const p = el('p', { class: 'error', id: 'page-error' });
+    box.append(p);
+    showError(e, p);
+    done();
   });
 }
 
@@ -191,6 +224,20 @@ async function renderHealth(view) {
     });
     parts.push(el('div', { class: 'scroll' }, table));
   }
+  const throughput = el('div', { id: 'throughput', class: 'chart' });
+  parts.push(el('h3', {}, 'Changes landed per minute, last 6 hours'), throughput);
+  const compactions = el('div', { id: 'compactions' });
+  parts.push(el('h3', {}, 'Compactions (the change log folded into the current base)'), compactions);
+  parts.push(el('h3', {}, 'Jobs'));
+  if (!h.daemon) {
+    parts.push(el('p', { class: 'muted', id: 'jobs' }, 'No daemon serves this console (tidemark console alone): jobs, their runs and their triggers are shown when `tidemark run` serves it ([console] daemon = true).'));
+  } else if (!h.jobs) {
+    parts.push(el('p', { class: 'muted', id: 'jobs' }, 'Jobs are shown to admin roles.'));
+  } else if (!h.jobs.length) {
+    parts.push(el('p', { class: 'muted', id: 'jobs' }, 'No [jobs.*] configured.'));
+  } else {
+    parts.push(jobsTable(h.jobs));
+  }
   if (h.dead_letters) {
     const d = h.dead_letters;
     parts.push(el('h3', {}, 'Dead letters'));
@@ -205,6 +252,73 @@ async function renderHealth(view) {
     }
   }
   view.replaceChildren(...parts);
+  await Promise.all([drawThroughput(throughput), listCompactions(compactions)]);
+}
+
+async function listCompactions(box) {
+  try {
+    const list = await api('GET', 'health/compactions');
+    box.replaceChildren(list.length
+      ? el('div', { class: 'scroll' }, grid(['Table', 'When', 'Rows in the base'],
+        list.map((c) => [c.table, c.at_ms ? new Date(c.at_ms).toISOString() : '-', c.rows == null ? '-' : String(c.rows)])))
+      : el('p', { class: 'muted' }, 'None among the newest commits of your tables.'));
+  } catch (e) {
+    const p = el('p', { class: 'error' });
+    box.replaceChildren(p);
+    showError(e, p);
+  }
+}
+
+function jobsTable(jobs) {
+  const rows = jobs.map((j) => {
+    const last = j.last;
+    const trigger = el('button', { type: 'button', class: 'job-trigger', 'data-job': j.name }, 'Run now');
+    const out = el('span', { class: 'muted' });
+    trigger.addEventListener('click', async () => {
+      trigger.disabled = true;
+      try {
+        const r = await api('POST', 'jobs/' + encodeURIComponent(j.name) + '/runs');
+        out.textContent = ' ' + r.run;
+      } catch (e) {
+        showError(e, out);
+      } finally {
+        trigger.disabled = false;
+      }
+    });
+    const outcome = last ? last.outcome + (last.error ? ': ' + last.error : '') : '-';
+    return el('tr', {},
+      el('td', {}, j.name), el('td', {}, j.kind), el('td', {}, j.triggers.join('; ')),
+      el('td', { class: last && last.outcome === 'failed' ? 'bad' : null }, outcome),
+      el('td', {}, last ? (last.ended || last.started) : '-'),
+      el('td', {}, j.running || (j.paused_by_error ? 'paused by an error' : j.next_due || '-')),
+      el('td', {}, trigger, out));
+  });
+  const head = ['Job', 'Kind', 'Triggers', 'Last outcome', 'Last run', 'Running / next', ''].map((c) => el('th', {}, c));
+  return el('div', { class: 'scroll' }, el('table', { class: 'grid', id: 'jobs' }, el('thead', {}, el('tr', {}, head)), el('tbody', {}, rows)));
+}
+
+async function drawThroughput(box) {
+  try {
+    const t = await api('GET', 'health/throughput?hours=6');
+    if (!t.points.length) {
+      box.replaceChildren(el('p', { class: 'muted' }, 'Nothing landed in the last ' + t.hours + ' hours in the ' + t.tables + ' tables your role reads.'));
+      return;
+    }
+    // Every minute of the window, quiet ones as 0, so the axis is the window;
+    // instants as text, as query results come, so one drawing path serves all.
+    const counts = new Map(t.points);
+    const step = t.bucket_s;
+    const end = Math.floor(Date.now() / 1000 / step) * step;
+    const rows = [];
+    for (let s = end - t.hours * 3600; s <= end; s += step) {
+      rows.push([new Date(s * 1000).toISOString(), String(counts.get(s) || 0)]);
+    }
+    drawChart(box, { kind: 'bar', x: 'minute', y: ['changes'], height: 220 }, { columns: ['minute', 'changes'], rows });
+  } catch (e) {
+    const p = el('p', { class: 'error' });
+    box.replaceChildren(p);
+    showError(e, p);
+  }
 }
 
 // A name as SQL needs it: quoted unless plain lower snake_case.
@@ -232,7 +346,9 @@ async function renderCatalog(view) {
             return el('details', { class: 'table', 'data-table': full },
               el('summary', {}, t.name, el('span', { class: 'muted' }, ' · ' + t.kind + ', ' + t.columns.length + ' columns')),
               grid(['Column', 'Type', 'Nullable'], t.columns.map((col) => [col.name, col.type, col.nullable ? 'yes' : 'no'])),
-              el('button', { type: 'button', onclick: () => openInEditor('SELECT * FROM ' + ident(s.name) + '.' + ident(t.name) + ' LIMIT 100') }, 'Query'));
+              el('div', { class: 'toolbar' },
+                el('button', { type: 'button', onclick: () => openInEditor('SELECT * FROM ' + ident(s.name) + '.' + ident(t.name) + ' LIMIT 100') }, 'Query'),
+                el('a', { class: 'table-link', href: '#/table/' + encodeURIComponent(full) }, 'Table page')));
           })),
       );
     }
@@ -243,9 +359,63 @@ async function renderCatalog(view) {
   view.replaceChildren(el('h2', {}, 'Catalog'), search, list);
 }
 
-function openInEditor(sql) {
+function openInEditor(sql, chart) {
   state.sql = sql;
+  state.chart = chart || null;
   location.hash = '#/sql';
+}
+
+// The whole (small) result of a statement, as the signed-in user: through the
+// chart-data API, which reads at most 10,000 rows.
+async function resultOf(sql, asOf) {
+  const d = await api('POST', 'chart-data', { sql, as_of: asOf || undefined });
+  if (d.now.error) throw new ApiError(d.now.error.message, 400, d.now.error.sqlstate);
+  return d.now;
+}
+
+// A table's page: its columns, rows now, how far its history goes back, and its
+// changes per day as a chart. Every figure is a statement run as the user.
+async function renderTable(view, full) {
+  const c = await api('GET', 'catalog');
+  const dot = full.indexOf('.');
+  const [schema, name] = [full.slice(0, dot), full.slice(dot + 1)];
+  const s = c.schemas.find((x) => x.name === schema);
+  const t = s && s.tables.find((x) => x.name === name);
+  if (!t) throw new Error('No table ' + full + ' in your catalog.');
+  const q = ident(schema) + '.' + ident(name);
+  const histSchema = schema + '_history';
+  const h = c.schemas.find((x) => x.name === histSchema);
+  const hasHistory = !!(h && h.tables.some((x) => x.name === name));
+  const hq = ident(histSchema) + '.' + ident(name);
+  const facts = el('dl', { id: 'table-facts', class: 'facts' });
+  const chart = el('div', { id: 'table-changes', class: 'chart' });
+  view.replaceChildren(
+    el('h2', {}, full),
+    el('div', { class: 'toolbar' },
+      el('button', { type: 'button', onclick: () => openInEditor('SELECT * FROM ' + q + ' LIMIT 100') }, 'Query'),
+      hasHistory ? el('button', { type: 'button', onclick: () => openInEditor('SELECT * FROM ' + hq + ' ORDER BY _valid_from DESC LIMIT 100') }, 'Query its history') : null),
+    facts,
+    hasHistory ? el('h3', {}, 'Changes per day (by source instant)') : null,
+    hasHistory ? chart : null,
+    el('h3', {}, 'Columns'),
+    grid(['Column', 'Type', 'Nullable'], t.columns.map((col) => [col.name, col.type, col.nullable ? 'yes' : 'no'])));
+  const fact = (k, v) => facts.append(el('dt', {}, k), el('dd', {}, v));
+  const work = [resultOf('SELECT count(*) AS n FROM ' + q).then((r) => fact('Rows', r.rows[0][0]))];
+  if (hasHistory) {
+    // One pass over the history: changes per day, whose sum is the versions and
+    // whose first day's earliest instant is how far back the history goes.
+    const daily = 'SELECT date_trunc(\'day\', _valid_from) AS day, count(*) AS changes, min(_valid_from) AS oldest FROM ' + hq + ' GROUP BY 1 ORDER BY 1';
+    work.push(resultOf(daily).then((r) => {
+      const versions = r.rows.reduce((n, row) => n + Number(row[1]), 0);
+      fact('Versions in its history', String(versions));
+      fact('History goes back to', r.rows.length ? r.rows[0][2] : '-');
+      if (r.rows.length) drawChart(chart, { kind: 'bar', x: 'day', y: ['changes'], height: 240 }, r);
+      else chart.replaceChildren(el('p', { class: 'muted' }, 'No changes.'));
+    }));
+  }
+  const errors = el('p', { class: 'error' });
+  view.append(errors);
+  await Promise.all(work.map((p) => p.catch((e) => showError(e, errors))));
 }
 
 // ---------------------------------------------------------------- SQL editor
@@ -275,12 +445,37 @@ async function renderSql(view) {
   view.replaceChildren(
     el('h2', {}, 'SQL'),
     text,
+    asOfControl(),
     toolbar,
     el('p', { id: 'sql-error', class: 'error', role: 'alert' }),
     el('div', { id: 'sql-result' }),
     el('div', { class: 'toolbar' },
-      el('button', { id: 'sql-next', type: 'button', disabled: true, onclick: nextPage }, 'Next ' + PAGE_ROWS + ' rows')));
+      el('button', { id: 'sql-next', type: 'button', disabled: true, onclick: nextPage }, 'Next ' + PAGE_ROWS + ' rows')),
+    el('section', { id: 'chart-panel', hidden: true }));
   text.focus();
+}
+
+// A datetime-local value (the browser's local time) as an ISO instant, and back.
+function isoOf(local) {
+  return local ? new Date(local).toISOString() : '';
+}
+function localOf(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  const p = (n) => String(n).padStart(2, '0');
+  return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + 'T' + p(d.getHours()) + ':' + p(d.getMinutes()) + ':' + p(d.getSeconds());
+}
+
+// The editor's "as of": the server reads every landed table the statement names
+// (schema.table, without an AS OF of its own) as of this instant.
+function asOfControl() {
+  const input = el('input', { id: 'sql-asof', type: 'datetime-local', step: 1, value: localOf(state.asOf) });
+  input.addEventListener('change', () => { state.asOf = isoOf(input.value); });
+  const now = el('button', { id: 'sql-asof-now', type: 'button' }, 'Now');
+  now.addEventListener('click', () => { input.value = ''; state.asOf = ''; });
+  return el('div', { class: 'toolbar' },
+    el('label', {}, 'As of ', input), now,
+    el('span', { class: 'muted' }, 'empty: now; the tables are read as they were at that instant (history you may read only)'));
 }
 
 function busy(on) {
@@ -306,15 +501,18 @@ async function closeShown() {
 
 async function run(sql) {
   await closeShown();
-  const q = { id: newId(), sql, offset: 0, done: false };
+  const q = { id: newId(), sql, asOf: state.asOf, offset: 0, done: false };
   state.query = q;
   busy(true);
   $('#sql-error').textContent = '';
   $('#sql-status').textContent = 'Running…';
   const t0 = performance.now();
   try {
-    const page = await api('POST', 'queries', { id: q.id, sql, page_rows: PAGE_ROWS });
-    if (state.query === q) show(page, performance.now() - t0);
+    const page = await api('POST', 'queries', { id: q.id, sql, page_rows: PAGE_ROWS, as_of: q.asOf || undefined });
+    if (state.query === q) {
+      show(page, performance.now() - t0);
+      chartPanel(q, page);
+    }
   } catch (e) {
     if (state.query === q) {
       state.query = null;
@@ -365,17 +563,217 @@ function show(page, ms) {
   const shown = page.rows.length
     ? 'Rows ' + (page.offset + 1) + '–' + (page.offset + page.rows.length)
     : page.offset ? 'No more rows' : 'No rows';
-  $('#sql-status').textContent = shown + (page.done ? ' (end)' : '') + ' · ' + Math.round(ms) + ' ms';
+  const at = q.asOf ? ' · as of ' + q.asOf : '';
+  $('#sql-status').textContent = shown + (page.done ? ' (end)' : '') + at + ' · ' + Math.round(ms) + ' ms';
+}
+
+// Chart the result on show: pick a kind, the x column and y columns, draw it (the
+// statement runs again for up to 10,000 rows), optionally over the same statement
+// N days earlier; save it with its query.
+function chartPanel(q, page) {
+  const panel = $('#chart-panel');
+  const explain = page.columns.length === 2 && page.columns[0].name === 'plan_type';
+  panel.hidden = explain || page.columns.length < 2;
+  if (panel.hidden) return;
+  const names = page.columns.map((c) => c.name);
+  const numeric = names.filter((n, i) => page.rows.length && page.rows.every((r) => r[i] === null || numberOf(r[i]) !== null));
+  // The chart chosen for this very statement (saved, or opened from a dashboard):
+  // its settings, and Save makes a new revision of it when the user may.
+  const prior = state.chart && state.chart.sql === q.sql && names.includes(state.chart.x) ? state.chart : null;
+  const x0 = prior ? prior.x : names[0];
+  const y0 = prior ? prior.y.filter((y) => names.includes(y)) : numeric.filter((n) => n !== x0).slice(0, 3);
+  const kind = el('select', { id: 'chart-kind' }, ['line', 'bar', 'area'].map((k) => el('option', { value: k, selected: prior && prior.kind === k }, k)));
+  const x = el('select', { id: 'chart-x' }, names.map((n) => el('option', { value: n, selected: n === x0 }, n)));
+  const ys = el('span', { id: 'chart-y' }, names.map((n) =>
+    el('label', { class: 'check' }, el('input', { type: 'checkbox', class: 'chart-y', value: n, checked: y0.includes(n) }), n)));
+  const compare = el('input', { id: 'chart-compare', type: 'checkbox' });
+  const days = el('input', { id: 'chart-compare-days', type: 'number', min: 1, max: 3650, value: 30, class: 'narrow' });
+  const box = el('div', { id: 'chart-box', class: 'chart' });
+  const msg = el('p', { id: 'chart-msg', class: 'muted' });
+  const name = el('input', { id: 'chart-name', placeholder: 'Chart name', value: (prior && prior.name) || '' });
+  const spec = () => ({
+    kind: kind.value,
+    x: x.value,
+    y: [...ys.querySelectorAll('input:checked')].map((i) => i.value).filter((v) => v !== x.value),
+  });
+  const draw = async () => {
+    const sp = spec();
+    if (!sp.y.length) { msg.textContent = 'Pick at least one y column.'; return; }
+    msg.textContent = 'Drawing…';
+    try {
+      const when = compare.checked ? compareInstants(q.asOf, Number(days.value)) : { asOf: q.asOf };
+      const d = await api('POST', 'chart-data', { sql: q.sql, as_of: when.asOf || undefined, compare_as_of: when.compareAsOf });
+      if (d.now.error) throw new ApiError(d.now.error.message, 400, d.now.error.sqlstate);
+      if (d.compare && d.compare.error) throw new ApiError(d.compare.error.message, 400, d.compare.error.sqlstate);
+      Object.assign(sp, when.labels);
+      drawChart(box, sp, d.now, d.compare);
+      msg.textContent = d.now.rows.length + ' rows' + (d.now.truncated ? ' (the first 10,000)' : '') + (d.compare ? '; dashed: ' + when.labels.compareLabel.trim() : '');
+    } catch (e) {
+      showError(e, msg);
+    }
+  };
+  const save = async () => {
+    const sp = spec();
+    try {
+      const body = Object.assign({ name: name.value, sql: q.sql }, sp);
+      if (prior && prior.id && prior.editable) body.id = prior.id;
+      const c = await api('POST', 'charts', body);
+      state.chart = Object.assign({}, sp, { id: c.id, name: c.name, sql: q.sql, editable: true });
+      msg.textContent = 'Saved chart “' + c.name + '”. Put it on a dashboard from the Dashboards page.';
+    } catch (e) {
+      showError(e, msg);
+    }
+  };
+  panel.replaceChildren(
+    el('h3', {}, 'Chart'),
+    el('div', { class: 'toolbar' },
+      el('label', {}, 'Kind ', kind), el('label', {}, 'x ', x), el('span', {}, 'y '), ys),
+    el('div', { class: 'toolbar' },
+      el('label', { class: 'check' }, compare, 'compare with'), days, el('span', {}, 'days earlier'),
+      el('button', { id: 'chart-draw', type: 'button', class: 'primary', onclick: draw }, 'Draw'),
+      name, el('button', { id: 'chart-save', type: 'button', onclick: save }, prior && prior.editable ? 'Save' : 'Save chart')),
+    msg, box);
+  // A chart chosen before is drawn at once; otherwise on Draw (it runs the
+  // statement again, for up to 10,000 rows).
+  if (prior && y0.length) draw();
+}
+
+// The instants of a chart and of its comparison N days earlier, with their labels.
+function compareInstants(asOf, days) {
+  const base = asOf ? new Date(asOf) : new Date();
+  const then = new Date(base.getTime() - days * 86400000).toISOString();
+  return {
+    asOf,
+    compareAsOf: then,
+    labels: { nowLabel: asOf ? ' (as of ' + asOf.slice(0, 10) + ')' : ' (now)', compareLabel: ' (' + days + ' days earlier)' },
+  };
 }
 
 // The whole result as a file: a form post, so the browser streams it to disk.
 function downloadCsv(sql) {
   const form = el('form', { method: 'post', action: 'api/csv' },
     el('input', { type: 'hidden', name: 'sql', value: sql }),
-    el('input', { type: 'hidden', name: 'csrf', value: state.me.csrf }));
+    el('input', { type: 'hidden', name: 'csrf', value: state.me.csrf }),
+    el('input', { type: 'hidden', name: 'as_of', value: state.asOf }));
   document.body.append(form);
   form.submit();
   form.remove();
+}
+
+// ---------------------------------------------------------------- dashboards
+
+// Saved dashboards and charts; a new dashboard from picked charts.
+async function renderDashboards(view) {
+  const [dashboards, charts] = await Promise.all([api('GET', 'dashboards'), api('GET', 'charts')]);
+  const msg = el('p', { id: 'dash-msg', class: 'muted' });
+  const remove = (what, id) => async () => {
+    try {
+      await api('DELETE', what + '/' + encodeURIComponent(id));
+      route();
+    } catch (e) {
+      showError(e, msg);
+    }
+  };
+  const dlist = dashboards.length
+    ? el('ul', { id: 'dashboards', class: 'plain' }, dashboards.map((d) =>
+      el('li', {},
+        el('a', { class: 'dashboard-link', href: '#/dashboard/' + encodeURIComponent(d.id) }, d.name),
+        el('span', { class: 'muted' }, ' · ' + d.owner + ', saved ' + d.saved_at + ' '),
+        d.editable ? el('button', { type: 'button', class: 'link', onclick: remove('dashboards', d.id) }, 'Delete') : null)))
+    : el('p', { id: 'dashboards', class: 'muted' }, 'No dashboard yet.');
+  const clist = charts.length
+    ? el('ul', { id: 'charts', class: 'plain' }, charts.map((c) =>
+      el('li', {},
+        el('label', { class: 'check' }, el('input', { type: 'checkbox', class: 'dash-pick', value: c.id }), c.name),
+        el('span', { class: 'muted' }, ' · ' + c.kind + ', ' + c.owner + ' '),
+        c.editable ? el('button', { type: 'button', class: 'link', onclick: remove('charts', c.id) }, 'Delete') : null)))
+    : el('p', { id: 'charts', class: 'muted' }, 'No chart yet: run a query in the SQL editor, draw it, and save it.');
+  const name = el('input', { id: 'dash-name', placeholder: 'Dashboard name' });
+  const create = async () => {
+    const picked = [...view.querySelectorAll('.dash-pick:checked')].map((i) => i.value);
+    try {
+      const d = await api('POST', 'dashboards', { name: name.value, charts: picked });
+      location.hash = '#/dashboard/' + encodeURIComponent(d.id);
+    } catch (e) {
+      showError(e, msg);
+    }
+  };
+  view.replaceChildren(
+    el('h2', {}, 'Dashboards'), dlist,
+    el('h3', {}, 'Charts'), clist,
+    el('div', { class: 'toolbar' }, name, el('button', { id: 'dash-create', type: 'button', class: 'primary', onclick: create }, 'New dashboard from the picked charts')),
+    msg);
+}
+
+const DAY_MS = 86400000;
+
+// One dashboard: its cards in a grid, each drawn from its query run as the viewer,
+// as of the instant the slider picks, optionally over the same query N days before.
+async function renderDashboard(view, id) {
+  const d = await api('GET', 'dashboards/' + encodeURIComponent(id));
+  const asOf = el('input', { id: 'dash-asof', type: 'range', min: 0, max: 365, step: 1, value: 0 });
+  const asOfLabel = el('span', { id: 'dash-asof-label' });
+  const compare = el('input', { id: 'dash-compare', type: 'checkbox' });
+  const days = el('input', { id: 'dash-compare-days', type: 'number', min: 1, max: 3650, value: 30, class: 'narrow' });
+  const cards = el('div', { class: 'cards', id: 'cards' });
+  const instant = () => {
+    const back = Number(asOf.value);
+    return back ? new Date(Date.now() - back * DAY_MS).toISOString() : '';
+  };
+  const label = () => {
+    const t = instant();
+    asOfLabel.textContent = t ? t.slice(0, 16).replace('T', ' ') + ' UTC (' + asOf.value + ' days ago)' : 'now';
+  };
+  let generation = 0;
+  const load = async () => {
+    const mine = ++generation;
+    const t = instant();
+    const when = compare.checked ? compareInstants(t, Number(days.value)) : { asOf: t };
+    await Promise.all(d.cards.map((c, i) => drawCard(cards.children[i], c, when, () => mine === generation)));
+    if (mine === generation) cards.dataset.drawn = String(mine);
+  };
+  asOf.addEventListener('input', label);
+  for (const control of [asOf, compare, days]) control.addEventListener('change', () => { label(); load(); });
+  label();
+  cards.replaceChildren(...d.cards.map((c) =>
+    el('div', { class: 'card chart-card', 'data-chart': c.chart },
+      el('h3', {}, c.summary ? c.summary.name : 'A deleted chart'),
+      el('div', { class: 'chart-box chart' }),
+      el('p', { class: 'card-msg muted' }))));
+  view.replaceChildren(
+    el('h2', {}, d.name),
+    el('p', { class: 'muted' }, 'By ' + d.owner + ', saved ' + d.saved_at + '. Every card runs as you: what your role reads, masked and filtered as for you.'),
+    el('div', { class: 'toolbar' },
+      el('label', {}, 'As of ', asOf), asOfLabel,
+      el('label', { class: 'check' }, compare, 'compare with'), days, el('span', {}, 'days earlier')),
+    d.cards.length ? cards : el('p', { class: 'muted' }, 'No charts on this dashboard.'));
+  await load();
+}
+
+async function drawCard(card, c, when, current) {
+  const box = card.querySelector('.chart-box');
+  const msg = card.querySelector('.card-msg');
+  if (!c.summary) return;
+  msg.textContent = 'Loading…';
+  msg.className = 'card-msg muted';
+  try {
+    const r = await api('POST', 'charts/' + encodeURIComponent(c.chart) + '/data', { as_of: when.asOf || undefined, compare_as_of: when.compareAsOf });
+    if (!current()) return;
+    const err = r.now.error || (r.compare && r.compare.error);
+    if (err) {
+      box.replaceChildren();
+      msg.className = 'card-msg error';
+      msg.textContent = err.message + ' (SQLSTATE ' + err.sqlstate + ')';
+      return;
+    }
+    const spec = Object.assign({ kind: r.chart.kind, x: r.chart.x, y: r.chart.y, height: 240 }, when.labels || {});
+    drawChart(box, spec, r.now, r.compare);
+    const open = el('button', { type: 'button', class: 'link', onclick: () => openInEditor(r.chart.sql, Object.assign({}, r.chart, { kind: r.chart.kind })) }, 'Open in the editor');
+    msg.className = 'card-msg muted';
+    msg.replaceChildren((r.now.truncated ? 'The first 10,000 rows. ' : '') + (when.asOf ? 'As of ' + when.asOf + '. ' : ''), open);
+  } catch (e) {
+    if (current()) showError(e, msg);
+  }
 }
 
 // ---------------------------------------------------------------- start

@@ -11,7 +11,10 @@
 //!              /console/api/catalog  the role's catalog ─┐
 //!              /console/api/queries  DirectSession::query ├─► tidemark-server: same users, roles,
 //!              /console/api/csv      (paged cursors)      │   masks, row filters, audit as psql
-//!              /console/api/health   tidemark-daemon status::tables, filtered by the role
+//!              /console/api/health   tidemark-daemon status::tables, filtered by the role;
+//!                                    the daemon's jobs (admins)
+//!              /console/api/charts, /dashboards   saved in tidemark.console_* (Delta),
+//!                                    their data run as the viewer (as of an instant)
 //! ```
 //!
 //! What is decided here and nowhere else: HTTP sessions (an HttpOnly, SameSite=Strict
@@ -30,6 +33,7 @@ mod catalog;
 mod error;
 mod health;
 pub mod query;
+mod saved;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +83,9 @@ struct Inner {
     options: Options,
     sessions: auth::Sessions,
     limiter: auth::Limiter,
+    /// The daemon's scheduler, once `tidemark run` has built it (see
+    /// [`Console::attach_jobs`]); never set under `tidemark console` alone.
+    jobs: std::sync::OnceLock<tidemark_daemon::SchedulerHandle>,
 }
 
 impl std::fmt::Debug for Console {
@@ -99,9 +106,17 @@ impl Console {
                 wh,
                 sessions: auth::Sessions::new(options.session_idle),
                 limiter: auth::Limiter::default(),
+                jobs: std::sync::OnceLock::new(),
                 options,
             }),
         }
+    }
+
+    /// Show the daemon's jobs on the health page, with a trigger for admins: the
+    /// daemon's own scheduler, in process (`tidemark run` builds it after the
+    /// console's routes). Later calls are ignored.
+    pub fn attach_jobs(&self, handle: tidemark_daemon::SchedulerHandle) {
+        let _ = self.inner.jobs.set(handle);
     }
 
     /// The console's routes, all under [`BASE`], with the security headers on every
@@ -115,6 +130,21 @@ impl Console {
             .route("/session", get(auth::session))
             .route("/catalog", get(catalog::catalog))
             .route("/health", get(health::health))
+            .route("/health/throughput", get(health::throughput))
+            .route("/health/compactions", get(health::compactions))
+            .route("/jobs/{name}/runs", post(health::trigger))
+            .route("/charts", get(saved::list_charts).post(saved::save_chart))
+            .route("/charts/{id}", delete(saved::delete_chart))
+            .route("/charts/{id}/data", post(saved::chart_data))
+            .route("/chart-data", post(saved::adhoc_data))
+            .route(
+                "/dashboards",
+                get(saved::list_dashboards).post(saved::save_dashboard),
+            )
+            .route(
+                "/dashboards/{id}",
+                get(saved::dashboard).delete(saved::delete_dashboard),
+            )
             .route("/queries", post(query::start))
             .route("/queries/{id}/next", post(query::next))
             .route("/queries/{id}", delete(query::close))
@@ -125,6 +155,10 @@ impl Console {
             .route(BASE, get(assets::to_console))
             .route(&format!("{BASE}/"), get(assets::index))
             .route(&format!("{BASE}/assets/{{file}}"), get(assets::asset))
+            .route(
+                &format!("{BASE}/assets/vendor/{{lib}}/{{file}}"),
+                get(assets::vendor),
+            )
             .nest(&format!("{BASE}/api"), api)
             .layer(axum::middleware::map_response(assets::security_headers))
             .with_state(self.clone())
@@ -166,6 +200,13 @@ impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// A random password (144 bits, URL-safe base64) for a generated user: the one
+/// `tidemark demo` prints with the console's address.
+pub fn random_password() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>())
 }
 
 /// Pick up commits landed since the engine was opened, every `every`, until the

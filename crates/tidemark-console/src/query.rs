@@ -82,7 +82,10 @@ struct ColumnInfo {
     r#type: String,
 }
 
-fn text_rows(batch: &RecordBatch, out: &mut Vec<Vec<Option<String>>>) -> Result<(), ConsoleError> {
+pub(crate) fn text_rows(
+    batch: &RecordBatch,
+    out: &mut Vec<Vec<Option<String>>>,
+) -> Result<(), ConsoleError> {
     let options = FormatOptions::default();
     let formatters = batch
         .columns()
@@ -310,6 +313,9 @@ pub struct Start {
     id: String,
     sql: String,
     page_rows: Option<usize>,
+    /// The editor's "as of" (`2026-10-24T00:00:00.000Z`): the statement's landed
+    /// tables are read as of it (see `DirectSession::query_as_of`).
+    as_of: Option<String>,
 }
 
 /// `POST /console/api/queries`: run a statement, answer its first page.
@@ -322,9 +328,9 @@ pub(crate) async fn start(
     let signed = w.signed;
     let cancel = signed.cursors.begin(&body.id)?;
     let n = page_rows(body.page_rows);
-    let (session, id, sql) = (signed.clone(), body.id.clone(), body.sql);
+    let (session, id, sql, as_of) = (signed.clone(), body.id.clone(), body.sql, body.as_of);
     let work = async move {
-        let rows = session.direct.query(&sql).await?;
+        let rows = session.direct.query_as_of(&sql, as_of.as_deref()).await?;
         let mut cursor = Cursor::new(rows);
         let page = cursor.page(&id, n).await?;
         Ok::<_, ConsoleError>((cursor, page))
@@ -397,6 +403,9 @@ pub(crate) async fn close(w: Writer, Path(id): Path<String>) -> Json<serde_json:
 pub struct CsvForm {
     sql: String,
     csrf: String,
+    /// As in [`Start`]; empty: now.
+    #[serde(default)]
+    as_of: String,
 }
 
 fn csv_chunk(batch: &RecordBatch, header: bool) -> Result<Bytes, std::io::Error> {
@@ -418,8 +427,9 @@ pub(crate) async fn csv(
     check_form(&headers, &signed, &form.csrf)?;
     let session = signed.clone();
     let sql = form.sql;
+    let as_of = Some(form.as_of).filter(|t| !t.is_empty());
     let mut rows = console
-        .exec(async move { session.direct.query(&sql).await })
+        .exec(async move { session.direct.query_as_of(&sql, as_of.as_deref()).await })
         .await??;
     let first = csv_chunk(&RecordBatch::new_empty(rows.schema()), true)
         .map_err(|e| ConsoleError::Internal(format!("CSV: {e}")))?;

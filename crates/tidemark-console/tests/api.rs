@@ -420,3 +420,281 @@ async fn queries_page_cancel_and_reach_the_audit() {
     );
     assert!(lines.iter().any(|l| l.ends_with("|42P01")), "{lines:?}");
 }
+
+/// An instant `days` before now, as the page sends it.
+fn days_ago(days: i64) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - days * 86_400;
+    arrow::temporal_conversions::timestamp_s_to_datetime(secs)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S.000Z")
+        .to_string()
+}
+
+async fn data(app: &Router, c: &Client, id: &str, body: Value) -> (StatusCode, Value) {
+    c.post(app, &format!("/console/api/charts/{id}/data"), body, true)
+        .await
+}
+
+async fn del(app: &Router, c: &Client, path: String) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let req = Request::delete(path)
+        .header(header::COOKIE, &c.cookie)
+        .header("x-csrf-token", &c.csrf)
+        .header(header::HOST, "127.0.0.1:8420")
+        .body(Body::empty())
+        .unwrap();
+    send(app, req).await
+}
+
+fn count_of(series: &Value) -> i64 {
+    series["rows"][0][0].as_str().unwrap().parse().unwrap()
+}
+
+/// Charts and dashboards are saved in the warehouse, and every card runs as the
+/// viewer: finance gets its own (filtered) numbers, and a refusal without the name
+/// of the table it may not read. "As of" and "compare" read the past through the
+/// same time-travel rewrite.
+#[tokio::test]
+async fn charts_and_dashboards_run_as_the_viewer_and_travel_in_time() {
+    let f = fixture().await;
+    let (_, alice, _) = login(&f.app, "alice", PASSWORD).await;
+    let alice = alice.unwrap();
+    let (_, fiona, _) = login(&f.app, "fiona", PASSWORD).await;
+    let fiona = fiona.unwrap();
+    let (_, root, _) = login(&f.app, "root", PASSWORD).await;
+    let root = root.unwrap();
+
+    let (status, by_status) = alice
+        .post(
+            &f.app,
+            "/console/api/charts",
+            json!({"name": "Invoices by status", "kind": "bar", "x": "status", "y": ["n"],
+                   "sql": "SELECT status, count(*) AS n FROM invoicing.invoices GROUP BY status ORDER BY status"}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{by_status}");
+    let (status, hidden) = alice
+        .post(
+            &f.app,
+            "/console/api/charts",
+            json!({"name": "Sign-ups", "kind": "line", "x": "country", "y": ["n"],
+                   "sql": "SELECT country, count(*) AS n FROM invoicing.customers GROUP BY country ORDER BY country"}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{hidden}");
+    let ids = [
+        by_status["id"].as_str().unwrap(),
+        hidden["id"].as_str().unwrap(),
+    ];
+    let (status, dash) = alice
+        .post(
+            &f.app,
+            "/console/api/dashboards",
+            json!({"name": "Receivables", "charts": ids}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dash}");
+    let dash_id = dash["id"].as_str().unwrap();
+
+    // Finance opens it: the first card is its own filtered numbers (no drafts)...
+    let (status, list) = fiona.get(&f.app, "/console/api/dashboards").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list[0]["id"], dash_id);
+    let (status, d) = fiona
+        .get(&f.app, &format!("/console/api/dashboards/{dash_id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["cards"].as_array().unwrap().len(), 2);
+    assert_eq!(d["editable"], false);
+    let (status, mine) = data(&f.app, &fiona, ids[0], json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    let statuses: Vec<&str> = mine["now"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect();
+    assert!(
+        !statuses.is_empty() && !statuses.contains(&"draft"),
+        "{statuses:?}"
+    );
+    assert!(mine["chart"]["sql"].as_str().is_some());
+    let (_, alices) = data(&f.app, &alice, ids[0], json!({})).await;
+    assert!(alices["now"]["rows"].to_string().contains("draft"));
+    // ...the second is refused as the endpoint refuses it, without its name or SQL.
+    let (status, refused) = data(&f.app, &fiona, ids[1], json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{refused}");
+    assert_eq!(refused["now"]["error"]["sqlstate"], "42501", "{refused}");
+    assert!(refused["now"]["rows"].as_array().unwrap().is_empty());
+    assert!(refused["chart"]["sql"].is_null());
+    for secret in ["customers", "country"] {
+        assert!(
+            !refused.to_string().contains(secret) && !d.to_string().contains(secret),
+            "{secret}: {refused} {d}"
+        );
+    }
+    // Finance may not change or delete alice's chart; an admin may.
+    let (status, _) = fiona
+        .post(
+            &f.app,
+            "/console/api/charts",
+            json!({"id": ids[0], "name": "mine now", "kind": "bar", "x": "status", "y": ["n"], "sql": "SELECT 1"}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        del(&f.app, &fiona, format!("/console/api/charts/{}", ids[1]))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        del(&f.app, &root, format!("/console/api/charts/{}", ids[1]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, d) = alice
+        .get(&f.app, &format!("/console/api/dashboards/{dash_id}"))
+        .await;
+    assert!(d["cards"][1]["summary"].is_null(), "{d}");
+    // The dashboard as saved before the delete still has both charts.
+    let (_, charts) = alice.get(&f.app, "/console/api/charts").await;
+    assert_eq!(charts.as_array().unwrap().len(), 1);
+
+    // As of: the same statement over the past (the demo spans 30 days).
+    let count = "SELECT count(*) AS n FROM invoicing.invoices";
+    let (status, now) = alice
+        .post(
+            &f.app,
+            "/console/api/chart-data",
+            json!({"sql": count}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{now}");
+    let (status, then) = alice
+        .post(
+            &f.app,
+            "/console/api/chart-data",
+            json!({"sql": count, "as_of": days_ago(15), "compare_as_of": days_ago(60)}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{then}");
+    let (n_now, n_then, n_before) = (
+        count_of(&now["now"]),
+        count_of(&then["now"]),
+        count_of(&then["compare"]),
+    );
+    assert!(n_now > n_then && n_then > 0, "{n_now} {n_then}");
+    assert_eq!(n_before, 0, "nothing existed 60 days ago");
+    // The editor's as-of is the same rewrite, and agrees with AS OF written out.
+    let t = days_ago(15);
+    let (status, page) = alice
+        .post(
+            &f.app,
+            "/console/api/queries",
+            json!({"id": "q-asof-0001", "sql": count, "as_of": t}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (_, written) = alice
+        .query(
+            &f.app,
+            "q-asof-0002",
+            &format!("SELECT count(*) AS n FROM invoicing.invoices FOR SYSTEM_TIME AS OF TIMESTAMP '{t}'"),
+        )
+        .await;
+    assert_eq!(page["rows"], written["rows"]);
+    assert_eq!(count_of(&page), n_then);
+    // Finance as of the past: still filtered, still refused elsewhere.
+    let (_, f_then) = fiona
+        .post(
+            &f.app,
+            "/console/api/chart-data",
+            json!({"sql": "SELECT count(*) FROM invoicing.invoices WHERE status = 'draft'", "as_of": t}),
+            true,
+        )
+        .await;
+    assert_eq!(count_of(&f_then["now"]), 0, "{f_then}");
+    let (_, f_refused) = fiona
+        .post(
+            &f.app,
+            "/console/api/chart-data",
+            json!({"sql": "SELECT count(*) FROM invoicing.customers", "as_of": t}),
+            true,
+        )
+        .await;
+    assert_eq!(
+        f_refused["now"]["error"]["sqlstate"], "42501",
+        "{f_refused}"
+    );
+    // Not an instant: refused before anything runs.
+    let (status, _) = alice
+        .post(
+            &f.app,
+            "/console/api/chart-data",
+            json!({"sql": count, "as_of": "yesterday'--"}),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Health: throughput over the role's tables only; no daemon, so no jobs.
+    let (status, tp) = fiona
+        .get(&f.app, "/console/api/health/throughput?hours=2")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tp}");
+    assert_eq!(tp["tables"], 3);
+    let landed: i64 = tp["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_i64().unwrap())
+        .sum();
+    assert!(landed > 0, "the demo landed minutes ago: {tp}");
+    let (status, compactions) = fiona.get(&f.app, "/console/api/health/compactions").await;
+    assert_eq!(status, StatusCode::OK, "{compactions}");
+    assert!(
+        compactions.as_array().unwrap().iter().all(|c| c["table"]
+            .as_str()
+            .unwrap()
+            .starts_with("invoicing.invoice")
+            || c["table"] == "invoicing.payments"),
+        "{compactions}"
+    );
+    let (_, h) = root.get(&f.app, "/console/api/health").await;
+    assert_eq!(h["daemon"], false);
+    assert!(h["jobs"].is_null());
+    let (status, _) = root
+        .post(&f.app, "/console/api/jobs/anything/runs", json!({}), true)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = fiona
+        .post(&f.app, "/console/api/jobs/anything/runs", json!({}), true)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Every save is a row (and a commit) of tidemark's own tables, which admins
+    // read over SQL like the audit.
+    f.engine.refresh().await.unwrap();
+    let (status, revs) = root
+        .query(
+            &f.app,
+            "q-saved-0001",
+            "SELECT id, deleted FROM tidemark.console_charts ORDER BY saved_at",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revs}");
+    assert_eq!(revs["rows"].as_array().unwrap().len(), 3, "{revs}");
+    let _ = &f.gateway;
+}

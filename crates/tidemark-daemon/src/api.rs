@@ -34,6 +34,7 @@ use utoipa_axum::routes;
 
 use crate::tokens::{Role, Tokens};
 
+pub mod features;
 pub mod jobs;
 pub mod runs;
 pub mod status;
@@ -53,6 +54,8 @@ pub struct Api {
     pub ready: Arc<AtomicBool>,
     /// The PostgreSQL endpoint's users, who may also log in here (HTTP Basic).
     pub users: Arc<RwLock<Users>>,
+    /// The online feature store (`/api/v1/features`), when the config defines views.
+    pub features: Option<Arc<tidemark_features::OnlineStore>>,
 }
 
 /// The endpoint's users as the API sees them: a user whose role is an admin role is
@@ -63,6 +66,9 @@ pub struct Users {
     pub users: tidemark_server::auth::Users,
     /// Roles with `admin = true` (and the built-in `admin`).
     pub admin_roles: std::collections::BTreeSet<String>,
+    /// `[server.roles]`: what each role reads (online features are granted and
+    /// masked like their sources, as on the endpoint).
+    pub policy: tidemark_server::access::Policy,
 }
 
 impl Users {
@@ -89,7 +95,12 @@ impl Users {
         {
             admin_roles.insert(tidemark_server::access::ADMIN.into());
         }
-        Ok(Self { users, admin_roles })
+        let policy = tidemark_server::access::Policy::from_config(&config.server.roles)?;
+        Ok(Self {
+            users,
+            admin_roles,
+            policy,
+        })
     }
 }
 
@@ -136,6 +147,9 @@ pub struct Caller {
     pub name: String,
     /// What it may do.
     pub role: Role,
+    /// The `[server.roles]` role it reads data as: a user's role, or the role a
+    /// token was made with (`--sql-role`); `None`: it reads no data.
+    pub sql_role: Option<String>,
 }
 
 impl Caller {
@@ -179,6 +193,7 @@ impl FromRequestParts<Api> for Caller {
             Some(t) => Ok(Caller {
                 name: t.name.clone(),
                 role: t.role,
+                sql_role: t.sql_role.clone(),
             }),
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -214,6 +229,7 @@ fn basic_login(api: &Api, encoded: &str) -> Result<Caller, ApiError> {
     }
     Ok(Caller {
         name: format!("user:{user}"),
+        sql_role: Some(role.clone()),
         role: if users.admin_roles.contains(role) {
             Role::Admin
         } else {
@@ -250,6 +266,8 @@ pub fn router(api: Api) -> Router {
         .routes(routes!(runs::one))
         .routes(routes!(runs::recent))
         .routes(routes!(status::status))
+        .routes(routes!(features::one))
+        .routes(routes!(features::many))
         .split_for_parts();
     let doc = Arc::new(doc);
     router
@@ -260,6 +278,8 @@ pub fn router(api: Api) -> Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
+        // Composite keys: one path segment per key column.
+        .route("/api/v1/features/{view}/{key}/{*rest}", get(features::one))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

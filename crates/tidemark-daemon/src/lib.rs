@@ -46,6 +46,10 @@ pub mod store;
 pub mod tokens;
 pub mod watch;
 
+/// The scheduler's handle ([`App::handle`]), for front ends that show and trigger
+/// jobs in process (the web console).
+pub use tidemark_scheduler::Handle as SchedulerHandle;
+
 /// How `tidemark run` was asked to run.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -61,6 +65,9 @@ pub struct Options {
     /// Routes served beside the API on its listener (the web console, under
     /// `/console/`: `tidemark-console`, which depends on this crate, not the reverse).
     pub extra_routes: Option<axum::Router>,
+    /// The online feature store to serve at `/api/v1/features` (it follows commits
+    /// on its own task; the binary starts it, so the endpoint can share it).
+    pub features: Option<Arc<tidemark_features::OnlineStore>>,
 }
 
 /// The daemon, built and bound, not yet running.
@@ -163,6 +170,7 @@ impl App {
                     warn!(error = %format!("{e:#}"), "the HTTP API accepts tokens only: the users file cannot be read");
                     api::Users::default()
                 }))),
+                features: options.features.clone(),
             };
             (Some((listener, state)), Some(addr))
         };

@@ -64,6 +64,10 @@ pub struct Token {
     pub sha256: String,
     /// When it was made.
     pub created: String,
+    /// The `[server.roles]` role it reads data as (online features: granted and
+    /// masked like their source tables). Without one, a token reads no data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_role: Option<String>,
 }
 
 /// The tokens file.
@@ -109,6 +113,17 @@ impl Tokens {
     /// Add a token named `name` to the file at `path` (created 0600) and return it:
     /// the only time it is ever shown.
     pub fn add(path: &Path, name: &str, role: Role) -> anyhow::Result<String> {
+        Self::add_reading_as(path, name, role, None)
+    }
+
+    /// [`Self::add`], the token reading data (online features) as the
+    /// `[server.roles]` role `sql_role`.
+    pub fn add_reading_as(
+        path: &Path,
+        name: &str,
+        role: Role,
+        sql_role: Option<&str>,
+    ) -> anyhow::Result<String> {
         let mut all = Self::load(path)?;
         if all.tokens.iter().any(|t| t.name == name) {
             anyhow::bail!(
@@ -126,6 +141,7 @@ impl Tokens {
             role,
             sha256: sha256_hex(&token),
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            sql_role: sql_role.map(str::to_string),
         });
         all.save(path)?;
         Ok(token)

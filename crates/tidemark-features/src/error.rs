@@ -49,12 +49,28 @@ pub enum Error {
     /// Writing Parquet.
     #[error("writing Parquet: {0}")]
     Parquet(#[from] deltalake::parquet::errors::ParquetError),
-    /// Writing CSV.
-    #[error("writing CSV: {0}")]
+    /// Arrow (writing CSV, converting values of the online store).
+    #[error("{0}")]
     Arrow(#[from] deltalake::arrow::error::ArrowError),
+    /// The online store has not built the view yet (it is reading it from the lake).
+    #[error("feature view {view} is being built from the lake; try again in a few seconds")]
+    NotReady {
+        /// The view.
+        view: String,
+    },
     /// Reading a table of the lake.
     #[error(transparent)]
     Delta(#[from] deltalake::DeltaTableError),
+    /// Reading a table's committed state (boxed: the lake's error is large, and
+    /// lookups return this type on their hot path).
+    #[error(transparent)]
+    Lake(Box<tidemark_lake::Error>),
+}
+
+impl From<tidemark_lake::Error> for Error {
+    fn from(e: tidemark_lake::Error) -> Self {
+        Error::Lake(Box::new(e))
+    }
 }
 
 /// Results of this crate.

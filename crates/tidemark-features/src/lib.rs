@@ -29,11 +29,15 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod online;
 pub mod output;
+pub mod table;
 pub mod training;
 pub mod view;
 
 pub use error::{Error, Result};
+pub use online::{Found, MaskSet, Memory, OnlineStore, OnlineView, Value, Variant};
 pub use output::{write, Format, Written};
+pub use table::OnlineTable;
 pub use training::{training_set, Clock, Entities, Request, TrainingSet};
 pub use view::{Feature, FeatureView, FeatureViews, Read};

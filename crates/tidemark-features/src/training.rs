@@ -90,6 +90,10 @@ pub enum Entities {
     /// A SELECT over the warehouse (time travel allowed). It runs twice: once for the
     /// instants' range and count, once for the rows.
     Sql(String),
+    /// A query already planned by the caller (the endpoint's `training_set(…)`
+    /// plans it in the session's own catalog, so the role's grants apply to it). It
+    /// runs twice too.
+    Plan(deltalake::datafusion::logical_expr::LogicalPlan),
 }
 
 /// A training set to build.
@@ -196,6 +200,7 @@ async fn read_entities(ctx: &SessionContext, engine: &Engine, e: &Entities) -> R
                 ))),
             }
         }
+        Entities::Plan(plan) => Ok(DataFrame::new(ctx.state(), plan.clone())),
         Entities::Sql(sql) => {
             let mut statements = tidemark_query::parse(sql)?;
             if statements.len() != 1 {

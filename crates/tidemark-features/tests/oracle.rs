@@ -35,68 +35,13 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use deltalake::datafusion::prelude::{ParquetReadOptions, SessionContext};
 use indicatif::ProgressBar;
 use tidemark_core::change::{ChangeBatchBuilder, Op, Value};
-use tidemark_core::names::{Naming, TableName};
-use tidemark_core::position::SourceState;
-use tidemark_core::schema::{ColumnSchema, TableSchema};
 use tidemark_features::{training_set, write, Clock, Entities, FeatureViews, Format, Request};
 use tidemark_lake::{TableWriter, Warehouse};
 use tidemark_query::Engine;
 
-struct Rng(u64);
+mod common;
+use common::{items_schema, state, Rng};
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1).max(1) as u64) as i64
-    }
-}
-
-fn column(name: &str, dt: &str, ct: &str) -> ColumnSchema {
-    ColumnSchema {
-        source_name: name.into(),
-        name: String::new(),
-        column_type: ct.into(),
-        data_type: dt.into(),
-        precision: None,
-        scale: None,
-        stored: Vec::new(),
-    }
-}
-
-fn items_schema() -> TableSchema {
-    TableSchema::new(
-        TableName::new("shop", "items", Naming::SnakeCase),
-        vec![
-            column("id", "int", "int(11)"),
-            column("grp", "int", "int(11)"),
-            column("name", "varchar", "varchar(20)"),
-            column("qty", "int", "int(11)"),
-        ],
-        &["id".to_string()],
-        Naming::SnakeCase,
-    )
-    .unwrap()
-}
-
-fn state() -> SourceState {
-    SourceState {
-        source: "test".into(),
-        source_table: "shop.items".into(),
-        ..Default::default()
-    }
-}
-
-/// One change as the generator made it, with the landing instant its commit got.
 #[derive(Debug, Clone)]
 struct Change {
     id: i64,

@@ -58,6 +58,7 @@ mod readonly;
 mod rows;
 mod runs;
 mod s3;
+pub mod saved;
 mod verifications;
 mod views;
 mod warehouse;

@@ -457,6 +457,18 @@ impl Engine {
         }
         changed += self.refresh_derived(catalog.as_ref()).await?;
         changed += self.refresh_views(catalog.as_ref(), changed > 0).await?;
+        // And the web console's saved charts and dashboards (every save a row).
+        for name in [
+            tidemark_lake::saved::CHARTS,
+            tidemark_lake::saved::DASHBOARDS,
+        ] {
+            if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, name) {
+                if let Some(v) = tidemark_lake::saved::existing(&self.wh, name).await? {
+                    v.update_datafusion_session(&self.ctx.state())?;
+                    self.register_own(name, Arc::new(crate::Latest::new(&v).await?))?;
+                }
+            }
+        }
         // And the daemon's ended job runs.
         if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::RUNS) {
             if let Some(v) = tidemark_lake::existing_runs(&self.wh).await? {
@@ -671,11 +683,23 @@ impl Engine {
     /// Plan one parsed statement on `ctx` (this engine's or one from
     /// [`Self::session_context`]), with time travel rewritten; refuses DDL and DML.
     /// Placeholders (`$1`) stay in the plan for the caller to bind.
-    pub async fn plan(
+    pub async fn plan(&self, ctx: &SessionContext, statement: DFStatement) -> Result<LogicalPlan> {
+        self.plan_as_of(ctx, statement, None).await
+    }
+
+    /// [`Self::plan`], with every schema-qualified reference to a landed table that
+    /// has no `AS OF` of its own read as of `as_of` (an instant such as
+    /// `2026-10-24T00:00:00Z`): a session-level "as of", applied by the same rewrite
+    /// as `FOR SYSTEM_TIME AS OF`, so it reads through the same history views (and
+    /// the same grants, masks and row filters) as the statement would with the
+    /// clause written out. `None`: [`Self::plan`].
+    pub async fn plan_as_of(
         &self,
         ctx: &SessionContext,
         mut statement: DFStatement,
+        as_of: Option<&str>,
     ) -> Result<LogicalPlan> {
+        let as_of = as_of.map(travel::instant_expr).transpose()?;
         // Time travel inside EXPLAIN is rewritten too: otherwise DataFusion plans
         // the table reference without its AS OF (it ignores the version), and EXPLAIN
         // ANALYZE would run the current-table query instead of the one asked for.
@@ -684,7 +708,12 @@ impl Engine {
             other => other,
         };
         if let DFStatement::Statement(s) = inner {
-            let needs = travel::rewrite(s, self, &|schema, table| visible(ctx, schema, table))?;
+            let needs = travel::rewrite(
+                s,
+                self,
+                &|schema, table| visible(ctx, schema, table),
+                as_of.as_ref(),
+            )?;
             for v in needs.versions {
                 self.register_version(&v).await?;
             }

@@ -75,6 +75,10 @@ pub(crate) type Visible<'a> = &'a dyn Fn(&str, &str) -> bool;
 struct Rewriter<'a> {
     engine: &'a Engine,
     visible: Visible<'a>,
+    /// A session-level instant (`Engine::plan_as_of`): every schema-qualified
+    /// reference to a landed current table without a version of its own reads the
+    /// table as of it.
+    default_as_of: Option<&'a Expr>,
     needs: Needs,
     error: Option<Error>,
 }
@@ -88,10 +92,12 @@ pub(crate) fn rewrite(
     statement: &mut Statement,
     engine: &Engine,
     visible: Visible<'_>,
+    default_as_of: Option<&Expr>,
 ) -> Result<Needs> {
     let mut r = Rewriter {
         engine,
         visible,
+        default_as_of,
         needs: Needs::default(),
         error: None,
     };
@@ -124,6 +130,25 @@ fn positional(args: &TableFunctionArgs) -> Option<Vec<&Expr>> {
             _ => None,
         })
         .collect()
+}
+
+/// A session-level instant (`Engine::plan_as_of`) as the expression the rewrite
+/// compares `_valid_from` / `_valid_to` with: `TIMESTAMP '…'`. The text must be an
+/// instant Arrow reads (`2026-10-24T00:00:00Z`, `2026-10-24 00:00:00`); it is never
+/// pasted into SQL otherwise.
+pub(crate) fn instant_expr(text: &str) -> Result<Expr> {
+    let bad = || {
+        Error::Sql(format!(
+            "as of {text:?}: not an instant; use 2026-10-24T00:00:00Z or 2026-10-24 00:00:00"
+        ))
+    };
+    if text.contains('\'') || string_to_timestamp_nanos(text).is_err() {
+        return Err(bad());
+    }
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("TIMESTAMP '{text}'"))
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|_| bad())
 }
 
 /// Refuse literals that are not instants (`changes('s.t', 1, 2)`, `'yesterday'`), with
@@ -434,6 +459,25 @@ impl Rewriter<'_> {
         }
         // Table functions: as_of('schema.table', instant), changes('schema.table', from[, to]).
         let Some(a) = args.as_ref() else {
+            // A session-level instant: a plain `schema.table` that is a landed
+            // current table is read as of it, exactly as if the statement said
+            // `FOR SYSTEM_TIME AS OF`. Only schema-qualified names: a bare name may
+            // be a CTE of the statement, which must stay what it is. History views,
+            // tidemark's own tables and views are not landed tables and stay as
+            // they are. Grants are the catalog's business, as for AS OF: the
+            // rewrite reads `<schema>_history.t`, which the role's catalog serves
+            // masked and filtered, or refuses.
+            if let (Some(instant), [.., s, t]) = (self.default_as_of, name.0.as_slice()) {
+                let part = |p: &ObjectNamePart| match p {
+                    ObjectNamePart::Identifier(i) => normalise(i),
+                    other => other.to_string(),
+                };
+                let (schema, table) = (part(s), part(t));
+                if self.engine.known(&schema, &table).is_some() {
+                    let q = self.as_of_query(&schema, &table, instant)?;
+                    *factor = Self::derived(q, alias.take(), &table);
+                }
+            }
             return Ok(());
         };
         let fname = name.to_string().to_ascii_lowercase();

@@ -46,6 +46,10 @@ use crate::{Error, Result};
 
 type DfResult<T> = std::result::Result<T, DataFusionError>;
 
+/// Per source table (schema, table), the distinct sets of (column, mask) roles read
+/// it through.
+pub type MaskSets = BTreeMap<(String, String), Vec<Vec<(String, String)>>>;
+
 /// The role every deployment has unless the config defines it otherwise.
 pub const ADMIN: &str = "admin";
 
@@ -138,6 +142,42 @@ impl Role {
     /// Whether it reads everything, tidemark's own tables included.
     pub fn is_admin(&self) -> bool {
         self.admin
+    }
+
+    /// The role's masks on the source table `schema.table`: (column, SQL), in config
+    /// order; empty when none.
+    pub fn masks_on(&self, schema: &str, table: &str) -> &[(String, String)] {
+        self.masks
+            .get(&(schema.to_string(), table.to_string()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether role `self` may read feature view `view` over `source`, and if not,
+    /// the message (as SQL's permission errors say it): no grant on the source nor
+    /// on the view (`features.<view>`, `features.*`: features without the raw table,
+    /// as a SQL view grants a query's result without its tables), or a row filter on
+    /// the source (the online store does not apply row filters, so a filtered role
+    /// is refused rather than shown rows its filter hides). Masks on the source
+    /// apply either way.
+    pub fn feature_access(
+        &self,
+        view: &str,
+        source: (&str, &str),
+    ) -> std::result::Result<(), String> {
+        let (s, t) = source;
+        if !(self.grants(s, t) || self.grants(FEATURES, view)) {
+            return Err(format!(
+                "permission denied for feature view {view}: role {} has no grant on it nor on its source {s}.{t}; an administrator can add \"{FEATURES}.{view}\" (or \"{s}.{t}\") to the grants of [server.roles.{}]",
+                self.name, self.name
+            ));
+        }
+        if self.filters.contains_key(&(s.to_string(), t.to_string())) {
+            return Err(format!(
+                "permission denied for feature view {view}: role {} reads its source {s}.{t} through a row filter, which online features do not apply; read the source with SQL instead, or use a role without the filter",
+                self.name
+            ));
+        }
+        Ok(())
     }
 
     fn grants(&self, schema: &str, table: &str) -> bool {
@@ -374,6 +414,21 @@ impl Policy {
         self.roles.get(name).cloned()
     }
 
+    /// Per source table, the distinct sets of masks roles read it through (what an
+    /// online feature store precomputes masked features for).
+    pub fn mask_sets(&self) -> MaskSets {
+        let mut out = MaskSets::new();
+        for role in self.roles.values() {
+            for (source, masks) in &role.masks {
+                let sets = out.entry(source.clone()).or_default();
+                if !sets.contains(masks) {
+                    sets.push(masks.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Role names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.roles.keys().map(String::as_str)
@@ -529,6 +584,7 @@ impl AccessList {
         role: Arc<CurrentRole>,
         policy_ctx: SessionContext,
         pg_catalog: Option<Arc<dyn SchemaProvider>>,
+        features: Option<Arc<dyn FeatureSource>>,
     ) -> Self {
         Self {
             catalog: Arc::new(AccessCatalog {
@@ -539,6 +595,7 @@ impl AccessList {
                     policy_ctx,
                 }),
                 pg_catalog,
+                features,
             }),
         }
     }
@@ -568,9 +625,110 @@ struct AccessCatalog {
     inner: Arc<dyn CatalogProvider>,
     guard: Arc<Guard>,
     pg_catalog: Option<Arc<dyn SchemaProvider>>,
+    /// The online feature store, served as schema [`FEATURES`].
+    features: Option<Arc<dyn FeatureSource>>,
 }
 
 const PG_CATALOG: &str = "pg_catalog";
+
+/// The schema online feature views are served in (`SELECT * FROM features.v WHERE
+/// key = $1`). A landed database of that name keeps it: the warehouse's tables win.
+pub const FEATURES: &str = "features";
+
+/// What [`FeatureSource::training_set`] returns: the table, or why not.
+pub type TrainingSetFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = std::result::Result<Arc<dyn TableProvider>, String>>
+            + Send,
+    >,
+>;
+
+/// The online feature store as the endpoint serves it (implemented where the store
+/// lives, tidemark-features, through the binary: this crate does not depend on it).
+pub trait FeatureSource: Send + Sync + std::fmt::Debug {
+    /// The views, by name.
+    fn views(&self) -> Vec<String>;
+    /// A view's source table (schema, table), which grants and masks are read for.
+    fn source(&self, view: &str) -> Option<(String, String)>;
+    /// The view as a table, its features computed over `masks` (the role's masks on
+    /// the source; empty: none). `Err` says why it cannot be served (not built yet,
+    /// masks it was not built for).
+    fn table(
+        &self,
+        view: &str,
+        masks: &[(String, String)],
+    ) -> std::result::Result<Arc<dyn TableProvider>, String>;
+    /// A point-in-time training set (`training_set(views, entity query, clock)` in
+    /// SQL): `views` joined to the entity rows `entities` (planned by the caller in
+    /// the session's catalog) under `clock` (`event` or `known`), as a table whose
+    /// scan streams it. `Err` says what is wrong (a view, the rows, the clock).
+    fn training_set(
+        &self,
+        views: Vec<String>,
+        entities: LogicalPlan,
+        clock: String,
+    ) -> TrainingSetFuture;
+}
+
+impl AccessCatalog {
+    /// The features schema, unless the warehouse has a schema of that name.
+    fn features(&self) -> Option<&Arc<dyn FeatureSource>> {
+        self.features
+            .as_ref()
+            .filter(|_| self.inner.schema(FEATURES).is_none())
+    }
+}
+
+/// Schema `features`: the views whose source the role is granted.
+#[derive(Debug)]
+struct FeatureSchema {
+    features: Arc<dyn FeatureSource>,
+    guard: Arc<Guard>,
+}
+
+impl FeatureSchema {
+    fn readable(&self, view: &str) -> Option<std::result::Result<(), String>> {
+        let (s, t) = self.features.source(view)?;
+        Some(
+            self.guard
+                .role
+                .get()
+                .feature_access(view, (s.as_str(), t.as_str())),
+        )
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for FeatureSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.features
+            .views()
+            .into_iter()
+            .filter(|v| matches!(self.readable(v), Some(Ok(()))))
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let Some((s, t)) = self.features.source(name) else {
+            return Ok(None);
+        };
+        let role = self.guard.role.get();
+        role.feature_access(name, (s.as_str(), t.as_str()))
+            .map_err(|m| DataFusionError::from(tidemark_query::Error::PermissionDenied(m)))?;
+        let masks = role.masks_on(&s, &t);
+        self.features.table(name, masks).map(Some).map_err(|m| {
+            if masks.is_empty() {
+                DataFusionError::Plan(m)
+            } else {
+                tidemark_query::Error::PermissionDenied(m).into()
+            }
+        })
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        matches!(self.readable(name), Some(Ok(())))
+    }
+}
 
 impl CatalogProvider for AccessCatalog {
     fn schema_names(&self) -> Vec<String> {
@@ -584,12 +742,29 @@ impl CatalogProvider for AccessCatalog {
         if self.pg_catalog.is_some() {
             names.push(PG_CATALOG.to_string());
         }
+        if let Some(f) = self.features() {
+            let schema = FeatureSchema {
+                features: f.clone(),
+                guard: self.guard.clone(),
+            };
+            if !schema.table_names().is_empty() {
+                names.push(FEATURES.to_string());
+            }
+        }
         names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == PG_CATALOG {
             return self.pg_catalog.clone();
+        }
+        if name == FEATURES {
+            if let Some(f) = self.features() {
+                return Some(Arc::new(FeatureSchema {
+                    features: f.clone(),
+                    guard: self.guard.clone(),
+                }));
+            }
         }
         let inner = self.inner.schema(name)?;
         Some(Arc::new(AccessSchema {

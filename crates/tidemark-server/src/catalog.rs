@@ -96,6 +96,7 @@ pub(crate) fn session_context(
         role.clone(),
         shared.policy_ctx.clone(),
         None,
+        shared.features(),
     ));
     let pg_catalog = PgCatalogSchemaProvider::try_new(
         listing.clone(),
@@ -112,6 +113,7 @@ pub(crate) fn session_context(
             Arc::new(pg_catalog),
             listing.clone(),
         )),
+        shared.features(),
     ));
     let mut state = SessionStateBuilder::new_from_existing(base.state()).with_catalog_list(list);
     if let Some(bytes) = shared.query_memory {
@@ -126,6 +128,17 @@ pub(crate) fn session_context(
         state = state.with_runtime_env(runtime);
     }
     let ctx = SessionContext::new_with_state(state.build());
+    // Training sets over the wire, beside the online store's `features` schema.
+    if let Some(features) = shared.features() {
+        ctx.register_udtf(
+            "training_set",
+            Arc::new(crate::training::TrainingSetFn {
+                engine: shared.engine.clone(),
+                features,
+                role: role.clone(),
+            }),
+        );
+    }
     crate::privileges::install(
         &ctx,
         shared.engine.clone(),

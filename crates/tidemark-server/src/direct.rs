@@ -235,9 +235,26 @@ impl DirectSession {
     /// audit when its rows end, fail or are dropped unread (`cancelled`). Only
     /// queries: `COPY`, `SET`, `SHOW` and transaction statements are for SQL clients.
     pub async fn query(&self, sql: &str) -> std::result::Result<Rows, QueryError> {
+        self.query_as_of(sql, None).await
+    }
+
+    /// [`Self::query`] as of an instant (`2026-10-24T00:00:00Z`): every
+    /// schema-qualified landed table the statement names without an `AS OF` of its
+    /// own is read as of it, by the same time-travel rewrite as `FOR SYSTEM_TIME AS
+    /// OF` (so through the role's history views, masked and filtered, or refused).
+    /// The audit records the statement with the instant in front, as a comment.
+    pub async fn query_as_of(
+        &self,
+        sql: &str,
+        as_of: Option<&str>,
+    ) -> std::result::Result<Rows, QueryError> {
         let shared = &self.gateway.shared;
         let parser = &self.gateway.parser;
-        let entry = Entry::begin(&shared.audit, &self.session, sql);
+        let audited = match as_of {
+            Some(t) => format!("/* as of {} */ {sql}", t.replace("*/", "")),
+            None => sql.to_string(),
+        };
+        let entry = Entry::begin(&shared.audit, &self.session, &audited);
         let planned = async {
             parser.renew_grants(&self.session)?;
             let mut statements = parser.statements(sql)?;
@@ -251,7 +268,7 @@ impl DirectSession {
                     ))
                 }
             };
-            match parser.prepare(&self.session, statement).await? {
+            match parser.prepare_as_of(&self.session, statement, as_of).await? {
                 Planned::Plan(plan) => Ok(*plan),
                 Planned::Copy(..) => Err(sql_error(
                     "0A000",

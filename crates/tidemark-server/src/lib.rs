@@ -49,6 +49,7 @@ mod privileges;
 mod query;
 mod session;
 pub mod tls;
+mod training;
 mod utility;
 mod wire_fix;
 
@@ -226,6 +227,9 @@ pub(crate) struct Shared {
     pub(crate) fake_salt_secret: [u8; 32],
     pub(crate) connections: Arc<ConnectionManager>,
     pub(crate) pids: pgwire::api::RandomPidSecretKeyGenerator,
+    /// The online feature store, served as schema `features` (see
+    /// [`Server::set_features`]).
+    features: RwLock<Option<Arc<dyn access::FeatureSource>>>,
 }
 
 impl Shared {
@@ -263,7 +267,16 @@ impl Shared {
             fake_salt_secret: rand::random(),
             connections: Arc::new(ConnectionManager::new()),
             pids: Default::default(),
+            features: RwLock::new(None),
         }))
+    }
+
+    /// The online feature store, if one is served.
+    pub(crate) fn features(&self) -> Option<Arc<dyn access::FeatureSource>> {
+        self.features
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -342,6 +355,26 @@ impl Server {
         Reloader {
             shared: self.shared.clone(),
         }
+    }
+
+    /// Serve the online feature store as schema `features` to sessions opened from
+    /// now on (`SELECT * FROM features.v WHERE key = $1`), under the same grants
+    /// and masks as the views' sources.
+    pub fn set_features(&self, features: Arc<dyn access::FeatureSource>) {
+        if self
+            .shared
+            .engine
+            .landed_names()
+            .iter()
+            .any(|n| n.schema == access::FEATURES)
+        {
+            warn!("the warehouse has a database named features; its tables are served under that name, and the online feature views are not");
+        }
+        *self
+            .shared
+            .features
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(features);
     }
 
     /// In-process sessions over this server's users, roles and audit (the web

@@ -220,24 +220,44 @@ impl Parser {
         session: &Session,
         statement: Statement,
     ) -> PgWireResult<Planned> {
+        self.prepare_as_of(session, statement, None).await
+    }
+
+    /// [`Self::prepare`] with a session-level "as of" (see
+    /// [`tidemark_query::Engine::plan_as_of`]): the console's as-of control.
+    pub(crate) async fn prepare_as_of(
+        &self,
+        session: &Session,
+        statement: Statement,
+        as_of: Option<&str>,
+    ) -> PgWireResult<Planned> {
         if let Some((query, format)) = copy::classify(&statement)? {
-            let plan = self.plan(session, query).await?;
+            let plan = self.plan(session, query, as_of).await?;
             return Ok(Planned::Copy(Box::new(plan), format));
         }
         if let Some(u) = utility::classify(&statement)? {
             return Ok(Planned::Utility(u));
         }
         Ok(Planned::Plan(Box::new(
-            self.plan(session, statement).await?,
+            self.plan(session, statement, as_of).await?,
         )))
     }
 
-    async fn plan(&self, session: &Session, statement: Statement) -> PgWireResult<LogicalPlan> {
+    async fn plan(
+        &self,
+        session: &Session,
+        statement: Statement,
+        as_of: Option<&str>,
+    ) -> PgWireResult<LogicalPlan> {
         let engine = &self.shared.engine;
         // A write that got past the statement check (the plan check in the engine)
         // is `Error::ReadOnly`, and so gets 25006.
         let plan = engine
-            .plan(&session.ctx, DFStatement::Statement(Box::new(statement)))
+            .plan_as_of(
+                &session.ctx,
+                DFStatement::Statement(Box::new(statement)),
+                as_of,
+            )
             .await
             .map_err(query_error)?;
         session

@@ -44,6 +44,12 @@ fn options(config: Option<&Config>, tls: bool, runtime: Option<tokio::runtime::H
 /// Run `tidemark console` until Ctrl-C / SIGTERM.
 pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     init_logging(g);
+    serve(g, args).await
+}
+
+/// Serve the console until Ctrl-C / SIGTERM, logging already set up (`tidemark demo
+/// --console` serves it after landing).
+pub async fn serve(g: &GlobalArgs, args: Args) -> Result<()> {
     let config = load_config(g, false)?;
     let server_config = config
         .as_ref()
@@ -114,10 +120,16 @@ pub struct InDaemon {
     pub routes: axum::Router,
     /// The console's own gateway, when it opened one (to close at shutdown).
     own: Option<Gateway>,
+    console: Console,
     _tasks: Vec<AbortOnDrop>,
 }
 
 impl InDaemon {
+    /// Show the daemon's jobs (and a trigger for admins) on the health page.
+    pub fn attach_jobs(&self, handle: tidemark_daemon::SchedulerHandle) {
+        self.console.attach_jobs(handle);
+    }
+
     /// Commit the audit records of console statements not yet written.
     pub async fn close(self) {
         if let Some(g) = self.own {
@@ -173,6 +185,7 @@ pub async fn in_daemon(
     );
     Ok(InDaemon {
         routes: console.router(),
+        console,
         own,
         _tasks: tasks,
     })

@@ -42,6 +42,10 @@ pub struct Args {
     /// TIDEMARK_DEMO_MYSQL_PASSWORD) instead of landing it.
     #[arg(long)]
     pub mysql: Option<String>,
+    /// Then serve the web console over the demo warehouse (127.0.0.1:8420, or
+    /// TIDEMARK_CONSOLE_LISTEN) until Ctrl-C, signed in as the generated user.
+    #[arg(long)]
+    pub console: bool,
 }
 
 fn workload(args: &Args) -> tidemark_demo::Workload {
@@ -61,8 +65,74 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     }
     match &args.mysql {
         Some(url) => to_mysql(&args, url).await,
-        None => offline(&args).await,
+        None => {
+            offline(&args).await?;
+            let config = console_sign_in(&args)?;
+            if !args.console {
+                return Ok(());
+            }
+            let g = GlobalArgs {
+                config,
+                environment: "dev".into(),
+                warehouse: None,
+                log_format: g.log_format.clone(),
+            };
+            crate::console::serve(&g, crate::console::Args { listen: None }).await
+        }
     }
+}
+
+/// The web console's part of the demo: a config beside the warehouse (the example
+/// roles, so finance and analyst users can be tried too) and a generated `demo`
+/// user of the built-in admin role, whose password is printed once with the
+/// console's address. Returns the config's path.
+fn console_sign_in(args: &Args) -> Result<PathBuf> {
+    let dir = std::path::absolute(&args.dir)?;
+    let users = dir.join("users.toml");
+    let config = dir.join("tidemark.toml");
+    let example = include_str!("../../../examples/tidemark.toml");
+    let roles: String = example
+        .split("\n[")
+        .filter(|s| s.starts_with("server.roles."))
+        // A section runs to the next one; the comments at its end belong to that.
+        .map(|s| {
+            let mut lines: Vec<&str> = s.lines().collect();
+            while lines
+                .last()
+                .is_some_and(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+            {
+                lines.pop();
+            }
+            format!("\n[{}\n", lines.join("\n"))
+        })
+        .collect();
+    let listen = std::env::var("TIDEMARK_CONSOLE_LISTEN")
+        .ok()
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| tidemark_core::config::ConsoleConfig::default().listen);
+    // TOML basic strings: paths quoted as JSON quotes them (the same escapes).
+    let q = |p: &std::path::Path| serde_json::to_string(&p.to_string_lossy()).unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!(
+            "# Written by tidemark demo for its web console; replaced on every run.\n\
+             [environments.dev]\nwarehouse = {}\n\n[server]\nusers_file = {}\n{roles}\n\
+             [console]\nlisten = {}\n",
+            q(&dir),
+            q(&users),
+            serde_json::to_string(&listen).unwrap_or_default(),
+        ),
+    )?;
+    let password = tidemark_console::random_password();
+    tidemark_server::auth::UsersFile::add_user(&users, "demo", "admin", &password)?;
+    let cfg = config.display();
+    if !args.console {
+        println!("Browse it in the web console:\n  tidemark --config {cfg} console");
+    }
+    println!(
+        "Web console: http://{listen}/console/  user: demo  password: {password}\n  (role admin; add others with `tidemark --config {cfg} user add ana --role finance`)"
+    );
+    Ok(config)
 }
 
 async fn to_mysql(args: &Args, url: &str) -> Result<()> {

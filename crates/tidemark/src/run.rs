@@ -49,6 +49,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     if let Some(addr) = &args.metrics_listen {
         tidemark_capture::metrics::serve(addr, metrics.clone()).await?;
     }
+    // The online feature store follows the warehouse's commits itself (no job to
+    // schedule), served by the HTTP API and, with --serve, by the endpoint.
+    let online = crate::features::start_online(&config, &wh).await?;
+    let online_store = online.as_ref().map(|o| o.store.clone());
     // The endpoint runs on threads of its own. Queries are CPU-bound and run on the
     // runtime that polls them: sharing capture's runtime, fifty busy sessions
     // stretched capture commits from 10 ms to 8 s (bench/serve.sh). With a runtime
@@ -65,6 +69,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
             )
             .await
             .context("starting the PostgreSQL endpoint")??;
+        if let Some(o) = &online {
+            server.set_features(o.pg());
+        }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         // Users and roles reload in the running endpoint (SIGHUP, a changed config
         // or users file), on the endpoint's runtime, stopping with it.
@@ -113,9 +120,13 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         api_listen: args.api_listen.clone(),
         input_poll: None,
         extra_routes: console.as_ref().map(|c| c.routes.clone()),
+        features: online_store,
     };
     let captured = match tidemark_daemon::App::build(config, wh, options, metrics).await {
         Ok(app) => {
+            if let Some(c) = &console {
+                c.attach_jobs(app.handle());
+            }
             if let Some(addr) = app.api_addr() {
                 info!(address = %addr, "HTTP API at http://{addr}/api/v1/ (OpenAPI: /api/v1/openapi.json)");
                 if console.is_some() {
@@ -131,6 +142,7 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     if let Some(c) = console {
         c.close().await;
     }
+    drop(online);
     // The endpoint stops with capture (statements answered so far reach the audit).
     if let (Some(tx), Some(task)) = (serve_stop, serving) {
         let _ = tx.send(());

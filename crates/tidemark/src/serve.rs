@@ -33,6 +33,14 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
     }
     let wh = warehouse(g, config.as_ref())?;
     let server = bind(&g.environment, &server_config, &wh).await?;
+    // The online feature store, as schema `features` (followed while serving).
+    let _online = match &config {
+        Some(c) => crate::features::start_online(c, &wh).await?,
+        None => None,
+    };
+    if let Some(o) = &_online {
+        server.set_features(o.pg());
+    }
     let _reload = AbortOnDrop(spawn_reload(server.reloader(), g.config.clone()));
     server
         .run_until(crate::common::shutdown())

@@ -27,6 +27,11 @@ enum Command {
         /// `viewer` (read), `operator` (also trigger runs) or `admin`.
         #[arg(long, default_value = "operator")]
         role: Role,
+        /// The `[server.roles]` role the token reads data as (online features, which
+        /// are granted and masked like their source tables). Without it the token
+        /// reads no data.
+        #[arg(long)]
+        sql_role: Option<String>,
     },
     /// Revoke a token (a running daemon refuses it within a second).
     Remove {
@@ -47,8 +52,12 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         },
     };
     match args.command {
-        Command::Add { name, role } => {
-            let token = Tokens::add(&path, &name, role)?;
+        Command::Add {
+            name,
+            role,
+            sql_role,
+        } => {
+            let token = Tokens::add_reading_as(&path, &name, role, sql_role.as_deref())?;
             eprintln!(
                 "token {name:?} ({role}) added to {}; it is shown once, here:",
                 path.display()

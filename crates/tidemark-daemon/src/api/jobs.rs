@@ -57,7 +57,8 @@ pub async fn list(State(api): State<Api>, caller: Caller) -> Result<Json<Vec<Job
     Ok(Json(views(&api.scheduler)))
 }
 
-pub(crate) fn views(h: &Handle) -> Vec<JobView> {
+/// The jobs in force as the API lists them (the web console shows the same).
+pub fn views(h: &Handle) -> Vec<JobView> {
     h.jobs()
         .into_iter()
         .map(|j| JobView {

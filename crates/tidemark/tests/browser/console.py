@@ -4,10 +4,18 @@ crates/tidemark/tests/it/console.rs against a running `tidemark console`.
 
     console.py BASE_URL OUT_DIR ANALYST FINANCE PASSWORD XSS_TABLE XSS_TEXT
 
-Signs in as an analyst (health, catalog, a query and its grid, paging, EXPLAIN, a
-source row holding an XSS string), then as a finance user, who must find no
-forbidden table name anywhere. Writes a screenshot of each page to OUT_DIR and
-prints one JSON line of timings last; any failed check exits non-zero.
+Signs in as an analyst (health, catalog, a table's page, a query and its grid,
+paging, EXPLAIN, a source row holding an XSS string, "as of" in the editor, charts
+drawn and saved, a dashboard made of them, its "as of" slider moved and its
+"compare with 30 days earlier" overlay drawn), then as a finance user, who must
+find no forbidden table name anywhere (health, catalog, search, table page,
+dashboards) and gets a refusal on the card built on a table it cannot read. Writes
+a screenshot of each page to OUT_DIR and prints one JSON line last: the timings
+measured here and each page's load time as the page itself measured it (the
+performance API: from navigation to the page's last chart drawn). Any failed check
+exits non-zero.
+
+With TIDEMARK_CONSOLE_BENCH=1 only the page loads are timed (bench/console.sh).
 """
 
 import json
@@ -18,6 +26,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -76,7 +85,49 @@ def open_page(name, ready_css):
     t0 = time.monotonic()
     d.find_element(By.CSS_SELECTOR, "#nav-" + name).click()
     visible(ready_css)
+    loaded(name)
     return time.monotonic() - t0
+
+
+loads = {}
+
+
+def loaded(page):
+    """Wait until the page says it has drawn everything (its data-loaded mark), and
+    keep the load time it measured (performance.measure, ms)."""
+    wait.until(lambda _: d.find_elements(By.CSS_SELECTOR, "#view[data-loaded='%s']" % page))
+    ms = d.execute_script(
+        "const m = performance.getEntriesByName('tidemark:' + arguments[0]);"
+        "return m.length ? Math.round(m[m.length - 1].duration) : null;", page)
+    loads.setdefault(page, []).append(ms)
+
+
+def visit(page, ready):
+    """Go to a page by its address (as a bookmark would), wait for it, and time it."""
+    t0 = time.monotonic()
+    d.get(BASE + "/console/#/" + page)
+    loaded(ready)
+    return time.monotonic() - t0
+
+
+def set_value(css, value):
+    """Set an input's value as a user would, firing its change event."""
+    d.execute_script(
+        "const e = document.querySelector(arguments[0]); e.value = arguments[1];"
+        "e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change'));", css, value)
+
+
+def overlays():
+    """Cards whose legend has the 30-days-earlier series (read in one script: the
+    cards redraw meanwhile, which would leave selenium holding stale elements)."""
+    return d.execute_script(
+        "return [...document.querySelectorAll('.chart-card .u-legend')]"
+        ".filter(l => l.textContent.includes('30 days earlier')).length")
+
+
+def card_done(i):
+    msgs = d.find_elements(By.CSS_SELECTOR, ".chart-card .card-msg")
+    return len(msgs) > i and "Loading" not in msgs[i].text
 
 
 def run_sql(sql, button="#sql-run"):
@@ -95,6 +146,71 @@ def grid_rows():
     return d.find_elements(By.CSS_SELECTOR, "#grid tbody tr")
 
 
+def make_charts():
+    """Three charts over invoicing.invoices and a dashboard of them, made in the
+    page as a user makes them; returns the dashboard's address."""
+    open_page("sql", "#sql-text")
+    for name, kind, sql in (
+        ("Invoices by status", "bar",
+         "SELECT status, count(*) AS invoices FROM invoicing.invoices GROUP BY status ORDER BY status"),
+        ("Invoiced per day", "area",
+         "SELECT date_trunc('day', issued_at) AS day, sum(total) AS invoiced FROM invoicing.invoices "
+         "WHERE issued_at IS NOT NULL GROUP BY 1 ORDER BY 1"),
+        ("Open amount by currency", "bar",
+         "SELECT currency, sum(total) AS open_total FROM invoicing.invoices WHERE status = 'open' "
+         "GROUP BY currency ORDER BY currency"),
+    ):
+        run_sql(sql)
+        visible("#chart-panel")
+        d.find_element(By.CSS_SELECTOR, "#chart-kind option[value='%s']" % kind).click()
+        d.find_element(By.CSS_SELECTOR, "#chart-name").send_keys(name)
+        d.find_element(By.CSS_SELECTOR, "#chart-save").click()
+        wait.until(lambda _: "Saved chart" in text_of("#chart-msg"))
+    open_page("dashboards", "#dash-create")
+    picks = d.find_elements(By.CSS_SELECTOR, ".dash-pick")
+    for box in picks[:3]:
+        box.click()
+    d.find_element(By.CSS_SELECTOR, "#dash-name").send_keys("Receivables")
+    d.find_element(By.CSS_SELECTOR, "#dash-create").click()
+    loaded("dashboard")
+    return d.current_url.split("#/", 1)[1]
+
+
+def bench(runs):
+    """Each page loaded whole (a new document: assets, session, data, charts) RUNS
+    times, as the page measured it; then the compare overlay switched on."""
+    sign_in(ANALYST)
+    dashboard = make_charts()
+    pages = [("health", "health"), ("catalog", "catalog"), ("table/invoicing.invoices", "table"),
+             ("sql", "sql"), ("dashboards", "dashboards"), (dashboard, "dashboard")]
+    out = {}
+    for path, page in pages:
+        for _ in range(runs):
+            d.get("about:blank")
+            visit(path, page)
+        out[page] = loads.pop(page)
+        shot("bench-" + page)
+    compare = []
+    for _ in range(runs):
+        d.get("about:blank")
+        visit(dashboard, "dashboard")
+        t0 = time.monotonic()
+        d.find_element(By.CSS_SELECTOR, "#dash-compare").click()
+        wait.until(lambda _: overlays() == 3)
+        compare.append(round((time.monotonic() - t0) * 1000))
+    loads.pop("dashboard", None)
+    out["dashboard compare overlay (click to drawn)"] = compare
+    shot("bench-dashboard-compare")
+    print(json.dumps({"ok": True, "page_loads_ms": out}))
+
+
+if os.environ.get("TIDEMARK_CONSOLE_BENCH") == "1":
+    try:
+        bench(int(os.environ.get("RUNS", "5")))
+    finally:
+        d.quit()
+    sys.exit(0)
+
 try:
     # Sign-in page.
     d.get(BASE + "/console/")
@@ -111,7 +227,6 @@ try:
     visible("#health-tables")
     check("invoicing.invoices" in text_of("#health-tables"), "health lists invoicing.invoices")
     check(XSS_TABLE in text_of("#health-tables"), "health lists the snapshotted table")
-    shot("02-health")
 
     timings["catalog_s"] = open_page("catalog", "#catalog details")
     names = [e.get_attribute("data-table") for e in d.find_elements(By.CSS_SELECTOR, "#catalog details")]
@@ -154,6 +269,93 @@ try:
     visible("#grid.explain")
     shot("06-sql-explain")
 
+    # "As of" in the editor: the same count, read ten days back, is smaller.
+    count_sql = "SELECT count(*) AS n FROM invoicing.invoices"
+    run_sql(count_sql)
+    n_now = int(d.find_element(By.CSS_SELECTOR, "#grid tbody td").text)
+    set_value("#sql-asof", d.execute_script(
+        "const t = new Date(Date.now() - 5 * 86400000); const p = n => String(n).padStart(2, '0');"
+        "return t.getFullYear() + '-' + p(t.getMonth() + 1) + '-' + p(t.getDate()) + 'T12:00:00';"))
+    run_sql(count_sql)
+    check("as of" in text_of("#sql-status"), "the status names the instant: " + text_of("#sql-status"))
+    n_then = int(d.find_element(By.CSS_SELECTOR, "#grid tbody td").text)
+    check(0 < n_then < n_now, "as of five days ago: %d invoices, now %d" % (n_then, n_now))
+    shot("10-sql-as-of")
+    d.find_element(By.CSS_SELECTOR, "#sql-asof-now").click()
+
+    # A chart from a result, drawn and saved with its query.
+    run_sql("SELECT status, count(*) AS invoices, sum(total) AS total FROM invoicing.invoices GROUP BY status ORDER BY status")
+    visible("#chart-panel")
+    d.find_element(By.CSS_SELECTOR, "#chart-kind option[value='bar']").click()
+    for box in d.find_elements(By.CSS_SELECTOR, ".chart-y"):
+        if (box.get_attribute("value") == "invoices") != box.is_selected():
+            box.click()
+    d.find_element(By.CSS_SELECTOR, "#chart-draw").click()
+    wait.until(lambda _: d.find_elements(By.CSS_SELECTOR, "#chart-box canvas") and "rows" in text_of("#chart-msg"))
+    d.find_element(By.CSS_SELECTOR, "#chart-name").send_keys("Invoices by status")
+    d.find_element(By.CSS_SELECTOR, "#chart-save").click()
+    wait.until(lambda _: "Saved chart" in text_of("#chart-msg"))
+    shot("11-sql-chart")
+    # A second one over a table finance may not read.
+    run_sql("SELECT country, count(*) AS signups FROM invoicing.customers GROUP BY country ORDER BY country")
+    visible("#chart-panel")
+    d.find_element(By.CSS_SELECTOR, "#chart-draw").click()
+    wait.until(lambda _: d.find_elements(By.CSS_SELECTOR, "#chart-box canvas"))
+    d.find_element(By.CSS_SELECTOR, "#chart-name").send_keys("Sign-ups")
+    d.find_element(By.CSS_SELECTOR, "#chart-save").click()
+    wait.until(lambda _: "Saved chart" in text_of("#chart-msg"))
+    # And the month-by-month line: today against a month ago.
+    run_sql("SELECT date_trunc('day', issued_at) AS day, sum(total) AS invoiced FROM invoicing.invoices "
+            "WHERE issued_at IS NOT NULL GROUP BY 1 ORDER BY 1")
+    d.find_element(By.CSS_SELECTOR, "#chart-kind option[value='area']").click()
+    d.find_element(By.CSS_SELECTOR, "#chart-compare").click()
+    d.find_element(By.CSS_SELECTOR, "#chart-draw").click()
+    wait.until(lambda _: "dashed" in text_of("#chart-msg"))
+    d.find_element(By.CSS_SELECTOR, "#chart-name").send_keys("Invoiced per day")
+    d.find_element(By.CSS_SELECTOR, "#chart-save").click()
+    wait.until(lambda _: "Saved chart" in text_of("#chart-msg"))
+
+    # A dashboard of the three.
+    timings["dashboards_s"] = open_page("dashboards", "#dash-create")
+    for box in d.find_elements(By.CSS_SELECTOR, ".dash-pick"):
+        box.click()
+    d.find_element(By.CSS_SELECTOR, "#dash-name").send_keys("Receivables")
+    d.find_element(By.CSS_SELECTOR, "#dash-create").click()
+    loaded("dashboard")
+    cards = d.find_elements(By.CSS_SELECTOR, ".chart-card")
+    check(len(cards) == 3, "three cards, not %d" % len(cards))
+    wait.until(lambda _: len(d.find_elements(By.CSS_SELECTOR, ".chart-card canvas")) >= 3)
+    dashboard_url = d.current_url
+    shot("12-dashboard")
+    # Move the "as of" slider ten days back (the keyboard, as a user would).
+    slider = d.find_element(By.CSS_SELECTOR, "#dash-asof")
+    slider.click()
+    slider.send_keys(Keys.HOME)
+    for _ in range(10):
+        slider.send_keys(Keys.ARROW_RIGHT)
+    wait.until(lambda _: "10 days ago" in text_of("#dash-asof-label"))
+    wait.until(lambda _: all(card_done(i) for i in range(3)) and "As of" in text_of(".chart-card .card-msg"))
+    shot("13-dashboard-as-of")
+    # Compare with 30 days earlier: each card draws both, the earlier dashed.
+    slider.send_keys(Keys.HOME)
+    wait.until(lambda _: text_of("#dash-asof-label") == "now")
+    d.find_element(By.CSS_SELECTOR, "#dash-compare").click()
+    wait.until(lambda _: overlays() == 3)
+    shot("14-dashboard-compare")
+
+    # Health: the throughput chart, and no jobs without a daemon (said so).
+    visit("health", "health")
+    check("No daemon serves this console" in text_of("#jobs"), text_of("#jobs"))
+    check(d.find_elements(By.CSS_SELECTOR, "#throughput canvas") or "Nothing landed" in text_of("#throughput"),
+          "the throughput chart is drawn")
+    shot("02-health")
+    # A table's page: rows, history depth, changes over time.
+    visit("table/invoicing.invoices", "table")
+    facts = text_of("#table-facts")
+    check("Rows" in facts and "History goes back to" in facts, facts)
+    check(d.find_elements(By.CSS_SELECTOR, "#table-changes canvas"), "the changes chart is drawn")
+    shot("15-table-page")
+
     d.find_element(By.CSS_SELECTOR, "#signout").click()
     visible("#login-form")
 
@@ -186,6 +388,22 @@ try:
     run_sql("SELECT * FROM invoicing.customers")
     check("permission denied" in text_of("#sql-error"), text_of("#sql-error"))
     shot("09-finance-sql")
+    # Its table page; the dashboard, each card run as finance: the card over a
+    # table it may not read is refused, without that table's name.
+    visit("table/invoicing.invoices", "table")
+    no_forbidden("table page")
+    open_page("dashboards", "#dash-create")
+    no_forbidden("dashboards")
+    d.get(dashboard_url)
+    loaded("dashboard")
+    wait.until(lambda _: all(card_done(i) for i in range(3)))
+    refused = [c for c in d.find_elements(By.CSS_SELECTOR, ".chart-card .card-msg") if "permission denied" in c.text]
+    check(len(refused) == 1, "one card refused for finance: %s" % [c.text for c in d.find_elements(By.CSS_SELECTOR, ".card-msg")])
+    check(len(d.find_elements(By.CSS_SELECTOR, ".chart-card canvas")) == 2, "finance's two other cards are drawn")
+    no_forbidden("dashboard")
+    shot("16-finance-dashboard")
+    visit("health", "health")
+    no_forbidden("health with charts")
 
     # No policy violation and no script error in the page's console (failed
     # requests the page handles, such as the first 401, are not script errors).
@@ -194,6 +412,7 @@ try:
            if "Content Security Policy" in l["message"]
            or (l["level"] == "SEVERE" and "Failed to load resource" not in l["message"])]
     check(not bad, "browser console: %s" % bad)
-    print(json.dumps({"ok": True, "timings": timings, "screenshots": sorted(os.listdir(OUT))}))
+    print(json.dumps({"ok": True, "timings": timings, "page_loads_ms": loads,
+                      "screenshots": sorted(os.listdir(OUT))}))
 finally:
     d.quit()

@@ -51,6 +51,7 @@ async fn start_daemon(
             api_listen: None,
             input_poll: watched.then_some(Duration::from_millis(100)),
             extra_routes: None,
+            features: None,
         },
         Default::default(),
     )

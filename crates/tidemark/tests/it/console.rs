@@ -2,7 +2,8 @@
 //! snapshotted from MariaDB whose row holds an XSS string, served by the binary and
 //! driven by tests/browser/console.py (selenium, headless Chromium, chromedriver; all
 //! installed by scripts/test.sh). Screenshots of each page go to
-//! `target/test-output/console/`.
+//! `target/test-output/console/`; the pages' load times (the performance API, as
+//! the pages measure them) are printed with the browser's report.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -162,6 +163,13 @@ async fn the_console_in_a_real_browser() {
         "05-sql-grid-paged",
         "07-finance-health",
         "08-finance-catalog",
+        "10-sql-as-of",
+        "11-sql-chart",
+        "12-dashboard",
+        "13-dashboard-as-of",
+        "14-dashboard-compare",
+        "15-table-page",
+        "16-finance-dashboard",
     ] {
         assert!(
             out_dir.join(format!("{shot}.png")).exists(),
@@ -206,9 +214,10 @@ async fn the_daemon_serves_the_console() {
         .await;
     db.exec("INSERT INTO t VALUES (1, 'a')").await;
     let cfg = db.config(
-        "\n[server]\nusers_file = \"users.toml\"\nrefresh_interval_ms = 200\n\n[server.roles.analyst]\ngrants = [\"*\"]\n\n[console]\ndaemon = true\n",
+        "\n[server]\nusers_file = \"users.toml\"\nrefresh_interval_ms = 200\n\n[server.roles.analyst]\ngrants = [\"*\"]\n\n[console]\ndaemon = true\n\n[jobs.tidy]\nkind = \"maintenance\"\n",
     );
     add_user(&cfg, "ana", "analyst");
+    add_user(&cfg, "root", "admin");
     let run = crate::support::spawn_run_with(&cfg, &[]);
     crate::support::wait_for_log(&cfg, "web console at", 1, Duration::from_secs(90));
     let log = std::fs::read_to_string(cfg.with_file_name("run.log")).unwrap();
@@ -264,6 +273,77 @@ async fn the_daemon_serves_the_console() {
     // The daemon's own API is still there beside it.
     let api = http(port, "GET", "/healthz", &[], "");
     assert!(api.starts_with("HTTP/1.1 200"), "{api}");
+
+    // The health page shows the daemon's jobs to admins (not to analysts), and an
+    // admin triggers a run through the daemon's own scheduler.
+    let health = http(
+        port,
+        "GET",
+        "/console/api/health",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert!(
+        health.contains("\"daemon\":true") && health.contains("\"jobs\":null"),
+        "{health}"
+    );
+    let login = http(
+        port,
+        "POST",
+        "/console/api/login",
+        &[("Content-Type", "application/json")],
+        &format!("{{\"user\":\"root\",\"password\":\"{PASSWORD}\"}}"),
+    );
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    let root_cookie = login
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_string();
+    let csrf = login
+        .split("\"csrf\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF token: {login}"))
+        .to_string();
+    let health = http(
+        port,
+        "GET",
+        "/console/api/health",
+        &[("Cookie", &root_cookie)],
+        "",
+    );
+    assert!(health.contains("\"name\":\"tidy\""), "{health}");
+    let triggered = http(
+        port,
+        "POST",
+        "/console/api/jobs/tidy/runs",
+        &[("Cookie", &root_cookie), ("X-CSRF-Token", &csrf)],
+        "",
+    );
+    assert!(
+        triggered.starts_with("HTTP/1.1 200") && triggered.contains("\"run\":\"tidy-"),
+        "{triggered}"
+    );
+    let start = Instant::now();
+    loop {
+        let health = http(
+            port,
+            "GET",
+            "/console/api/health",
+            &[("Cookie", &root_cookie)],
+            "",
+        );
+        if health.contains("\"outcome\":\"succeeded\"") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "{health}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     crate::support::kill(run);
     db.drop().await;
 }
