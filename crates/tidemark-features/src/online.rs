@@ -61,6 +61,7 @@ use tidemark_lake::object_store::ObjectStoreExt;
 use tidemark_query::{Engine, CATALOG};
 use tracing::{debug, info, warn};
 
+use crate::training::source_column_type;
 use crate::view::{FeatureView, Read};
 use crate::{Error, Result};
 
@@ -788,29 +789,7 @@ async fn plan(
             .await
             .map_err(|_| missing())?,
     };
-    let have: Vec<String> = source
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let column_type = |field: &str, name: &str| -> Result<DataType> {
-        source
-            .schema()
-            .field_with_unqualified_name(name)
-            .map(|f| f.data_type().clone())
-            .map_err(|_| {
-                Error::definition(
-                    &v.name,
-                    field,
-                    format!(
-                        "no column {name:?} in {} (columns: {})",
-                        v.source(),
-                        have.join(", ")
-                    ),
-                )
-            })
-    };
+    let column_type = |field: &str, name: &str| source_column_type(v, &source, field, name);
     let key_types = v
         .join_on
         .iter()

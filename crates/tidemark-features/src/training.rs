@@ -61,6 +61,38 @@ use tidemark_query::{Engine, CATALOG};
 use crate::view::{FeatureView, FeatureViews, Read};
 use crate::{Error, Result};
 
+/// The type of column `name` of view `v`'s `source`, or the error naming the view's
+/// setting (`field`) that names it and the columns the source has. The training set
+/// and the online store check a view against its source with it.
+pub(crate) fn source_column_type(
+    v: &FeatureView,
+    source: &DataFrame,
+    field: &str,
+    name: &str,
+) -> Result<DataType> {
+    source
+        .schema()
+        .field_with_unqualified_name(name)
+        .map(|f| f.data_type().clone())
+        .map_err(|_| {
+            let have: Vec<String> = source
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            Error::definition(
+                &v.name,
+                field,
+                format!(
+                    "no column {name:?} in {} (columns: {})",
+                    v.source(),
+                    have.join(", ")
+                ),
+            )
+        })
+}
+
 /// Which instant a feature value must have been true at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clock {
@@ -512,29 +544,7 @@ async fn join_view(
                 )
             })?,
     };
-    let have: Vec<String> = source
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let column_type = |field: &str, name: &str| -> Result<DataType> {
-        source
-            .schema()
-            .field_with_unqualified_name(name)
-            .map(|f| f.data_type().clone())
-            .map_err(|_| {
-                Error::definition(
-                    &v.name,
-                    field,
-                    format!(
-                        "no column {name:?} in {} (columns: {})",
-                        v.source(),
-                        have.join(", ")
-                    ),
-                )
-            })
-    };
+    let column_type = |field: &str, name: &str| source_column_type(v, &source, field, name);
     let key_types = v
         .join_on
         .iter()
