@@ -174,24 +174,21 @@ pub fn take_tls_params(url: &str, default_mode: SslMode) -> Result<(String, TlsP
 
 /// `%XX` escapes in a URL parameter's value, as tokio-postgres decodes the others.
 fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
+    // A `%` must start an escape (the crate would pass a stray one through).
+    let bytes = s.as_bytes();
+    let stray = bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'%'
+            && !bytes
                 .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("{s:?} has a % not followed by two hex digits"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if stray {
+        return Err(format!("{s:?} has a % not followed by two hex digits"));
     }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|d| d.into_owned())
+        .map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
 }
 
 /// The TLS connector for `params`, or `None` for `disable`. Reads the CA file (or
