@@ -20,6 +20,11 @@
 # start to the page's last chart drawn. Also timed: switching the dashboard's
 # "compare with 30 days earlier" on (click to the three overlays drawn).
 #
+# The charts are made first; then the console is started anew, so the first load
+# of each page runs every statement it shows (nothing kept: cold), and the later
+# loads show what the console's chart cache does while the tables do not change.
+# Both are reported.
+#
 # Environment: SCALE, DAYS, RUNS, REUSE=1, BENCH_DIR, TIDEMARK_BIN (default: a
 # release build made here; `SKIP_BUILD=1 TIDEMARK_BIN=target/debug/tidemark` uses
 # the test build), PYTHON (with selenium; default scripts/test.sh's venv),
@@ -40,8 +45,8 @@ mkdir -p "$BENCH_DIR"
 BENCH_DIR="$(cd "$BENCH_DIR" && pwd -P)"
 if [ -z "${TIDEMARK_BIN:-}" ]; then
     if [ "${SKIP_BUILD:-0}" != 1 ]; then
-        log "cargo build --release --locked -p tidemark --bin tidemark"
-        (cd "$REPO" && cargo build --release --locked -p tidemark --bin tidemark) >&2
+        log "cargo build --release --locked --workspace --bins"
+        (cd "$REPO" && cargo build --release --locked --workspace --bins) >&2
     fi
     TIDEMARK_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/tidemark"
 fi
@@ -69,21 +74,37 @@ CFG="$WH/tidemark.toml"
 TIDEMARK_USER_PASSWORD="$PASSWORD" "$TM" --config "$CFG" user add bench --role analyst >&2
 
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-log "tidemark console on 127.0.0.1:$PORT"
-"$TM" --config "$CFG" console --listen "127.0.0.1:$PORT" 2>"$BENCH_DIR/console.log" &
-CONSOLE=$!
+CONSOLE=
 trap 'kill $CONSOLE 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-    curl -fsS "http://127.0.0.1:$PORT/console/" >/dev/null 2>&1 && break
-    kill -0 $CONSOLE 2>/dev/null || { cat "$BENCH_DIR/console.log" >&2; exit 1; }
-    sleep 0.2
-done
+start_console() {
+    log "tidemark console on 127.0.0.1:$PORT"
+    "$TM" --config "$CFG" console --listen "127.0.0.1:$PORT" 2>>"$BENCH_DIR/console.log" &
+    CONSOLE=$!
+    for _ in $(seq 1 600); do
+        curl -fsS "http://127.0.0.1:$PORT/console/" >/dev/null 2>&1 && return 0
+        kill -0 $CONSOLE 2>/dev/null || { cat "$BENCH_DIR/console.log" >&2; exit 1; }
+        sleep 0.2
+    done
+}
+browser() {
+    "$PY" "$REPO/crates/tidemark/tests/browser/console.py" \
+        "http://127.0.0.1:$PORT" "$BENCH_DIR/screenshots" bench - "$PASSWORD" - - | tail -1
+}
+: >"$BENCH_DIR/console.log"
+start_console
 
 invoices="$("$TM" --config "$CFG" sql --format csv "SELECT count(*) FROM invoicing.invoices" 2>/dev/null | tail -1 || echo '?')"
 versions="$("$TM" --config "$CFG" sql --format csv "SELECT count(*) FROM invoicing_history.invoices" 2>/dev/null | tail -1 || echo '?')"
+log "the browser: the charts and their dashboard"
+setup="$(TIDEMARK_CONSOLE_BENCH=1 TIDEMARK_CONSOLE_BENCH_PHASE=setup browser)"
+dashboard="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["dashboard"])' "$setup")"
+# A new console: nothing kept from making the charts, so each page's first load
+# runs every statement it shows (the cold load); the later ones may be answered
+# from kept results (the tables do not change meanwhile).
+kill "$CONSOLE"; wait "$CONSOLE" 2>/dev/null || true
+start_console
 log "the browser: RUNS=$RUNS loads of each page"
-report="$(TIDEMARK_CONSOLE_BENCH=1 RUNS="$RUNS" "$PY" "$REPO/crates/tidemark/tests/browser/console.py" \
-    "http://127.0.0.1:$PORT" "$BENCH_DIR/screenshots" bench - "$PASSWORD" - - | tail -1)"
+report="$(TIDEMARK_CONSOLE_BENCH=1 TIDEMARK_CONSOLE_BENCH_PHASE=measure DASHBOARD="$dashboard" RUNS="$RUNS" browser)"
 echo "$report" >"$BENCH_DIR/report.json"
 
 commit="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
@@ -91,14 +112,18 @@ dirty="$(git -C "$REPO" status --porcelain 2>/dev/null | grep -q . && echo ' (un
 echo "# bench/console.sh — $(date -u '+%Y-%m-%d %H:%M') UTC, commit $commit$dirty, $(nproc) cores"
 echo "# SCALE=$SCALE DAYS=$DAYS RUNS=$RUNS; invoicing.invoices: $invoices rows, its history $versions versions"
 echo "# binary: $TM; browser: $("${TIDEMARK_TEST_CHROMIUM:-/usr/bin/chromium}" --version 2>/dev/null || echo chromium)"
+echo "# first: the page's first load after the console started (no kept chart result);"
+echo "# later: the median and max of the other RUNS-1 loads"
 echo
-echo "| page | median ms | max ms | < 1 s |"
-echo "|---|---|---|---|"
+echo "| page | first ms | later median ms | later max ms | < 1 s |"
+echo "|---|---|---|---|---|"
 python3 - "$report" <<'EOF'
 import json, statistics, sys
 loads = json.loads(sys.argv[1])["page_loads_ms"]
 for page, ms in loads.items():
     ms = [m for m in ms if m is not None]
-    med, top = statistics.median(ms), max(ms)
-    print("| %s | %d | %d | %s |" % (page, med, top, "yes" if top < 1000 else "**no**"))
+    first, later = ms[0], ms[1:] or ms[:1]
+    med, top = statistics.median(later), max(later)
+    verdict = "yes" if max(first, top) < 1000 else ("later loads only" if top < 1000 else "**no**")
+    print("| %s | %d | %d | %d | %s |" % (page, first, med, top, verdict))
 EOF

@@ -21,7 +21,7 @@ const $ = (sel) => document.querySelector(sel);
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === 'class') e.className = v;
+    if (k === 'class') e.className = v || ''; // null: no class (not the class "null")
     else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
     else if (v === true) e.setAttribute(k, '');
     else if (v !== false && v != null) e.setAttribute(k, String(v));
@@ -136,6 +136,8 @@ const PAGES = {
   sql: renderSql,
   dashboards: renderDashboards,
   dashboard: renderDashboard,
+  models: renderModels,
+  features: renderFeatures,
 };
 let firstRoute = true;
 let routes = 0; // pages shown so far: a page left before it finished is not timed
@@ -326,6 +328,19 @@ function ident(name) {
   return /^[a-z_][a-z0-9_]*$/.test(name) ? name : '"' + name.replace(/"/g, '""') + '"';
 }
 
+// A table's size and history as the listing shows them: from the Delta log's
+// statistics (no row read), absent where the role reads the table through a row
+// filter. Rows are approximate (≈) while changes since the last compaction wait to
+// be merged.
+function tableFacts(t) {
+  const parts = [];
+  const n = (x) => Number(x).toLocaleString('en');
+  if (t.rows !== undefined) parts.push((t.rows_exact ? '' : '≈ ') + n(t.rows) + ' rows');
+  if (t.changes !== undefined) parts.push(n(t.changes) + ' changes');
+  if (t.history_from) parts.push('history from ' + t.history_from.slice(0, 10));
+  return parts.length ? ', ' + parts.join(', ') : '';
+}
+
 async function renderCatalog(view) {
   view.replaceChildren(el('h2', {}, 'Catalog'), el('p', { class: 'muted' }, 'Loading…'));
   const c = await api('GET', 'catalog');
@@ -344,7 +359,7 @@ async function renderCatalog(view) {
           tables.map((t) => {
             const full = s.name + '.' + t.name;
             return el('details', { class: 'table', 'data-table': full },
-              el('summary', {}, t.name, el('span', { class: 'muted' }, ' · ' + t.kind + ', ' + t.columns.length + ' columns')),
+              el('summary', {}, t.name, el('span', { class: 'muted' }, ' · ' + t.kind + ', ' + t.columns.length + ' columns' + tableFacts(t))),
               grid(['Column', 'Type', 'Nullable'], t.columns.map((col) => [col.name, col.type, col.nullable ? 'yes' : 'no'])),
               el('div', { class: 'toolbar' },
                 el('button', { type: 'button', onclick: () => openInEditor('SELECT * FROM ' + ident(s.name) + '.' + ident(t.name) + ' LIMIT 100') }, 'Query'),
@@ -638,10 +653,18 @@ function chartPanel(q, page) {
   if (prior && y0.length) draw();
 }
 
+// An instant `ms` (ms since 1970) taken down to its minute, as ISO: instants
+// counted back from now are whole minutes (what the labels show), so a chart opened
+// again within the minute asks for the same instant and the server can answer from
+// the result it kept for it.
+function minuteOf(ms) {
+  return new Date(Math.floor(ms / 60000) * 60000).toISOString();
+}
+
 // The instants of a chart and of its comparison N days earlier, with their labels.
 function compareInstants(asOf, days) {
   const base = asOf ? new Date(asOf) : new Date();
-  const then = new Date(base.getTime() - days * 86400000).toISOString();
+  const then = minuteOf(base.getTime() - days * 86400000);
   return {
     asOf,
     compareAsOf: then,
@@ -658,6 +681,226 @@ function downloadCsv(sql) {
   document.body.append(form);
   form.submit();
   form.remove();
+}
+
+// ---------------------------------------------------------------- models and features
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+// An SVG element with attributes and children; strings become text nodes.
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v != null) e.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c == null) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+// An instant in ms since 1970 as the pages show instants (UTC, to the second).
+function whenOf(ms) {
+  return ms == null ? '-' : new Date(ms).toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
+}
+
+function tablePage(full) {
+  return '#/table/' + encodeURIComponent(full);
+}
+
+const DAG = { w: 200, h: 30, gapX: 70, gapY: 14, pad: 10 };
+const HIDDEN_NODE = 'tables you cannot read';
+
+// The models' DAG: one column per layer (tables that are not models on the left,
+// each model one column right of its deepest input), boxes linked by arrows from
+// input to reader. Within a column, nodes sit in the mean order of their inputs,
+// which keeps most arrows short and uncrossed.
+function dagSvg(m) {
+  const nodes = new Map(); // key -> { key, label, layer, href, kind, inputs }
+  for (const t of m.tables) nodes.set('t:' + t, { key: 't:' + t, label: t, layer: 0, href: tablePage(t), kind: 'source', inputs: [] });
+  if (m.reads_hidden) nodes.set('hidden', { key: 'hidden', label: HIDDEN_NODE, layer: 0, href: null, kind: 'hidden', inputs: [] });
+  for (const x of m.models) {
+    const inputs = x.reads.map((r) => (r.model ? 'm:' + r.model : 't:' + r.table));
+    if (x.hidden_reads) inputs.push('hidden');
+    nodes.set('m:' + x.name, { key: 'm:' + x.name, label: x.name, layer: x.layer, href: tablePage(x.table), kind: x.materialized === 'view' ? 'model view' : 'model', inputs });
+  }
+  const columns = [];
+  for (const n of nodes.values()) (columns[n.layer] = columns[n.layer] || []).push(n);
+  // A layer may be empty (no table on the left when every input is a model).
+  for (let i = 0; i < columns.length; i++) columns[i] = columns[i] || [];
+  const row = new Map();
+  columns.forEach((col, layer) => {
+    if (layer > 0) {
+      const mean = (n) => {
+        const at = n.inputs.map((k) => row.get(k)).filter((r) => r !== undefined);
+        return at.length ? at.reduce((a, b) => a + b, 0) / at.length : 0;
+      };
+      col.sort((a, b) => mean(a) - mean(b) || a.label.localeCompare(b.label));
+    }
+    col.forEach((n, i) => row.set(n.key, i));
+  });
+  const x = (n) => DAG.pad + n.layer * (DAG.w + DAG.gapX);
+  const y = (n) => DAG.pad + row.get(n.key) * (DAG.h + DAG.gapY);
+  const width = DAG.pad * 2 + columns.length * DAG.w + Math.max(0, columns.length - 1) * DAG.gapX;
+  const height = DAG.pad * 2 + Math.max(1, ...columns.map((c) => c.length)) * (DAG.h + DAG.gapY) - DAG.gapY;
+  const arrows = [];
+  for (const n of nodes.values()) {
+    for (const k of n.inputs) {
+      const from = nodes.get(k);
+      if (!from) continue;
+      const [x1, y1, x2, y2] = [x(from) + DAG.w, y(from) + DAG.h / 2, x(n), y(n) + DAG.h / 2];
+      const bend = (x2 - x1) / 2;
+      arrows.push(svg('path', { class: 'dag-edge', d: `M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2 - 2},${y2}`, 'marker-end': 'url(#dag-arrow)' }));
+    }
+  }
+  const boxes = [...nodes.values()].map((n) => {
+    const label = n.label.length > 28 ? n.label.slice(0, 27) + '…' : n.label;
+    const g = svg('g', { class: 'dag-node ' + n.kind, 'data-node': n.label },
+      svg('title', {}, n.label),
+      svg('rect', { x: x(n), y: y(n), width: DAG.w, height: DAG.h, rx: 4 }),
+      svg('text', { x: x(n) + 8, y: y(n) + DAG.h / 2 + 4 }, label));
+    return n.href ? svg('a', { href: n.href }, g) : g;
+  });
+  const defs = svg('defs', {},
+    svg('marker', { id: 'dag-arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
+      svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'dag-arrowhead' })));
+  return svg('svg', { id: 'dag', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Models and the tables they read' }, defs, arrows, boxes);
+}
+
+function lastBuildText(x) {
+  if (x.materialized === 'view') {
+    return { current: 'view defined', changed: 'view defined from older SQL: build to replace it', undefined: 'view not defined yet: build it' }[x.view] || '-';
+  }
+  const b = x.last_build;
+  if (!b) return x.built ? 'no build recorded' : 'not built yet';
+  return 'build ' + b.build + ', ' + whenOf(b.at_ms) + (b.version == null ? '' : ', version ' + b.version) +
+    (b.sql_changed ? ' (its SQL changed since: the next build rebuilds it whole)' : '');
+}
+
+function inputsText(b) {
+  if (!b) return '-';
+  const parts = b.inputs.map((i) => i.table + ' v' + i.version);
+  if (b.hidden_inputs) parts.push(b.hidden_inputs + ' ' + (b.hidden_inputs === 1 ? 'table' : 'tables') + ' you cannot read');
+  return parts.join(', ') || '-';
+}
+
+// A test's last run (tidemark.model_tests): its outcome, when, and the first
+// failing rows when the role is shown them.
+function lastTestParts(t) {
+  const l = t.last;
+  if (!l) return [el('span', { class: 'muted' }, ' (no run recorded)')];
+  const cls = l.outcome === 'pass' ? 'ok' : (l.outcome === 'fail' && t.severity === 'warn' ? 'warn' : 'bad');
+  const what = l.outcome === 'fail' ? 'fail, ' + l.failing_rows + ' failing ' + (l.failing_rows === 1 ? 'row' : 'rows') : l.outcome;
+  const parts = [' ', el('span', { class: 'test-outcome ' + cls, 'data-outcome': l.outcome }, what), el('span', { class: 'muted' }, ' ' + whenOf(l.at_ms) + (l.ran_by ? ' by ' + l.ran_by : ''))];
+  if (l.error) parts.push(el('pre', { class: 'error' }, l.error));
+  if (l.rows) parts.push(el('pre', { class: 'test-rows' }, l.rows.join('\n')));
+  else if (l.rows_withheld) parts.push(el('div', { class: 'muted' }, 'Failing rows are not shown to your role.'));
+  return parts;
+}
+
+function testsCell(x) {
+  if (x.tests_error) return el('span', { class: 'bad' }, x.tests_error);
+  const items = x.tests.map((t) => el('li', { title: t.kind + ', severity ' + t.severity, 'data-test': t.name }, t.name + (t.severity === 'warn' ? ' (warn)' : ''), ...lastTestParts(t)));
+  for (const u of x.unit_tests) items.push(el('li', { title: 'unit test' }, 'unit: ' + u));
+  return items.length ? el('ul', { class: 'plain tests' }, items) : '-';
+}
+
+async function renderModels(view) {
+  view.replaceChildren(el('h2', {}, 'Models'), el('p', { class: 'muted' }, 'Loading…'));
+  const m = await api('GET', 'models');
+  const parts = [el('h2', {}, 'Models')];
+  if (m.dir) parts.push(el('p', { class: 'muted' }, 'From ' + m.dir + ' ([models] path), as tidemark build reads it.'));
+  if (!m.configured) {
+    parts.push(el('p', { class: 'muted', id: 'models' }, 'This console knows no models directory.'));
+  } else if (m.error) {
+    parts.push(el('p', { class: 'error', id: 'models' }, m.error));
+  } else if (!m.models.length) {
+    parts.push(el('p', { class: 'muted', id: 'models' }, 'No model whose table your role reads.'));
+  } else {
+    parts.push(el('div', { class: 'dag' }, dagSvg(m)));
+    const rows = m.models.map((x) => el('tr', { 'data-model': x.name },
+      el('td', {}, el('a', { class: 'table-link', href: tablePage(x.table) }, x.name), el('div', { class: 'muted' }, x.table)),
+      el('td', {}, x.materialized + (x.strategy ? ' (' + x.strategy + ')' : '')),
+      el('td', {}, x.description || ''),
+      el('td', {}, x.reads.map((r) => r.model || r.table).concat(x.hidden_reads ? [x.hidden_reads + ' you cannot read'] : []).join(', ') || '-'),
+      el('td', { class: x.last_build && x.last_build.sql_changed ? 'warn' : null }, lastBuildText(x)),
+      el('td', {}, inputsText(x.last_build)),
+      el('td', {}, testsCell(x)),
+      el('td', {}, x.tags.join(', '))));
+    const head = ['Model', 'Materialised', 'What it is', 'Reads', 'Last build', 'Inputs it read', 'Tests', 'Tags'].map((c) => el('th', {}, c));
+    parts.push(el('h3', {}, 'Models and their last builds'),
+      el('div', { class: 'scroll' }, el('table', { class: 'grid wrap', id: 'models' }, el('thead', {}, el('tr', {}, head)), el('tbody', {}, rows))));
+  }
+  parts.push(el('h3', {}, 'Tests'),
+    el('p', { class: 'muted', id: 'model-tests' }, 'Each test shows its last run, as tidemark.model_tests records it: every build runs the tests of the models it builds (a failing error test fails the model, and so a build job\'s run, below), and `tidemark test` runs them without building.'));
+  parts.push(el('h3', {}, 'Build jobs'));
+  if (!m.daemon) {
+    parts.push(el('p', { class: 'muted', id: 'jobs' }, 'No daemon serves this console (tidemark console alone): build jobs and their runs are shown when `tidemark run` serves it.'));
+  } else if (!m.jobs) {
+    parts.push(el('p', { class: 'muted', id: 'jobs' }, 'Jobs are shown to admin roles.'));
+  } else if (!m.jobs.length) {
+    parts.push(el('p', { class: 'muted', id: 'jobs' }, 'No [jobs.*] of kind "build" configured.'));
+  } else {
+    parts.push(jobsTable(m.jobs));
+  }
+  if (m.broken && (m.broken.length || m.broken_tests.length)) {
+    parts.push(el('h3', {}, 'Models and tests that cannot be read'),
+      el('ul', { class: 'plain', id: 'models-broken' },
+        m.broken.map((b) => el('li', {}, el('strong', {}, b.name), el('pre', { class: 'error' }, b.error))),
+        m.broken_tests.map((e) => el('li', {}, el('pre', { class: 'error' }, e)))));
+  }
+  view.replaceChildren(...parts);
+}
+
+// A TTL in seconds as a duration (30d, 12h, 90m, 45s).
+function durationOf(s) {
+  if (s == null) return 'none (values never go stale)';
+  for (const [unit, n] of [['d', 86400], ['h', 3600], ['m', 60]]) {
+    if (s >= n && s % n === 0) return s / n + unit;
+  }
+  return s + 's';
+}
+
+async function renderFeatures(view) {
+  view.replaceChildren(el('h2', {}, 'Features'), el('p', { class: 'muted' }, 'Loading…'));
+  const f = await api('GET', 'features');
+  const parts = [el('h2', {}, 'Features')];
+  if (!f.served) {
+    parts.push(el('p', { class: 'muted', id: 'online-store' }, 'The online store is not served by this process (`tidemark run` serves it): entity counts and freshness are shown there.'));
+  }
+  if (!f.views.length) {
+    parts.push(el('p', { class: 'muted', id: 'feature-views' }, 'No feature view your role reads ([features.NAME] in the config file).'));
+    view.replaceChildren(...parts);
+    return;
+  }
+  const cards = f.views.map((v) => {
+    const facts = el('dl', { class: 'facts' });
+    const fact = (k, val) => facts.append(el('dt', {}, k), el('dd', {}, val));
+    fact('Source', v.source ? el('a', { class: 'table-link', href: tablePage(v.source) }, v.source) : 'a table you cannot read');
+    fact('Reads', v.read === 'history' ? 'history (every version with its validity)' : 'table (the rows as they are now)');
+    fact('Entity', v.entity.join(', ') + (v.join_on.join() === v.entity.join() ? '' : ' (source columns ' + v.join_on.join(', ') + ')'));
+    fact('Clock', v.event_time ? v.event_time + ' (event time)' : '_valid_from (when each version became true)');
+    fact('TTL', durationOf(v.ttl_s));
+    if (v.tags.length) fact('Tags', v.tags.join(', '));
+    if (v.owner) fact('Owner', v.owner);
+    if (v.online) {
+      const o = v.online;
+      fact('Online', o.ready ? o.entities.toLocaleString('en') + ' entities' : 'being built from the lake');
+      fact('Freshness', o.version == null ? '-' : 'source version ' + o.version + ', newest change landed ' + whenOf(o.landed_ms));
+      if (o.error) fact('Last error', el('span', { class: 'bad' }, o.error));
+    } else if (f.served) {
+      fact('Online', 'not in the online store');
+    }
+    const features = grid(['Feature', 'Type', 'SQL', 'What it is'],
+      v.features.map((x) => [x.name, x.type || '-', x.sql, x.description || '']));
+    return el('section', { class: 'card feature-view', 'data-view': v.name },
+      el('h3', {}, v.name),
+      v.description ? el('p', {}, v.description) : null,
+      facts, features);
+  });
+  parts.push(el('div', { id: 'feature-views' }, cards));
+  view.replaceChildren(...parts);
 }
 
 // ---------------------------------------------------------------- dashboards
@@ -718,7 +961,7 @@ async function renderDashboard(view, id) {
   const cards = el('div', { class: 'cards', id: 'cards' });
   const instant = () => {
     const back = Number(asOf.value);
-    return back ? new Date(Date.now() - back * DAY_MS).toISOString() : '';
+    return back ? minuteOf(Date.now() - back * DAY_MS) : '';
   };
   const label = () => {
     const t = instant();

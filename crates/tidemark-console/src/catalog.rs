@@ -2,15 +2,22 @@
 //! role reads, taken from the role's own catalog in tidemark-server (the one `\dt`
 //! and `information_schema` list for the same user over psql): a table outside the
 //! grants is not there to list, and a masked table shows the columns the role gets.
+//!
+//! Each table of data carries what its Delta log's statistics say (rows, changes in
+//! its history, how far back it reaches: [`tidemark_query::Engine::table_stats`]),
+//! read without reading a row, so the listing stays fast on large tables. Not for a
+//! role that reads the table through a row filter: the statistics count rows it does
+//! not see (its table page counts what it sees).
 
+use axum::extract::State;
 use axum::Json;
 use deltalake::arrow::datatypes::DataType;
 use deltalake::datafusion::datasource::TableType;
 use serde::Serialize;
-use tidemark_query::CATALOG;
+use tidemark_query::{Form, Resolved, CATALOG};
 
 use crate::auth::Reader;
-use crate::ConsoleError;
+use crate::{Console, ConsoleError};
 
 /// Schemas of the catalog that are not the warehouse's tables.
 const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
@@ -33,6 +40,17 @@ struct Table {
     /// `table` or `view`.
     kind: &'static str,
     columns: Vec<Column>,
+    /// Rows now, from the statistics (see [`tidemark_query::TableStats`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<u64>,
+    /// `rows` is exact; otherwise it is the rows at the last compaction.
+    rows_exact: bool,
+    /// Changes in the table's history (its history log's rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes: Option<u64>,
+    /// How far back its history reaches (`AS OF` before this finds nothing), ISO 8601.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history_from: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,7 +63,7 @@ struct Column {
 
 /// The type name a PostgreSQL client is told, for the types tidemark lands; others
 /// as Arrow names them.
-fn sql_type(t: &DataType) -> String {
+pub(crate) fn sql_type(t: &DataType) -> String {
     match t {
         DataType::Boolean => "boolean".into(),
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint".into(),
@@ -67,9 +85,20 @@ fn sql_type(t: &DataType) -> String {
     }
 }
 
+/// An instant in micros since 1970 as ISO 8601 (UTC, milliseconds).
+fn iso_micros(us: i64) -> Option<String> {
+    let t = arrow::temporal_conversions::timestamp_us_to_datetime(us)?;
+    Some(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
 /// The role's catalog, sorted by schema and table.
-pub(crate) async fn catalog(Reader(s): Reader) -> Result<Json<Catalog>, ConsoleError> {
+pub(crate) async fn catalog(
+    State(console): State<Console>,
+    Reader(s): Reader,
+) -> Result<Json<Catalog>, ConsoleError> {
     let ctx = s.direct.context();
+    let engine = console.inner.gateway.engine();
+    let role = s.direct.role();
     let Some(catalog) = ctx.catalog(CATALOG) else {
         return Ok(Json(Catalog { schemas: vec![] }));
     };
@@ -100,14 +129,29 @@ pub(crate) async fn catalog(Reader(s): Reader) -> Result<Json<Catalog>, ConsoleE
                     nullable: f.is_nullable(),
                 })
                 .collect();
+            // The statistics of the data this name is: the current rows of a landed
+            // table or of one a job writes, unless the role filters its rows.
+            let stats = match engine.resolve(&name, &t) {
+                Some(Resolved::Source {
+                    schema,
+                    table,
+                    form: Form::Current,
+                }) if !role.filters_rows(&schema, &table) => engine.table_stats(&schema, &table),
+                _ => None,
+            }
+            .unwrap_or_default();
             tables.push(Table {
-                name: t,
                 kind: if table.table_type() == TableType::View {
                     "view"
                 } else {
                     "table"
                 },
+                name: t,
                 columns,
+                rows: stats.rows,
+                rows_exact: stats.rows_exact,
+                changes: stats.changes,
+                history_from: stats.oldest_us.and_then(iso_micros),
             });
         }
         if !tables.is_empty() {

@@ -15,6 +15,10 @@
 //!                                    the daemon's jobs (admins)
 //!              /console/api/charts, /dashboards   saved in tidemark.console_* (Delta),
 //!                                    their data run as the viewer (as of an instant)
+//!              /console/api/models   tidemark-models Project (the DAG, tests) + each
+//!                                    model table's last build commit, filtered by the role
+//!              /console/api/features [features.*] the role may read (feature_access);
+//!                                    the online store's counts when it runs in process
 //! ```
 //!
 //! What is decided here and nowhere else: HTTP sessions (an HttpOnly, SameSite=Strict
@@ -29,9 +33,12 @@
 
 pub mod assets;
 pub mod auth;
+mod cache;
 mod catalog;
 mod error;
+mod features;
 mod health;
+mod models;
 pub mod query;
 mod saved;
 
@@ -59,6 +66,16 @@ pub struct Options {
     /// the SQL endpoint's runtime, so console queries do not take capture's threads;
     /// `None`: the runtime serving the request.
     pub runtime: Option<tokio::runtime::Handle>,
+    /// The SQL models the Models page shows (`[models]`), read again at each
+    /// request so an edited model shows at once; `None`: no models directory.
+    pub models: Option<tidemark_core::config::ModelsConfig>,
+    /// The environment served, whose `[models.env.*]` vars the models render with.
+    pub environment: String,
+    /// The feature views the Features page lists (`[features.*]`).
+    pub features: tidemark_features::FeatureViews,
+    /// The online feature store, when one runs in this process (`tidemark run`):
+    /// the Features page shows its entity counts and freshness.
+    pub online: Option<Arc<tidemark_features::OnlineStore>>,
 }
 
 impl Default for Options {
@@ -67,6 +84,10 @@ impl Default for Options {
             secure_cookies: false,
             session_idle: Duration::from_secs(60 * 60),
             runtime: None,
+            models: None,
+            environment: "dev".into(),
+            features: Default::default(),
+            online: None,
         }
     }
 }
@@ -86,6 +107,8 @@ struct Inner {
     /// The daemon's scheduler, once `tidemark run` has built it (see
     /// [`Console::attach_jobs`]); never set under `tidemark console` alone.
     jobs: std::sync::OnceLock<tidemark_daemon::SchedulerHandle>,
+    /// Chart results kept while their tables do not change.
+    charts: cache::Cache,
 }
 
 impl std::fmt::Debug for Console {
@@ -107,6 +130,7 @@ impl Console {
                 sessions: auth::Sessions::new(options.session_idle),
                 limiter: auth::Limiter::default(),
                 jobs: std::sync::OnceLock::new(),
+                charts: cache::Cache::default(),
                 options,
             }),
         }
@@ -133,6 +157,8 @@ impl Console {
             .route("/health/throughput", get(health::throughput))
             .route("/health/compactions", get(health::compactions))
             .route("/jobs/{name}/runs", post(health::trigger))
+            .route("/models", get(models::models))
+            .route("/features", get(features::features))
             .route("/charts", get(saved::list_charts).post(saved::save_chart))
             .route("/charts/{id}", delete(saved::delete_chart))
             .route("/charts/{id}/data", post(saved::chart_data))

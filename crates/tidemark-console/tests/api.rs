@@ -24,52 +24,73 @@ struct Fixture {
     app: Router,
     gateway: Gateway,
     engine: Arc<Engine>,
+    wh: Warehouse,
 }
 
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let wh = Warehouse::new(
-        dir.path().join("warehouse").to_str().unwrap(),
-        Default::default(),
-    )
-    .unwrap();
+/// A warehouse in `dir` with `days` simulated days of the demo's invoicing at
+/// `scale` landed.
+async fn demo_warehouse(dir: &Path, scale: f64, days: u32) -> Warehouse {
+    let wh = Warehouse::new(dir.join("warehouse").to_str().unwrap(), Default::default()).unwrap();
     let mut w = tidemark_demo::Workload::new(tidemark_demo::WorkloadConfig {
-        scale: 0.3,
-        days: 30,
+        scale,
+        days,
         seed: 7,
         ..Default::default()
     });
     tidemark_demo::land(&wh, Naming::SnakeCase, &mut w, 5)
         .await
         .unwrap();
-    let users = dir.path().join("users.toml");
-    for (user, role) in [
-        ("alice", "analyst"),
-        ("fiona", "finance"),
-        ("root", "admin"),
-    ] {
-        UsersFile::add_user(&users, user, role, PASSWORD).unwrap();
+    wh
+}
+
+/// The endpoint's options for `users` (name, role) in `dir`, with the roles of the
+/// shipped examples/tidemark.toml followed by `more_roles` (TOML); and those roles.
+fn server_options(
+    dir: &Path,
+    users: &[(&str, &str)],
+    more_roles: &str,
+) -> (
+    tidemark_server::Options,
+    std::collections::BTreeMap<String, tidemark_core::config::RoleConfig>,
+) {
+    let file = dir.join("users.toml");
+    for (user, role) in users {
+        UsersFile::add_user(&file, user, role, PASSWORD).unwrap();
     }
     let example = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tidemark.toml"),
     )
     .unwrap();
-    let config: tidemark_core::config::Config = toml::from_str(&example).unwrap();
+    let config: tidemark_core::config::Config =
+        toml::from_str(&format!("{example}{more_roles}")).unwrap();
     let opts = tidemark_server::Options::from_config(&tidemark_core::config::ServerConfig {
-        users_file: users,
+        users_file: file,
         audit_flush_ms: 100,
-        roles: config.server.roles,
+        roles: config.server.roles.clone(),
         ..Default::default()
     })
     .unwrap();
+    (opts, config.server.roles)
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = demo_warehouse(dir.path(), 0.3, 30).await;
+    let users = [
+        ("alice", "analyst"),
+        ("fiona", "finance"),
+        ("root", "admin"),
+    ];
+    let (opts, _) = server_options(dir.path(), &users, "");
     let engine = Arc::new(Engine::open(&wh).await.unwrap());
     let gateway = Gateway::open(engine.clone(), &wh, opts).await.unwrap();
-    let app = Console::new(gateway.clone(), wh, Options::default()).router();
+    let app = Console::new(gateway.clone(), wh.clone(), Options::default()).router();
     Fixture {
         _dir: dir,
         app,
         gateway,
         engine,
+        wh,
     }
 }
 
@@ -697,4 +718,477 @@ async fn charts_and_dashboards_run_as_the_viewer_and_travel_in_time() {
     assert_eq!(status, StatusCode::OK, "{revs}");
     assert_eq!(revs["rows"].as_array().unwrap().len(), 3, "{revs}");
     let _ = &f.gateway;
+}
+
+/// Land rows `ids` of a small table `shop.items` in one commit.
+async fn land_items(wh: &Warehouse, ids: std::ops::Range<i64>) {
+    use tidemark_core::change::{ChangeBatchBuilder, Op, Value};
+    use tidemark_core::schema::{ColumnSchema, TableSchema};
+    let id = ColumnSchema {
+        source_name: "id".into(),
+        name: String::new(),
+        column_type: "int(11)".into(),
+        data_type: "int".into(),
+        precision: None,
+        scale: None,
+        stored: Vec::new(),
+    };
+    let schema = TableSchema::new(
+        tidemark_core::names::TableName::new("shop", "items", Naming::SnakeCase),
+        vec![id],
+        &["id".to_string()],
+        Naming::SnakeCase,
+    )
+    .unwrap();
+    let mut w = tidemark_lake::TableWriter::open(wh, Arc::new(schema))
+        .await
+        .unwrap();
+    w.start_merge_on_read().await.unwrap();
+    let mut b = ChangeBatchBuilder::new(w.schema().clone(), ids.clone().count());
+    for i in ids.clone() {
+        let at = 1_767_225_600_000_000 + i * 1_000_000;
+        b.push_values(&[Value::Int(i)], Op::Create, at, &format!("pos:{i}"), i)
+            .unwrap();
+    }
+    let state = tidemark_core::position::SourceState {
+        source: "test".into(),
+        source_table: "shop.items".into(),
+        ..Default::default()
+    };
+    w.append_history(&b.finish().unwrap(), state).await.unwrap();
+}
+
+/// `POST /console/api/chart-data` for `sql` (as of `as_of`): its series.
+async fn chart_series(app: &Router, c: &Client, sql: &str, as_of: Option<&str>) -> Value {
+    let body = json!({"sql": sql, "as_of": as_of});
+    let (status, d) = c.post(app, "/console/api/chart-data", body, true).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert!(d["now"]["error"].is_null(), "{d}");
+    d["now"].clone()
+}
+
+/// A chart's result is answered again without running the statement while the
+/// tables it reads have no new commit, and runs again after one; per user; never
+/// for a statement with `now()`. The audit says which answers were kept ones.
+#[tokio::test]
+async fn chart_results_are_kept_until_their_tables_change() {
+    const ITEMS: &str = "SELECT count(*) AS n FROM shop.items";
+    const VOLATILE: &str = "SELECT count(*) AS n, now() AS at FROM shop.items";
+    const INVOICES: &str = "SELECT count(*) AS n FROM invoicing.invoices";
+    const EARLY: &str = "2026-01-01T00:00:02.500Z";
+    let f = fixture().await;
+    land_items(&f.wh, 0..3).await;
+    f.engine.refresh().await.unwrap();
+    let (_, root, _) = login(&f.app, "root", PASSWORD).await;
+    let root = root.unwrap();
+    let (_, alice, _) = login(&f.app, "alice", PASSWORD).await;
+    let alice = alice.unwrap();
+    let app = &f.app;
+
+    assert_eq!(count_of(&chart_series(app, &root, ITEMS, None).await), 3);
+    assert_eq!(count_of(&chart_series(app, &root, ITEMS, None).await), 3);
+    // A commit to the table: the next load runs the statement again.
+    land_items(&f.wh, 3..5).await;
+    f.engine.refresh().await.unwrap();
+    assert_eq!(count_of(&chart_series(app, &root, ITEMS, None).await), 5);
+    assert_eq!(count_of(&chart_series(app, &root, ITEMS, None).await), 5);
+    // As of an instant: kept per instant (rows 0, 1 and 2 were valid then).
+    let early = Some(EARLY);
+    assert_eq!(count_of(&chart_series(app, &root, ITEMS, early).await), 3);
+    assert_eq!(count_of(&chart_series(app, &root, ITEMS, early).await), 3);
+    // now() is not immutable: never kept.
+    chart_series(app, &root, VOLATILE, None).await;
+    chart_series(app, &root, VOLATILE, None).await;
+    // Another user asking the same runs it as themselves.
+    chart_series(app, &root, INVOICES, None).await;
+    chart_series(app, &alice, INVOICES, None).await;
+
+    f.gateway.close().await;
+    let audit = f
+        .engine
+        .query(
+            "SELECT user_name || ' ' || outcome || ' ' || statement FROM tidemark.audit WHERE application = 'tidemark console' ORDER BY started_at",
+        )
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    for b in &audit {
+        let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        let c = c
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        lines.extend(c.iter().map(|v| v.unwrap().to_string()));
+    }
+    let want = [
+        format!("root ok {ITEMS}"),
+        format!("root cached {ITEMS}"),
+        format!("root ok {ITEMS}"),
+        format!("root cached {ITEMS}"),
+        format!("root ok /* as of {EARLY} */ {ITEMS}"),
+        format!("root cached /* as of {EARLY} */ {ITEMS}"),
+        format!("root ok {VOLATILE}"),
+        format!("root ok {VOLATILE}"),
+        format!("root ok {INVOICES}"),
+        format!("alice ok {INVOICES}"),
+    ];
+    assert_eq!(lines, want);
+}
+
+/// The listing's figures for `schema.table` in a catalog answer.
+fn listed<'a>(catalog: &'a Value, schema: &str, table: &str) -> &'a Value {
+    catalog["schemas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == schema)
+        .and_then(|s| {
+            s["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == table)
+        })
+        .unwrap_or_else(|| panic!("{schema}.{table} listed in {catalog}"))
+}
+
+async fn one_value(engine: &Engine, sql: &str) -> String {
+    let b = engine.query(sql).await.unwrap();
+    tidemark_query::sorted_lines(&b, "|").unwrap().remove(0)
+}
+
+/// The catalog listing carries each table's rows, changes and how far back its
+/// history reaches from the Delta statistics, equal to what queries count; not for a
+/// role that reads the table through a row filter.
+#[tokio::test]
+async fn the_catalog_lists_rows_and_history_from_statistics() {
+    let f = fixture().await;
+    let (_, root, _) = login(&f.app, "root", PASSWORD).await;
+    let (status, catalog) = root.unwrap().get(&f.app, "/console/api/catalog").await;
+    assert_eq!(status, StatusCode::OK);
+    let t = listed(&catalog, "invoicing", "invoices");
+    let rows = one_value(&f.engine, "SELECT count(*) FROM invoicing.invoices").await;
+    assert_eq!(t["rows"].to_string(), rows, "{t}");
+    assert_eq!(t["rows_exact"], true, "the demo compacts at the end: {t}");
+    // Every version of the history view is a change in the log (which also holds
+    // the deletes' tombstones).
+    let versions = one_value(&f.engine, "SELECT count(*) FROM invoicing_history.invoices").await;
+    let changes = t["changes"].as_u64().unwrap();
+    assert!(changes >= versions.parse::<u64>().unwrap(), "{t}");
+    let oldest = one_value(
+        &f.engine,
+        "SELECT to_char(min(_valid_from), '%Y-%m-%dT%H:%M:%S%.3fZ') FROM invoicing_history.invoices",
+    )
+    .await;
+    assert_eq!(t["history_from"], oldest.as_str(), "{t}");
+
+    // Finance reads invoices through a row filter: no figures; payments unfiltered.
+    let (_, fiona, _) = login(&f.app, "fiona", PASSWORD).await;
+    let (_, catalog) = fiona.unwrap().get(&f.app, "/console/api/catalog").await;
+    let t = listed(&catalog, "invoicing", "invoices");
+    assert!(t.get("rows").is_none() && t.get("changes").is_none(), "{t}");
+    let p = listed(&catalog, "invoicing", "payments");
+    let paid = one_value(&f.engine, "SELECT count(*) FROM invoicing.payments").await;
+    assert_eq!(p["rows"].to_string(), paid, "{p}");
+}
+
+/// The Models and Features pages' data: a demo warehouse with the example models
+/// (examples/models, as `tidemark demo` builds them) plus one that does not parse,
+/// three feature views and an online store following them, and a role `board` that
+/// reads two models but not what they read.
+struct ModelsFixture {
+    _dir: tempfile::TempDir,
+    app: Router,
+}
+
+const BOARD_ROLE: &str = "\n[server.roles.board]\ngrants = [\"analytics.revenue_by_country\", \"analytics.revenue_by_month\", \"invoicing.payments\"]\n";
+
+const FEATURE_VIEWS: &str = r#"
+[customer_spend]
+source = "analytics.customer_summary"
+entity = "customer_id"
+ttl = "30d"
+features = ["billed", "paid", { name = "unpaid", sql = "billed - paid" }]
+
+[payment_amounts]
+source = "invoicing.payments"
+entity = "payment_id"
+join_on = "id"
+features = ["amount", "method"]
+
+[invoice_status]
+source = "invoicing.invoices"
+entity = "invoice_id"
+join_on = "id"
+features = ["status", "total"]
+"#;
+
+/// Copy a directory tree.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+async fn models_fixture() -> ModelsFixture {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = demo_warehouse(dir.path(), 0.2, 10).await;
+    let models_dir = dir.path().join("models");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models"),
+        &models_dir,
+    );
+    let models = tidemark_core::config::ModelsConfig {
+        path: models_dir.clone(),
+        ..Default::default()
+    };
+    let engine = Arc::new(Engine::open(&wh).await.unwrap());
+    let project =
+        tidemark_models::Project::load(&models, Some(&engine.landed_names()), "dev").unwrap();
+    let report = tidemark_models::build(&wh, engine, &project, &Default::default())
+        .await
+        .unwrap();
+    assert!(report.failures().is_empty(), "{:?}", report.failures());
+    // A SQL test on a model board reads that fails (every country is listed), run
+    // as `tidemark test` runs it: its outcome lands in tidemark.model_tests with
+    // its failing rows, next to the passing ones the build recorded.
+    std::fs::write(
+        models_dir.join("tests/no_country_is_listed.sql"),
+        "SELECT country, paid FROM {{ ref('revenue_by_country') }} WHERE customers > 0",
+    )
+    .unwrap();
+    let engine = Arc::new(Engine::open(&wh).await.unwrap());
+    let project =
+        tidemark_models::Project::load(&models, Some(&engine.landed_names()), "dev").unwrap();
+    let ran_by = tidemark_models::RanBy {
+        who: "tidemark test".into(),
+        environment: "dev".into(),
+    };
+    let tested = tidemark_models::test(
+        Some(&engine),
+        &project,
+        &["revenue_by_country".into()],
+        Some((&wh, &ran_by)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tested[0].failures().len(), 1, "{tested:?}");
+    // Broken after the build: the page shows it (to admins) with its error.
+    std::fs::write(models_dir.join("broken_model.sql"), "SELEC nothing").unwrap();
+
+    let users = [("fiona", "finance"), ("root", "admin"), ("bob", "board")];
+    let (opts, roles) = server_options(dir.path(), &users, BOARD_ROLE);
+    let engine = Arc::new(Engine::open(&wh).await.unwrap());
+    let views: std::collections::BTreeMap<String, toml::Table> =
+        toml::from_str(FEATURE_VIEWS).unwrap();
+    let features = tidemark_features::FeatureViews::parse(&views).unwrap();
+    let masks = tidemark_server::access::Policy::from_config(&roles)
+        .unwrap()
+        .mask_sets();
+    let store = Arc::new(tidemark_features::OnlineStore::new(features.iter(), &masks));
+    store.catch_up(&engine, true).await;
+    let gateway = Gateway::open(engine, &wh, opts).await.unwrap();
+    let options = Options {
+        models: Some(models),
+        features,
+        online: Some(store),
+        ..Options::default()
+    };
+    let app = Console::new(gateway, wh, options).router();
+    ModelsFixture { _dir: dir, app }
+}
+
+fn model<'a>(models: &'a Value, name: &str) -> &'a Value {
+    models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no model {name} in {models}"))
+}
+
+fn names_of(list: &Value) -> Vec<String> {
+    let mut out: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn models_and_features_as_each_role_may_see_them() {
+    let f = models_fixture().await;
+    let (_, root, _) = login(&f.app, "root", PASSWORD).await;
+    let root = root.unwrap();
+    let (status, m) = root.get(&f.app, "/console/api/models").await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    assert_eq!(
+        names_of(&m["models"]),
+        [
+            "customer_summary",
+            "open_receivables",
+            "overdue_invoices",
+            "payments_received",
+            "revenue_by_country",
+            "revenue_by_month"
+        ]
+    );
+    // The DAG: sources on the left, a model reading a model one column further.
+    assert_eq!(
+        m["tables"],
+        json!([
+            "invoicing.customers",
+            "invoicing.invoices",
+            "invoicing.payments"
+        ])
+    );
+    assert_eq!(model(&m, "customer_summary")["layer"], 1);
+    let by_country = model(&m, "revenue_by_country");
+    assert_eq!(by_country["layer"], 2);
+    assert_eq!(
+        by_country["reads"],
+        json!([{"table": "analytics.customer_summary", "model": "customer_summary"}])
+    );
+    // Its last build, from its table's commit: number, instant, version, inputs.
+    let summary = model(&m, "customer_summary");
+    let b = &summary["last_build"];
+    assert_eq!(b["build"], 1, "{summary}");
+    assert!(
+        b["at_ms"].as_i64().unwrap() > 0 && b["version"].as_i64().is_some(),
+        "{b}"
+    );
+    assert_eq!(b["sql_changed"], false);
+    let inputs: Vec<&str> = b["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(inputs, ["invoicing.customers", "invoicing.invoices"]);
+    let tests: Vec<&str> = summary["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tests,
+        [
+            "unique(customer_id)",
+            "not_null(customer_id)",
+            "paid_never_exceeds_billed"
+        ]
+    );
+    assert_eq!(summary["unit_tests"].as_array().unwrap().len(), 1);
+    // Each test's last run, as the build recorded it: passed.
+    for t in summary["tests"].as_array().unwrap() {
+        let last = &t["last"];
+        assert_eq!(last["outcome"], "pass", "{t}");
+        assert_eq!(last["failing_rows"], 0, "{t}");
+        assert_eq!(last["ran_by"], "tidemark build", "{t}");
+        assert!(last["at_ms"].as_i64().unwrap() > 0, "{t}");
+    }
+    // And the failing one `tidemark test` ran, with its first failing rows.
+    let failing = &model(&m, "revenue_by_country")["tests"][0];
+    assert_eq!(failing["name"], "no_country_is_listed", "{failing}");
+    let last = &failing["last"];
+    assert_eq!(last["outcome"], "fail", "{failing}");
+    assert!(last["failing_rows"].as_i64().unwrap() > 0, "{failing}");
+    assert!(
+        last["rows"][0].as_str().unwrap().starts_with("(country="),
+        "{failing}"
+    );
+    assert_eq!(last["ran_by"], "tidemark test", "{failing}");
+    assert_eq!(model(&m, "overdue_invoices")["view"], "current");
+    assert_eq!(model(&m, "payments_received")["strategy"], "append");
+    let broken = m["broken"].as_array().unwrap();
+    assert_eq!(broken.len(), 1, "{m}");
+    assert_eq!(broken[0]["name"], "broken_model");
+    assert!(!m["dir"].is_null());
+    // No daemon here: no jobs.
+    assert_eq!(m["daemon"], false);
+
+    // board reads two models, not what they read: those are never named.
+    let (_, bob, _) = login(&f.app, "bob", PASSWORD).await;
+    let bob = bob.unwrap();
+    let (status, m) = bob.get(&f.app, "/console/api/models").await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    assert_eq!(
+        names_of(&m["models"]),
+        ["revenue_by_country", "revenue_by_month"]
+    );
+    assert_eq!(m["reads_hidden"], true);
+    assert_eq!(m["tables"], json!([]));
+    for name in ["revenue_by_country", "revenue_by_month"] {
+        let x = model(&m, name);
+        assert_eq!(x["reads"], json!([]), "{x}");
+        assert_eq!(x["hidden_reads"], 1, "{x}");
+        assert_eq!(x["last_build"]["hidden_inputs"], 1, "{x}");
+        assert_eq!(x["last_build"]["inputs"], json!([]), "{x}");
+    }
+    // board reads revenue_by_country unmasked: its failing test's rows are the
+    // model's, shown; who ran it (a job's name, for admins) is not.
+    let last = &model(&m, "revenue_by_country")["tests"][0]["last"];
+    assert_eq!(last["outcome"], "fail", "{last}");
+    assert!(!last["rows"].as_array().unwrap().is_empty(), "{last}");
+    assert!(last["ran_by"].is_null(), "{last}");
+    let text = m.to_string();
+    for hidden in ["customer_summary", "invoicing", "broken_model", "customers"] {
+        assert!(!text.contains(hidden), "{hidden} in {text}");
+    }
+    assert!(m["broken"].is_null() && m["dir"].is_null());
+
+    // finance reads no model.
+    let (_, fiona, _) = login(&f.app, "fiona", PASSWORD).await;
+    let fiona = fiona.unwrap();
+    let (status, m) = fiona.get(&f.app, "/console/api/models").await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    assert_eq!(m["models"], json!([]));
+    assert!(!m.to_string().contains("analytics"), "{m}");
+
+    // Features: the HTTP features API's rule. Admin reads the three, with the
+    // online store's counts.
+    let (status, fv) = root.get(&f.app, "/console/api/features").await;
+    assert_eq!(status, StatusCode::OK, "{fv}");
+    assert_eq!(fv["served"], true);
+    assert_eq!(
+        names_of(&fv["views"]),
+        ["customer_spend", "invoice_status", "payment_amounts"]
+    );
+    let spend = fv["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "customer_spend")
+        .unwrap();
+    assert_eq!(spend["source"], "analytics.customer_summary");
+    assert_eq!(spend["ttl_s"], 30 * 86400);
+    assert!(spend["online"]["entities"].as_u64().unwrap() > 0, "{spend}");
+    assert!(spend["online"]["version"].as_i64().is_some(), "{spend}");
+    assert!(
+        spend["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["type"].is_string()),
+        "{spend}"
+    );
+    // finance: its row filter on invoices refuses that view; customers' is not
+    // granted; payments' is.
+    let (_, fv) = fiona.get(&f.app, "/console/api/features").await;
+    assert_eq!(names_of(&fv["views"]), ["payment_amounts"]);
+    let payments = &fv["views"][0];
+    assert_eq!(payments["source"], "invoicing.payments");
+    assert!(payments["features"][0]["type"].is_string(), "{payments}");
+    assert!(!fv.to_string().contains("customer"), "{fv}");
 }

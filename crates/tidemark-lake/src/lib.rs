@@ -51,6 +51,7 @@ mod diff;
 mod error;
 pub mod keyset;
 mod maintain;
+mod model_tests;
 pub mod mor;
 mod own;
 mod provider;
@@ -69,8 +70,12 @@ pub use dead_letters::{DeadLetter, DeadLetters, DEAD_LETTERS};
 pub use diff::quote;
 pub use error::{Error, Result};
 pub use maintain::Maintenance;
+pub use model_tests::{
+    existing as existing_model_tests, last_model_tests, record_model_tests, ModelTestRow,
+    MODEL_TESTS,
+};
 pub use own::{OwnMaintenance, OWN_SCHEMA};
-pub use provider::provider;
+pub use provider::{provider, snapshot_of, Snapshot};
 pub use rows::{collapse_by_key, concat, current_rows, history_rows};
 pub use runs::{existing as existing_runs, record_runs, RunClaims, RunRow, RUNS};
 pub use verifications::{

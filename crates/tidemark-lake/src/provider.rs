@@ -9,6 +9,10 @@
 //! became `NULL` there and returned every current row as a closed version (found by
 //! `tidemark verify`'s history tests). Answering `Inexact` for those keeps
 //! DataFusion's filter above the scan; every other filter is delta-rs's to judge.
+//!
+//! Each provider also knows which snapshot it reads ([`snapshot_of`]): a plan over
+//! such providers only reads data that never changes, which is what lets the web
+//! console keep a result until one of its tables has a new commit.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -25,11 +29,39 @@ use deltalake::DeltaTable;
 
 /// `table`'s provider, with column-free filters kept by DataFusion.
 pub async fn provider(table: &DeltaTable) -> deltalake::DeltaResult<Arc<dyn TableProvider>> {
-    Ok(Arc::new(Guarded(table.table_provider().await?)))
+    let snapshot = Snapshot {
+        table: table.table_url().to_string(),
+        id: table
+            .snapshot()
+            .map(|s| s.metadata().id().to_string())
+            .unwrap_or_default(),
+        version: table.version(),
+    };
+    Ok(Arc::new(Guarded(table.table_provider().await?, snapshot)))
+}
+
+/// The Delta snapshot a provider reads: the table's place, its id (a table landed
+/// again at the same place has a new one, and starts its versions again) and the
+/// version. Equal snapshots hold equal rows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Snapshot {
+    /// Where the table is.
+    pub table: String,
+    /// Its Delta table id (`metaData.id`).
+    pub id: String,
+    /// The version read (`None`: the table has no commit).
+    pub version: Option<u64>,
+}
+
+/// The snapshot `provider` reads, when it is one [`provider`] made (which reads one
+/// fixed version); `None` for any other provider.
+pub fn snapshot_of(provider: &dyn TableProvider) -> Option<&Snapshot> {
+    let any: &dyn std::any::Any = provider;
+    any.downcast_ref::<Guarded>().map(|g| &g.1)
 }
 
 #[derive(Debug)]
-struct Guarded(Arc<dyn TableProvider>);
+struct Guarded(Arc<dyn TableProvider>, Snapshot);
 
 #[async_trait]
 impl TableProvider for Guarded {

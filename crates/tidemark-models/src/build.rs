@@ -35,6 +35,8 @@ pub struct Options {
     pub threads: usize,
     /// A progress bar on the terminal.
     pub progress: bool,
+    /// Who runs the build, for the data tests' rows in `tidemark.model_tests`.
+    pub ran_by: crate::record::RanBy,
 }
 
 /// What a build did to one model.
@@ -206,6 +208,8 @@ pub async fn build(
     let mut order = Vec::new();
     let mut running = FuturesUnordered::new();
     let threads = options.threads.max(1);
+    // Every data test's result, kept in one commit once the build ends.
+    let mut tested: Vec<crate::testing::TestResult> = Vec::new();
     loop {
         // Start what is ready; skip what cannot be built.
         let mut progressed = true;
@@ -286,14 +290,14 @@ pub async fn build(
                     let _shared = gate.read().await;
                     let ctx = engine.session_context();
                     for r in crate::testing::run(&ctx, &m.target, &tests).await {
-                        if r.passed() {
-                            continue;
+                        if !r.passed() {
+                            warn!(model = %name, test = %r.test.name, failures = r.failures, "data test failed");
+                            match r.test.severity {
+                                crate::testing::Severity::Error => b.failed_tests.push(r.message()),
+                                crate::testing::Severity::Warn => b.warned_tests.push(r.message()),
+                            }
                         }
-                        warn!(model = %name, test = %r.test.name, failures = r.failures, "data test failed");
-                        match r.test.severity {
-                            crate::testing::Severity::Error => b.failed_tests.push(r.message()),
-                            crate::testing::Severity::Warn => b.warned_tests.push(r.message()),
-                        }
+                        tested.push(r);
                     }
                 }
                 Ok(_) => {}
@@ -305,6 +309,16 @@ pub async fn build(
         outcomes.insert(name, outcome);
     }
     bar.finish_and_clear();
+    let who = if options.ran_by.who.is_empty() {
+        "tidemark build"
+    } else {
+        options.ran_by.who.as_str()
+    };
+    let rows: Vec<_> = tested
+        .iter()
+        .map(|r| crate::record::row(r, who, &options.ran_by.environment))
+        .collect();
+    crate::record::record(wh, &rows).await;
     // Failures found before building first, then the build order.
     let mut models: Vec<(String, Outcome)> = Vec::new();
     for (n, o) in &outcomes {
@@ -862,11 +876,15 @@ impl Tested {
 }
 
 /// Run the selected models' tests without building: data tests on their landed
-/// tables, unit tests on their fixtures (`unit_only`: no warehouse is read).
+/// tables, unit tests on their fixtures (`engine` `None`: no warehouse is read).
+/// With `record`, the data tests' outcomes are appended to that warehouse's
+/// `tidemark.model_tests` (the environment's own, also when `engine` reads a
+/// deferred one), in one commit.
 pub async fn test(
     engine: Option<&Engine>,
     project: &Project,
     select: &[String],
+    record: Option<(&Warehouse, &crate::record::RanBy)>,
 ) -> Result<Vec<Tested>, String> {
     let selected = graph::select(project, select)?;
     let mut out = Vec::new();
@@ -900,6 +918,19 @@ pub async fn test(
             }
         }
         out.push(t);
+    }
+    if let Some((wh, ran_by)) = record {
+        let who = if ran_by.who.is_empty() {
+            "tidemark test"
+        } else {
+            ran_by.who.as_str()
+        };
+        let rows: Vec<_> = out
+            .iter()
+            .flat_map(|t| &t.data)
+            .map(|r| crate::record::row(r, who, &ran_by.environment))
+            .collect();
+        crate::record::record(wh, &rows).await;
     }
     Ok(out)
 }

@@ -25,6 +25,7 @@
 //! * [`land`]: a result as a tidemark table: types, keys, evolution, the commit.
 //! * [`build`]: the build itself.
 //! * [`drift`]: whether a model's table equals its SQL run now (equivalence tests).
+//! * [`record`]: data-test outcomes kept in `tidemark.model_tests`.
 //! * [`defer`]: a build of one environment reading another's warehouse, read-only
 //!   (dbt's `defer`): `[environments.dev] defer_to = "prod"`.
 //!
@@ -44,6 +45,7 @@ pub mod graph;
 pub mod incremental;
 pub mod land;
 pub mod project;
+pub mod record;
 pub mod render;
 pub mod testing;
 
@@ -51,3 +53,4 @@ pub use build::{build, test, Built, Options, Outcome, Report, Tested};
 pub use defer::{deferred_to, open, open_for_queries, Defer, OpenError};
 pub use error::{Error, Result};
 pub use project::{Materialized, Model, Project, Strategy};
+pub use record::RanBy;

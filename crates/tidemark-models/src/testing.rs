@@ -92,6 +92,10 @@ pub struct TestResult {
     pub sample: Vec<String>,
     /// The query failed to run (that is a failure too).
     pub error: Option<String>,
+    /// When it started and ended (µs, UTC), for `tidemark.model_tests`.
+    pub started_us: i64,
+    /// See `started_us`.
+    pub ended_us: i64,
 }
 
 impl TestResult {
@@ -320,33 +324,46 @@ fn render_rows(batches: &[RecordBatch], limit: usize) -> Vec<String> {
     out
 }
 
+/// Failing rows a result keeps (messages show them; `tidemark.model_tests` keeps
+/// them, bounded in bytes too).
+pub const SAMPLE_ROWS: usize = 5;
+
 /// Run `tests` on `model`'s table through `ctx` (a session of the engine).
 pub async fn run(ctx: &SessionContext, model: &Target, tests: &[DataTest]) -> Vec<TestResult> {
     let mut out = Vec::new();
     for t in tests {
+        let started_us = chrono::Utc::now().timestamp_micros();
         let r = async {
             let df = failing(ctx, model, t).await?;
             let failures = df.clone().count().await? as u64;
             let sample = if failures > 0 {
-                render_rows(&df.limit(0, Some(3))?.collect().await?, 3)
+                render_rows(
+                    &df.limit(0, Some(SAMPLE_ROWS))?.collect().await?,
+                    SAMPLE_ROWS,
+                )
             } else {
                 Vec::new()
             };
             Ok::<_, deltalake::datafusion::error::DataFusionError>((failures, sample))
         }
         .await;
+        let ended_us = chrono::Utc::now().timestamp_micros();
         out.push(match r {
             Ok((failures, sample)) => TestResult {
                 test: t.clone(),
                 failures,
                 sample,
                 error: None,
+                started_us,
+                ended_us,
             },
             Err(e) => TestResult {
                 test: t.clone(),
                 failures: 0,
                 sample: Vec::new(),
                 error: Some(e.to_string()),
+                started_us,
+                ended_us,
             },
         });
     }

@@ -117,6 +117,24 @@ async fn example_models_build_incrementally_and_travel_in_time() {
         .await
         .unwrap();
     assert!(first.failures().is_empty(), "{first:#?}");
+    // Its data tests' outcomes landed in tidemark.model_tests in one commit: the
+    // table's creation is version 0, the build's append version 1.
+    let tests_table = tidemark_lake::existing_model_tests(&wh)
+        .await
+        .unwrap()
+        .expect("the build recorded its tests");
+    assert_eq!(tests_table.version(), Some(1));
+    let last = tidemark_lake::last_model_tests(&wh).await.unwrap();
+    assert!(
+        last.len() >= 3
+            && last.iter().all(|r| r.outcome == "pass"
+                && r.ran_by == "tidemark build"
+                && r.ended_us >= r.started_us),
+        "{last:#?}"
+    );
+    assert!(last
+        .iter()
+        .any(|r| r.model == "customer_summary" && r.test == "unique(customer_id)"));
     let order: Vec<&str> = first.models.iter().map(|(n, _)| n.as_str()).collect();
     let at = |n: &str| order.iter().position(|x| *x == n).unwrap();
     assert!(at("customer_summary") < at("revenue_by_country"));
@@ -162,6 +180,12 @@ async fn example_models_build_incrementally_and_travel_in_time() {
             .all(|(_, o)| matches!(o, Outcome::UpToDate)),
         "{again:#?}"
     );
+    // Nothing built, no test ran: no commit.
+    let tests_table = tidemark_lake::existing_model_tests(&wh)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tests_table.version(), Some(1));
 
     // Ten more days: new invoices, payments (updates), drafts deleted.
     landing.days(10).await;

@@ -46,6 +46,57 @@ pub(crate) struct Known {
     closed_loaded: Option<deltalake::DeltaTable>,
     /// Loaded from the deferred warehouse (read-only), not the engine's own.
     deferred: bool,
+    /// The current table's base is its whole current state (no tail to merge), so
+    /// its files' row counts are the table's.
+    base_is_whole: bool,
+}
+
+/// What a table's Delta statistics say, read from its log without reading a row:
+/// the catalog's listing ([`Engine::table_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Rows now: exact when [`Self::rows_exact`]; otherwise the rows as of the last
+    /// compaction (the changes landed since are merged when read).
+    pub rows: Option<u64>,
+    /// [`Self::rows`] is the current row count.
+    pub rows_exact: bool,
+    /// Rows of the history log: one per change (inserts, updates, deletes).
+    pub changes: Option<u64>,
+    /// The earliest `_valid_from` in the history (micros since 1970): how far back
+    /// `AS OF` reaches.
+    pub oldest_us: Option<i64>,
+}
+
+/// Rows of a Delta table's files and, of column `min_of` if given, the least
+/// minimum, from its log's statistics; `None` where a file lacks them.
+fn file_stats(t: &deltalake::DeltaTable, min_of: Option<&str>) -> Option<(u64, Option<i64>)> {
+    use deltalake::arrow::array::{Array, AsArray};
+    use deltalake::arrow::datatypes::{DataType, Int64Type};
+    let files = t.snapshot().ok()?.add_actions_table(true).ok()?;
+    let rows = files
+        .column_by_name("num_records")?
+        .as_primitive_opt::<Int64Type>()?;
+    if rows.null_count() > 0 {
+        return None;
+    }
+    let total = rows
+        .values()
+        .iter()
+        .map(|n| u64::try_from(*n).unwrap_or(0))
+        .sum();
+    let least = match min_of {
+        None => None,
+        Some(c) => {
+            let m = files.column_by_name(&format!("min.{c}"))?;
+            let m = deltalake::arrow::compute::cast(m, &DataType::Int64).ok()?;
+            let m = m.as_primitive_opt::<Int64Type>()?;
+            if m.null_count() > 0 {
+                return None;
+            }
+            m.values().iter().min().copied()
+        }
+    };
+    Some((total, least))
 }
 
 /// What a name in the catalog reads, for access control: which source table (if
@@ -156,6 +207,7 @@ impl Engine {
             .with_default_catalog_and_schema(CATALOG, "public")
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
+        crate::functions::register(&ctx);
         let engine = Self {
             ctx,
             wh: wh.clone(),
@@ -408,6 +460,7 @@ impl Engine {
                     hist_loaded: hist,
                     closed_loaded: closed,
                     deferred,
+                    base_is_whole: read_mark.is_none(),
                 },
             );
             changed += 1;
@@ -474,6 +527,16 @@ impl Engine {
             if let Some(v) = tidemark_lake::existing_runs(&self.wh).await? {
                 v.update_datafusion_session(&self.ctx.state())?;
                 self.register_own(tidemark_lake::RUNS, Arc::new(crate::Latest::new(&v).await?))?;
+            }
+        }
+        // And the SQL models' data test outcomes.
+        if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::MODEL_TESTS) {
+            if let Some(v) = tidemark_lake::existing_model_tests(&self.wh).await? {
+                v.update_datafusion_session(&self.ctx.state())?;
+                self.register_own(
+                    tidemark_lake::MODEL_TESTS,
+                    Arc::new(crate::Latest::new(&v).await?),
+                )?;
             }
         }
         Ok(changed)
@@ -799,6 +862,31 @@ impl Engine {
                 (t == name && history_schema(s) == schema).then(|| source(s, t, Form::History))
             }),
         }
+    }
+
+    /// What the statistics in the Delta logs of landed table `schema.table` (or of a
+    /// table a job writes) say, as last refreshed; no row is read. `None` for names
+    /// that are neither.
+    pub fn table_stats(&self, schema: &str, table: &str) -> Option<TableStats> {
+        let key = (schema.to_string(), table.to_string());
+        if let Some(k) = self.tables.read().expect("tables lock").get(&key) {
+            let cur = file_stats(&k.cur_loaded, None);
+            let hist = file_stats(&k.hist_loaded, Some(tidemark_core::schema::VALID_FROM));
+            return Some(TableStats {
+                rows: cur.map(|(n, _)| n),
+                rows_exact: cur.is_some() && k.base_is_whole,
+                changes: hist.map(|(n, _)| n),
+                oldest_us: hist.and_then(|(_, m)| m),
+            });
+        }
+        let derived = self.derived.read().expect("derived lock");
+        let t = derived.get(&key)?;
+        let rows = file_stats(t, None).map(|(n, _)| n);
+        Some(TableStats {
+            rows,
+            rows_exact: rows.is_some(),
+            ..Default::default()
+        })
     }
 
     /// The history log of landed table `schema.table` as the last refresh loaded it:

@@ -39,6 +39,9 @@
 //!   - `FROM db.t VERSION AS OF <n>`: Delta version `n` of the current table.
 //!
 //! Queries are read-only: DDL and DML are refused with a clear error.
+//!
+//! Functions: DataFusion's, with `date_trunc` of tidemark's UTC instants served
+//! without chrono's per-value time zone arithmetic ([`functions`]).
 
 #![warn(missing_docs)]
 
@@ -46,10 +49,11 @@ mod current;
 mod engine;
 mod error;
 mod format;
+pub mod functions;
 mod latest;
 mod travel;
 
-pub use engine::{parse, Engine, Form, Resolved, CATALOG};
+pub use engine::{parse, Engine, Form, Resolved, TableStats, CATALOG};
 pub use error::{arrow_sqlstate, message as error_message, sqlstate, Error, Result};
 pub use format::{format_batches, sorted_lines, OutputFormat};
 pub use latest::Latest;

@@ -53,8 +53,9 @@ pub type MaskSets = BTreeMap<(String, String), Vec<Vec<(String, String)>>>;
 /// The role every deployment has unless the config defines it otherwise.
 pub const ADMIN: &str = "admin";
 
-/// What a role may read, compiled from `[server.roles.<name>]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a role may read, compiled from `[server.roles.<name>]`. Hashable, so a cache
+/// of results can key on the role as it was when they were read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Role {
     name: String,
     admin: bool,
@@ -65,7 +66,7 @@ pub struct Role {
     filters: BTreeMap<(String, String), String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Grant {
     All,
     Schema(String),
@@ -150,6 +151,13 @@ impl Role {
         self.masks
             .get(&(schema.to_string(), table.to_string()))
             .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether the role reads the source table `schema.table` through a row filter
+    /// (so counts from the table's statistics are not its counts).
+    pub fn filters_rows(&self, schema: &str, table: &str) -> bool {
+        self.filters
+            .contains_key(&(schema.to_string(), table.to_string()))
     }
 
     /// Whether role `self` may read feature view `view` over `source`, and if not,

@@ -248,6 +248,18 @@ impl DirectSession {
         sql: &str,
         as_of: Option<&str>,
     ) -> std::result::Result<Rows, QueryError> {
+        self.prepare(sql, as_of).await?.run().await
+    }
+
+    /// [`Self::query_as_of`] in two steps: the statement parsed, checked and planned
+    /// (its audit record begun), then [`Prepared::run`]. In between, a front end that
+    /// keeps results may answer from them instead ([`Prepared::data_state`],
+    /// [`Prepared::answered`]): the audit records the statement either way.
+    pub async fn prepare(
+        &self,
+        sql: &str,
+        as_of: Option<&str>,
+    ) -> std::result::Result<Prepared<'_>, QueryError> {
         let shared = &self.gateway.shared;
         let parser = &self.gateway.parser;
         let audited = match as_of {
@@ -288,10 +300,126 @@ impl DirectSession {
                 return Err(e.into());
             }
         };
+        let data = data_state(&plan);
+        Ok(Prepared {
+            session: self,
+            plan,
+            entry,
+            data,
+        })
+    }
+}
+
+/// A statement planned as a session's user, not run yet: [`Prepared::run`] it, or
+/// answer it from a kept result of the same statement over the same data
+/// ([`Prepared::answered`]). One of the two records it in the audit; dropped
+/// unused, it records nothing (nothing was read).
+pub struct Prepared<'a> {
+    session: &'a DirectSession,
+    plan: deltalake::datafusion::logical_expr::LogicalPlan,
+    entry: Entry,
+    data: Option<Vec<tidemark_lake::Snapshot>>,
+}
+
+impl std::fmt::Debug for Prepared<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("data", &self.data)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a planned statement's result depends on besides its text, its instant and
+/// who reads it: the Delta snapshot (table, id, version) every scan in the plan reads
+/// ([`tidemark_lake::snapshot_of`]), in plan order. The plan holds its providers, each
+/// over one fixed version, so equal snapshots mean equal rows. `None` when that is
+/// not all it depends on: a function that is not immutable (`now()`, `random()`,
+/// `current_user`), a scan of anything else (tidemark's own tables and the tables
+/// jobs write, read at their newest version when scanned; the feature store; table
+/// functions; catalog tables), or an EXPLAIN.
+fn data_state(
+    plan: &deltalake::datafusion::logical_expr::LogicalPlan,
+) -> Option<Vec<tidemark_lake::Snapshot>> {
+    use deltalake::datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use deltalake::datafusion::datasource::source_as_provider;
+    use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+
+    if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
+        return None;
+    }
+    let mut snapshots = Vec::new();
+    let mut ok = true;
+    let walked = plan.apply_with_subqueries(|p| {
+        if let LogicalPlan::TableScan(scan) = p {
+            let snapshot = source_as_provider(&scan.source)
+                .ok()
+                .and_then(|provider| tidemark_lake::snapshot_of(provider.as_ref()).cloned());
+            match snapshot {
+                Some(s) => snapshots.push(s),
+                None => ok = false,
+            }
+        }
+        if ok {
+            p.apply_expressions(|e| {
+                e.apply(|e| {
+                    let volatile = match e {
+                        Expr::ScalarFunction(f) => {
+                            f.func.signature().volatility != Volatility::Immutable
+                        }
+                        Expr::AggregateFunction(f) => {
+                            f.func.signature().volatility != Volatility::Immutable
+                        }
+                        _ => false,
+                    };
+                    if volatile {
+                        ok = false;
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })?;
+        }
+        Ok(if ok {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    (walked.is_ok() && ok).then_some(snapshots)
+}
+
+impl Prepared<'_> {
+    /// The data the result depends on (see `data_state`): equal for two
+    /// preparations of one statement by one user and role, at one instant, exactly
+    /// when their results are equal; `None` when that cannot be told, and such a
+    /// result must not be kept.
+    pub fn data_state(&self) -> Option<&[tidemark_lake::Snapshot]> {
+        self.data.as_deref()
+    }
+
+    /// The statement was answered with `rows` rows from a result kept for the same
+    /// [`Self::data_state`]: recorded in the audit with outcome `cached`.
+    pub fn answered(self, rows: usize) {
+        self.entry.finish(
+            "cached",
+            Some(i64::try_from(rows).unwrap_or(i64::MAX)),
+            None,
+        );
+    }
+
+    /// Run the statement: its rows as they are produced, under the session's
+    /// statement timeout, recorded in the audit when they end.
+    pub async fn run(self) -> std::result::Result<Rows, QueryError> {
+        let Prepared {
+            session: direct,
+            plan,
+            entry,
+            ..
+        } = self;
         let start = tokio::time::Instant::now();
-        let limit = self.session.statement_timeout();
+        let limit = direct.session.statement_timeout();
         let begin = async {
-            let df = self
+            let df = direct
                 .session
                 .ctx
                 .execute_logical_plan(plan)

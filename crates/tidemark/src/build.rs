@@ -92,6 +92,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         full_refresh: args.full_refresh,
         threads: args.threads.unwrap_or(models.threads),
         progress,
+        ran_by: tidemark_models::RanBy {
+            who: "tidemark build".into(),
+            environment: g.environment.clone(),
+        },
     };
     let report = tidemark_models::build(&wh, engine, &project, &options)
         .await
@@ -173,9 +177,9 @@ pub async fn test(g: &GlobalArgs, args: TestArgs) -> Result<()> {
     init_logging(g);
     let config = load_config(g, false)?;
     let models = models_config(config.as_ref(), args.models);
-    let (engine, project) = if args.unit {
+    let (engine, project, wh) = if args.unit {
         let project = tidemark_models::Project::load(&models, None, &g.environment)?;
-        (None, project)
+        (None, project, None)
     } else {
         let wh = warehouse(g, config.as_ref())?;
         let defer = args.defer.resolve(g, config.as_ref())?;
@@ -183,11 +187,21 @@ pub async fn test(g: &GlobalArgs, args: TestArgs) -> Result<()> {
             tidemark_models::open(&wh, defer.as_ref(), &models, &g.environment, &args.select)
                 .await
                 .map_err(anyhow::Error::msg)?;
-        (Some(engine), project)
+        (Some(engine), project, Some(wh))
     };
-    let results = tidemark_models::test(engine.as_deref(), &project, &args.select)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    // The data tests' outcomes go to this environment's tidemark.model_tests.
+    let ran_by = tidemark_models::RanBy {
+        who: "tidemark test".into(),
+        environment: g.environment.clone(),
+    };
+    let results = tidemark_models::test(
+        engine.as_deref(),
+        &project,
+        &args.select,
+        wh.as_ref().map(|wh| (wh, &ran_by)),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     let mut failed = Vec::new();
     let (mut passed, mut warned) = (0, 0);
     for t in &results {

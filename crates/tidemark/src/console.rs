@@ -32,13 +32,31 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn options(config: Option<&Config>, tls: bool, runtime: Option<tokio::runtime::Handle>) -> Options {
+fn options(
+    g: &GlobalArgs,
+    config: Option<&Config>,
+    tls: bool,
+    runtime: Option<tokio::runtime::Handle>,
+    online: Option<Arc<tidemark_features::OnlineStore>>,
+) -> Result<Options> {
     let idle = config.map_or(60, |c| c.console.session_idle_minutes.max(1));
-    Options {
+    // Refused as `tidemark run` refuses it: a view the console would list but
+    // nothing could serve.
+    let features = match config {
+        Some(c) => tidemark_features::FeatureViews::parse(&c.features)
+            .context("[features.*] in the config file")?,
+        None => Default::default(),
+    };
+    Ok(Options {
         secure_cookies: tls,
         session_idle: Duration::from_secs(idle.saturating_mul(60)),
         runtime,
-    }
+        // As `tidemark build` finds them: [models] path, else ./models.
+        models: Some(config.map(|c| c.models.clone()).unwrap_or_default()),
+        environment: g.environment.clone(),
+        features,
+        online,
+    })
 }
 
 /// Run `tidemark console` until Ctrl-C / SIGTERM.
@@ -84,10 +102,11 @@ pub async fn serve(g: &GlobalArgs, args: Args) -> Result<()> {
         gateway.reloader(),
         g.config.clone(),
     ));
+    // No online feature store here: `tidemark run` serves it.
     let console = Console::new(
         gateway.clone(),
         wh,
-        options(config.as_ref(), tls.is_some(), None),
+        options(g, config.as_ref(), tls.is_some(), None, None)?,
     );
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!(
@@ -140,13 +159,15 @@ impl InDaemon {
 
 /// The console for `tidemark run`, its queries on `runtime` (the SQL endpoint's, not
 /// capture's). With `--serve`, `gateway` is the endpoint's: one audit writer, one
-/// reload; without, the console opens its own on `runtime`.
+/// reload; without, the console opens its own on `runtime`. `online`: the daemon's
+/// online feature store, whose state the Features page shows.
 pub async fn in_daemon(
     g: &GlobalArgs,
     config: &Config,
     wh: &tidemark_lake::Warehouse,
     gateway: Option<Gateway>,
     runtime: tokio::runtime::Handle,
+    online: Option<Arc<tidemark_features::OnlineStore>>,
 ) -> Result<InDaemon> {
     let server_options = tidemark_server::Options::from_config(&config.server)?;
     let (refresh, tls) = (server_options.refresh, server_options.tls.is_some());
@@ -181,7 +202,7 @@ pub async fn in_daemon(
     let console = Console::new(
         gateway,
         wh.clone(),
-        options(Some(config), tls, Some(runtime)),
+        options(g, Some(config), tls, Some(runtime), online)?,
     );
     Ok(InDaemon {
         routes: console.router(),

@@ -112,15 +112,23 @@ fn console_sign_in(args: &Args) -> Result<PathBuf> {
         .unwrap_or_else(|| tidemark_core::config::ConsoleConfig::default().listen);
     // TOML basic strings: paths quoted as JSON quotes them (the same escapes).
     let q = |p: &std::path::Path| serde_json::to_string(&p.to_string_lossy()).unwrap_or_default();
+    // The console's Models page reads the models the demo built; its Features page
+    // two feature views over them and over the landed payments (docs/features.md).
+    const FEATURES: &str = "\n[features.customer_spend]\nsource = \"analytics.customer_summary\"\n\
+        entity = \"customer_id\"\nttl = \"30d\"\n\
+        features = [\"billed\", \"paid\", { name = \"unpaid\", sql = \"billed - paid\" }]\n\n\
+        [features.payment_amounts]\nsource = \"invoicing.payments\"\nentity = \"payment_id\"\n\
+        join_on = \"id\"\nfeatures = [\"amount\", \"method\"]\n";
     std::fs::write(
         &config,
         format!(
             "# Written by tidemark demo for its web console; replaced on every run.\n\
              [environments.dev]\nwarehouse = {}\n\n[server]\nusers_file = {}\n{roles}\n\
-             [console]\nlisten = {}\n",
+             [console]\nlisten = {}\n\n[models]\npath = {}\n{FEATURES}",
             q(&dir),
             q(&users),
             serde_json::to_string(&listen).unwrap_or_default(),
+            q(&dir.join("models")),
         ),
     )?;
     let password = tidemark_console::random_password();

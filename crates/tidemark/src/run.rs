@@ -103,7 +103,9 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
             None => SqlRuntime::new()?,
         };
         let handle = runtime.handle().clone();
-        let console = crate::console::in_daemon(g, &config, &wh, gateway, handle).await?;
+        let console =
+            crate::console::in_daemon(g, &config, &wh, gateway, handle, online_store.clone())
+                .await?;
         (Some(console), Some(runtime))
     } else {
         (None, sql_runtime)

@@ -98,6 +98,10 @@ impl Job for Build {
                 full_refresh,
                 threads: config.models.threads,
                 progress: false,
+                ran_by: tidemark_models::RanBy {
+                    who: format!("job:{}", cx.job),
+                    environment: env.environment.clone(),
+                },
             };
             let report = tidemark_models::build(&env.wh, engine, &project, &options)
                 .await

@@ -2,14 +2,17 @@
 chromedriver by selenium (both from scripts/test.sh). Started by
 crates/tidemark/tests/it/console.rs against a running `tidemark console`.
 
-    console.py BASE_URL OUT_DIR ANALYST FINANCE PASSWORD XSS_TABLE XSS_TEXT
+    console.py BASE_URL OUT_DIR ANALYST FINANCE PASSWORD XSS_TABLE XSS_TEXT [ADMIN]
 
 Signs in as an analyst (health, catalog, a table's page, a query and its grid,
 paging, EXPLAIN, a source row holding an XSS string, "as of" in the editor, charts
 drawn and saved, a dashboard made of them, its "as of" slider moved and its
 "compare with 30 days earlier" overlay drawn), then as a finance user, who must
 find no forbidden table name anywhere (health, catalog, search, table page,
-dashboards) and gets a refusal on the card built on a table it cannot read. Writes
+dashboards, models, features) and gets a refusal on the card built on a table it
+cannot read. With ADMIN, signs in as that admin between the two: the Models page's
+DAG holds the example models (examples/models, built by `tidemark demo`) and links
+to their table pages, and the Features page lists the config's views. Writes
 a screenshot of each page to OUT_DIR and prints one JSON line last: the timings
 measured here and each page's load time as the page itself measured it (the
 performance API: from navigation to the page's last chart drawn). Any failed check
@@ -31,6 +34,10 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 BASE, OUT, ANALYST, FINANCE, PASSWORD, XSS_TABLE, XSS_TEXT = sys.argv[1:8]
+ADMIN = sys.argv[8] if len(sys.argv) > 8 else None
+# What `tidemark demo` builds from examples/models.
+EXAMPLE_MODELS = ["customer_summary", "open_receivables", "overdue_invoices",
+                  "payments_received", "revenue_by_country", "revenue_by_month"]
 os.makedirs(OUT, exist_ok=True)
 timings = {}
 
@@ -178,9 +185,21 @@ def make_charts():
 
 def bench(runs):
     """Each page loaded whole (a new document: assets, session, data, charts) RUNS
-    times, as the page measured it; then the compare overlay switched on."""
+    times, as the page measured it; then the compare overlay switched on.
+
+    In two phases when bench/console.sh restarts the console between them (so the
+    first load of each page finds no kept chart result): `setup` makes the charts
+    and the dashboard and prints its path; `measure` (DASHBOARD=<path>) loads the
+    pages. The first of each page's loads is then the cold one."""
+    phase = os.environ.get("TIDEMARK_CONSOLE_BENCH_PHASE", "both")
     sign_in(ANALYST)
-    dashboard = make_charts()
+    if phase == "measure":
+        dashboard = os.environ["DASHBOARD"]
+    else:
+        dashboard = make_charts()
+    if phase == "setup":
+        print(json.dumps({"ok": True, "dashboard": dashboard}))
+        return
     pages = [("health", "health"), ("catalog", "catalog"), ("table/invoicing.invoices", "table"),
              ("sql", "sql"), ("dashboards", "dashboards"), (dashboard, "dashboard")]
     out = {}
@@ -359,6 +378,41 @@ try:
     d.find_element(By.CSS_SELECTOR, "#signout").click()
     visible("#login-form")
 
+    if ADMIN:
+        # An admin: the models' DAG, their last builds and tests; the feature views.
+        sign_in(ADMIN)
+        timings["models_s"] = open_page("models", "#dag")
+        nodes = [e.get_attribute("data-node") for e in d.find_elements(By.CSS_SELECTOR, "#dag .dag-node")]
+        for name in EXAMPLE_MODELS + ["invoicing.invoices", "invoicing.customers", "invoicing.payments"]:
+            check(name in nodes, "the DAG has %s: %s" % (name, nodes))
+        check(len(d.find_elements(By.CSS_SELECTOR, "#dag .dag-edge")) >= 9, "the DAG has its arrows")
+        listed = sorted(e.get_attribute("data-model") for e in d.find_elements(By.CSS_SELECTOR, "#models tbody tr"))
+        check(listed == EXAMPLE_MODELS, "models table: %s" % listed)
+        row = text_of("#models tbody tr[data-model='customer_summary']")
+        check("build 1" in row and "invoicing.invoices v" in row and "unique(customer_id)" in row, row)
+        check("view defined" in text_of("#models tbody tr[data-model='overdue_invoices']"), "the view is defined")
+        check("tidemark.model_tests" in text_of("#model-tests"), text_of("#model-tests"))
+        # The build ran customer_summary's tests: each shows its last outcome.
+        check("pass" in text_of("#models tbody tr[data-model='customer_summary'] li[data-test='unique(customer_id)']"), row)
+        # Sources sit left of the models that read them.
+        x = lambda name: d.find_element(By.CSS_SELECTOR, "#dag .dag-node[data-node='%s'] rect" % name).get_attribute("x")
+        check(float(x("invoicing.customers")) < float(x("customer_summary")) < float(x("revenue_by_country")),
+              "layered left to right")
+        shot("17-models")
+        # A model's box opens its table's page.
+        d.find_element(By.CSS_SELECTOR, "#dag a .dag-node[data-node='revenue_by_country']").click()
+        loaded("table")
+        check(text_of("#view h2") == "analytics.revenue_by_country", text_of("#view h2"))
+        timings["features_s"] = open_page("features", "#feature-views")
+        views = sorted(e.get_attribute("data-view") for e in d.find_elements(By.CSS_SELECTOR, ".feature-view"))
+        check(views == ["customer_spend", "payment_amounts"], "feature views: %s" % views)
+        spend = text_of(".feature-view[data-view='customer_spend']")
+        check("analytics.customer_summary" in spend and "30d" in spend and "unpaid" in spend, spend)
+        check("not served by this process" in text_of("#online-store"), text_of("#online-store"))
+        shot("18-features")
+        d.find_element(By.CSS_SELECTOR, "#signout").click()
+        visible("#login-form")
+
     # Finance: invoice data only; no other table's name anywhere.
     forbidden = ["customers", "products", XSS_TABLE.split(".")[0], "dead_letters", "tidemark.audit"]
 
@@ -404,6 +458,21 @@ try:
     shot("16-finance-dashboard")
     visit("health", "health")
     no_forbidden("health with charts")
+    # No model: finance reads none of their tables (nor the tables most read).
+    visit("models", "models")
+    check("No model whose table your role reads" in text_of("#models"), text_of("#models"))
+    check(not d.find_elements(By.CSS_SELECTOR, "#dag"), "no DAG for finance")
+    no_forbidden("models")
+    for name in EXAMPLE_MODELS + ["analytics"]:
+        check(name not in d.page_source, "models: %r is on the page for finance" % name)
+    shot("19-finance-models")
+    # The one feature view over a table it reads, and not the one over a model.
+    visit("features", "features")
+    views = [e.get_attribute("data-view") for e in d.find_elements(By.CSS_SELECTOR, ".feature-view")]
+    check(views == ["payment_amounts"], "finance feature views: %s" % views)
+    check("customer_spend" not in d.page_source and "analytics" not in d.page_source, "features for finance")
+    no_forbidden("features")
+    shot("20-finance-features")
 
     # No policy violation and no script error in the page's console (failed
     # requests the page handles, such as the first 401, are not script errors).

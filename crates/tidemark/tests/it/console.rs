@@ -89,8 +89,15 @@ async fn the_console_in_a_real_browser() {
         .filter(|s| s.starts_with("server.roles."))
         .map(|s| format!("\n[{s}"))
         .collect();
+    // The models `tidemark demo` writes beside its warehouse, and two feature views:
+    // one over a model, one over a table finance reads.
+    let models = format!(
+        "\n[models]\npath = {:?}\n",
+        db.warehouse().join("models").display().to_string()
+    );
+    let features = "\n[features.customer_spend]\nsource = \"analytics.customer_summary\"\nentity = \"customer_id\"\nttl = \"30d\"\nfeatures = [\"billed\", \"paid\", { name = \"unpaid\", sql = \"billed - paid\" }]\n\n[features.payment_amounts]\nsource = \"invoicing.payments\"\nentity = \"payment_id\"\njoin_on = \"id\"\nfeatures = [\"amount\", \"method\"]\n";
     let cfg = db.config(&format!(
-        "\n[server]\nusers_file = \"users.toml\"\nrefresh_interval_ms = 500\n{roles}\n\n[console]\nlisten = \"127.0.0.1:{port}\"\n"
+        "\n[server]\nusers_file = \"users.toml\"\nrefresh_interval_ms = 500\n{roles}\n\n[console]\nlisten = \"127.0.0.1:{port}\"\n{models}{features}"
     ));
     let wh = db.warehouse();
     ok(tidemark(
@@ -108,6 +115,7 @@ async fn the_console_in_a_real_browser() {
     ok(tidemark(&cfg, &["snapshot"]));
     add_user(&cfg, "ana", "analyst");
     add_user(&cfg, "fiona", "finance");
+    add_user(&cfg, "root", "admin");
 
     let log = std::fs::File::create(cfg.with_file_name("console.log")).unwrap();
     let mut console = Command::new(env!("CARGO_BIN_EXE_tidemark"))
@@ -143,6 +151,7 @@ async fn the_console_in_a_real_browser() {
         .args(["ana", "fiona", PASSWORD])
         .arg(format!("{}.notes", db.name))
         .arg(XSS)
+        .arg("root")
         .output()
         .expect("run the browser test (python with selenium)");
     let _ = console.kill();
@@ -170,6 +179,10 @@ async fn the_console_in_a_real_browser() {
         "14-dashboard-compare",
         "15-table-page",
         "16-finance-dashboard",
+        "17-models",
+        "18-features",
+        "19-finance-models",
+        "20-finance-features",
     ] {
         assert!(
             out_dir.join(format!("{shot}.png")).exists(),

@@ -764,6 +764,15 @@ async fn a_build_job_keeps_the_models_level_with_new_data() {
     let base = format!("http://{}", api_addr(&config, 1));
     // By hand first: every model built.
     trigger_and_succeed(&base, "models", &operator).await;
+    // Its data tests' outcomes are kept, with the job that ran them.
+    let tested = tidemark_lake::last_model_tests(&wh).await.unwrap();
+    assert!(
+        !tested.is_empty()
+            && tested
+                .iter()
+                .all(|r| r.ran_by == "job:models" && r.outcome == "pass"),
+        "{tested:#?}"
+    );
     // Then new invoices land: the job follows on its own, incrementally.
     for _ in 0..5 {
         lander.land(&workload.next_day().unwrap()).await.unwrap();

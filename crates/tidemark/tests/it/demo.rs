@@ -28,6 +28,13 @@ async fn demo_offline_equals_demo_through_mysql() {
     a.extend(args);
     let out = ok(tidemark(&cfg, &a));
     assert!(out.contains("Revenue by status"), "{out}");
+    // The config it writes for the console reads: its models (the ones it built)
+    // and feature views for the Models and Features pages.
+    let written = tidemark_core::config::Config::from_file(&offline.join("tidemark.toml")).unwrap();
+    assert_eq!(written.models.path, offline.join("models"));
+    let views = tidemark_features::FeatureViews::parse(&written.features).unwrap();
+    let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
+    assert_eq!(names, ["customer_spend", "payment_amounts"]);
 
     // The same workload written to MariaDB, then snapshotted.
     let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&server_url()).unwrap())

@@ -101,6 +101,16 @@ async fn build_and_test_from_the_command_line() {
     assert!(out.contains("pass  unique(customer_id)"), "{out}");
     assert!(out.contains("pass  unit test"), "{out}");
     assert!(out.contains("0 failed"), "{out}");
+    // The build and the test run recorded their data tests in tidemark.model_tests;
+    // the newest run of each is the test run's.
+    let last = tidemark_lake::last_model_tests(&wh).await.unwrap();
+    assert!(
+        last.iter().any(|r| r.model == "customer_summary"
+            && r.test == "unique(customer_id)"
+            && r.outcome == "pass"
+            && r.ran_by == "tidemark test"),
+        "{last:#?}"
+    );
     // The model answers over SQL with history like a source table.
     let out = ok(run(
         &wh_path,
@@ -110,6 +120,18 @@ async fn build_and_test_from_the_command_line() {
         ],
     ));
     assert!(out.contains("versions"), "{out}");
+    // The test outcomes answer over SQL too (tidemark's own schema: admins).
+    let out = ok(run(
+        &wh_path,
+        &[
+            "sql",
+            "SELECT outcome, ran_by FROM tidemark.model_tests WHERE test = 'unique(customer_id)' AND ran_by = 'tidemark test'",
+        ],
+    ));
+    assert!(
+        out.contains("pass") && out.contains("tidemark test"),
+        "{out}"
+    );
     // A bad selector says which models there are.
     let o = build_cmd(&wh_path, &["--select", "nope"]).output().unwrap();
     assert!(!o.status.success());
