@@ -332,7 +332,7 @@ async fn series(
         instant_us(t)?;
     }
     let (session, sql, at) = (s.clone(), sql.to_string(), as_of.clone());
-    let cache = console.clone();
+    let kept_by = console.clone();
     let work = async move {
         let prepared = session.direct.prepare(&sql, at.as_deref()).await?;
         let kept = prepared.data_state().map(|data| {
@@ -345,7 +345,7 @@ async fn series(
             (asked, data.to_vec())
         });
         if let Some((asked, data)) = &kept {
-            if let Some(hit) = cache.inner.charts.get(asked, data) {
+            if let Some(hit) = kept_by.inner.charts.get(asked, data) {
                 prepared.answered(hit.rows.len());
                 return Ok::<_, ConsoleError>(hit);
             }
@@ -375,7 +375,7 @@ async fn series(
             truncated,
         });
         if let Some((asked, data)) = kept {
-            cache.inner.charts.put(asked, data, result.clone());
+            kept_by.inner.charts.put(asked, data, result.clone());
         }
         Ok(result)
     };

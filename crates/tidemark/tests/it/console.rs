@@ -248,23 +248,7 @@ async fn the_daemon_serves_the_console() {
             .contains("content-security-policy: default-src 'none'"),
         "{page}"
     );
-    let login = http(
-        port,
-        "POST",
-        "/console/api/login",
-        &[("Content-Type", "application/json")],
-        &format!("{{\"user\":\"ana\",\"password\":\"{PASSWORD}\"}}"),
-    );
-    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
-    let cookie = login
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("set-cookie: ")
-                .or_else(|| l.strip_prefix("Set-Cookie: "))
-        })
-        .and_then(|c| c.split(';').next())
-        .unwrap_or_else(|| panic!("no session cookie: {login}"))
-        .to_string();
+    let (_, cookie) = sign_in(port, "ana");
     // The table lands from the binlog; the console lists it once the engine has it.
     let table = format!("\"name\":\"{}\"", db.name);
     let start = Instant::now();
@@ -300,23 +284,7 @@ async fn the_daemon_serves_the_console() {
         health.contains("\"daemon\":true") && health.contains("\"jobs\":null"),
         "{health}"
     );
-    let login = http(
-        port,
-        "POST",
-        "/console/api/login",
-        &[("Content-Type", "application/json")],
-        &format!("{{\"user\":\"root\",\"password\":\"{PASSWORD}\"}}"),
-    );
-    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
-    let root_cookie = login
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("set-cookie: ")
-                .or_else(|| l.strip_prefix("Set-Cookie: "))
-        })
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_string();
+    let (login, root_cookie) = sign_in(port, "root");
     let csrf = login
         .split("\"csrf\":\"")
         .nth(1)
@@ -359,4 +327,27 @@ async fn the_daemon_serves_the_console() {
     }
     crate::support::kill(run);
     db.drop().await;
+}
+
+/// Sign `user` in to the console on `port`: the login answer and the session
+/// cookie (`name=value`).
+fn sign_in(port: u16, user: &str) -> (String, String) {
+    let login = http(
+        port,
+        "POST",
+        "/console/api/login",
+        &[("Content-Type", "application/json")],
+        &format!("{{\"user\":\"{user}\",\"password\":\"{PASSWORD}\"}}"),
+    );
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    let cookie = login
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie: {login}"))
+        .to_string();
+    (login, cookie)
 }
