@@ -6,9 +6,10 @@
 #
 # It measures two things, each as a ratio of two timings taken in the same run:
 #   1. Incremental against whole: tidemark-models' `models_bench` example lands ROWS
-#      rows into `bench.events` (five per customer) as capture lands them, builds an
-#      incremental model summing them per customer, changes CHANGE of the rows
-#      (updates of amount and status, deletes, inserts) in one commit, then times the
+#      rows into `bench.events` (five per customer) as capture lands them, builds two
+#      incremental models over them (one summing them per customer, one cleaning them
+#      row by row, keyed by the input's key), changes CHANGE of the rows (updates of
+#      amount and status, deletes, inserts) in one commit, then times, per model, the
 #      incremental build that lands them and a whole rebuild (--full-refresh) of the
 #      same state, and checks the model equal to its SQL. Target (the issue): the
 #      incremental build takes <= 5 % of the whole rebuild.

@@ -86,6 +86,12 @@ impl Audit {
         Ok(Self { table })
     }
 
+    /// The audit table, if the endpoint has ever written one (for reading:
+    /// `tidemark sql` and other engines than the endpoint's own).
+    pub async fn existing(wh: &Warehouse) -> Result<Option<DeltaTable>> {
+        own::existing(wh, AUDIT).await
+    }
+
     /// Maintain the audit table (see `own::maintain`): records older than
     /// `keep_days` are deleted (0 keeps every record), small files bin-packed, a
     /// checkpoint written, files older than `retention` vacuumed. `None` when the

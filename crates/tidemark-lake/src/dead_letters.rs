@@ -108,15 +108,6 @@ impl DeadLetters {
         own::existing(wh, DEAD_LETTERS).await
     }
 
-    /// Maintain the dead-letter table (see `own::maintain`); dead letters are never
-    /// expired: each is a change that did not land, kept until someone acts on it.
-    pub async fn maintain(
-        wh: &Warehouse,
-        retention: Option<chrono::Duration>,
-    ) -> Result<Option<own::OwnMaintenance>> {
-        own::maintain(wh, DEAD_LETTERS, retention, None).await
-    }
-
     /// The table's location.
     pub fn location(&self) -> &Url {
         &self.url

@@ -74,7 +74,19 @@ pub use model_tests::{
     existing as existing_model_tests, last_model_tests, record_model_tests, ModelTestRow,
     MODEL_TESTS,
 };
-pub use own::{OwnMaintenance, OWN_SCHEMA};
+pub use own::{maintain_records, OwnMaintenance, OWN_SCHEMA};
+
+/// tidemark's own tables of records that keep every row (the audit alone expires
+/// rows): `tidemark maintain` and the daemon's maintenance job bin-pack, checkpoint
+/// and vacuum them ([`maintain_records`]).
+pub const KEPT_RECORDS: [&str; 6] = [
+    DEAD_LETTERS,
+    RUNS,
+    MODEL_TESTS,
+    VERIFICATIONS,
+    saved::CHARTS,
+    saved::DASHBOARDS,
+];
 pub use provider::{provider, snapshot_of, Snapshot};
 pub use rows::{collapse_by_key, concat, current_rows, history_rows};
 pub use runs::{existing as existing_runs, record_runs, RunClaims, RunRow, RUNS};

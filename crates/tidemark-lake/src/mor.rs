@@ -42,6 +42,11 @@ pub fn compaction_due(tail_rows: u64, base_rows: u64) -> bool {
     tail_rows > 0 && tail_rows >= COMPACT_MIN_ROWS.max(base_rows / 5)
 }
 
+/// The name the current view's plan reads its base under ([`plan_current`]): a
+/// reader that knows every key it wants has a tail row (models' incremental builds)
+/// finds the base's scan by it and leaves it out.
+pub const BASE_SCAN: &str = "__tidemark_base";
+
 /// An `_ingest_ts` instant (micros) as a literal of the column's type.
 pub fn ingest_literal(us: i64) -> ScalarValue {
     ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into()))
@@ -186,12 +191,12 @@ pub async fn plan_current(
     upto_us: Option<i64>,
 ) -> deltalake::datafusion::error::Result<DataFrame> {
     let tail_df = tail(ctx.read_table(log)?, mark_us, upto_us)?;
-    ctx.register_table("__tidemark_base", base)?;
+    ctx.register_table(BASE_SCAN, base)?;
     ctx.register_table("__tidemark_tail", tail_df.into_view())?;
     let df = ctx
-        .sql(&current_view_sql(ts, "__tidemark_base", "__tidemark_tail"))
+        .sql(&current_view_sql(ts, BASE_SCAN, "__tidemark_tail"))
         .await;
-    ctx.deregister_table("__tidemark_base")?;
+    ctx.deregister_table(BASE_SCAN)?;
     ctx.deregister_table("__tidemark_tail")?;
     df
 }

@@ -152,6 +152,18 @@ pub(crate) async fn maintain(
     Ok(Some(out))
 }
 
+/// Maintain own table `name` keeping every row (bin-pack, checkpoint, VACUUM as
+/// [`maintain`] does): for the tables of records other than the audit
+/// ([`crate::KEPT_RECORDS`]), which grow by a commit per job run, build, verification
+/// or save. `None` when the table does not exist.
+pub async fn maintain_records(
+    wh: &Warehouse,
+    name: &str,
+    retention: Option<chrono::Duration>,
+) -> Result<Option<OwnMaintenance>> {
+    maintain(wh, name, retention, None).await
+}
+
 /// One text column of `rows`, for an own table's batch.
 pub(crate) fn texts<R>(rows: &[R], f: impl Fn(&R) -> Option<&str>) -> ArrayRef {
     Arc::new(rows.iter().map(f).collect::<StringArray>())

@@ -2,9 +2,11 @@
 //! (bench/models.sh runs it; figures go to bench/RESULTS.md).
 //!
 //! `bench.events` gets `--rows` rows (five per customer) in the layout capture lands
-//! (history log, compacted current table). An incremental model sums them per
-//! customer. After its first build, `--change` of the rows change (updates of amount
-//! and status, deletes, inserts, spread over random customers) in one commit, and:
+//! (history log, compacted current table). Two incremental models read it: one sums
+//! the rows per customer (an aggregate by a column that is not the input's key), one
+//! cleans them row by row (keyed by the input's key, dbt's staging model). After
+//! their first builds, `--change` of the rows change (updates of amount and status,
+//! deletes, inserts, spread over random customers) in one commit, and, per model:
 //!
 //! * the incremental build lands them (timed);
 //! * a whole rebuild of the same state is timed (`--full-refresh`);
@@ -102,6 +104,7 @@ fn batch(
 async fn build(
     wh: &Warehouse,
     project: &Project,
+    model: &str,
     full_refresh: bool,
 ) -> (f64, tidemark_models::Built) {
     let engine = Arc::new(Engine::open(wh).await.unwrap());
@@ -111,6 +114,7 @@ async fn build(
         engine,
         project,
         &Options {
+            select: vec![model.to_string()],
             full_refresh,
             threads: 1,
             ..Default::default()
@@ -119,9 +123,9 @@ async fn build(
     .await
     .unwrap();
     let took = started.elapsed().as_secs_f64();
-    match report.get("customer_totals") {
+    match report.get(model) {
         Some(Outcome::Built(b)) => (took, b.clone()),
-        other => panic!("{other:?}"),
+        other => panic!("{model}: {other:?}"),
     }
 }
 
@@ -189,6 +193,11 @@ async fn main() {
 
     let models = dir.path().join("models");
     std::fs::create_dir_all(&models).unwrap();
+    // Two shapes of incremental model, each measured on its own:
+    // * an aggregate by a column that is not the input's key (a customer summary):
+    //   a build recomputes every customer a change touched, from all their rows;
+    // * a row-level model keyed by the input's key (dbt's staging model, the merge
+    //   step of the old design): a build recomputes the changed rows only.
     std::fs::write(
         models.join("customer_totals.sql"),
         "{{ config(materialized='incremental', unique_key='customer_id') }}\n\
@@ -196,13 +205,31 @@ async fn main() {
          FROM {{ source('bench', 'events') }} WHERE status <> 'void' GROUP BY customer_id\n",
     )
     .unwrap();
+    std::fs::write(
+        models.join("events_clean.sql"),
+        "{{ config(materialized='incremental', unique_key='id') }}\n\
+         SELECT id, customer_id, status, amount,\n\
+                CASE WHEN status = 'paid' THEN amount ELSE 0 END AS paid_amount\n\
+         FROM {{ source('bench', 'events') }} WHERE status <> 'void'\n",
+    )
+    .unwrap();
+    let shapes = [
+        (
+            "customer_totals",
+            "aggregate by a column other than the input's key",
+        ),
+        ("events_clean", "row-level, keyed by the input's key"),
+    ];
     let engine = Engine::open(&wh).await.unwrap();
     let config = ModelsConfig {
         path: models,
         ..Default::default()
     };
     let project = Project::load(&config, Some(&engine.landed_names()), "bench").unwrap();
-    let (first, _) = build(&wh, &project, false).await;
+    let mut first = Vec::new();
+    for (model, _) in shapes {
+        first.push(build(&wh, &project, model, false).await.0);
+    }
 
     // The change: updates, deletes, inserts over random rows, one commit.
     let changes = ((rows as f64) * change) as i64;
@@ -242,26 +269,35 @@ async fn main() {
         .await
         .unwrap();
 
-    let (incremental, inc) = build(&wh, &project, false).await;
-    assert!(inc.incremental, "{inc:?}");
-    let (full, whole) = build(&wh, &project, true).await;
-    let engine = Engine::open(&wh).await.unwrap();
-    let drift = tidemark_models::drift::drift(&engine, &project.models["customer_totals"])
-        .await
-        .unwrap();
-    assert!(drift.is_none(), "{drift:?}");
+    let mut measured = Vec::new();
+    for ((model, shape), first) in shapes.into_iter().zip(first) {
+        let (incremental, inc) = build(&wh, &project, model, false).await;
+        assert!(inc.incremental, "{inc:?}");
+        let (full, whole) = build(&wh, &project, model, true).await;
+        let engine = Engine::open(&wh).await.unwrap();
+        let drift = tidemark_models::drift::drift(&engine, &project.models[model])
+            .await
+            .unwrap();
+        assert!(drift.is_none(), "{model}: {drift:?}");
+        measured.push(serde_json::json!({
+            "model": model,
+            "shape": shape,
+            "first_build_s": first,
+            "incremental_s": incremental,
+            "incremental_keys": inc.rows,
+            "incremental_landed": inc.inserted + inc.updated + inc.deleted,
+            "full_rebuild_s": full,
+            "full_rows": whole.rows,
+            "incremental_over_full": incremental / full,
+        }));
+    }
     println!(
         "{}",
         serde_json::json!({
             "rows": rows,
             "customers": customers,
             "changed_rows": landed,
-            "first_build_s": first,
-            "incremental_s": incremental,
-            "incremental_keys": inc.rows,
-            "full_rebuild_s": full,
-            "full_rows": whole.rows,
-            "incremental_over_full": incremental / full,
+            "models": measured,
         })
     );
 }

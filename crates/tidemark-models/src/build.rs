@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tidemark_core::position::{InputMark, ModelProgress};
 use tidemark_lake::{TableKind, Warehouse};
 use tidemark_query::Engine;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::Error;
 use crate::graph;
@@ -93,6 +93,10 @@ pub struct Built {
     pub view: bool,
     /// Why an incremental model was built whole, if it was.
     pub full_because: Option<String>,
+    /// The input an incremental build read from its history log's tail alone (the
+    /// rows landed since its last compaction), not from its whole table: every key
+    /// to recompute had changed there ([`crate::incremental::tail_only`]).
+    pub from_tail: Option<String>,
     /// Wall time.
     pub millis: u64,
     /// Data tests of severity `error` that failed (the models downstream were not
@@ -570,8 +574,12 @@ async fn build_one(
         incremental,
         appended: appending,
         view: false,
-        full_because: match read {
-            Read::Whole { because } => because,
+        full_because: match &read {
+            Read::Whole { because } => because.clone(),
+            _ => None,
+        },
+        from_tail: match &read {
+            Read::Keys { from_tail, .. } => from_tail.as_ref().map(|t| t.to_string()),
             _ => None,
         },
         millis: started.elapsed().as_millis() as u64,
@@ -622,6 +630,8 @@ enum Read {
     Keys {
         plan: deltalake::datafusion::logical_expr::LogicalPlan,
         keys: deltalake::arrow::array::RecordBatch,
+        /// The input read from its tail alone, if one was.
+        from_tail: Option<crate::render::Target>,
     },
     /// The template's own `is_incremental()` SQL (dbt's way).
     Filtered,
@@ -698,7 +708,11 @@ async fn how_to_read(
     }
     Ok(
         match keys_to_rebuild(engine, model, full, &previous.inputs, marks).await {
-            Ok((plan, keys)) => Read::Keys { plan, keys },
+            Ok((plan, keys, from_tail)) => Read::Keys {
+                plan,
+                keys,
+                from_tail,
+            },
             Err(why) => because(&why),
         },
     )
@@ -747,6 +761,7 @@ async fn keys_to_rebuild(
     (
         deltalake::datafusion::logical_expr::LogicalPlan,
         deltalake::arrow::array::RecordBatch,
+        Option<crate::render::Target>,
     ),
     String,
 > {
@@ -774,7 +789,20 @@ async fn keys_to_rebuild(
     let keys = crate::incremental::affected_keys(engine, &lineage, &typed, from, to).await?;
     info!(model = %model.name, keys = keys.num_rows(), inputs = lineage.len(), ms = started.elapsed().as_millis() as u64, "incremental: recomputing the keys the inputs' changes touched");
     let restricted = crate::incremental::restrict(plan, &lineage, &keys)?;
-    Ok((restricted, keys))
+    // Keys that all have rows in the input's tail: the base is left out, so the
+    // build reads what landed since the last compaction, not the whole input.
+    if let Some(t) = crate::incremental::tail_only(engine, &lineage, from, to) {
+        match crate::incremental::read_tail_only(restricted.clone(), &t) {
+            Ok(p) => {
+                info!(model = %model.name, input = %t, "incremental: reading the input's changed rows from its tail alone");
+                return Ok((p, keys, Some(t)));
+            }
+            Err(why) => {
+                debug!(model = %model.name, input = %t, why, "incremental: the input's base is read")
+            }
+        }
+    }
+    Ok((restricted, keys, None))
 }
 
 /// A view: its definition is stored (replaced when its SQL changed) once the SQL is

@@ -489,6 +489,79 @@ pub fn restrict_inputs(
     Ok(out.data)
 }
 
+/// The input an incremental build can read from its history log's tail alone, if
+/// one can: the only input that changed since the last build, whose own key the
+/// model's key comes from (so the affected keys are the keys it changed), merged on
+/// read above a mark the last build had already read past. Every affected key then
+/// has a log row above the mark, and the input's current view takes such a key's
+/// row from the tail, never from the base: leaving the base's scan out
+/// ([`read_tail_only`]) changes no row and reads only what landed since the mark,
+/// not the whole table.
+pub fn tail_only(
+    engine: &Engine,
+    lineage: &Lineage,
+    from: &BTreeMap<String, InputMark>,
+    to: &BTreeMap<String, InputMark>,
+) -> Option<Target> {
+    let mut changed = lineage
+        .keys()
+        .filter(|t| from.get(&t.to_string()) != to.get(&t.to_string()));
+    let t = changed.next()?;
+    if changed.next().is_some() {
+        // Another input's changes bring keys this one's tail may not hold.
+        return None;
+    }
+    let m1 = from.get(&t.to_string())?;
+    let ts = engine.landed_schema(&t.schema, &t.table)?;
+    let pk: BTreeSet<String> = ts.key_names().iter().map(|s| s.to_lowercase()).collect();
+    let cols: BTreeSet<String> = lineage[t].iter().map(|s| s.to_lowercase()).collect();
+    if pk != cols || cols.len() != lineage[t].len() {
+        return None;
+    }
+    let mark = engine.merge_mark(&t.schema, &t.table)?;
+    (mark <= m1.ingest_us).then(|| t.clone())
+}
+
+/// `plan` with the base of input `t`'s current view left out (an empty relation of
+/// its columns): for a plan already restricted to keys that all have rows in `t`'s
+/// tail ([`tail_only`]). `Err` if the plan holds no such view of `t` to change.
+pub fn read_tail_only(plan: LogicalPlan, t: &Target) -> Result<LogicalPlan, String> {
+    let mut found = false;
+    let out = plan
+        .transform_down_with_subqueries(|node| {
+            let LogicalPlan::SubqueryAlias(a) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            if target_of(&a.alias) != *t {
+                return Ok(Transformed::no(node));
+            }
+            let inner = node.transform_down(|n| match &n {
+                LogicalPlan::TableScan(s)
+                    if s.table_name.table() == tidemark_lake::mor::BASE_SCAN =>
+                {
+                    found = true;
+                    Ok(Transformed::yes(LogicalPlan::EmptyRelation(
+                        deltalake::datafusion::logical_expr::EmptyRelation {
+                            produce_one_row: false,
+                            schema: s.projected_schema.clone(),
+                        },
+                    )))
+                }
+                _ => Ok(Transformed::no(n)),
+            })?;
+            Ok(Transformed::new(
+                inner.data,
+                inner.transformed,
+                TreeNodeRecursion::Jump,
+            ))
+        })
+        .map_err(|e| e.to_string())?;
+    if !found {
+        return Err(format!("the plan reads no merged view of {t}"));
+    }
+    Ok(out.data)
+}
+
 /// Whether an append build can make `plan`'s new rows from its inputs' new rows:
 /// each row of the result must come from one row of each input it reads (selections,
 /// projections, inner joins), every table read must be one of `inputs` (landed, with

@@ -46,9 +46,10 @@ pub(crate) struct Known {
     closed_loaded: Option<deltalake::DeltaTable>,
     /// Loaded from the deferred warehouse (read-only), not the engine's own.
     deferred: bool,
-    /// The current table's base is its whole current state (no tail to merge), so
-    /// its files' row counts are the table's.
-    base_is_whole: bool,
+    /// The `_ingest_ts` mark (micros) above which the current view merges the log's
+    /// tail into the base; `None` when the base is the whole current state (no tail
+    /// to merge), so its files' row counts are the table's.
+    read_mark: Option<i64>,
 }
 
 /// What a table's Delta statistics say, read from its log without reading a row:
@@ -460,7 +461,7 @@ impl Engine {
                     hist_loaded: hist,
                     closed_loaded: closed,
                     deferred,
-                    base_is_whole: read_mark.is_none(),
+                    read_mark,
                 },
             );
             changed += 1;
@@ -520,6 +521,17 @@ impl Engine {
                     v.update_datafusion_session(&self.ctx.state())?;
                     self.register_own(name, Arc::new(crate::Latest::new(&v).await?))?;
                 }
+            }
+        }
+        // And the endpoint's audit records (the endpoint registers the table it
+        // writes itself; an engine of `tidemark sql` reads what is there).
+        if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::AUDIT) {
+            if let Some(v) = tidemark_lake::Audit::existing(&self.wh).await? {
+                v.update_datafusion_session(&self.ctx.state())?;
+                self.register_own(
+                    tidemark_lake::AUDIT,
+                    Arc::new(crate::Latest::new(&v).await?),
+                )?;
             }
         }
         // And the daemon's ended job runs.
@@ -874,7 +886,7 @@ impl Engine {
             let hist = file_stats(&k.hist_loaded, Some(tidemark_core::schema::VALID_FROM));
             return Some(TableStats {
                 rows: cur.map(|(n, _)| n),
-                rows_exact: cur.is_some() && k.base_is_whole,
+                rows_exact: cur.is_some() && k.read_mark.is_none(),
                 changes: hist.map(|(n, _)| n),
                 oldest_us: hist.and_then(|(_, m)| m),
             });
@@ -897,6 +909,20 @@ impl Engine {
             .expect("tables lock")
             .get(&(schema.to_string(), table.to_string()))
             .map(|k| k.hist_loaded.clone())
+    }
+
+    /// The mark above which the current view of landed table `schema.table` merges
+    /// its history log's tail into the stored base (`_ingest_ts`, micros), as last
+    /// refreshed; `None` when the view reads the base alone (nothing landed since
+    /// the last compaction, or a table not merged on read) or the table is unknown.
+    /// Every key with a log row above the mark is read from the tail alone: the
+    /// view drops its base rows ([`tidemark_lake::mor`]).
+    pub fn merge_mark(&self, schema: &str, table: &str) -> Option<i64> {
+        self.tables
+            .read()
+            .expect("tables lock")
+            .get(&(schema.to_string(), table.to_string()))
+            .and_then(|k| k.read_mark)
     }
 
     /// The names (source and SQL) of every landed table, as last refreshed.

@@ -127,6 +127,10 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
                 b.full_because
                     .as_ref()
                     .map(|w| format!(" ({w})"))
+                    .or_else(|| b
+                        .from_tail
+                        .as_ref()
+                        .map(|t| format!(" ({t} read from its changes alone)")))
                     .unwrap_or_default()
             ),
             Outcome::UpToDate => "up to date (its SQL and inputs are unchanged)".into(),

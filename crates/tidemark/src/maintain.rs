@@ -55,16 +55,19 @@ pub async fn run(g: &GlobalArgs, args: Args) -> Result<()> {
         done += 1;
     }
     // tidemark's own tables: the audit (a commit each second while the endpoint
-    // serves) and the dead letters.
+    // serves; rows older than its retention go) and the records kept whole (dead
+    // letters, job runs, model test outcomes, verifications, saved charts).
     let keep_days = config.as_ref().map_or(0, |c| c.server.audit_retention_days);
-    for name in ["tidemark.audit", "tidemark.dead_letters"] {
-        if !args.tables.is_empty() && !args.tables.iter().any(|t| t == name) {
+    let own = std::iter::once(tidemark_lake::AUDIT).chain(tidemark_lake::KEPT_RECORDS);
+    for table in own {
+        let name = format!("{}.{table}", tidemark_lake::OWN_SCHEMA);
+        if !args.tables.is_empty() && !args.tables.contains(&name) {
             continue;
         }
-        let m = if name == "tidemark.audit" {
+        let m = if table == tidemark_lake::AUDIT {
             tidemark_lake::Audit::maintain(&wh, retention, keep_days).await
         } else {
-            tidemark_lake::DeadLetters::maintain(&wh, retention).await
+            tidemark_lake::maintain_records(&wh, table, retention).await
         };
         if let Some(m) = m.with_context(|| format!("table {name}"))? {
             println!(

@@ -99,9 +99,13 @@ impl Job for Maintain {
             tidemark_lake::Audit::maintain(wh, Some(retain), keep_days)
                 .await
                 .map_err(|e| lake_error(e, "tidemark.audit"))?;
-            tidemark_lake::DeadLetters::maintain(wh, Some(retain))
-                .await
-                .map_err(|e| lake_error(e, "tidemark.dead_letters"))?;
+            for table in tidemark_lake::KEPT_RECORDS {
+                tidemark_lake::maintain_records(wh, table, Some(retain))
+                    .await
+                    .map_err(|e| {
+                        lake_error(e, &format!("{}.{table}", tidemark_lake::OWN_SCHEMA))
+                    })?;
+            }
             Ok(RunOutput {
                 rows: folded,
                 message: Some(format!(

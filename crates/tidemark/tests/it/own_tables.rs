@@ -1,7 +1,8 @@
 //! tidemark's own tables are maintained like source tables (issue 14, item 9): the
 //! audit, which gets a commit each second while the endpoint serves, is compacted,
 //! checkpointed and vacuumed by `tidemark maintain`, and records older than
-//! `audit_retention_days` go.
+//! `audit_retention_days` go; the tables of records that keep every row (here the
+//! data-test outcomes, a commit per build) are compacted too.
 
 use crate::support::{ok, tidemark};
 
@@ -42,6 +43,28 @@ async fn maintain_compacts_the_audit_and_applies_its_retention() {
             .await
             .unwrap();
     }
+    // And a record table that keeps every row: data-test outcomes, a commit per
+    // build.
+    for i in 0..5 {
+        tidemark_lake::record_model_tests(
+            &wh,
+            &[tidemark_lake::ModelTestRow {
+                model: "m".into(),
+                test: format!("unique(id) {i}"),
+                severity: "error".into(),
+                outcome: "pass".into(),
+                started_us: now,
+                ended_us: now,
+                ran_by: "tidemark build".into(),
+                environment: "dev".into(),
+                ..Default::default()
+            }],
+        )
+        .await
+        .unwrap();
+    }
+    let tests_dir = wh_dir.join("tidemark").join("model_tests");
+    assert_eq!(parquet_files(&tests_dir), 5);
     let table_dir = wh_dir.join("tidemark").join("audit");
     assert_eq!(parquet_files(&table_dir), 12);
     let config = dir.path().join("tidemark.toml");
@@ -65,6 +88,12 @@ async fn maintain_compacts_the_audit_and_applies_its_retention() {
             .any(|e| e.file_name().to_string_lossy().contains(".checkpoint.")),
         "a checkpoint was written"
     );
+    // The test outcomes: bin-packed and vacuumed, every row kept.
+    assert!(
+        out.contains("tidemark.model_tests") && out.contains("expired rows 0"),
+        "{out}"
+    );
+    assert_eq!(parquet_files(&tests_dir), 1, "{out}");
     let url = url::Url::from_directory_path(&table_dir).unwrap();
     let t = deltalake::open_table(url).await.unwrap();
     let ctx = deltalake::datafusion::prelude::SessionContext::new();
@@ -84,4 +113,15 @@ async fn maintain_compacts_the_audit_and_applies_its_retention() {
         .unwrap()
         .value(0);
     assert_eq!(n, 16, "the last 30 days are kept");
+    // And `tidemark sql` reads it (an engine that is not the endpoint's own).
+    let out = ok(tidemark(
+        &config,
+        &["sql", "SELECT count(*) AS kept FROM tidemark.audit"],
+    ));
+    assert!(out.contains("16"), "{out}");
+    let out = ok(tidemark(
+        &config,
+        &["sql", "SELECT count(*) AS kept FROM tidemark.model_tests"],
+    ));
+    assert!(out.contains('5'), "{out}");
 }
