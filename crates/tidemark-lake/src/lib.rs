@@ -74,7 +74,7 @@ pub use model_tests::{
     existing as existing_model_tests, last_model_tests, record_model_tests, ModelTestRow,
     MODEL_TESTS,
 };
-pub use own::{maintain_records, OwnMaintenance, OWN_SCHEMA};
+pub use own::{existing as existing_own, maintain_records, OwnMaintenance, OWN_SCHEMA};
 
 /// tidemark's own tables of records that keep every row (the audit alone expires
 /// rows): `tidemark maintain` and the daemon's maintenance job bin-pack, checkpoint

@@ -71,7 +71,7 @@ pub(crate) async fn open_or_create(
 }
 
 /// Own table `name` if it exists, read-only.
-pub(crate) async fn existing(wh: &Warehouse, name: &str) -> Result<Option<DeltaTable>> {
+pub async fn existing(wh: &Warehouse, name: &str) -> Result<Option<DeltaTable>> {
     let url = url(wh, name);
     if let Ok(p) = url.to_file_path() {
         if !p.join("_delta_log").is_dir() {

@@ -488,69 +488,21 @@ impl Engine {
             self.tables.write().expect("tables lock").remove(&(s, t));
             changed += 1;
         }
-        // tidemark's own tables: the dead letters of event streams, once there are
-        // any; registered once, read at their newest version by each query.
-        if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::DEAD_LETTERS) {
-            if let Some(dl) = tidemark_lake::DeadLetters::existing(&self.wh).await? {
-                dl.update_datafusion_session(&self.ctx.state())?;
-                self.register_own(
-                    tidemark_lake::DEAD_LETTERS,
-                    Arc::new(crate::Latest::new(&dl).await?),
-                )?;
+        // tidemark's own tables (the audit, dead letters, job runs, data-test
+        // outcomes, verifications, saved charts and dashboards), each once it exists:
+        // registered once, read at its newest version by each query. The endpoint
+        // registers the audit it writes itself; other engines read what is there.
+        for name in std::iter::once(tidemark_lake::AUDIT).chain(tidemark_lake::KEPT_RECORDS) {
+            if self.hidden_exists(tidemark_lake::OWN_SCHEMA, name) {
+                continue;
             }
-        }
-        // And the reports of `tidemark verify`, once a run has recorded one.
-        if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::VERIFICATIONS) {
-            if let Some(v) = tidemark_lake::existing_verifications(&self.wh).await? {
-                v.update_datafusion_session(&self.ctx.state())?;
-                self.register_own(
-                    tidemark_lake::VERIFICATIONS,
-                    Arc::new(crate::Latest::new(&v).await?),
-                )?;
+            if let Some(t) = tidemark_lake::existing_own(&self.wh, name).await? {
+                t.update_datafusion_session(&self.ctx.state())?;
+                self.register_own(name, Arc::new(crate::Latest::new(&t).await?))?;
             }
         }
         changed += self.refresh_derived(catalog.as_ref()).await?;
         changed += self.refresh_views(catalog.as_ref(), changed > 0).await?;
-        // And the web console's saved charts and dashboards (every save a row).
-        for name in [
-            tidemark_lake::saved::CHARTS,
-            tidemark_lake::saved::DASHBOARDS,
-        ] {
-            if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, name) {
-                if let Some(v) = tidemark_lake::saved::existing(&self.wh, name).await? {
-                    v.update_datafusion_session(&self.ctx.state())?;
-                    self.register_own(name, Arc::new(crate::Latest::new(&v).await?))?;
-                }
-            }
-        }
-        // And the endpoint's audit records (the endpoint registers the table it
-        // writes itself; an engine of `tidemark sql` reads what is there).
-        if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::AUDIT) {
-            if let Some(v) = tidemark_lake::Audit::existing(&self.wh).await? {
-                v.update_datafusion_session(&self.ctx.state())?;
-                self.register_own(
-                    tidemark_lake::AUDIT,
-                    Arc::new(crate::Latest::new(&v).await?),
-                )?;
-            }
-        }
-        // And the daemon's ended job runs.
-        if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::RUNS) {
-            if let Some(v) = tidemark_lake::existing_runs(&self.wh).await? {
-                v.update_datafusion_session(&self.ctx.state())?;
-                self.register_own(tidemark_lake::RUNS, Arc::new(crate::Latest::new(&v).await?))?;
-            }
-        }
-        // And the SQL models' data test outcomes.
-        if !self.hidden_exists(tidemark_lake::OWN_SCHEMA, tidemark_lake::MODEL_TESTS) {
-            if let Some(v) = tidemark_lake::existing_model_tests(&self.wh).await? {
-                v.update_datafusion_session(&self.ctx.state())?;
-                self.register_own(
-                    tidemark_lake::MODEL_TESTS,
-                    Arc::new(crate::Latest::new(&v).await?),
-                )?;
-            }
-        }
         Ok(changed)
     }
 
